@@ -1,0 +1,840 @@
+//! Tarn's SQL dialect: HeatWave Lakehouse DDL (`CREATE EXTERNAL TABLE ... FILE_FORMAT = (...)
+//! FILES = (...)`), HeatWave's older `ENGINE_ATTRIBUTE` form, DataFusion's `STORED AS ... LOCATION`
+//! form, and the catalog and load statements around them.
+//!
+//! Tokens, identifiers, string literals and column types come from sqlparser's MySQL dialect and its
+//! public `Parser` API; this module only walks the clauses sqlparser does not know. Everything that
+//! is not a catalog statement (queries, EXPLAIN, SET, ...) is handed back as [`Statement::Query`]
+//! for the engine.
+
+use std::time::Duration;
+
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{ColumnOption, ObjectName, Value};
+use datafusion::sql::sqlparser::dialect::MySqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use crate::error::{CatalogError, Result};
+use crate::model::{
+    ColumnDef, Compression, FileFormat, FileSpec, FormatKind, TableDef, TableKey, TableOptions,
+};
+use crate::types::{sql_to_arrow, sql_type_text};
+
+/// A table name as written: the database part may be missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    pub database: Option<String>,
+    pub table: String,
+}
+
+impl TableRef {
+    /// The full key, using `default_db` when the statement named no database.
+    pub fn resolve(&self, default_db: Option<&str>) -> Result<TableKey> {
+        let db = self
+            .database
+            .as_deref()
+            .or(default_db)
+            .ok_or(CatalogError::NoDatabaseSelected)?;
+        Ok(TableKey::new(db, &self.table))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    CreateDatabase {
+        name: String,
+        if_not_exists: bool,
+    },
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+    },
+    /// `table.key.database` is empty when the statement named no database.
+    CreateTable {
+        table: TableDef,
+        if_not_exists: bool,
+    },
+    DropTable {
+        table: TableRef,
+        if_exists: bool,
+    },
+    ShowDatabases,
+    ShowTables {
+        database: Option<String>,
+    },
+    Describe {
+        table: TableRef,
+    },
+    SecondaryLoad {
+        table: TableRef,
+    },
+    SecondaryUnload {
+        table: TableRef,
+    },
+    Use {
+        database: String,
+    },
+    /// Anything else: a query for the engine, passed on as written.
+    Query(String),
+}
+
+/// Parses one statement (a trailing `;` is allowed).
+pub fn parse_statement(sql: &str) -> Result<Statement> {
+    let dialect = MySqlDialect {};
+    let mut p = Parser::new(&dialect).try_with_sql(sql)?;
+    let stmt = if p.parse_keyword(Keyword::CREATE) {
+        if p.parse_one_of_keywords(&[Keyword::DATABASE, Keyword::SCHEMA])
+            .is_some()
+        {
+            let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let name = ident(&mut p)?;
+            Statement::CreateDatabase {
+                name,
+                if_not_exists,
+            }
+        } else {
+            let external = p.parse_keyword(Keyword::EXTERNAL);
+            if !p.parse_keyword(Keyword::TABLE) {
+                return Err(p
+                    .expected::<()>("DATABASE, SCHEMA or [EXTERNAL] TABLE", p.peek_token())
+                    .unwrap_err()
+                    .into());
+            }
+            parse_create_table(&mut p, sql, external)?
+        }
+    } else if p.parse_keyword(Keyword::DROP) {
+        if p.parse_one_of_keywords(&[Keyword::DATABASE, Keyword::SCHEMA])
+            .is_some()
+        {
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            Statement::DropDatabase {
+                name: ident(&mut p)?,
+                if_exists,
+            }
+        } else {
+            p.expect_keyword(Keyword::TABLE)?;
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            Statement::DropTable {
+                table: table_ref(&mut p)?,
+                if_exists,
+            }
+        }
+    } else if p.parse_keyword(Keyword::ALTER) {
+        p.expect_keyword(Keyword::TABLE)?;
+        let table = table_ref(&mut p)?;
+        let tok = p.next_token();
+        match word(&tok.token).as_deref() {
+            Some("SECONDARY_LOAD") => Statement::SecondaryLoad { table },
+            Some("SECONDARY_UNLOAD") => Statement::SecondaryUnload { table },
+            _ => return Err(p.expected::<()>("SECONDARY_LOAD or SECONDARY_UNLOAD", tok).unwrap_err().into()),
+        }
+    } else if p.parse_keyword(Keyword::SHOW) {
+        if p.parse_one_of_keywords(&[Keyword::DATABASES, Keyword::SCHEMAS])
+            .is_some()
+        {
+            Statement::ShowDatabases
+        } else if p.parse_keyword(Keyword::TABLES) {
+            let database = if p.parse_one_of_keywords(&[Keyword::FROM, Keyword::IN]).is_some() {
+                Some(ident(&mut p)?)
+            } else {
+                None
+            };
+            Statement::ShowTables { database }
+        } else {
+            return Err(p
+                .expected::<()>("DATABASES or TABLES", p.peek_token())
+                .unwrap_err()
+                .into());
+        }
+    } else if p.parse_one_of_keywords(&[Keyword::DESCRIBE, Keyword::DESC]).is_some()
+        || (is_word(&p.peek_token().token, "EXPLAIN") && is_table_name_then_end(&p))
+    {
+        if is_word(&p.peek_token().token, "EXPLAIN") {
+            p.next_token();
+        }
+        let _ = p.parse_keyword(Keyword::TABLE);
+        Statement::Describe {
+            table: table_ref(&mut p)?,
+        }
+    } else if p.parse_keyword(Keyword::USE) {
+        Statement::Use {
+            database: ident(&mut p)?,
+        }
+    } else {
+        return Ok(Statement::Query(sql.trim().trim_end_matches(';').to_string()));
+    };
+    skip(&mut p, &Token::SemiColon);
+    if p.peek_token().token != Token::EOF {
+        return Err(p.expected::<()>("end of statement", p.peek_token()).unwrap_err().into());
+    }
+    Ok(stmt)
+}
+
+/// `EXPLAIN t` (MySQL's synonym for DESCRIBE) versus `EXPLAIN SELECT ...`.
+fn is_table_name_then_end(p: &Parser) -> bool {
+    let t1 = p.peek_nth_token(1).token;
+    let is_name = matches!(&t1, Token::Word(w) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some());
+    is_name
+        && (1..6).any(|i| matches!(p.peek_nth_token(i).token, Token::EOF | Token::SemiColon))
+        && (1..6)
+            .take_while(|i| !matches!(p.peek_nth_token(*i).token, Token::EOF | Token::SemiColon))
+            .all(|i| matches!(p.peek_nth_token(i).token, Token::Word(_) | Token::Period))
+}
+
+fn word(t: &Token) -> Option<String> {
+    match t {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+fn is_word(t: &Token, expected: &str) -> bool {
+    word(t).is_some_and(|w| w == expected)
+}
+
+fn ident(p: &mut Parser) -> Result<String> {
+    Ok(p.parse_identifier()?.value.to_lowercase())
+}
+
+fn table_ref(p: &mut Parser) -> Result<TableRef> {
+    let name = p.parse_object_name(false)?;
+    object_to_ref(&name)
+}
+
+fn object_to_ref(name: &ObjectName) -> Result<TableRef> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| {
+            part.as_ident()
+                .map(|i| i.value.to_lowercase())
+                .ok_or_else(|| CatalogError::invalid(format!("invalid table name {name}")))
+        })
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [t] => Ok(TableRef {
+            database: None,
+            table: t.clone(),
+        }),
+        [d, t] => Ok(TableRef {
+            database: Some(d.clone()),
+            table: t.clone(),
+        }),
+        _ => Err(CatalogError::invalid(format!(
+            "table name {name} has too many parts: write database.table"
+        ))),
+    }
+}
+
+/// Consumes `tok` if it is next (optional punctuation such as `=` and `,`).
+fn skip(p: &mut Parser, tok: &Token) {
+    let _ = p.consume_token(tok);
+}
+
+/// Consumes the next token if it is the unquoted word `expected`.
+fn eat_word(p: &mut Parser, expected: &str) -> bool {
+    let hit = is_word(&p.peek_token().token, expected);
+    if hit {
+        p.next_token();
+    }
+    hit
+}
+
+fn expect_word(p: &mut Parser, expected: &str) -> Result<()> {
+    let tok = p.next_token();
+    if is_word(&tok.token, expected) {
+        Ok(())
+    } else {
+        Err(p.expected::<()>(expected, tok).unwrap_err().into())
+    }
+}
+
+fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<Statement> {
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = p.parse_object_name(false)?;
+    let tref = object_to_ref(&name)?;
+    let columns = if p.peek_token().token == Token::LParen {
+        let (cols, _constraints) = p.parse_columns()?;
+        Some(
+            cols.iter()
+                .map(|c| {
+                    let nullable = !c
+                        .options
+                        .iter()
+                        .any(|o| matches!(o.option, ColumnOption::NotNull));
+                    let col = c.name.value.to_lowercase();
+                    if sql_to_arrow(&c.data_type).is_none() {
+                        return Err(CatalogError::UnsupportedType {
+                            column: col,
+                            sql_type: c.data_type.to_string(),
+                        });
+                    }
+                    Ok(ColumnDef {
+                        name: col,
+                        sql_type: sql_type_text(&c.data_type),
+                        nullable,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )
+    } else {
+        None
+    };
+    if let Some(cols) = &columns {
+        if cols.is_empty() {
+            return Err(CatalogError::invalid("the column list is empty"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in cols {
+            if !seen.insert(&c.name) {
+                return Err(CatalogError::invalid(format!("duplicate column name '{}'", c.name)));
+            }
+        }
+    }
+
+    if external && matches!(p.peek_token().token, Token::Word(ref w) if w.keyword == Keyword::STORED || w.keyword == Keyword::LOCATION || w.keyword == Keyword::OPTIONS)
+    {
+        // DFParser re-reads the whole statement; this parser is done with it.
+        while p.peek_token().token != Token::EOF {
+            p.next_token();
+        }
+        return parse_datafusion_form(sql, tref, if_not_exists);
+    }
+
+    let mut format: Option<FileFormat> = None;
+    let mut files: Vec<FileSpec> = Vec::new();
+    let mut options = TableOptions::default();
+    let mut engine_attribute: Option<String> = None;
+    let mut lakehouse_engine = false;
+    loop {
+        skip(p, &Token::Comma);
+        let tok = p.peek_token();
+        if matches!(tok.token, Token::EOF | Token::SemiColon) {
+            break;
+        }
+        let Some(opt) = word(&tok.token) else {
+            return Err(p.expected::<()>("a table option", tok).unwrap_err().into());
+        };
+        p.next_token();
+        skip(p, &Token::Eq);
+        match opt.as_str() {
+            "FILE_FORMAT" => format = Some(parse_file_format(p)?),
+            "FILES" => files = parse_files(p)?,
+            "ALLOW_MISSING_FILES" => options.allow_missing_files = parse_flag(p, &opt)?,
+            "STRICT_LOAD" => options.strict_load = parse_flag(p, &opt)?,
+            "REFRESH_INTERVAL" => options.refresh_interval = Some(parse_duration(p, &opt)?),
+            "MAX_STALENESS" => options.max_staleness = Some(parse_duration(p, &opt)?),
+            "ENGINE" => {
+                let e = p.parse_identifier()?.value;
+                lakehouse_engine = e.eq_ignore_ascii_case("lakehouse");
+                if !lakehouse_engine {
+                    return Err(CatalogError::invalid(format!(
+                        "ENGINE={e} is not supported: Tarn holds external tables only (ENGINE=lakehouse)"
+                    )));
+                }
+            }
+            "SECONDARY_ENGINE" => {
+                p.parse_identifier()?;
+            }
+            "ENGINE_ATTRIBUTE" => engine_attribute = Some(p.parse_literal_string()?),
+            "COMMENT" => {
+                p.parse_literal_string()?;
+            }
+            "DEFAULT" | "CHARSET" | "CHARACTER" | "COLLATE" => {
+                // `[DEFAULT] CHARSET = x`, `CHARACTER SET = x`, `COLLATE = x`: accepted, data is UTF-8.
+                if opt == "DEFAULT" || opt == "CHARACTER" {
+                    p.next_token();
+                    skip(p, &Token::Eq);
+                }
+                p.next_token();
+            }
+            _ => {
+                return Err(CatalogError::invalid(format!(
+                    "unknown table option {opt}: expected FILE_FORMAT, FILES, ALLOW_MISSING_FILES, \
+                     STRICT_LOAD, REFRESH_INTERVAL, MAX_STALENESS or ENGINE_ATTRIBUTE"
+                )));
+            }
+        }
+    }
+
+    if let Some(attr) = engine_attribute {
+        let (f, fs, opts) = parse_engine_attribute(&attr, options)?;
+        format = Some(f);
+        files = fs;
+        options = opts;
+    } else if !external && !lakehouse_engine {
+        return Err(CatalogError::invalid(
+            "Tarn holds external tables only: write CREATE EXTERNAL TABLE ... FILE_FORMAT = (...) FILES = (...)",
+        ));
+    }
+    let format = format.ok_or_else(|| CatalogError::invalid("FILE_FORMAT = (FORMAT ...) is missing"))?;
+    if files.is_empty() {
+        return Err(CatalogError::invalid("FILES = (URI '...') is missing"));
+    }
+    if format.kind == FormatKind::Delta && files.len() != 1 {
+        return Err(CatalogError::invalid(
+            "a Delta table takes exactly one URI: the table's root",
+        ));
+    }
+    let table = TableDef {
+        key: TableKey {
+            database: tref.database.unwrap_or_default(),
+            table: tref.table,
+        },
+        columns,
+        format,
+        files,
+        options,
+    };
+    Ok(Statement::CreateTable {
+        table,
+        if_not_exists,
+    })
+}
+
+fn parse_flag(p: &mut Parser, opt: &str) -> Result<bool> {
+    let tok = p.next_token();
+    match &tok.token {
+        Token::Number(n, _) if n == "0" => Ok(false),
+        Token::Number(n, _) if n == "1" => Ok(true),
+        Token::Word(w) if w.value.eq_ignore_ascii_case("true") || w.value.eq_ignore_ascii_case("on") => Ok(true),
+        Token::Word(w) if w.value.eq_ignore_ascii_case("false") || w.value.eq_ignore_ascii_case("off") => Ok(false),
+        _ => Err(p.expected::<()>(&format!("0 or 1 for {opt}"), tok).unwrap_err().into()),
+    }
+}
+
+fn parse_duration(p: &mut Parser, opt: &str) -> Result<Duration> {
+    let s = p.parse_literal_string()?;
+    humantime::parse_duration(&s)
+        .map_err(|e| CatalogError::invalid(format!("{opt} = '{s}' is not a duration ({e}); write e.g. '30s' or '500ms'")))
+}
+
+fn single_byte(what: &str, s: &str) -> Result<u8> {
+    match s.as_bytes() {
+        [b] => Ok(*b),
+        _ => Err(CatalogError::invalid(format!(
+            "{what} must be a single character, got '{}'",
+            s.escape_default()
+        ))),
+    }
+}
+
+/// `LINES TERMINATED BY`: `\n` (and `\r\n`) is the default; any other single byte is allowed.
+fn line_terminator(s: &str) -> Result<Option<u8>> {
+    match s {
+        "\n" | "\r\n" => Ok(None),
+        other => single_byte("LINES TERMINATED BY", other).map(Some),
+    }
+}
+
+fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
+    p.expect_token(&Token::LParen)?;
+    expect_word(p, "FORMAT")?;
+    skip(p, &Token::Eq);
+    let tok = p.next_token();
+    let kind = word(&tok.token)
+        .and_then(|w| FormatKind::parse(&w))
+        .ok_or_else(|| {
+            CatalogError::invalid(format!(
+                "unknown FORMAT {tok}: expected csv, parquet, avro, json or delta"
+            ))
+        })?;
+    let mut f = FileFormat::heatwave(kind);
+    loop {
+        skip(p, &Token::Comma);
+        if p.consume_token(&Token::RParen) {
+            break;
+        }
+        let tok = p.next_token();
+        let Some(w) = word(&tok.token) else {
+            return Err(p.expected::<()>("a FILE_FORMAT option or )", tok).unwrap_err().into());
+        };
+        let csv_only = |name: &str| -> Result<()> {
+            if kind == FormatKind::Csv {
+                Ok(())
+            } else {
+                Err(CatalogError::invalid(format!("FILE_FORMAT option {name} applies to FORMAT csv only, not {kind}")))
+            }
+        };
+        match w.as_str() {
+            "COMPRESSION" => {
+                skip(p, &Token::Eq);
+                let tok = p.next_token();
+                let name = match &tok.token {
+                    Token::Word(w) => w.value.clone(),
+                    Token::SingleQuotedString(s) => s.clone(),
+                    _ => String::new(),
+                };
+                f.compression = Compression::parse(&name).ok_or_else(|| {
+                    CatalogError::invalid(format!(
+                        "unknown COMPRESSION {tok}: expected auto, gzip, bzip2, zstd or none"
+                    ))
+                })?;
+            }
+            "HEADER" => {
+                csv_only("HEADER")?;
+                skip(p, &Token::Eq);
+                f.header = parse_flag(p, "HEADER")?;
+            }
+            "FIELDS" | "COLUMNS" => {
+                csv_only(&w)?;
+                loop {
+                    if p.parse_keywords(&[Keyword::TERMINATED, Keyword::BY]) {
+                        f.field_delimiter = single_byte("FIELDS TERMINATED BY", &p.parse_literal_string()?)?;
+                    } else if eat_word(p, "OPTIONALLY") {
+                        expect_word(p, "ENCLOSED")?;
+                        p.expect_keyword(Keyword::BY)?;
+                        f.enclosed_by = quote_char(&p.parse_literal_string()?)?;
+                    } else if eat_word(p, "ENCLOSED") {
+                        p.expect_keyword(Keyword::BY)?;
+                        f.enclosed_by = quote_char(&p.parse_literal_string()?)?;
+                    } else if p.parse_keywords(&[Keyword::ESCAPED, Keyword::BY]) {
+                        let s = p.parse_literal_string()?;
+                        f.escaped_by = if s.is_empty() { None } else { Some(single_byte("ESCAPED BY", &s)?) };
+                    } else {
+                        break;
+                    }
+                }
+            }
+            "LINES" => {
+                csv_only("LINES")?;
+                if eat_word(p, "STARTING") {
+                    return Err(CatalogError::invalid("LINES STARTING BY is not supported"));
+                }
+                p.expect_keywords(&[Keyword::TERMINATED, Keyword::BY])?;
+                f.line_terminator = line_terminator(&p.parse_literal_string()?)?;
+            }
+            "IGNORE" => {
+                csv_only("IGNORE")?;
+                f.skip_lines = p.parse_literal_uint()?;
+                if p.parse_one_of_keywords(&[Keyword::LINES, Keyword::ROWS]).is_none() {
+                    return Err(p.expected::<()>("LINES", p.peek_token()).unwrap_err().into());
+                }
+            }
+            "DATE" | "DATETIME" | "TIMESTAMP" => {
+                expect_word(p, "FORMAT")?;
+                skip(p, &Token::Eq);
+                let fmt = p.parse_literal_string()?;
+                let fmt = mysql_to_chrono_format(&fmt);
+                if w == "DATE" {
+                    f.date_format = Some(fmt);
+                } else {
+                    f.datetime_format = Some(fmt);
+                }
+            }
+            other => {
+                return Err(CatalogError::invalid(format!(
+                    "unknown FILE_FORMAT option {other}: expected COMPRESSION, HEADER, FIELDS, LINES, \
+                     IGNORE, DATE FORMAT or DATETIME FORMAT"
+                )));
+            }
+        }
+    }
+    Ok(f)
+}
+
+fn quote_char(s: &str) -> Result<Option<u8>> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        single_byte("ENCLOSED BY", s).map(Some)
+    }
+}
+
+/// MySQL `%Y-%m-%d %H:%i:%s` style formats to chrono's; chrono formats pass through unchanged.
+fn mysql_to_chrono_format(f: &str) -> String {
+    f.replace("%i", "%M").replace("%s", "%S").replace("%f", "%6f")
+}
+
+fn parse_files(p: &mut Parser) -> Result<Vec<FileSpec>> {
+    p.expect_token(&Token::LParen)?;
+    let mut files = Vec::new();
+    loop {
+        if p.consume_token(&Token::RParen) {
+            break;
+        }
+        let tok = p.next_token();
+        match word(&tok.token).as_deref() {
+            Some("URI") => {
+                skip(p, &Token::Eq);
+                files.push(FileSpec::new(p.parse_literal_string()?));
+            }
+            Some("PATTERN") => {
+                skip(p, &Token::Eq);
+                let pat = p.parse_literal_string()?;
+                let last = files.last_mut().ok_or_else(|| CatalogError::invalid("PATTERN must follow a URI"))?;
+                last.pattern = Some(pat);
+            }
+            _ => return Err(p.expected::<()>("URI '...'", tok).unwrap_err().into()),
+        }
+        skip(p, &Token::Comma);
+    }
+    Ok(files)
+}
+
+fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Result<Statement> {
+    let dialect = MySqlDialect {};
+    let mut stmts = DFParser::parse_sql_with_dialect(sql, &dialect).map_err(|e| CatalogError::Syntax {
+        message: e.strip_backtrace().trim_start_matches("SQL error: ").to_string(),
+    })?;
+    let Some(DfStatement::CreateExternalTable(cet)) = stmts.pop_front() else {
+        return Err(CatalogError::invalid("expected CREATE EXTERNAL TABLE ... STORED AS ... LOCATION '...'"));
+    };
+    let kind = FormatKind::parse(&cet.file_type).ok_or_else(|| {
+        CatalogError::invalid(format!(
+            "unknown STORED AS {}: expected CSV, PARQUET, AVRO, JSON or DELTA",
+            cet.file_type
+        ))
+    })?;
+    let mut format = FileFormat::datafusion(kind);
+    let mut options = TableOptions::default();
+    for (key, value) in &cet.options {
+        let v = match value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Boolean(b) => b.to_string(),
+            Value::Number(n, _) => n.clone(),
+            other => other.to_string(),
+        };
+        let truthy = || matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on");
+        match key.to_ascii_lowercase().trim_start_matches("format.") {
+            "has_header" => format.header = truthy(),
+            "delimiter" => format.field_delimiter = single_byte("delimiter", &v)?,
+            "quote" => format.enclosed_by = quote_char(&v)?,
+            "escape" => format.escaped_by = if v.is_empty() { None } else { Some(single_byte("escape", &v)?) },
+            "terminator" => format.line_terminator = line_terminator(&v)?,
+            "compression" => {
+                format.compression = Compression::parse(&v)
+                    .ok_or_else(|| CatalogError::invalid(format!("unknown compression '{v}'")))?
+            }
+            "strict_load" => options.strict_load = truthy(),
+            "allow_missing_files" => options.allow_missing_files = truthy(),
+            other => {
+                return Err(CatalogError::invalid(format!(
+                    "unknown option '{other}': expected format.has_header, format.delimiter, format.quote, \
+                     format.escape, format.terminator or format.compression"
+                )));
+            }
+        }
+    }
+    let columns = if cet.columns.is_empty() {
+        None
+    } else {
+        Some(
+            cet.columns
+                .iter()
+                .map(|c| {
+                    let name = c.name.value.to_lowercase();
+                    if sql_to_arrow(&c.data_type).is_none() {
+                        return Err(CatalogError::UnsupportedType { column: name, sql_type: c.data_type.to_string() });
+                    }
+                    Ok(ColumnDef {
+                        name,
+                        sql_type: sql_type_text(&c.data_type),
+                        nullable: !c.options.iter().any(|o| matches!(o.option, ColumnOption::NotNull)),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )
+    };
+    Ok(Statement::CreateTable {
+        table: TableDef {
+            key: TableKey {
+                database: tref.database.unwrap_or_default(),
+                table: tref.table,
+            },
+            columns,
+            format,
+            files: cet.locations.iter().map(FileSpec::new).collect(),
+            options,
+        },
+        if_not_exists: if_not_exists || cet.if_not_exists,
+    })
+}
+
+/// HeatWave's older form: `ENGINE_ATTRIBUTE='{"file": [...], "dialect": {...}}'`.
+fn parse_engine_attribute(
+    attr: &str,
+    mut options: TableOptions,
+) -> Result<(FileFormat, Vec<FileSpec>, TableOptions)> {
+    use serde_json::Value as J;
+    let v: J = serde_json::from_str(attr)
+        .map_err(|e| CatalogError::invalid(format!("ENGINE_ATTRIBUTE is not valid JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| CatalogError::invalid("ENGINE_ATTRIBUTE must be a JSON object"))?;
+    let dialect = obj.get("dialect").and_then(J::as_object);
+    let fmt_name = dialect
+        .and_then(|d| d.get("format"))
+        .and_then(J::as_str)
+        .unwrap_or("csv");
+    let kind = FormatKind::parse(fmt_name).ok_or_else(|| {
+        CatalogError::invalid(format!(
+            "unknown dialect format '{fmt_name}': expected csv, parquet, avro, json or delta"
+        ))
+    })?;
+    let mut format = FileFormat::heatwave(kind);
+    for (key, val) in dialect.into_iter().flatten() {
+        let s = val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string());
+        let b = val.as_bool().unwrap_or(matches!(s.as_str(), "1" | "true"));
+        match key.as_str() {
+            "format" | "encoding" => {}
+            "field_delimiter" => format.field_delimiter = single_byte("field_delimiter", &s)?,
+            "record_delimiter" => format.line_terminator = line_terminator(&s)?,
+            "escape_character" => format.escaped_by = if s.is_empty() { None } else { Some(single_byte("escape_character", &s)?) },
+            "quotation_marks" => format.enclosed_by = quote_char(&s)?,
+            "has_header" => format.header = b,
+            "skip_rows" => {
+                format.skip_lines = val
+                    .as_u64()
+                    .ok_or_else(|| CatalogError::invalid("skip_rows must be a number"))?
+            }
+            "compression" => {
+                format.compression = Compression::parse(&s)
+                    .ok_or_else(|| CatalogError::invalid(format!("unknown compression '{s}'")))?
+            }
+            "date_format" => format.date_format = Some(mysql_to_chrono_format(&s)),
+            "timestamp_format" | "datetime_format" => format.datetime_format = Some(mysql_to_chrono_format(&s)),
+            "is_strict_mode" => options.strict_load = b,
+            "allow_missing_files" => options.allow_missing_files = b,
+            other => {
+                return Err(CatalogError::invalid(format!("unknown dialect option '{other}'")));
+            }
+        }
+    }
+    if let Some(b) = obj.get("is_strict_mode").and_then(J::as_bool) {
+        options.strict_load = b;
+    }
+    if let Some(b) = obj.get("allow_missing_files").and_then(J::as_bool) {
+        options.allow_missing_files = b;
+    }
+    let entries = obj
+        .get("file")
+        .and_then(J::as_array)
+        .ok_or_else(|| CatalogError::invalid("ENGINE_ATTRIBUTE needs a \"file\" array"))?;
+    let mut files = Vec::new();
+    for e in entries {
+        let get = |k: &str| e.get(k).and_then(J::as_str);
+        let mut spec = if let Some(uri) = get("uri").or(get("par")) {
+            FileSpec::new(uri)
+        } else if let (Some(bucket), Some(ns)) = (get("bucket"), get("namespace")) {
+            let path = get("name").or(get("prefix")).unwrap_or("");
+            FileSpec::new(format!("oci://{bucket}@{ns}/{path}"))
+        } else {
+            return Err(CatalogError::invalid(
+                "each \"file\" entry needs \"uri\", \"par\", or \"bucket\" and \"namespace\"",
+            ));
+        };
+        spec.pattern = get("pattern").map(str::to_string);
+        spec.region = get("region").map(str::to_string);
+        if let Some(b) = e.get("allow_missing_files").and_then(J::as_bool) {
+            options.allow_missing_files |= b;
+        }
+        files.push(spec);
+    }
+    Ok((format, files, options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(sql: &str) -> TableDef {
+        match parse_statement(sql).unwrap() {
+            Statement::CreateTable { table, .. } => table,
+            other => panic!("not a create: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn heatwave_form() {
+        let t = create(
+            "CREATE EXTERNAL TABLE market_data.Delta_Orders (order_id INT NOT NULL, product LONGTEXT, amount DECIMAL(10,2))
+               FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\'
+                              LINES TERMINATED BY '\\n' IGNORE 2 LINES COMPRESSION gzip)
+               FILES = (URI 'oci://demo@mysqlpm/orders/' PATTERN '.*\\\\.csv\\\\.gz', URI 's3://lake/more.csv')
+               ALLOW_MISSING_FILES = 1 STRICT_LOAD = 0 REFRESH_INTERVAL = '30s';",
+        );
+        assert_eq!(t.key, TableKey::new("market_data", "delta_orders"));
+        let cols = t.columns.unwrap();
+        assert_eq!(cols[0], ColumnDef { name: "order_id".into(), sql_type: "INT".into(), nullable: false });
+        assert_eq!(cols[2].sql_type, "DECIMAL(10,2)");
+        assert_eq!(t.format.kind, FormatKind::Csv);
+        assert!(t.format.header);
+        assert_eq!(t.format.field_delimiter, b',');
+        assert_eq!(t.format.escaped_by, Some(b'\\'));
+        assert_eq!(t.format.skip_lines, 2);
+        assert_eq!(t.format.compression, Compression::Gzip);
+        assert_eq!(t.files.len(), 2);
+        assert_eq!(t.files[0].pattern.as_deref(), Some(".*\\.csv\\.gz"));
+        assert!(t.options.allow_missing_files);
+        assert!(!t.options.strict_load);
+        assert_eq!(t.options.refresh_interval, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn design_example_without_columns_types() {
+        let t = create(
+            "CREATE EXTERNAL TABLE market_data.delta_orders (order_id INT, product LONGTEXT, amount DOUBLE)
+               FILE_FORMAT = (FORMAT delta) FILES = (URI 'oci://demo@mysqlpm/delta/')",
+        );
+        assert_eq!(t.format.kind, FormatKind::Delta);
+        let t = create("CREATE EXTERNAL TABLE d.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/')");
+        assert!(t.columns.is_none());
+    }
+
+    #[test]
+    fn engine_attribute_form() {
+        let t = create(
+            r#"CREATE TABLE d.t (a INT, b VARCHAR(10)) ENGINE=lakehouse SECONDARY_ENGINE=rapid
+               ENGINE_ATTRIBUTE='{"file": [{"bucket": "b", "namespace": "ns", "region": "us-ashburn-1", "prefix": "data/"}],
+                                  "dialect": {"format": "csv", "field_delimiter": ",", "has_header": true, "skip_rows": 1}}'"#,
+        );
+        assert_eq!(t.files[0].uri, "oci://b@ns/data/");
+        assert_eq!(t.files[0].region.as_deref(), Some("us-ashburn-1"));
+        assert_eq!(t.format.field_delimiter, b',');
+        assert!(t.format.header);
+        assert_eq!(t.format.skip_lines, 1);
+    }
+
+    #[test]
+    fn datafusion_form() {
+        let t = create(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS d.lineitem (l_orderkey BIGINT) STORED AS CSV \
+             OPTIONS ('format.has_header' 'false', 'format.delimiter' '|') LOCATION 's3://lake/lineitem/'",
+        );
+        assert_eq!(t.format.kind, FormatKind::Csv);
+        assert!(!t.format.header);
+        assert_eq!(t.format.field_delimiter, b'|');
+        assert_eq!(t.files[0].uri, "s3://lake/lineitem/");
+    }
+
+    #[test]
+    fn other_statements() {
+        assert_eq!(parse_statement("create database if not exists Sales").unwrap(), Statement::CreateDatabase { name: "sales".into(), if_not_exists: true });
+        assert_eq!(parse_statement("ALTER TABLE s.t SECONDARY_LOAD;").unwrap(), Statement::SecondaryLoad { table: TableRef { database: Some("s".into()), table: "t".into() } });
+        assert_eq!(parse_statement("SHOW TABLES FROM s").unwrap(), Statement::ShowTables { database: Some("s".into()) });
+        assert!(matches!(parse_statement("DESCRIBE s.t").unwrap(), Statement::Describe { .. }));
+        assert!(matches!(parse_statement("EXPLAIN s.t").unwrap(), Statement::Describe { .. }));
+        assert!(matches!(parse_statement("EXPLAIN SELECT 1").unwrap(), Statement::Query(_)));
+        assert_eq!(parse_statement("select 1;").unwrap(), Statement::Query("select 1".into()));
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        let e = parse_statement("CREATE EXTERNAL TABLE d.t (a INT) FILE_FORMAT = (FORMAT csv FOO bar) FILES = (URI 'x')")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown FILE_FORMAT option FOO"), "{e}");
+        let e = parse_statement("CREATE EXTERNAL TABLE d.t (a INT FILE_FORMAT = (FORMAT csv)").unwrap_err().to_string();
+        assert!(e.starts_with("syntax error: Expected"), "{e}");
+        assert!(e.contains("Line: 1, Column"), "{e}");
+        let e = parse_statement("CREATE EXTERNAL TABLE d.t (a INT) FILE_FORMAT = (FORMAT xml) FILES = (URI 'x')").unwrap_err().to_string();
+        assert!(e.contains("unknown FORMAT xml"), "{e}");
+        let e = parse_statement("ALTER TABLE d.t SECONDARY_LAOD").unwrap_err().to_string();
+        assert!(e.contains("Expected: SECONDARY_LOAD or SECONDARY_UNLOAD, found: SECONDARY_LAOD"), "{e}");
+        let e = parse_statement("CREATE EXTERNAL TABLE d.t (a GEOMETRY) FILE_FORMAT = (FORMAT csv) FILES = (URI 'x')").unwrap_err().to_string();
+        assert!(e.contains("unsupported column type GEOMETRY for column a"), "{e}");
+    }
+}

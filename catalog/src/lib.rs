@@ -1,0 +1,17 @@
+//! Tarn's catalog: what a table is (its definition), how DDL describes it (the dialect), how MySQL
+//! column types map to Arrow, and where definitions are kept (the durable store).
+//!
+//! This crate does no network I/O and knows nothing of loading; connectors and the service build on it.
+
+pub mod dialect;
+pub mod error;
+pub mod model;
+pub mod store;
+pub mod types;
+
+pub use dialect::{Statement, TableRef, parse_statement};
+pub use error::{CatalogError, Result};
+pub use model::{
+    ColumnDef, Compression, FileFormat, FileSpec, FormatKind, TableDef, TableKey, TableOptions,
+};
+pub use store::CatalogStore;

@@ -1,0 +1,234 @@
+//! The table definition as the catalog keeps it. Everything here is plain data (serde), free of
+//! secrets: locations are kept as written, credentials live in the service's config only.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `database.table`, folded to lower case as MySQL does with `lower_case_table_names=1`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TableKey {
+    pub database: String,
+    pub table: String,
+}
+
+impl TableKey {
+    pub fn new(database: impl AsRef<str>, table: impl AsRef<str>) -> Self {
+        Self {
+            database: database.as_ref().to_lowercase(),
+            table: table.as_ref().to_lowercase(),
+        }
+    }
+}
+
+impl fmt::Display for TableKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.database, self.table)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub key: TableKey,
+    /// Declared columns; `None` when the schema is inferred from the files at load time.
+    pub columns: Option<Vec<ColumnDef>>,
+    pub format: FileFormat,
+    pub files: Vec<FileSpec>,
+    pub options: TableOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    /// Lower-cased column name.
+    pub name: String,
+    /// The MySQL type as written (normalised), e.g. `DECIMAL(15,2)`; mapped to Arrow by [`crate::types`].
+    pub sql_type: String,
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FormatKind {
+    Csv,
+    Parquet,
+    Avro,
+    Json,
+    Delta,
+}
+
+impl FormatKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "csv" => Self::Csv,
+            "parquet" => Self::Parquet,
+            "avro" => Self::Avro,
+            "json" | "ndjson" => Self::Json,
+            "delta" | "deltatable" => Self::Delta,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for FormatKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+            Self::Avro => "avro",
+            Self::Json => "json",
+            Self::Delta => "delta",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Decided per file by its name (`.gz`, `.bz2`, `.zst`); no suffix means uncompressed.
+    #[default]
+    Auto,
+    Gzip,
+    Bzip2,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "auto" => Self::Auto,
+            "gzip" | "gz" => Self::Gzip,
+            "bzip2" | "bz2" => Self::Bzip2,
+            "zstd" | "zst" => Self::Zstd,
+            "none" | "uncompressed" => Self::None,
+            _ => return None,
+        })
+    }
+
+    /// The codec for one file: `Auto` looks at the file name.
+    pub fn for_file(self, path: &str) -> Self {
+        if self != Self::Auto {
+            return self;
+        }
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".gz") || lower.ends_with(".gzip") {
+            Self::Gzip
+        } else if lower.ends_with(".bz2") {
+            Self::Bzip2
+        } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
+            Self::Zstd
+        } else {
+            Self::None
+        }
+    }
+}
+
+/// How the files are written. The CSV fields matter only for CSV.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFormat {
+    pub kind: FormatKind,
+    pub compression: Compression,
+    /// First line is a header (skipped; not used for names).
+    pub header: bool,
+    pub field_delimiter: u8,
+    /// Quote character; `None` disables quoting.
+    pub enclosed_by: Option<u8>,
+    pub escaped_by: Option<u8>,
+    /// `None` means `\n` with an optional preceding `\r`.
+    pub line_terminator: Option<u8>,
+    /// Lines skipped at the start of every file, after which the header (if any) is read.
+    pub skip_lines: u64,
+    /// chrono format strings for DATE and DATETIME/TIMESTAMP columns; ISO 8601 when absent.
+    pub date_format: Option<String>,
+    pub datetime_format: Option<String>,
+}
+
+impl FileFormat {
+    /// Defaults as HeatWave Lakehouse has them: `|`-separated, `"`-enclosed, `\`-escaped, no header.
+    pub fn heatwave(kind: FormatKind) -> Self {
+        Self {
+            kind,
+            compression: Compression::Auto,
+            header: false,
+            field_delimiter: b'|',
+            enclosed_by: Some(b'"'),
+            escaped_by: Some(b'\\'),
+            line_terminator: None,
+            skip_lines: 0,
+            date_format: None,
+            datetime_format: None,
+        }
+    }
+
+    /// Defaults of DataFusion's `STORED AS` form: comma-separated with a header.
+    pub fn datafusion(kind: FormatKind) -> Self {
+        Self {
+            field_delimiter: b',',
+            header: true,
+            escaped_by: None,
+            ..Self::heatwave(kind)
+        }
+    }
+}
+
+/// One `URI '...' [PATTERN '...']` entry of `FILES = (...)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSpec {
+    pub uri: String,
+    /// Regular expression that object paths below the URI must match.
+    pub pattern: Option<String>,
+    /// Region named by the definition itself (the ENGINE_ATTRIBUTE form's `region`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl FileSpec {
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            pattern: None,
+            region: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableOptions {
+    pub allow_missing_files: bool,
+    pub strict_load: bool,
+    #[serde(default, with = "opt_duration")]
+    pub refresh_interval: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub max_staleness: Option<Duration>,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        Self {
+            allow_missing_files: false,
+            strict_load: true,
+            refresh_interval: None,
+            max_staleness: None,
+        }
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let v: Option<String> = Option::deserialize(d)?;
+        v.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

@@ -1,0 +1,23 @@
+//! Tarn's connectors: where table files live and how they become Arrow.
+//!
+//! - [`location`]: a table URI (`file://`, `s3://`, `oci://`, `https://`) parsed and checked
+//!   against the locations the config allows, before any request is sent.
+//! - [`store`]: the object store for a location (one per bucket, cached).
+//! - [`listing`]: a `FILES = (...)` entry expanded to the objects it selects (prefix, glob, regex),
+//!   recorded as a [`listing::Manifest`] (path, size, ETag, last-modified; Delta version).
+//! - [`read`]: format readers (CSV, Parquet, JSON, Avro, Delta) producing record batches in the
+//!   table's schema, with bad rows either rejected (and recorded) or failing the read.
+//!
+//! Nothing here keeps loaded data or knows about tables' status; the service does.
+
+pub mod error;
+pub mod listing;
+pub mod location;
+pub mod read;
+pub mod store;
+
+pub use error::{ConnectorError, Result};
+pub use listing::{FileEntry, Manifest};
+pub use location::Location;
+pub use read::{FileBatches, RejectedRow};
+pub use store::{StoreConfig, StoreRegistry};

@@ -1,0 +1,160 @@
+//! Listing: a `FILES` entry expanded to the objects it selects, recorded in a manifest.
+//!
+//! A URI ending in `/` is a prefix (everything below it), one containing `*`, `?` or `[` is a glob
+//! (`*` stays within one path segment, `**` crosses them), anything else names one object. An
+//! optional `PATTERN` regex further filters the object keys. Objects whose name starts with `_` or
+//! `.` (`_SUCCESS`, `.crc` files, `_delta_log`) are not data and are skipped in prefixes and globs.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConnectorError, Result};
+use crate::location::Location;
+
+/// One object as listed: the basis of change detection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Full URI as users see it (`s3://lake/t/part-0.parquet`).
+    pub uri: String,
+    /// Key inside its store.
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: DateTime<Utc>,
+}
+
+impl FileEntry {
+    pub fn path(&self) -> Path {
+        Path::from(self.key.as_str())
+    }
+}
+
+/// What one load read: every file, and for Delta the table version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub files: Vec<FileEntry>,
+    pub delta_version: Option<u64>,
+}
+
+impl Manifest {
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+fn is_glob(key: &str) -> bool {
+    key.contains(['*', '?', '['])
+}
+
+fn is_hidden(key: &str, below: &str) -> bool {
+    key.strip_prefix(below)
+        .unwrap_or(key)
+        .split('/')
+        .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
+}
+
+/// Lists the objects `loc` (with optional `pattern`) selects, sorted by key. An empty result is
+/// not an error here; the caller decides by ALLOW_MISSING_FILES.
+pub async fn list(
+    store: &Arc<dyn ObjectStore>,
+    loc: &Location,
+    pattern: Option<&str>,
+) -> Result<Vec<FileEntry>> {
+    let key = loc.key();
+    let regex = pattern
+        .map(|p| {
+            regex::Regex::new(p).map_err(|e| ConnectorError::InvalidPattern {
+                pattern: p.to_string(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let to_entry = |m: object_store::ObjectMeta| FileEntry {
+        uri: loc.object_uri(m.location.as_ref()),
+        key: m.location.to_string(),
+        size: m.size,
+        etag: m.e_tag,
+        last_modified: m.last_modified,
+    };
+    let mut out: Vec<FileEntry> = if key.is_empty() || key.ends_with('/') {
+        let prefix = (!key.is_empty()).then(|| Path::from(key));
+        store
+            .list(prefix.as_ref())
+            .map_err(|e| ConnectorError::store(loc.to_string(), e))
+            .try_filter(|m| futures::future::ready(!is_hidden(m.location.as_ref(), key)))
+            .map_ok(to_entry)
+            .try_collect()
+            .await?
+    } else if is_glob(key) {
+        let literal = &key[..key.find(['*', '?', '[']).unwrap_or(key.len())];
+        let dir = &literal[..literal.rfind('/').map(|i| i + 1).unwrap_or(0)];
+        let glob = globset::GlobBuilder::new(key)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| ConnectorError::InvalidLocation {
+                uri: loc.to_string(),
+                reason: e.to_string(),
+            })?
+            .compile_matcher();
+        let prefix = (!dir.is_empty()).then(|| Path::from(dir));
+        store
+            .list(prefix.as_ref())
+            .map_err(|e| ConnectorError::store(loc.to_string(), e))
+            .try_filter(|m| {
+                let k = m.location.as_ref();
+                futures::future::ready(glob.is_match(k) && !is_hidden(k, dir))
+            })
+            .map_ok(to_entry)
+            .try_collect()
+            .await?
+    } else {
+        match store.head(&Path::from(key)).await {
+            Ok(m) => vec![to_entry(m)],
+            Err(object_store::Error::NotFound { .. }) => vec![],
+            Err(e) => return Err(ConnectorError::store(loc.to_string(), e)),
+        }
+    };
+    if let Some(re) = regex {
+        out.retain(|f| re.is_match(&f.key));
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::local::LocalFileSystem;
+
+    #[tokio::test]
+    async fn prefix_glob_name_and_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        for f in ["t/a.csv", "t/b.csv", "t/c.json", "t/sub/d.csv", "t/_SUCCESS", "t/.x.crc"] {
+            let p = root.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "1\n").unwrap();
+        }
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let names = |v: Vec<FileEntry>| v.into_iter().map(|f| f.key.rsplit('/').next().unwrap().to_string()).collect::<Vec<_>>();
+        let base = format!("file://{}", root.display());
+        let loc = |s: &str| Location::parse(&format!("{base}/{s}")).unwrap();
+        assert_eq!(names(list(&store, &loc("t/"), None).await.unwrap()), ["a.csv", "b.csv", "c.json", "d.csv"]);
+        assert_eq!(names(list(&store, &loc("t/*.csv"), None).await.unwrap()), ["a.csv", "b.csv"]);
+        assert_eq!(names(list(&store, &loc("t/**/*.csv"), None).await.unwrap()), ["a.csv", "b.csv", "d.csv"]);
+        assert_eq!(names(list(&store, &loc("t/b.csv"), None).await.unwrap()), ["b.csv"]);
+        assert!(list(&store, &loc("t/none.csv"), None).await.unwrap().is_empty());
+        assert_eq!(names(list(&store, &loc("t/"), Some(r"[ab]\.csv$")).await.unwrap()), ["a.csv", "b.csv"]);
+        let e = list(&store, &loc("t/"), Some("(")).await.unwrap_err().to_string();
+        assert!(e.starts_with("invalid PATTERN '('"), "{e}");
+        let one = list(&store, &loc("t/a.csv"), None).await.unwrap();
+        assert_eq!(one[0].size, 2);
+        assert!(one[0].etag.is_some());
+        assert_eq!(one[0].uri, format!("{base}/t/a.csv"));
+    }
+}

@@ -1,0 +1,194 @@
+//! Table locations: the URI forms of `FILES = (URI '...')`, and the allow-list check that runs
+//! before any request.
+
+use std::fmt;
+
+use url::Url;
+
+use crate::error::{ConnectorError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// `file:///abs/path`
+    File { path: String },
+    /// `s3://bucket/key`
+    S3 { bucket: String, key: String },
+    /// `oci://bucket@namespace/key`, served through OCI's S3-compatible endpoint.
+    Oci {
+        bucket: String,
+        namespace: String,
+        key: String,
+    },
+    /// `https://host/path` (and `http://` where the config allows it).
+    Http { base: String, key: String },
+}
+
+impl Location {
+    pub fn parse(uri: &str) -> Result<Self> {
+        let bad = |reason: &str| ConnectorError::InvalidLocation {
+            uri: uri.to_string(),
+            reason: reason.to_string(),
+        };
+        let (scheme, rest) = uri
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://..., e.g. oci://bucket@namespace/path/ or file:///path/"))?;
+        let loc = match scheme.to_ascii_lowercase().as_str() {
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(bad("a file:// location must be an absolute path: file:///path/to/data"));
+                }
+                Self::File {
+                    path: normalize(rest).ok_or_else(|| bad("'..' is not allowed in a path"))?,
+                }
+            }
+            "s3" | "s3a" => {
+                let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(bad("the bucket name is missing"));
+                }
+                Self::S3 {
+                    bucket: bucket.to_string(),
+                    key: normalize(key).ok_or_else(|| bad("'..' is not allowed in a path"))?,
+                }
+            }
+            "oci" => {
+                let (authority, key) = rest.split_once('/').unwrap_or((rest, ""));
+                let (bucket, namespace) = authority
+                    .split_once('@')
+                    .ok_or_else(|| bad("expected oci://bucket@namespace/path"))?;
+                if bucket.is_empty() || namespace.is_empty() {
+                    return Err(bad("expected oci://bucket@namespace/path"));
+                }
+                Self::Oci {
+                    bucket: bucket.to_string(),
+                    namespace: namespace.to_string(),
+                    key: normalize(key).ok_or_else(|| bad("'..' is not allowed in a path"))?,
+                }
+            }
+            "https" | "http" => {
+                let url = Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
+                let host = url.host_str().ok_or_else(|| bad("the host is missing"))?;
+                let base = match url.port() {
+                    Some(p) => format!("{scheme}://{host}:{p}"),
+                    None => format!("{scheme}://{host}"),
+                };
+                Self::Http {
+                    base,
+                    key: normalize(url.path().trim_start_matches('/'))
+                        .ok_or_else(|| bad("'..' is not allowed in a path"))?,
+                }
+            }
+            other => return Err(bad(&format!("unknown scheme '{other}': expected file, s3, oci or https"))),
+        };
+        Ok(loc)
+    }
+
+    /// The key (path inside the store) this location names: an object, a prefix ending in `/`,
+    /// or a glob.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::File { path } => path,
+            Self::S3 { key, .. } | Self::Oci { key, .. } | Self::Http { key, .. } => key,
+        }
+    }
+
+    /// The store's own URI (scheme and bucket); objects are `store_uri() + "/" + key`.
+    pub fn store_uri(&self) -> String {
+        match self {
+            Self::File { .. } => "file://".to_string(),
+            Self::S3 { bucket, .. } => format!("s3://{bucket}"),
+            Self::Oci { bucket, namespace, .. } => format!("oci://{bucket}@{namespace}"),
+            Self::Http { base, .. } => base.clone(),
+        }
+    }
+
+    /// The URI of one object of this location's store.
+    pub fn object_uri(&self, key: &str) -> String {
+        format!("{}/{}", self.store_uri(), key.trim_start_matches('/'))
+    }
+
+    /// Whether `allowed` (an entry of `allowed_locations`) covers this location. An entry ending in
+    /// `/` covers everything below it; any other entry covers exactly itself.
+    pub fn is_allowed_by(&self, allowed: &str) -> bool {
+        let Ok(a) = Location::parse(allowed) else {
+            return false;
+        };
+        if a.store_uri() != self.store_uri() {
+            return false;
+        }
+        let (ak, k) = (a.key(), self.key());
+        if ak.is_empty() {
+            return true;
+        }
+        if ak.ends_with('/') { k.starts_with(ak) } else { k == ak }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.object_uri(self.key()))
+    }
+}
+
+/// Drops `.` and empty segments (keeping a trailing `/`), refuses `..`; no leading `/`.
+fn normalize(path: &str) -> Option<String> {
+    let trailing = path.ends_with('/');
+    let mut parts = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => return None,
+            s => parts.push(s),
+        }
+    }
+    let mut out = parts.join("/");
+    if trailing && !out.is_empty() {
+        out.push('/');
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(Location::parse("file:///srv/data/x.csv").unwrap(), Location::File { path: "srv/data/x.csv".into() });
+        assert_eq!(Location::parse("s3://lake/a/b/").unwrap(), Location::S3 { bucket: "lake".into(), key: "a/b/".into() });
+        assert_eq!(
+            Location::parse("oci://demo@mysqlpm/delta/").unwrap(),
+            Location::Oci { bucket: "demo".into(), namespace: "mysqlpm".into(), key: "delta/".into() }
+        );
+        let h = Location::parse("https://example.com:8443/p/x.parquet").unwrap();
+        assert_eq!(h.store_uri(), "https://example.com:8443");
+        assert_eq!(h.key(), "p/x.parquet");
+    }
+
+    #[test]
+    fn refuses_bad_forms() {
+        for (uri, reason) in [
+            ("/srv/x", "expected scheme"),
+            ("file://rel/x", "absolute path"),
+            ("file:///srv/../etc/passwd", "'..'"),
+            ("oci://bucket/x", "bucket@namespace"),
+            ("ftp://h/x", "unknown scheme 'ftp'"),
+        ] {
+            let e = Location::parse(uri).unwrap_err().to_string();
+            assert!(e.contains(uri) && e.contains(reason), "{e}");
+        }
+    }
+
+    #[test]
+    fn allow_list() {
+        let l = Location::parse("file:///srv/data/t/x.csv").unwrap();
+        assert!(l.is_allowed_by("file:///srv/data/"));
+        assert!(!l.is_allowed_by("file:///srv/dat"));
+        assert!(!l.is_allowed_by("file:///srv/other/"));
+        assert!(!l.is_allowed_by("s3://srv/"));
+        let s = Location::parse("s3://lake/x/").unwrap();
+        assert!(s.is_allowed_by("s3://lake/"));
+        assert!(!s.is_allowed_by("s3://lake2/"));
+        assert!(!Location::parse("http://169.254.169.254/latest/").unwrap().is_allowed_by("https://169.254.169.254/"));
+    }
+}

@@ -1,0 +1,158 @@
+//! Casting decoded columns to the table's schema, row by row where it matters: a value that does not
+//! convert is found by comparing null masks before and after arrow's (safe) cast, so conversion
+//! stays vectorised and only failing rows are looked at.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBufferBuilder, new_null_array};
+use arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use super::RejectedRow;
+use crate::error::{ConnectorError, Result};
+
+/// Where the rows of a batch came from, for messages.
+pub struct RowOrigin<'a> {
+    pub file: &'a str,
+    /// Line (or row number) of each row of the batch.
+    pub line: &'a dyn Fn(usize) -> u64,
+}
+
+/// Casts `columns` (already aligned with `target`'s fields; `None` for a column the file lacks) to
+/// `target`. Bad rows fail with `strict`, else are dropped and pushed to `rejected`. Rows listed in
+/// `pre_rejected` (with their reasons) were found bad before conversion and are dropped as well.
+pub fn conform(
+    columns: Vec<Option<ArrayRef>>,
+    num_rows: usize,
+    target: &SchemaRef,
+    origin: &RowOrigin<'_>,
+    strict: bool,
+    pre_rejected: Vec<(usize, Option<String>, String)>,
+    rejected: &mut Vec<RejectedRow>,
+) -> Result<Option<RecordBatch>> {
+    let mut bad: Vec<(usize, Option<String>, String)> = pre_rejected;
+    let mut out = Vec::with_capacity(columns.len());
+    let opts = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    for (field, col) in target.fields().iter().zip(columns) {
+        let Some(col) = col else {
+            out.push(new_null_array(field.data_type(), num_rows));
+            if !field.is_nullable() {
+                bad.extend((0..num_rows).map(|r| (r, Some(field.name().clone()), "column missing from file and declared NOT NULL".to_string())));
+            }
+            continue;
+        };
+        let cast = if col.data_type() == field.data_type() {
+            col.clone()
+        } else {
+            cast_with_options(&col, field.data_type(), &opts).map_err(|e| ConnectorError::Data {
+                file: origin.file.to_string(),
+                line: None,
+                column: Some(field.name().clone()),
+                message: format!("cannot convert {} to {}: {e}", col.data_type(), field.data_type()),
+            })?
+        };
+        if cast.null_count() > col.null_count() {
+            let fmt = ArrayFormatter::try_new(&col, &FormatOptions::default()).ok();
+            for r in 0..num_rows {
+                if col.is_valid(r) && cast.is_null(r) {
+                    let v = fmt.as_ref().map(|f| f.value(r).to_string()).unwrap_or_default();
+                    bad.push((r, Some(field.name().clone()), format!("value '{v}' is not a valid {}", type_name(field.data_type()))));
+                }
+            }
+        }
+        if !field.is_nullable() && cast.null_count() > 0 {
+            for r in 0..num_rows {
+                if col.is_null(r) {
+                    bad.push((r, Some(field.name().clone()), "NULL in a NOT NULL column".to_string()));
+                }
+            }
+        }
+        out.push(cast);
+    }
+    bad.sort_by_key(|b| b.0);
+    if let Some((row, column, reason)) = bad.first().cloned()
+        && strict
+    {
+        return Err(ConnectorError::Data {
+            file: origin.file.to_string(),
+            line: Some((origin.line)(row)),
+            column,
+            message: reason,
+        });
+    }
+    let batch = RecordBatch::try_new_with_options(
+        target.clone(),
+        out,
+        &RecordBatchOptions::new().with_row_count(Some(num_rows)),
+    )
+    .map_err(|e| ConnectorError::data(origin.file, e))?;
+    if bad.is_empty() {
+        return Ok((num_rows > 0).then_some(batch));
+    }
+    let mut keep = BooleanBufferBuilder::new(num_rows);
+    keep.append_n(num_rows, true);
+    let mut last = usize::MAX;
+    for (row, column, reason) in bad {
+        keep.set_bit(row, false);
+        // One record per row: the first reason found.
+        if row != last {
+            rejected.push(RejectedRow {
+                file: origin.file.to_string(),
+                line: (origin.line)(row),
+                column,
+                reason,
+            });
+            last = row;
+        }
+    }
+    let mask = BooleanArray::new(keep.finish(), None);
+    let kept = filter_record_batch(&batch, &mask).map_err(|e| ConnectorError::data(origin.file, e))?;
+    Ok((kept.num_rows() > 0).then_some(kept))
+}
+
+/// Picks the file's columns for each field of `target` by name, case-insensitively.
+pub fn by_name(batch: &RecordBatch, target: &SchemaRef) -> Vec<Option<ArrayRef>> {
+    let schema = batch.schema();
+    target
+        .fields()
+        .iter()
+        .map(|f| {
+            schema
+                .fields()
+                .iter()
+                .position(|sf| sf.name().eq_ignore_ascii_case(f.name()))
+                .map(|i| batch.column(i).clone())
+        })
+        .collect()
+}
+
+/// True when none of `target`'s columns is in the file: almost certainly the wrong table or file.
+pub fn no_column_matches(columns: &[Option<ArrayRef>]) -> bool {
+    columns.iter().all(Option::is_none)
+}
+
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Date32 => "DATE".into(),
+        DataType::Timestamp(..) => "DATETIME".into(),
+        DataType::Time64(_) => "TIME".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn arc(a: impl Array + 'static) -> ArrayRef {
+    Arc::new(a)
+}
