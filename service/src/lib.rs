@@ -1,1 +1,16 @@
+//! Tarn's service: the sharded memory store ([`store`]), loading ([`load`]), the SQL session
+//! ([`sql`]), the HTTP API ([`http`]), configuration and the command line ([`cli`]).
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod load;
+pub mod sql;
+pub mod state;
+pub mod store;
+
+pub use app::Application;
+pub use config::Config;
+pub use error::{Result, ServiceError};

@@ -2,8 +2,6 @@
 //! convert is found by comparing null masks before and after arrow's (safe) cast, so conversion
 //! stays vectorised and only failing rows are looked at.
 
-use std::sync::Arc;
-
 use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBufferBuilder, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
 use arrow::datatypes::{DataType, SchemaRef};
@@ -153,6 +151,3 @@ fn type_name(t: &DataType) -> String {
     }
 }
 
-pub(crate) fn arc(a: impl Array + 'static) -> ArrayRef {
-    Arc::new(a)
-}

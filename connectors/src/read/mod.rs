@@ -19,7 +19,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use tarn_catalog::{Compression, FileFormat, FormatKind};
 
@@ -70,10 +70,11 @@ pub async fn read_file(
         FormatKind::Parquet => parquet::read(store, file, opts).await,
         FormatKind::Csv | FormatKind::Json | FormatKind::Avro => {
             let bytes = fetch(&store, file).await?;
-            let file = file.clone();
+            let owned = file.clone();
             let opts = opts.clone();
             // Decoding is CPU work: keep it off the async workers.
             tokio::task::spawn_blocking(move || {
+                let file = owned;
                 let n = bytes.len() as u64;
                 let mut out = match opts.format.kind {
                     FormatKind::Csv => csv::read(&file, bytes, &opts),
@@ -105,12 +106,12 @@ pub async fn infer_schema(
         FormatKind::Parquet => parquet::infer(store, file).await?,
         FormatKind::Csv | FormatKind::Json | FormatKind::Avro => {
             let bytes = fetch(&store, file).await?;
-            let file = file.clone();
+            let owned = file.clone();
             let format = format.clone();
             tokio::task::spawn_blocking(move || match format.kind {
-                FormatKind::Csv => csv::infer(&file, bytes, &format),
-                FormatKind::Json => json::infer(&file, bytes, &format),
-                _ => avro::infer(&file, bytes),
+                FormatKind::Csv => csv::infer(&owned, bytes, &format),
+                FormatKind::Json => json::infer(&owned, bytes, &format),
+                _ => avro::infer(&owned, bytes),
             })
             .await
             .map_err(|e| ConnectorError::data(&file.uri, format!("inference failed: {e}")))??

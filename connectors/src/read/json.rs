@@ -1,0 +1,122 @@
+//! Newline-delimited JSON: arrow-json decodes straight into the table's types, a batch of lines at
+//! a time; a batch that fails is decoded again line by line to single out the bad lines.
+//! Keys match the table's column names case-insensitively; keys the table lacks are ignored.
+
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::json::ReaderBuilder;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use tarn_catalog::FileFormat;
+
+use super::conform::{RowOrigin, conform};
+use super::{BATCH_ROWS, FileBatches, ReadOptions, decompressed};
+use crate::error::{ConnectorError, Result};
+use crate::listing::FileEntry;
+
+pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Result<SchemaRef> {
+    let input = BufReader::new(decompressed(file, bytes, format.compression)?);
+    let (schema, _) = arrow::json::reader::infer_json_schema(input, Some(1000))
+        .map_err(|e| ConnectorError::data(&file.uri, format!("cannot infer a schema: {e}")))?;
+    Ok(Arc::new(schema))
+}
+
+pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result<FileBatches> {
+    let mut text = Vec::new();
+    decompressed(file, bytes, opts.format.compression)?
+        .read_to_end(&mut text)
+        .map_err(|e| ConnectorError::data(&file.uri, format!("cannot read: {e}")))?;
+    // Decode with the file's own spelling of each key.
+    let file_keys = arrow::json::reader::infer_json_schema(&text[..text.len().min(1 << 20)], Some(100))
+        .map(|(s, _)| s)
+        .ok();
+    let decode_schema: SchemaRef = Arc::new(Schema::new(
+        opts.schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = file_keys
+                    .as_ref()
+                    .and_then(|s| s.fields().iter().find(|k| k.name().eq_ignore_ascii_case(f.name())))
+                    .map(|k| k.name().clone())
+                    .unwrap_or_else(|| f.name().clone());
+                Field::new(name, f.data_type().clone(), true)
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let mut out = FileBatches::default();
+    let mut chunk: Vec<(u64, &[u8])> = Vec::with_capacity(BATCH_ROWS);
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        chunk.push((i as u64 + 1, line));
+        if chunk.len() == BATCH_ROWS {
+            decode_chunk(file, &chunk, &decode_schema, opts, &mut out)?;
+            chunk.clear();
+        }
+    }
+    decode_chunk(file, &chunk, &decode_schema, opts, &mut out)?;
+    Ok(out)
+}
+
+fn decode(schema: &SchemaRef, lines: &[(u64, &[u8])]) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    let mut d = ReaderBuilder::new(schema.clone())
+        .with_batch_size(lines.len().max(1))
+        .with_coerce_primitive(true)
+        .build_decoder()?;
+    for (_, l) in lines {
+        d.decode(l)?;
+        d.decode(b"\n")?;
+    }
+    d.flush()
+}
+
+fn decode_chunk(
+    file: &FileEntry,
+    chunk: &[(u64, &[u8])],
+    schema: &SchemaRef,
+    opts: &ReadOptions,
+    out: &mut FileBatches,
+) -> Result<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let (batch, lines): (RecordBatch, Vec<u64>) = match decode(schema, chunk) {
+        Ok(b) => (b.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())), chunk.iter().map(|c| c.0).collect()),
+        Err(_) => {
+            // Find the bad lines one by one.
+            let mut good = Vec::new();
+            let mut lines = Vec::new();
+            for one in chunk {
+                match decode(schema, std::slice::from_ref(one)) {
+                    Ok(Some(b)) => {
+                        good.push(b);
+                        lines.push(one.0);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let e = ConnectorError::Data { file: file.uri.clone(), line: Some(one.0), column: None, message: e.to_string() };
+                        if opts.strict {
+                            return Err(e);
+                        }
+                        let ConnectorError::Data { message, .. } = e else { unreachable!() };
+                        out.rejected.push(super::RejectedRow { file: file.uri.clone(), line: one.0, column: None, reason: message });
+                    }
+                }
+            }
+            let b = arrow::compute::concat_batches(schema, &good).map_err(|e| ConnectorError::data(&file.uri, e))?;
+            (b, lines)
+        }
+    };
+    let n = batch.num_rows();
+    let cols = batch.columns().iter().cloned().map(Some).collect();
+    let line = |r: usize| lines[r];
+    let origin = RowOrigin { file: &file.uri, line: &line };
+    if let Some(b) = conform(cols, n, &opts.schema, &origin, opts.strict, vec![], &mut out.rejected)? {
+        out.batches.push(b);
+    }
+    Ok(())
+}

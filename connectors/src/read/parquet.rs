@@ -1,0 +1,118 @@
+//! Parquet: parquet's async Arrow reader over the object store, row groups decoded in parallel
+//! (one task per slice of row groups), columns matched to the table's by name.
+// parquet 59 deprecates ParquetObjectReader in favour of hand-written AsyncFileReaders; it is still
+// the maintained object_store bridge that DataFusion itself uses, so Tarn keeps it until replaced.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+
+use super::conform::{RowOrigin, by_name, conform, no_column_matches};
+use super::{BATCH_ROWS, FileBatches, ReadOptions};
+use crate::error::{ConnectorError, Result};
+use crate::listing::FileEntry;
+
+fn object_reader(store: Arc<dyn ObjectStore>, file: &FileEntry) -> ParquetObjectReader {
+    ParquetObjectReader::new(store, file.path()).with_file_size(file.size)
+}
+
+async fn metadata(store: Arc<dyn ObjectStore>, file: &FileEntry) -> Result<ArrowReaderMetadata> {
+    ArrowReaderMetadata::load_async(&mut object_reader(store, file), ArrowReaderOptions::new())
+        .await
+        .map_err(|e| ConnectorError::data(&file.uri, format!("not a readable Parquet file: {e}")))
+}
+
+pub(super) async fn infer(store: Arc<dyn ObjectStore>, file: &FileEntry) -> Result<SchemaRef> {
+    Ok(metadata(store, file).await?.schema().clone())
+}
+
+pub(super) async fn read(
+    store: Arc<dyn ObjectStore>,
+    file: &FileEntry,
+    opts: &ReadOptions,
+) -> Result<FileBatches> {
+    let meta = metadata(store.clone(), file).await?;
+    let file_schema = meta.schema().clone();
+    // Read only the file's columns that the table has.
+    let wanted: Vec<usize> = file_schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| opts.schema.fields().iter().any(|t| t.name().eq_ignore_ascii_case(f.name())))
+        .map(|(i, _)| i)
+        .collect();
+    if wanted.is_empty() && !opts.schema.fields().is_empty() {
+        return Err(ConnectorError::data(
+            &file.uri,
+            format!(
+                "none of the table's columns ({}) is in the file (it has {})",
+                names(&opts.schema),
+                names(&file_schema)
+            ),
+        ));
+    }
+    let mask = ProjectionMask::roots(meta.parquet_schema(), wanted);
+    let row_groups = meta.metadata().row_groups();
+    let mut starts = Vec::with_capacity(row_groups.len());
+    let mut acc = 0u64;
+    for rg in row_groups {
+        starts.push(acc);
+        acc += rg.num_rows() as u64;
+    }
+    let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let chunk = row_groups.len().div_ceil(parallel).max(1);
+    let mut tasks = Vec::new();
+    for rgs in (0..row_groups.len()).collect::<Vec<_>>().chunks(chunk) {
+        let rgs = rgs.to_vec();
+        let first_row = starts[rgs[0]];
+        let reader = object_reader(store.clone(), file);
+        let meta = meta.clone();
+        let mask = mask.clone();
+        let opts = opts.clone();
+        let uri = file.uri.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
+                .with_row_groups(rgs)
+                .with_projection(mask)
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| ConnectorError::data(&uri, e))?;
+            let mut out = FileBatches::default();
+            let mut row = first_row;
+            while let Some(batch) = stream
+                .try_next()
+                .await
+                .map_err(|e| ConnectorError::data(&uri, format!("corrupt Parquet data: {e}")))?
+            {
+                let n = batch.num_rows();
+                let cols = by_name(&batch, &opts.schema);
+                debug_assert!(!no_column_matches(&cols) || opts.schema.fields().is_empty());
+                let base = row;
+                let line = move |r: usize| base + r as u64 + 1;
+                let origin = RowOrigin { file: &uri, line: &line };
+                if let Some(b) = conform(cols, n, &opts.schema, &origin, opts.strict, vec![], &mut out.rejected)? {
+                    out.batches.push(b);
+                }
+                row += n as u64;
+            }
+            Ok::<_, ConnectorError>(out)
+        }));
+    }
+    let mut out = FileBatches { bytes_read: file.size, ..Default::default() };
+    for t in tasks {
+        let part = t.await.map_err(|e| ConnectorError::data(&file.uri, format!("reader failed: {e}")))??;
+        out.batches.extend(part.batches);
+        out.rejected.extend(part.rejected);
+    }
+    Ok(out)
+}
+
+fn names(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,203 @@
+//! Configuration: `tarn.toml` (by `--config` or `TARN_CONFIG`), overridden by `TARN_*` variables,
+//! overridden by flags. clap reads flags and variables; the file fills in what neither gave.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tarn_connectors::StoreConfig;
+use tarn_connectors::store::RegionConfig;
+
+use crate::error::{Result, ServiceError};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// `tarn serve` flags; each also from its `TARN_*` variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML).
+    #[arg(long, env = "TARN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TARN_LISTEN")]
+    pub listen: Option<String>,
+    /// Where the catalog (and later snapshots) live [default: ./tarn-data].
+    #[arg(long, env = "TARN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What `SELECT @@hostname` answers [default: the machine's host name].
+    #[arg(long, env = "TARN_INSTANCE_NAME")]
+    pub instance_name: Option<String>,
+    /// Memory for loaded tables, e.g. `16GiB`; a load that would exceed it is refused [default: none].
+    #[arg(long, env = "TARN_MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
+    /// Shards per loaded table; 0 means one per core [default: 0].
+    #[arg(long, env = "TARN_SHARDS")]
+    pub shards: Option<usize>,
+    /// Locations tables may name (comma-separated prefixes) [default: file:// under the working directory].
+    #[arg(long, env = "TARN_ALLOWED_LOCATIONS", value_delimiter = ',')]
+    pub allowed_locations: Option<Vec<String>>,
+    /// The region this instance runs in.
+    #[arg(long, env = "TARN_HOME_REGION")]
+    pub home_region: Option<String>,
+}
+
+/// The keys of `tarn.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub instance_name: Option<String>,
+    pub memory_limit: Option<String>,
+    pub shards: Option<usize>,
+    pub allowed_locations: Option<Vec<String>>,
+    pub home_region: Option<String>,
+    #[serde(default)]
+    pub regions: BTreeMap<String, RegionFile>,
+    #[serde(default)]
+    pub replicas: Vec<toml::Value>,
+    #[serde(default)]
+    pub tables: Vec<DeclaredTable>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionFile {
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+    pub credentials: Option<String>,
+}
+
+/// A `[[tables]]` entry: DDL applied at start (as `IF NOT EXISTS`), loaded when `load = true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredTable {
+    pub ddl: String,
+    #[serde(default)]
+    pub load: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub instance_name: String,
+    pub memory_limit: Option<u64>,
+    pub shards: usize,
+    pub store: StoreConfig,
+    pub tables: Vec<DeclaredTable>,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServiceError::Config(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ServiceError::Config(format!("{}: {e}", path.display())))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "tarn".to_string())
+}
+
+impl Config {
+    pub fn load(args: &ServeArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|e| ServiceError::Config(format!("listen = '{listen}' is not an address: {e}")))?;
+        let memory_limit = args
+            .memory_limit
+            .clone()
+            .or(file.memory_limit)
+            .map(|s| {
+                s.parse::<bytesize::ByteSize>()
+                    .map(|b| b.as_u64())
+                    .map_err(|e| ServiceError::Config(format!("memory_limit = '{s}': {e}")))
+            })
+            .transpose()?;
+        let shards = match args.shards.or(file.shards).unwrap_or(0) {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        };
+        let cwd = std::env::current_dir().map_err(|e| ServiceError::Config(e.to_string()))?;
+        let allowed_locations = args
+            .allowed_locations
+            .clone()
+            .or(file.allowed_locations)
+            .unwrap_or_else(|| vec![format!("file://{}/", cwd.display())]);
+        let regions = file
+            .regions
+            .into_iter()
+            .map(|(name, r)| {
+                let credentials = r.credentials.unwrap_or_else(|| "env".into());
+                if !(credentials == "env" || credentials == "none" || credentials.starts_with("profile:")) {
+                    return Err(ServiceError::Config(format!(
+                        "regions.{name}.credentials = '{credentials}': expected env, none or profile:<name>"
+                    )));
+                }
+                Ok((name, RegionConfig { endpoint: r.endpoint, allow_http: r.allow_http, credentials }))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            listen,
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./tarn-data")),
+            instance_name: args.instance_name.clone().or(file.instance_name).unwrap_or_else(host_name),
+            memory_limit,
+            shards,
+            store: StoreConfig {
+                allowed_locations,
+                home_region: args.home_region.clone().or(file.home_region),
+                regions,
+            },
+            tables: file.tables,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tarn.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:9000"
+instance_name = "from-file"
+memory_limit = "16GiB"
+allowed_locations = ["file:///srv/data/"]
+[regions.us-ashburn-1]
+endpoint = "http://127.0.0.1:8333"
+allow_http = true
+[[tables]]
+ddl = "CREATE DATABASE x"
+"#,
+        )
+        .unwrap();
+        let args = ServeArgs { config: Some(path.clone()), instance_name: Some("from-flag".into()), ..Default::default() };
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.instance_name, "from-flag");
+        assert_eq!(c.memory_limit, Some(16 * 1024 * 1024 * 1024));
+        assert_eq!(c.store.allowed_locations, vec!["file:///srv/data/".to_string()]);
+        assert!(c.store.regions["us-ashburn-1"].allow_http);
+        assert_eq!(c.tables.len(), 1);
+        assert_eq!(c.data_dir, PathBuf::from("./tarn-data"));
+
+        std::fs::write(&path, "lisen = 1").unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(e.contains("unknown field `lisen`"), "{e}");
+    }
+}

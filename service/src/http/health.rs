@@ -1,0 +1,5 @@
+//! Liveness.
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}

@@ -1,0 +1,31 @@
+//! The HTTP API: one module per resource, wired by [`router`]; one [`ApiError`] for every failure.
+
+mod error;
+mod health;
+mod sql;
+mod tables;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+
+/// `Accept` values `POST /v1/sql` answers to.
+pub mod sql_accept {
+    pub const JSON: &str = "application/json";
+    pub const CSV: &str = "text/csv";
+    pub const NDJSON: &str = "application/x-ndjson";
+    pub const ARROW: &str = "application/vnd.apache.arrow.stream";
+}
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/sql", post(sql::post_sql))
+        .route("/v1/tables", get(tables::list))
+        .route("/v1/tables/{db}/{table}", get(tables::one))
+        .route("/healthz", get(health::healthz))
+        .fallback(error::not_found)
+        .with_state(state)
+}

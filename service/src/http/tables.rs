@@ -1,0 +1,31 @@
+//! `GET /v1/tables` and `GET /v1/tables/{db}/{table}`: definitions, status and manifests.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use tarn_catalog::TableKey;
+
+use super::ApiError;
+use crate::sql::system::table_rows;
+use crate::state::AppState;
+
+pub async fn list(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "tables": table_rows(&state.catalog, &state.memory) }))
+}
+
+pub async fn one(State(state): State<AppState>, Path((db, table)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+    let key = TableKey::new(db, table);
+    let def = state.catalog.get(&key).map_err(crate::error::ServiceError::from)?;
+    let row = table_rows(&state.catalog, &state.memory).into_iter().find(|r| r.schema_name == key.database && r.table_name == key.table);
+    let current = state.memory.get(&key).and_then(|e| e.current());
+    let manifest = current.as_ref().map(|v| {
+        json!({
+            "files": v.manifest.files.len(),
+            "bytes": v.manifest.total_bytes(),
+            "delta_version": v.manifest.delta_version,
+            "shards": v.shards.len(),
+            "batches": v.shards.iter().map(|s| s.batches.len()).sum::<usize>(),
+        })
+    });
+    Ok(Json(json!({ "definition": def, "status": row, "manifest": manifest })))
+}

@@ -1,0 +1,69 @@
+//! Tarn's catalog as DataFusion's catalog provider: each database is a schema whose tables are
+//! the loaded versions, and `performance_schema` holds the status views.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+use tarn_catalog::{CatalogStore, TableKey};
+
+use super::provider::LoadedTable;
+use super::system;
+use crate::error::ServiceError;
+use crate::store::MemoryStore;
+
+pub const PERFORMANCE_SCHEMA: &str = "performance_schema";
+
+#[derive(Debug)]
+pub struct TarnCatalog {
+    pub catalog: Arc<CatalogStore>,
+    pub memory: Arc<MemoryStore>,
+}
+
+impl CatalogProvider for TarnCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = self.catalog.databases();
+        names.push(PERFORMANCE_SCHEMA.to_string());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name.eq_ignore_ascii_case(PERFORMANCE_SCHEMA) {
+            return Some(Arc::new(system::SystemSchema { catalog: self.catalog.clone(), memory: self.memory.clone() }));
+        }
+        self.catalog.database_exists(name).then(|| {
+            Arc::new(Database { name: name.to_lowercase(), catalog: self.catalog.clone(), memory: self.memory.clone() })
+                as Arc<dyn SchemaProvider>
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Database {
+    name: String,
+    catalog: Arc<CatalogStore>,
+    memory: Arc<MemoryStore>,
+}
+
+#[async_trait]
+impl SchemaProvider for Database {
+    fn table_names(&self) -> Vec<String> {
+        self.catalog.tables(&self.name).unwrap_or_default()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let key = TableKey::new(&self.name, name);
+        if self.catalog.get(&key).is_err() {
+            return Ok(None);
+        }
+        match self.memory.get(&key).and_then(|e| e.current()) {
+            Some(v) => Ok(Some(Arc::new(LoadedTable::new(v)))),
+            None => Err(DataFusionError::External(Box::new(ServiceError::NotLoaded { table: key }))),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.catalog.get(&TableKey::new(&self.name, name)).is_ok()
+    }
+}

@@ -1,0 +1,222 @@
+//! The SQL session: Tarn's own statements (DDL, loads, SHOW, DESCRIBE) run against the catalog and
+//! the memory store; everything else is a query planned and run by DataFusion over loaded versions.
+
+mod catalog;
+mod provider;
+pub mod system;
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::execution::context::SessionConfig;
+use datafusion::logical_expr::var_provider::{VarProvider, VarType};
+use datafusion::prelude::SessionContext;
+use tarn_catalog::types::{arrow_to_sql_name, schema_of};
+use tarn_catalog::{CatalogError, CatalogStore, Statement, TableDef, TableRef, parse_statement};
+
+use crate::error::{Result, ServiceError};
+use crate::load;
+use crate::state::AppState;
+use crate::store::MemoryStore;
+
+pub const CATALOG: &str = "tarn";
+
+/// A statement's answer: a schema and its rows.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryOutput {
+    fn empty() -> Self {
+        Self { schema: Arc::new(Schema::empty()), batches: vec![] }
+    }
+
+    fn single(fields: Vec<(&str, ArrayRef)>) -> Result<Self> {
+        let schema = Arc::new(Schema::new(
+            fields.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(schema.clone(), fields.into_iter().map(|(_, a)| a).collect())
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Self { schema, batches: vec![batch] })
+    }
+}
+
+/// `@@hostname` and friends.
+#[derive(Debug)]
+struct SystemVariables {
+    hostname: String,
+}
+
+impl VarProvider for SystemVariables {
+    fn get_value(&self, var_names: Vec<String>) -> datafusion::error::Result<ScalarValue> {
+        let name = var_names.first().map(|s| s.trim_start_matches('@').to_lowercase()).unwrap_or_default();
+        match name.as_str() {
+            "hostname" => Ok(ScalarValue::Utf8(Some(self.hostname.clone()))),
+            "version" => Ok(ScalarValue::Utf8(Some(format!("8.4.0-tarn-{}", env!("CARGO_PKG_VERSION"))))),
+            "version_comment" => Ok(ScalarValue::Utf8(Some("Tarn lakehouse query service".into()))),
+            other => datafusion::common::plan_err!("unknown system variable @@{other}"),
+        }
+    }
+
+    fn get_type(&self, _var_names: &[String]) -> Option<DataType> {
+        Some(DataType::Utf8)
+    }
+}
+
+/// The DataFusion context every query runs in.
+pub fn new_context(catalog: Arc<CatalogStore>, memory: Arc<MemoryStore>, hostname: String) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(memory.shards)
+        .with_default_catalog_and_schema(CATALOG, "default")
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(false);
+    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_catalog(CATALOG, Arc::new(catalog::TarnCatalog { catalog, memory }));
+    ctx.register_variable(VarType::System, Arc::new(SystemVariables { hostname }));
+    ctx
+}
+
+fn strings<I: IntoIterator<Item = S>, S: AsRef<str>>(v: I) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(v))
+}
+
+/// Runs one statement.
+pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
+    let stmt = parse_statement(sql)?;
+    match stmt {
+        Statement::Query(q) => {
+            let df = state.ctx.sql(&q).await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            Ok(QueryOutput { schema, batches })
+        }
+        Statement::CreateDatabase { name, if_not_exists } => {
+            check_not_reserved(&name)?;
+            state.catalog.create_database(&name, if_not_exists)?;
+            Ok(QueryOutput::empty())
+        }
+        Statement::DropDatabase { name, if_exists } => {
+            check_not_reserved(&name)?;
+            for key in state.catalog.drop_database(&name, if_exists)? {
+                state.memory.remove(&key);
+            }
+            Ok(QueryOutput::empty())
+        }
+        Statement::CreateTable { mut table, if_not_exists } => {
+            if table.key.database.is_empty() {
+                return Err(CatalogError::NoDatabaseSelected.into());
+            }
+            validate(state, &table)?;
+            table.key = tarn_catalog::TableKey::new(&table.key.database, &table.key.table);
+            state.catalog.create_table(table, if_not_exists)?;
+            Ok(QueryOutput::empty())
+        }
+        Statement::DropTable { table, if_exists } => {
+            let key = table.resolve(None)?;
+            if state.catalog.drop_table(&key, if_exists)? {
+                state.memory.remove(&key);
+            }
+            Ok(QueryOutput::empty())
+        }
+        Statement::ShowDatabases => {
+            let mut dbs = state.catalog.databases();
+            dbs.push(catalog::PERFORMANCE_SCHEMA.to_string());
+            dbs.sort();
+            QueryOutput::single(vec![("Database", strings(dbs))])
+        }
+        Statement::ShowTables { database } => {
+            let db = database.ok_or(CatalogError::NoDatabaseSelected)?;
+            let tables = if db == catalog::PERFORMANCE_SCHEMA {
+                system::TABLES.iter().map(|s| s.to_string()).collect()
+            } else {
+                state.catalog.tables(&db)?
+            };
+            let name = format!("Tables_in_{db}");
+            QueryOutput::single(vec![(name.as_str(), strings(tables))])
+        }
+        Statement::Describe { table } => describe(state, &table),
+        Statement::SecondaryLoad { table } => {
+            let key = table.resolve(None)?;
+            let r = load::load_table(state, &key).await?;
+            QueryOutput::single(vec![
+                ("table", strings([r.table])),
+                ("version", Arc::new(UInt64Array::from(vec![r.version])) as ArrayRef),
+                ("files", Arc::new(UInt64Array::from(vec![r.files as u64]))),
+                ("rows", Arc::new(UInt64Array::from(vec![r.rows]))),
+                ("bytes", Arc::new(UInt64Array::from(vec![r.bytes]))),
+                ("rejected_rows", Arc::new(UInt64Array::from(vec![r.rejected_rows as u64]))),
+                ("seconds", Arc::new(Float64Array::from(vec![r.seconds]))),
+            ])
+        }
+        Statement::SecondaryUnload { table } => {
+            load::unload_table(state, &table.resolve(None)?).await?;
+            Ok(QueryOutput::empty())
+        }
+        Statement::Use { .. } => Err(ServiceError::BadRequest(
+            "USE is not supported: each request stands alone, so name tables as database.table".into(),
+        )),
+    }
+}
+
+fn check_not_reserved(name: &str) -> Result<()> {
+    if name == catalog::PERFORMANCE_SCHEMA {
+        return Err(CatalogError::invalid("performance_schema is reserved").into());
+    }
+    Ok(())
+}
+
+/// Refuses a definition whose locations the config does not allow or whose patterns do not
+/// compile, before it is stored.
+fn validate(state: &AppState, def: &TableDef) -> Result<()> {
+    check_not_reserved(&def.key.database)?;
+    for spec in &def.files {
+        state.stores.check(&spec.uri)?;
+        if let Some(p) = &spec.pattern {
+            regex::Regex::new(p).map_err(|e| tarn_connectors::ConnectorError::InvalidPattern {
+                pattern: p.clone(),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    if let Some(cols) = &def.columns {
+        schema_of(cols)?;
+    }
+    Ok(())
+}
+
+fn describe(state: &AppState, table: &TableRef) -> Result<QueryOutput> {
+    let key = table.resolve(None)?;
+    let def = state.catalog.get(&key)?;
+    let (names, types, nulls): (Vec<String>, Vec<String>, Vec<&str>) = match (&def.columns, state.memory.get(&key).and_then(|e| e.current())) {
+        (Some(cols), _) => (
+            cols.iter().map(|c| c.name.clone()).collect(),
+            cols.iter().map(|c| c.sql_type.clone()).collect(),
+            cols.iter().map(|c| if c.nullable { "YES" } else { "NO" }).collect(),
+        ),
+        (None, Some(v)) => (
+            v.schema.fields().iter().map(|f| f.name().clone()).collect(),
+            v.schema.fields().iter().map(|f| arrow_to_sql_name(f.data_type())).collect(),
+            v.schema.fields().iter().map(|f| if f.is_nullable() { "YES" } else { "NO" }).collect(),
+        ),
+        (None, None) => {
+            return Err(ServiceError::BadRequest(format!(
+                "the columns of '{key}' are inferred from its files when it loads: run ALTER TABLE {key} SECONDARY_LOAD first"
+            )));
+        }
+    };
+    let n = names.len();
+    QueryOutput::single(vec![
+        ("Field", strings(names)),
+        ("Type", strings(types)),
+        ("Null", strings(nulls)),
+        ("Key", strings(vec![""; n])),
+        ("Default", Arc::new(StringArray::from(vec![None::<&str>; n]))),
+        ("Extra", strings(vec![""; n])),
+    ])
+}

@@ -1,0 +1,118 @@
+//! A loaded table as DataFusion sees it: one published version, its shards as scan partitions,
+//! and batch-level pruning from per-batch min/max before anything is scanned.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray};
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_optimizer::pruning::{PruningPredicateBuilder, PruningStatistics};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::store::{Shard, TableVersion};
+
+#[derive(Debug)]
+pub struct LoadedTable {
+    version: Arc<TableVersion>,
+}
+
+impl LoadedTable {
+    /// Pins `version`: everything planned against this provider reads it and nothing else.
+    pub fn new(version: Arc<TableVersion>) -> Self {
+        Self { version }
+    }
+}
+
+struct ShardStats<'a> {
+    shard: &'a Shard,
+    schema: &'a SchemaRef,
+}
+
+impl PruningStatistics for ShardStats<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        let i = self.schema.index_of(column.name()).ok()?;
+        Some(self.shard.mins[i].clone())
+    }
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        let i = self.schema.index_of(column.name()).ok()?;
+        Some(self.shard.maxs[i].clone())
+    }
+    fn num_containers(&self) -> usize {
+        self.shard.batches.len()
+    }
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        let i = self.schema.index_of(column.name()).ok()?;
+        Some(self.shard.nulls[i].clone())
+    }
+    fn row_counts(&self) -> Option<ArrayRef> {
+        Some(self.shard.rows.clone())
+    }
+    fn contained(&self, _column: &Column, _values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
+        None
+    }
+}
+
+#[async_trait]
+impl TableProvider for LoadedTable {
+    fn schema(&self) -> SchemaRef {
+        self.version.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Filters prune whole batches; the engine still applies them to the rows that remain.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = &self.version.schema;
+        let predicate = match conjunction(filters.iter().cloned()) {
+            Some(expr) => {
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                let physical = state.create_physical_expr(expr, &df_schema)?;
+                PruningPredicateBuilder::new().with_file_schema(schema.clone()).build(physical)
+            }
+            None => None,
+        };
+        let partitions: Vec<Vec<_>> = self
+            .version
+            .shards
+            .iter()
+            .map(|shard| {
+                let keep = predicate
+                    .as_ref()
+                    .and_then(|p| p.prune(&ShardStats { shard, schema }).ok());
+                match keep {
+                    Some(keep) => shard
+                        .batches
+                        .iter()
+                        .zip(keep)
+                        .filter(|(_, k)| *k)
+                        .map(|(b, _)| b.clone())
+                        .collect(),
+                    None => shard.batches.clone(),
+                }
+            })
+            .collect();
+        let exec: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&partitions, schema.clone(), projection.cloned())?;
+        Ok(exec)
+    }
+}

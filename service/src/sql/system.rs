@@ -1,0 +1,178 @@
+//! `performance_schema`: HeatWave's status views (`rpd_tables`, `rpd_table_id`) and Tarn's
+//! `tarn_rejected_rows`, built from the current status whenever a query names them. Column names
+//! are lower case so that any unquoted spelling (`LOAD_STATUS`, `load_status`) finds them.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
+use tarn_catalog::CatalogStore;
+
+use crate::store::{LoadState, MemoryStore, TableStatus};
+
+pub const TABLES: [&str; 3] = ["rpd_tables", "rpd_table_id", "tarn_rejected_rows"];
+
+#[derive(Debug)]
+pub struct SystemSchema {
+    pub catalog: Arc<CatalogStore>,
+    pub memory: Arc<MemoryStore>,
+}
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, None)
+}
+
+fn mem(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<Arc<dyn TableProvider>> {
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// One row of `rpd_tables` (and of `GET /v1/tables`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableRow {
+    pub id: u64,
+    pub schema_name: String,
+    pub table_name: String,
+    pub status: TableStatus,
+    pub version: Option<u64>,
+    pub nrows: u64,
+    pub size_bytes: u64,
+    pub rejected_rows: u64,
+}
+
+/// Status of every table in the catalog, loaded or not, in name order.
+pub fn table_rows(catalog: &CatalogStore, memory: &MemoryStore) -> Vec<TableRow> {
+    catalog
+        .all_tables()
+        .into_iter()
+        .map(|(id, def)| {
+            let entry = memory.get(&def.key);
+            let current = entry.as_ref().and_then(|e| e.current());
+            TableRow {
+                id,
+                schema_name: def.key.database.clone(),
+                table_name: def.key.table.clone(),
+                status: entry.map(|e| e.status()).unwrap_or_default(),
+                version: current.as_ref().map(|v| v.version),
+                nrows: current.as_ref().map_or(0, |v| v.rows),
+                size_bytes: current.as_ref().map_or(0, |v| v.bytes),
+                rejected_rows: current.as_ref().map_or(0, |v| v.rejected.len() as u64),
+            }
+        })
+        .collect()
+}
+
+impl SystemSchema {
+    fn rpd_tables(&self) -> Result<Arc<dyn TableProvider>> {
+        let rows = table_rows(&self.catalog, &self.memory);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::UInt64, false),
+            Field::new("nrows", DataType::UInt64, false),
+            Field::new("load_status", DataType::Utf8, false),
+            Field::new("load_progress", DataType::Float64, false),
+            Field::new("size_bytes", DataType::UInt64, false),
+            Field::new("load_start_timestamp", ts(), true),
+            Field::new("load_end_timestamp", ts(), true),
+            Field::new("recovery_source", DataType::Utf8, true),
+            Field::new("version", DataType::UInt64, true),
+            Field::new("load_error", DataType::Utf8, true),
+            Field::new("rejected_rows", DataType::UInt64, false),
+        ]));
+        let micros = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.timestamp_micros());
+        mem(
+            schema,
+            vec![
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.id))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.nrows))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.status.load_status.as_str()))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| match r.status.load_status {
+                    LoadState::Avail | LoadState::Stale => 100.0,
+                    _ => r.status.load_progress,
+                }))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.size_bytes))),
+                Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|r| micros(r.status.load_start)))),
+                Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|r| micros(r.status.load_end)))),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.version.map(|_| "OBJECTSTORAGE")))),
+                Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.version))),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.status.last_error.clone()))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.rejected_rows))),
+            ],
+        )
+    }
+
+    fn rpd_table_id(&self) -> Result<Arc<dyn TableProvider>> {
+        let tables = self.catalog.all_tables();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::UInt64, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("schema_name", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+        ]));
+        mem(
+            schema,
+            vec![
+                Arc::new(UInt64Array::from_iter_values(tables.iter().map(|t| t.0))),
+                Arc::new(StringArray::from_iter_values(tables.iter().map(|t| t.1.key.to_string()))),
+                Arc::new(StringArray::from_iter_values(tables.iter().map(|t| t.1.key.database.clone()))),
+                Arc::new(StringArray::from_iter_values(tables.iter().map(|t| t.1.key.table.clone()))),
+            ],
+        )
+    }
+
+    fn rejected_rows(&self) -> Result<Arc<dyn TableProvider>> {
+        let mut rows = Vec::new();
+        for (_, def) in self.catalog.all_tables() {
+            if let Some(v) = self.memory.get(&def.key).and_then(|e| e.current()) {
+                for r in &v.rejected {
+                    rows.push((def.key.clone(), v.version, r.clone()));
+                }
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("schema_name", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("version", DataType::UInt64, false),
+            Field::new("file", DataType::Utf8, false),
+            Field::new("line", DataType::UInt64, false),
+            Field::new("column_name", DataType::Utf8, true),
+            Field::new("reason", DataType::Utf8, false),
+        ]));
+        mem(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.database.clone()))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.table.clone()))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.file.clone()))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.2.line))),
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.2.column.clone()))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.reason.clone()))),
+            ],
+        )
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SystemSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        match name.to_lowercase().as_str() {
+            "rpd_tables" => self.rpd_tables().map(Some),
+            "rpd_table_id" => self.rpd_table_id().map(Some),
+            "tarn_rejected_rows" => self.rejected_rows().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name.to_lowercase().as_str())
+    }
+}

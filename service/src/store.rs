@@ -1,0 +1,333 @@
+//! The sharded in-memory store: per table, the published [`TableVersion`] and the load status.
+//!
+//! A version is immutable: N shards of Arrow batches with per-batch statistics, grouped by source
+//! file into segments. Publishing swaps one `Arc`, so a query that took a version keeps reading it
+//! while the next is published, and a failed load never touches the published one.
+//!
+//! This module holds data and status only; loading is [`crate::load`], querying [`crate::sql`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arrow::array::{ArrayRef, UInt64Array};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use datafusion::common::ScalarValue;
+use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use datafusion::logical_expr::Accumulator;
+use serde::Serialize;
+use tarn_catalog::TableKey;
+use tarn_connectors::{Manifest, RejectedRow};
+
+use crate::error::{Result, ServiceError};
+
+/// Min, max and null count of each column of one batch.
+#[derive(Debug, Clone)]
+pub struct BatchStats {
+    pub min: Vec<ScalarValue>,
+    pub max: Vec<ScalarValue>,
+    pub nulls: Vec<u64>,
+    pub rows: u64,
+}
+
+impl BatchStats {
+    pub fn compute(batch: &RecordBatch) -> Self {
+        let mut min = Vec::with_capacity(batch.num_columns());
+        let mut max = Vec::with_capacity(batch.num_columns());
+        let mut nulls = Vec::with_capacity(batch.num_columns());
+        for col in batch.columns() {
+            let t = col.data_type();
+            let null = || ScalarValue::try_from(t).unwrap_or(ScalarValue::Null);
+            let mn = MinAccumulator::try_new(t)
+                .and_then(|mut a| a.update_batch(std::slice::from_ref(col)).and_then(|_| a.evaluate()))
+                .unwrap_or_else(|_| null());
+            let mx = MaxAccumulator::try_new(t)
+                .and_then(|mut a| a.update_batch(std::slice::from_ref(col)).and_then(|_| a.evaluate()))
+                .unwrap_or_else(|_| null());
+            min.push(mn);
+            max.push(mx);
+            nulls.push(col.null_count() as u64);
+        }
+        Self { min, max, nulls, rows: batch.num_rows() as u64 }
+    }
+}
+
+/// The batches read from one source file, with their statistics. Shared (never copied) between
+/// versions that keep the file.
+#[derive(Debug)]
+pub struct Segment {
+    pub file: String,
+    pub batches: Vec<RecordBatch>,
+    pub stats: Vec<BatchStats>,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+impl Segment {
+    pub fn new(file: String, batches: Vec<RecordBatch>) -> Self {
+        let stats = batches.iter().map(BatchStats::compute).collect();
+        let bytes = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        Self { file, batches, stats, bytes, rows }
+    }
+}
+
+/// One shard: the batches a scan partition reads, and their statistics as arrays (one entry per
+/// batch) in the shape DataFusion's pruning wants.
+#[derive(Debug)]
+pub struct Shard {
+    pub batches: Vec<RecordBatch>,
+    pub mins: Vec<ArrayRef>,
+    pub maxs: Vec<ArrayRef>,
+    pub nulls: Vec<ArrayRef>,
+    pub rows: ArrayRef,
+}
+
+#[derive(Debug)]
+pub struct TableVersion {
+    pub version: u64,
+    pub schema: SchemaRef,
+    pub segments: Vec<Arc<Segment>>,
+    pub shards: Vec<Shard>,
+    pub manifest: Manifest,
+    pub rows: u64,
+    pub bytes: u64,
+    pub rejected: Vec<RejectedRow>,
+    pub loaded_at: DateTime<Utc>,
+}
+
+impl TableVersion {
+    /// Lays the segments' batches out over `nshards` shards, round robin, so every shard gets a
+    /// similar share of every file.
+    pub fn build(
+        version: u64,
+        schema: SchemaRef,
+        segments: Vec<Arc<Segment>>,
+        manifest: Manifest,
+        rejected: Vec<RejectedRow>,
+        nshards: usize,
+    ) -> Self {
+        let nshards = nshards.max(1);
+        let mut parts: Vec<Vec<(RecordBatch, &BatchStats)>> = (0..nshards).map(|_| Vec::new()).collect();
+        let mut i = 0;
+        for seg in &segments {
+            for (b, s) in seg.batches.iter().zip(&seg.stats) {
+                parts[i % nshards].push((b.clone(), s));
+                i += 1;
+            }
+        }
+        let ncols = schema.fields().len();
+        let shards = parts
+            .into_iter()
+            .map(|part| {
+                let col = |f: &dyn Fn(&BatchStats) -> ScalarValue, c: usize| -> ArrayRef {
+                    let vals: Vec<ScalarValue> = part.iter().map(|(_, s)| f(s)).collect();
+                    if vals.is_empty() {
+                        return arrow::array::new_empty_array(schema.field(c).data_type());
+                    }
+                    ScalarValue::iter_to_array(vals)
+                        .unwrap_or_else(|_| arrow::array::new_null_array(schema.field(c).data_type(), part.len()))
+                };
+                Shard {
+                    mins: (0..ncols).map(|c| col(&|s| s.min[c].clone(), c)).collect(),
+                    maxs: (0..ncols).map(|c| col(&|s| s.max[c].clone(), c)).collect(),
+                    nulls: (0..ncols)
+                        .map(|c| Arc::new(UInt64Array::from_iter_values(part.iter().map(|(_, s)| s.nulls[c]))) as ArrayRef)
+                        .collect(),
+                    rows: Arc::new(UInt64Array::from_iter_values(part.iter().map(|(_, s)| s.rows))),
+                    batches: part.into_iter().map(|(b, _)| b).collect(),
+                }
+            })
+            .collect();
+        let rows = segments.iter().map(|s| s.rows).sum();
+        let bytes = segments.iter().map(|s| s.bytes).sum();
+        Self { version, schema, segments, shards, manifest, rows, bytes, rejected, loaded_at: Utc::now() }
+    }
+}
+
+/// LOAD_STATUS values, named as HeatWave's `performance_schema.rpd_tables` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LoadState {
+    #[serde(rename = "NOLOAD_RPDGSTABSTATE")]
+    NoLoad,
+    #[serde(rename = "LOADING_RPDGSTABSTATE")]
+    Loading,
+    #[serde(rename = "AVAIL_RPDGSTABSTATE")]
+    Avail,
+    #[serde(rename = "STALE_RPDGSTABSTATE")]
+    Stale,
+    #[serde(rename = "UNLOADING_RPDGSTABSTATE")]
+    Unloading,
+}
+
+impl LoadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoLoad => "NOLOAD_RPDGSTABSTATE",
+            Self::Loading => "LOADING_RPDGSTABSTATE",
+            Self::Avail => "AVAIL_RPDGSTABSTATE",
+            Self::Stale => "STALE_RPDGSTABSTATE",
+            Self::Unloading => "UNLOADING_RPDGSTABSTATE",
+        }
+    }
+}
+
+/// What `rpd_tables` and `GET /v1/tables` show of a table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    pub load_status: LoadState,
+    /// 0 to 100.
+    pub load_progress: f64,
+    pub load_start: Option<DateTime<Utc>>,
+    pub load_end: Option<DateTime<Utc>>,
+    /// Why the last load failed, if it did (the published version, if any, still serves).
+    pub last_error: Option<String>,
+}
+
+impl Default for TableStatus {
+    fn default() -> Self {
+        Self { load_status: LoadState::NoLoad, load_progress: 0.0, load_start: None, load_end: None, last_error: None }
+    }
+}
+
+#[derive(Debug)]
+pub struct TableEntry {
+    pub key: TableKey,
+    current: RwLock<Option<Arc<TableVersion>>>,
+    status: Mutex<TableStatus>,
+    /// Held for the length of a load or unload, so two never run at once on one table.
+    pub load_lock: tokio::sync::Mutex<()>,
+    next_version: AtomicU64,
+}
+
+impl TableEntry {
+    pub fn current(&self) -> Option<Arc<TableVersion>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn status(&self) -> TableStatus {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update_status(&self, f: impl FnOnce(&mut TableStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub fn next_version(&self) -> u64 {
+        self.next_version.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn swap(&self, v: Option<Arc<TableVersion>>) -> Option<Arc<TableVersion>> {
+        std::mem::replace(&mut *self.current.write().unwrap_or_else(|e| e.into_inner()), v)
+    }
+}
+
+#[derive(Debug)]
+pub struct MemoryStore {
+    tables: RwLock<HashMap<TableKey, Arc<TableEntry>>>,
+    limit: Option<u64>,
+    /// Bytes held by loads in progress, counted against the limit before they publish.
+    reserved: AtomicU64,
+    pub shards: usize,
+}
+
+impl MemoryStore {
+    pub fn new(limit: Option<u64>, shards: usize) -> Self {
+        Self { tables: RwLock::new(HashMap::new()), limit, reserved: AtomicU64::new(0), shards: shards.max(1) }
+    }
+
+    pub fn entry(&self, key: &TableKey) -> Arc<TableEntry> {
+        if let Some(e) = self.get(key) {
+            return e;
+        }
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        t.entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(TableEntry {
+                    key: key.clone(),
+                    current: RwLock::new(None),
+                    status: Mutex::new(TableStatus::default()),
+                    load_lock: tokio::sync::Mutex::new(()),
+                    next_version: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    pub fn get(&self, key: &TableKey) -> Option<Arc<TableEntry>> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// Frees the table's data and forgets it (DROP TABLE).
+    pub fn remove(&self, key: &TableKey) {
+        self.tables.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
+        t.values().filter_map(|e| e.current()).map(|v| v.bytes).sum()
+    }
+
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
+    /// Counts `bytes` more of a load in progress against the limit; refuses when it would exceed it.
+    /// The previous version of the table being loaded still counts: it serves until the swap.
+    pub fn reserve(&self, key: &TableKey, bytes: u64) -> Result<Reservation<'_>> {
+        if let Some(limit) = self.limit {
+            let used = self.used_bytes();
+            let reserved = self.reserved.fetch_add(bytes, Ordering::SeqCst) + bytes;
+            if used + reserved > limit {
+                self.reserved.fetch_sub(bytes, Ordering::SeqCst);
+                return Err(ServiceError::MemoryLimit {
+                    table: key.clone(),
+                    needed: bytes,
+                    available: limit.saturating_sub(used + reserved - bytes),
+                    limit,
+                });
+            }
+        } else {
+            self.reserved.fetch_add(bytes, Ordering::SeqCst);
+        }
+        Ok(Reservation { store: self, bytes })
+    }
+
+    /// Makes `version` the table's current one; the previous one is freed once no query holds it.
+    pub fn publish(&self, entry: &TableEntry, version: Arc<TableVersion>) {
+        entry.swap(Some(version));
+    }
+
+    pub fn unload(&self, entry: &TableEntry) -> Option<Arc<TableVersion>> {
+        entry.swap(None)
+    }
+
+    pub fn entries(&self) -> Vec<Arc<TableEntry>> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+}
+
+/// Bytes held against the memory limit by a load in progress; released when dropped (after the
+/// version is published, its bytes count as used instead).
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    store: &'a MemoryStore,
+    bytes: u64,
+}
+
+impl Reservation<'_> {
+    pub fn grow(&mut self, key: &TableKey, bytes: u64) -> Result<()> {
+        let r = self.store.reserve(key, bytes)?;
+        std::mem::forget(r);
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.store.reserved.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
