@@ -60,6 +60,7 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("TARN_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

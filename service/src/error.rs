@@ -100,13 +100,13 @@ impl ServiceError {
             Self::MemoryLimit { .. } => "memory_limit",
             Self::BadRequest(_) => "bad_request",
             Self::Config(_) => "config",
-            Self::Query(DataFusionError::Plan(_) | DataFusionError::SQL(..) | DataFusionError::SchemaError(..)) => {
-                "query_error"
-            }
-            Self::Query(DataFusionError::NotImplemented(_)) => "not_supported",
-            Self::Query(DataFusionError::Context(..)) => "query_error",
-            Self::Query(DataFusionError::ResourcesExhausted(_)) => "resources_exhausted",
-            Self::Query(_) | Self::Internal(_) | Self::LoadFailed { .. } => "internal",
+            Self::Query(e) => match e.find_root() {
+                DataFusionError::Plan(_) | DataFusionError::SQL(..) | DataFusionError::SchemaError(..) => "query_error",
+                DataFusionError::NotImplemented(_) => "not_supported",
+                DataFusionError::ResourcesExhausted(_) => "resources_exhausted",
+                _ => "internal",
+            },
+            Self::Internal(_) | Self::LoadFailed { .. } => "internal",
         }
     }
 

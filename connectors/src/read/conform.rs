@@ -4,7 +4,9 @@
 
 use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBufferBuilder, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
-use arrow::datatypes::{DataType, SchemaRef};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -83,15 +85,17 @@ pub fn conform(
             message: reason,
         });
     }
-    let batch = RecordBatch::try_new_with_options(
-        target.clone(),
-        out,
-        &RecordBatchOptions::new().with_row_count(Some(num_rows)),
-    )
-    .map_err(|e| ConnectorError::data(origin.file, e))?;
+    let opts = RecordBatchOptions::new().with_row_count(Some(num_rows));
     if bad.is_empty() {
+        let batch = RecordBatch::try_new_with_options(target.clone(), out, &opts)
+            .map_err(|e| ConnectorError::data(origin.file, e))?;
         return Ok((num_rows > 0).then_some(batch));
     }
+    // Bad rows may hold NULLs in NOT NULL columns: filter them out before the schema is enforced.
+    let loose = Arc::new(Schema::new(
+        target.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new_with_options(loose, out, &opts).map_err(|e| ConnectorError::data(origin.file, e))?;
     let mut keep = BooleanBufferBuilder::new(num_rows);
     keep.append_n(num_rows, true);
     let mut last = usize::MAX;
@@ -110,6 +114,12 @@ pub fn conform(
     }
     let mask = BooleanArray::new(keep.finish(), None);
     let kept = filter_record_batch(&batch, &mask).map_err(|e| ConnectorError::data(origin.file, e))?;
+    let kept = RecordBatch::try_new_with_options(
+        target.clone(),
+        kept.columns().to_vec(),
+        &RecordBatchOptions::new().with_row_count(Some(kept.num_rows())),
+    )
+    .map_err(|e| ConnectorError::data(origin.file, e))?;
     Ok((kept.num_rows() > 0).then_some(kept))
 }
 

@@ -1,0 +1,237 @@
+//! `TestServer`: the real `tarn` process on an ephemeral port, with its own data dir, and a small
+//! HTTP client for it. Also the paths of the samples and the independent reference reader.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn samples() -> PathBuf {
+    repo_root().join("samples/data")
+}
+
+/// An error answer: status, `error.code`, `error.message`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+pub struct TestServer {
+    pub addr: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+    extra_args: Vec<String>,
+    http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts a server whose tables may read anything under `allowed` (a directory).
+    pub async fn spawn(data_dir: &Path, allowed: &Path, extra: &[&str]) -> Self {
+        let extra_args: Vec<String> = [
+            "--allowed-locations".to_string(),
+            format!("file://{}/", allowed.display()),
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect();
+        Self::start(data_dir.to_path_buf(), extra_args).await
+    }
+
+    async fn start(data_dir: PathBuf, extra_args: Vec<String>) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--instance-name", "tarn-test"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&extra_args)
+            .env("TARN_LOG", "info")
+            .env_remove("TARN_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tarn");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("listening on http://") {
+                    let rest = &line[i + "listening on http://".len()..];
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("tarn did not start; log:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        Self { addr, data_dir, child, log, extra_args, http: reqwest::Client::new() }
+    }
+
+    /// SIGKILL, then start again on the same data dir.
+    pub async fn kill_and_restart(mut self) -> Self {
+        self.kill();
+        let (data_dir, extra_args) = (self.data_dir.clone(), self.extra_args.clone());
+        Self::start(data_dir, extra_args).await
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post_sql(&self, sql: &str, accept: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/sql"))
+            .header("accept", accept)
+            .body(sql.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Runs one statement; the JSON answer, or the error answer.
+    pub async fn sql(&self, sql: &str) -> Result<Value, ApiError> {
+        let resp = self.post_sql(sql, "application/json").await;
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.expect("JSON answer");
+        if status == 200 {
+            Ok(v)
+        } else {
+            Err(ApiError {
+                status,
+                code: v["error"]["code"].as_str().unwrap_or_default().to_string(),
+                message: v["error"]["message"].as_str().unwrap_or_default().to_string(),
+            })
+        }
+    }
+
+    /// Runs a statement that must succeed.
+    pub async fn ok(&self, sql: &str) -> Value {
+        match self.sql(sql).await {
+            Ok(v) => v,
+            Err(e) => panic!("{sql}\nfailed: {e:?}\nlog:\n{}", self.log.lock().unwrap().join("\n")),
+        }
+    }
+
+    /// Runs a statement that must fail.
+    pub async fn err(&self, sql: &str) -> ApiError {
+        match self.sql(sql).await {
+            Ok(v) => panic!("{sql}\nsucceeded unexpectedly: {v}"),
+            Err(e) => e,
+        }
+    }
+
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Value>> {
+        let v = self.ok(sql).await;
+        v["rows"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect()
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The venv python with the independent readers (set up by scripts/venv.sh).
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("TARN_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tarn-venv/bin/python")
+    });
+    assert!(
+        p.exists(),
+        "{} not found: run scripts/venv.sh (the README's test command does) or set TARN_PYTHON",
+        p.display()
+    );
+    p
+}
+
+/// The rows an independent reader finds in the sample files of `format` at `path`.
+pub fn reference_rows(format: &str, path: &Path) -> Vec<Vec<Value>> {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/reference.py"))
+        .arg(format)
+        .arg(path)
+        .output()
+        .expect("run reference reader");
+    assert!(out.status.success(), "reference reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect()
+}
+
+/// Row-by-row, value-by-value equality; floats within a relative 1e-9.
+pub fn assert_same_rows(what: &str, got: &[Vec<Value>], want: &[Vec<Value>]) {
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.len(), w.len(), "{what}: row {i} width");
+        for (j, (a, b)) in g.iter().zip(w).enumerate() {
+            let same = match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) if a.is_f64() || b.is_f64() => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                _ => a == b,
+            };
+            assert!(same, "{what}: row {i} column {j}: tarn {a} vs reference {b}\n tarn row: {g:?}\n ref row:  {w:?}");
+        }
+    }
+}
+
+/// Copies a sample directory (or file) to `dest`.
+pub fn copy_sample(rel: &str, dest: &Path) {
+    let src = samples().join(rel);
+    if src.is_dir() {
+        std::fs::create_dir_all(dest).unwrap();
+        for e in walk(&src) {
+            let to = dest.join(e.strip_prefix(&src).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&e, &to).unwrap();
+        }
+    } else {
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&src, dest).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+pub async fn wait_until<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F, what: &str) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub const COLUMNS: &str = "(order_id INT NOT NULL, customer VARCHAR(32), product LONGTEXT, quantity INT, \
+    amount DECIMAL(10,2), weight DOUBLE, express BOOLEAN, order_date DATE, shipped_at DATETIME)";
+
+pub const SELECT_ALL: &str =
+    "order_id, customer, product, quantity, amount, weight, express, order_date, shipped_at";
