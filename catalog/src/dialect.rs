@@ -128,7 +128,12 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         match word(&tok.token).as_deref() {
             Some("SECONDARY_LOAD") => Statement::SecondaryLoad { table },
             Some("SECONDARY_UNLOAD") => Statement::SecondaryUnload { table },
-            _ => return Err(p.expected::<()>("SECONDARY_LOAD or SECONDARY_UNLOAD", tok).unwrap_err().into()),
+            _ => {
+                return Err(p
+                    .expected::<()>("SECONDARY_LOAD or SECONDARY_UNLOAD", tok)
+                    .unwrap_err()
+                    .into());
+            }
         }
     } else if p.parse_keyword(Keyword::SHOW) {
         if p.parse_one_of_keywords(&[Keyword::DATABASES, Keyword::SCHEMAS])
@@ -136,7 +141,10 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         {
             Statement::ShowDatabases
         } else if p.parse_keyword(Keyword::TABLES) {
-            let database = if p.parse_one_of_keywords(&[Keyword::FROM, Keyword::IN]).is_some() {
+            let database = if p
+                .parse_one_of_keywords(&[Keyword::FROM, Keyword::IN])
+                .is_some()
+            {
                 Some(ident(&mut p)?)
             } else {
                 None
@@ -148,7 +156,9 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
                 .unwrap_err()
                 .into());
         }
-    } else if p.parse_one_of_keywords(&[Keyword::DESCRIBE, Keyword::DESC]).is_some()
+    } else if p
+        .parse_one_of_keywords(&[Keyword::DESCRIBE, Keyword::DESC])
+        .is_some()
         || (is_word(&p.peek_token().token, "EXPLAIN") && is_table_name_then_end(&p))
     {
         if is_word(&p.peek_token().token, "EXPLAIN") {
@@ -163,11 +173,16 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             database: ident(&mut p)?,
         }
     } else {
-        return Ok(Statement::Query(sql.trim().trim_end_matches(';').to_string()));
+        return Ok(Statement::Query(
+            sql.trim().trim_end_matches(';').to_string(),
+        ));
     };
     skip(&mut p, &Token::SemiColon);
     if p.peek_token().token != Token::EOF {
-        return Err(p.expected::<()>("end of statement", p.peek_token()).unwrap_err().into());
+        return Err(p
+            .expected::<()>("end of statement", p.peek_token())
+            .unwrap_err()
+            .into());
     }
     Ok(stmt)
 }
@@ -175,7 +190,8 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
 /// `EXPLAIN t` (MySQL's synonym for DESCRIBE) versus `EXPLAIN SELECT ...`.
 fn is_table_name_then_end(p: &Parser) -> bool {
     let t1 = p.peek_nth_token(1).token;
-    let is_name = matches!(&t1, Token::Word(w) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some());
+    let is_name =
+        matches!(&t1, Token::Word(w) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some());
     is_name
         && (1..6).any(|i| matches!(p.peek_nth_token(i).token, Token::EOF | Token::SemiColon))
         && (1..6)
@@ -289,12 +305,16 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
         let mut seen = std::collections::HashSet::new();
         for c in cols {
             if !seen.insert(&c.name) {
-                return Err(CatalogError::invalid(format!("duplicate column name '{}'", c.name)));
+                return Err(CatalogError::invalid(format!(
+                    "duplicate column name '{}'",
+                    c.name
+                )));
             }
         }
     }
 
-    if external && matches!(p.peek_token().token, Token::Word(ref w) if w.keyword == Keyword::STORED || w.keyword == Keyword::LOCATION || w.keyword == Keyword::OPTIONS)
+    if external
+        && matches!(p.peek_token().token, Token::Word(ref w) if w.keyword == Keyword::STORED || w.keyword == Keyword::LOCATION || w.keyword == Keyword::OPTIONS)
     {
         // DFParser re-reads the whole statement; this parser is done with it.
         while p.peek_token().token != Token::EOF {
@@ -369,7 +389,8 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
             "Tarn holds external tables only: write CREATE EXTERNAL TABLE ... FILE_FORMAT = (...) FILES = (...)",
         ));
     }
-    let format = format.ok_or_else(|| CatalogError::invalid("FILE_FORMAT = (FORMAT ...) is missing"))?;
+    let format =
+        format.ok_or_else(|| CatalogError::invalid("FILE_FORMAT = (FORMAT ...) is missing"))?;
     if files.is_empty() {
         return Err(CatalogError::invalid("FILES = (URI '...') is missing"));
     }
@@ -399,16 +420,30 @@ fn parse_flag(p: &mut Parser, opt: &str) -> Result<bool> {
     match &tok.token {
         Token::Number(n, _) if n == "0" => Ok(false),
         Token::Number(n, _) if n == "1" => Ok(true),
-        Token::Word(w) if w.value.eq_ignore_ascii_case("true") || w.value.eq_ignore_ascii_case("on") => Ok(true),
-        Token::Word(w) if w.value.eq_ignore_ascii_case("false") || w.value.eq_ignore_ascii_case("off") => Ok(false),
-        _ => Err(p.expected::<()>(&format!("0 or 1 for {opt}"), tok).unwrap_err().into()),
+        Token::Word(w)
+            if w.value.eq_ignore_ascii_case("true") || w.value.eq_ignore_ascii_case("on") =>
+        {
+            Ok(true)
+        }
+        Token::Word(w)
+            if w.value.eq_ignore_ascii_case("false") || w.value.eq_ignore_ascii_case("off") =>
+        {
+            Ok(false)
+        }
+        _ => Err(p
+            .expected::<()>(&format!("0 or 1 for {opt}"), tok)
+            .unwrap_err()
+            .into()),
     }
 }
 
 fn parse_duration(p: &mut Parser, opt: &str) -> Result<Duration> {
     let s = p.parse_literal_string()?;
-    humantime::parse_duration(&s)
-        .map_err(|e| CatalogError::invalid(format!("{opt} = '{s}' is not a duration ({e}); write e.g. '30s' or '500ms'")))
+    humantime::parse_duration(&s).map_err(|e| {
+        CatalogError::invalid(format!(
+            "{opt} = '{s}' is not a duration ({e}); write e.g. '30s' or '500ms'"
+        ))
+    })
 }
 
 fn single_byte(what: &str, s: &str) -> Result<u8> {
@@ -449,13 +484,18 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
         }
         let tok = p.next_token();
         let Some(w) = word(&tok.token) else {
-            return Err(p.expected::<()>("a FILE_FORMAT option or )", tok).unwrap_err().into());
+            return Err(p
+                .expected::<()>("a FILE_FORMAT option or )", tok)
+                .unwrap_err()
+                .into());
         };
         let csv_only = |name: &str| -> Result<()> {
             if kind == FormatKind::Csv {
                 Ok(())
             } else {
-                Err(CatalogError::invalid(format!("FILE_FORMAT option {name} applies to FORMAT csv only, not {kind}")))
+                Err(CatalogError::invalid(format!(
+                    "FILE_FORMAT option {name} applies to FORMAT csv only, not {kind}"
+                )))
             }
         };
         match w.as_str() {
@@ -482,7 +522,8 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
                 csv_only(&w)?;
                 loop {
                     if p.parse_keywords(&[Keyword::TERMINATED, Keyword::BY]) {
-                        f.field_delimiter = single_byte("FIELDS TERMINATED BY", &p.parse_literal_string()?)?;
+                        f.field_delimiter =
+                            single_byte("FIELDS TERMINATED BY", &p.parse_literal_string()?)?;
                     } else if eat_word(p, "OPTIONALLY") {
                         expect_word(p, "ENCLOSED")?;
                         p.expect_keyword(Keyword::BY)?;
@@ -492,7 +533,11 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
                         f.enclosed_by = quote_char(&p.parse_literal_string()?)?;
                     } else if p.parse_keywords(&[Keyword::ESCAPED, Keyword::BY]) {
                         let s = p.parse_literal_string()?;
-                        f.escaped_by = if s.is_empty() { None } else { Some(single_byte("ESCAPED BY", &s)?) };
+                        f.escaped_by = if s.is_empty() {
+                            None
+                        } else {
+                            Some(single_byte("ESCAPED BY", &s)?)
+                        };
                     } else {
                         break;
                     }
@@ -509,8 +554,13 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
             "IGNORE" => {
                 csv_only("IGNORE")?;
                 f.skip_lines = p.parse_literal_uint()?;
-                if p.parse_one_of_keywords(&[Keyword::LINES, Keyword::ROWS]).is_none() {
-                    return Err(p.expected::<()>("LINES", p.peek_token()).unwrap_err().into());
+                if p.parse_one_of_keywords(&[Keyword::LINES, Keyword::ROWS])
+                    .is_none()
+                {
+                    return Err(p
+                        .expected::<()>("LINES", p.peek_token())
+                        .unwrap_err()
+                        .into());
                 }
             }
             "DATE" | "DATETIME" | "TIMESTAMP" => {
@@ -545,7 +595,9 @@ fn quote_char(s: &str) -> Result<Option<u8>> {
 
 /// MySQL `%Y-%m-%d %H:%i:%s` style formats to chrono's; chrono formats pass through unchanged.
 fn mysql_to_chrono_format(f: &str) -> String {
-    f.replace("%i", "%M").replace("%s", "%S").replace("%f", "%6f")
+    f.replace("%i", "%M")
+        .replace("%s", "%S")
+        .replace("%f", "%6f")
 }
 
 fn parse_files(p: &mut Parser) -> Result<Vec<FileSpec>> {
@@ -564,7 +616,9 @@ fn parse_files(p: &mut Parser) -> Result<Vec<FileSpec>> {
             Some("PATTERN") => {
                 skip(p, &Token::Eq);
                 let pat = p.parse_literal_string()?;
-                let last = files.last_mut().ok_or_else(|| CatalogError::invalid("PATTERN must follow a URI"))?;
+                let last = files
+                    .last_mut()
+                    .ok_or_else(|| CatalogError::invalid("PATTERN must follow a URI"))?;
                 last.pattern = Some(pat);
             }
             _ => return Err(p.expected::<()>("URI '...'", tok).unwrap_err().into()),
@@ -576,11 +630,17 @@ fn parse_files(p: &mut Parser) -> Result<Vec<FileSpec>> {
 
 fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Result<Statement> {
     let dialect = MySqlDialect {};
-    let mut stmts = DFParser::parse_sql_with_dialect(sql, &dialect).map_err(|e| CatalogError::Syntax {
-        message: e.strip_backtrace().trim_start_matches("SQL error: ").to_string(),
-    })?;
+    let mut stmts =
+        DFParser::parse_sql_with_dialect(sql, &dialect).map_err(|e| CatalogError::Syntax {
+            message: e
+                .strip_backtrace()
+                .trim_start_matches("SQL error: ")
+                .to_string(),
+        })?;
     let Some(DfStatement::CreateExternalTable(cet)) = stmts.pop_front() else {
-        return Err(CatalogError::invalid("expected CREATE EXTERNAL TABLE ... STORED AS ... LOCATION '...'"));
+        return Err(CatalogError::invalid(
+            "expected CREATE EXTERNAL TABLE ... STORED AS ... LOCATION '...'",
+        ));
     };
     let kind = FormatKind::parse(&cet.file_type).ok_or_else(|| {
         CatalogError::invalid(format!(
@@ -602,7 +662,13 @@ fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Resu
             "has_header" => format.header = truthy(),
             "delimiter" => format.field_delimiter = single_byte("delimiter", &v)?,
             "quote" => format.enclosed_by = quote_char(&v)?,
-            "escape" => format.escaped_by = if v.is_empty() { None } else { Some(single_byte("escape", &v)?) },
+            "escape" => {
+                format.escaped_by = if v.is_empty() {
+                    None
+                } else {
+                    Some(single_byte("escape", &v)?)
+                }
+            }
             "terminator" => format.line_terminator = line_terminator(&v)?,
             "compression" => {
                 format.compression = Compression::parse(&v)
@@ -627,12 +693,18 @@ fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Resu
                 .map(|c| {
                     let name = c.name.value.to_lowercase();
                     if sql_to_arrow(&c.data_type).is_none() {
-                        return Err(CatalogError::UnsupportedType { column: name, sql_type: c.data_type.to_string() });
+                        return Err(CatalogError::UnsupportedType {
+                            column: name,
+                            sql_type: c.data_type.to_string(),
+                        });
                     }
                     Ok(ColumnDef {
                         name,
                         sql_type: sql_type_text(&c.data_type),
-                        nullable: !c.options.iter().any(|o| matches!(o.option, ColumnOption::NotNull)),
+                        nullable: !c
+                            .options
+                            .iter()
+                            .any(|o| matches!(o.option, ColumnOption::NotNull)),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
@@ -676,13 +748,22 @@ fn parse_engine_attribute(
     })?;
     let mut format = FileFormat::heatwave(kind);
     for (key, val) in dialect.into_iter().flatten() {
-        let s = val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string());
+        let s = val
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| val.to_string());
         let b = val.as_bool().unwrap_or(matches!(s.as_str(), "1" | "true"));
         match key.as_str() {
             "format" | "encoding" => {}
             "field_delimiter" => format.field_delimiter = single_byte("field_delimiter", &s)?,
             "record_delimiter" => format.line_terminator = line_terminator(&s)?,
-            "escape_character" => format.escaped_by = if s.is_empty() { None } else { Some(single_byte("escape_character", &s)?) },
+            "escape_character" => {
+                format.escaped_by = if s.is_empty() {
+                    None
+                } else {
+                    Some(single_byte("escape_character", &s)?)
+                }
+            }
             "quotation_marks" => format.enclosed_by = quote_char(&s)?,
             "has_header" => format.header = b,
             "skip_rows" => {
@@ -695,11 +776,15 @@ fn parse_engine_attribute(
                     .ok_or_else(|| CatalogError::invalid(format!("unknown compression '{s}'")))?
             }
             "date_format" => format.date_format = Some(mysql_to_chrono_format(&s)),
-            "timestamp_format" | "datetime_format" => format.datetime_format = Some(mysql_to_chrono_format(&s)),
+            "timestamp_format" | "datetime_format" => {
+                format.datetime_format = Some(mysql_to_chrono_format(&s))
+            }
             "is_strict_mode" => options.strict_load = b,
             "allow_missing_files" => options.allow_missing_files = b,
             other => {
-                return Err(CatalogError::invalid(format!("unknown dialect option '{other}'")));
+                return Err(CatalogError::invalid(format!(
+                    "unknown dialect option '{other}'"
+                )));
             }
         }
     }
@@ -758,7 +843,14 @@ mod tests {
         );
         assert_eq!(t.key, TableKey::new("market_data", "delta_orders"));
         let cols = t.columns.unwrap();
-        assert_eq!(cols[0], ColumnDef { name: "order_id".into(), sql_type: "INT".into(), nullable: false });
+        assert_eq!(
+            cols[0],
+            ColumnDef {
+                name: "order_id".into(),
+                sql_type: "INT".into(),
+                nullable: false
+            }
+        );
         assert_eq!(cols[2].sql_type, "DECIMAL(10,2)");
         assert_eq!(t.format.kind, FormatKind::Csv);
         assert!(t.format.header);
@@ -780,7 +872,9 @@ mod tests {
                FILE_FORMAT = (FORMAT delta) FILES = (URI 'oci://demo@mysqlpm/delta/')",
         );
         assert_eq!(t.format.kind, FormatKind::Delta);
-        let t = create("CREATE EXTERNAL TABLE d.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/')");
+        let t = create(
+            "CREATE EXTERNAL TABLE d.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/')",
+        );
         assert!(t.columns.is_none());
     }
 
@@ -812,13 +906,44 @@ mod tests {
 
     #[test]
     fn other_statements() {
-        assert_eq!(parse_statement("create database if not exists Sales").unwrap(), Statement::CreateDatabase { name: "sales".into(), if_not_exists: true });
-        assert_eq!(parse_statement("ALTER TABLE s.t SECONDARY_LOAD;").unwrap(), Statement::SecondaryLoad { table: TableRef { database: Some("s".into()), table: "t".into() } });
-        assert_eq!(parse_statement("SHOW TABLES FROM s").unwrap(), Statement::ShowTables { database: Some("s".into()) });
-        assert!(matches!(parse_statement("DESCRIBE s.t").unwrap(), Statement::Describe { .. }));
-        assert!(matches!(parse_statement("EXPLAIN s.t").unwrap(), Statement::Describe { .. }));
-        assert!(matches!(parse_statement("EXPLAIN SELECT 1").unwrap(), Statement::Query(_)));
-        assert_eq!(parse_statement("select 1;").unwrap(), Statement::Query("select 1".into()));
+        assert_eq!(
+            parse_statement("create database if not exists Sales").unwrap(),
+            Statement::CreateDatabase {
+                name: "sales".into(),
+                if_not_exists: true
+            }
+        );
+        assert_eq!(
+            parse_statement("ALTER TABLE s.t SECONDARY_LOAD;").unwrap(),
+            Statement::SecondaryLoad {
+                table: TableRef {
+                    database: Some("s".into()),
+                    table: "t".into()
+                }
+            }
+        );
+        assert_eq!(
+            parse_statement("SHOW TABLES FROM s").unwrap(),
+            Statement::ShowTables {
+                database: Some("s".into())
+            }
+        );
+        assert!(matches!(
+            parse_statement("DESCRIBE s.t").unwrap(),
+            Statement::Describe { .. }
+        ));
+        assert!(matches!(
+            parse_statement("EXPLAIN s.t").unwrap(),
+            Statement::Describe { .. }
+        ));
+        assert!(matches!(
+            parse_statement("EXPLAIN SELECT 1").unwrap(),
+            Statement::Query(_)
+        ));
+        assert_eq!(
+            parse_statement("select 1;").unwrap(),
+            Statement::Query("select 1".into())
+        );
     }
 
     #[test]
@@ -827,14 +952,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown FILE_FORMAT option FOO"), "{e}");
-        let e = parse_statement("CREATE EXTERNAL TABLE d.t (a INT FILE_FORMAT = (FORMAT csv)").unwrap_err().to_string();
+        let e = parse_statement("CREATE EXTERNAL TABLE d.t (a INT FILE_FORMAT = (FORMAT csv)")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("syntax error: Expected"), "{e}");
         assert!(e.contains("Line: 1, Column"), "{e}");
-        let e = parse_statement("CREATE EXTERNAL TABLE d.t (a INT) FILE_FORMAT = (FORMAT xml) FILES = (URI 'x')").unwrap_err().to_string();
+        let e = parse_statement(
+            "CREATE EXTERNAL TABLE d.t (a INT) FILE_FORMAT = (FORMAT xml) FILES = (URI 'x')",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown FORMAT xml"), "{e}");
-        let e = parse_statement("ALTER TABLE d.t SECONDARY_LAOD").unwrap_err().to_string();
-        assert!(e.contains("Expected: SECONDARY_LOAD or SECONDARY_UNLOAD, found: SECONDARY_LAOD"), "{e}");
-        let e = parse_statement("CREATE EXTERNAL TABLE d.t (a GEOMETRY) FILE_FORMAT = (FORMAT csv) FILES = (URI 'x')").unwrap_err().to_string();
-        assert!(e.contains("unsupported column type GEOMETRY for column a"), "{e}");
+        let e = parse_statement("ALTER TABLE d.t SECONDARY_LAOD")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Expected: SECONDARY_LOAD or SECONDARY_UNLOAD, found: SECONDARY_LAOD"),
+            "{e}"
+        );
+        let e = parse_statement(
+            "CREATE EXTERNAL TABLE d.t (a GEOMETRY) FILE_FORMAT = (FORMAT csv) FILES = (URI 'x')",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unsupported column type GEOMETRY for column a"),
+            "{e}"
+        );
     }
 }

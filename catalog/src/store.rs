@@ -197,12 +197,12 @@ impl CatalogStore {
 
     pub fn get_with_id(&self, key: &TableKey) -> Result<(u64, TableDef)> {
         self.read(|s| {
-            let db = s
-                .databases
-                .get(&key.database)
-                .ok_or_else(|| CatalogError::DatabaseNotFound {
-                    database: key.database.clone(),
-                })?;
+            let db =
+                s.databases
+                    .get(&key.database)
+                    .ok_or_else(|| CatalogError::DatabaseNotFound {
+                        database: key.database.clone(),
+                    })?;
             db.get(&key.table)
                 .map(|t| (t.id, t.def.clone()))
                 .ok_or_else(|| CatalogError::TableNotFound {
@@ -263,7 +263,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CatalogStore::open(dir.path()).unwrap();
         store.create_database("Sales", false).unwrap();
-        let t = def("CREATE EXTERNAL TABLE sales.orders (id INT) FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///d/')");
+        let t = def(
+            "CREATE EXTERNAL TABLE sales.orders (id INT) FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///d/')",
+        );
         assert_eq!(store.create_table(t.clone(), false).unwrap(), Some(1));
         assert!(matches!(
             store.create_table(t.clone(), false),
@@ -275,7 +277,9 @@ mod tests {
         let store = CatalogStore::open(dir.path()).unwrap();
         assert_eq!(store.databases(), vec!["sales".to_string()]);
         assert_eq!(store.get(&TableKey::new("sales", "orders")).unwrap(), t);
-        store.drop_table(&TableKey::new("sales", "orders"), false).unwrap();
+        store
+            .drop_table(&TableKey::new("sales", "orders"), false)
+            .unwrap();
         assert_eq!(store.create_table(t, false).unwrap(), Some(2));
     }
 

@@ -23,9 +23,7 @@ pub fn sql_to_arrow(t: &Sql) -> Option<Arrow> {
         | Sql::IntegerUnsigned(_)
         | Sql::Int4Unsigned(_) => Arrow::UInt32,
         Sql::BigInt(_) | Sql::Int8(_) | Sql::Int64 => Arrow::Int64,
-        Sql::BigIntUnsigned(_) | Sql::UBigInt | Sql::Int8Unsigned(_) | Sql::UInt64 => {
-            Arrow::UInt64
-        }
+        Sql::BigIntUnsigned(_) | Sql::UBigInt | Sql::Int8Unsigned(_) | Sql::UInt64 => Arrow::UInt64,
         Sql::Float(info) | Sql::FloatUnsigned(info) => match info {
             // MySQL: FLOAT(p) with p > 24 is a DOUBLE.
             ExactNumberInfo::Precision(p) if *p > 24 => Arrow::Float64,

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConnectorError, Result};
@@ -135,22 +135,56 @@ mod tests {
     async fn prefix_glob_name_and_pattern() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
-        for f in ["t/a.csv", "t/b.csv", "t/c.json", "t/sub/d.csv", "t/_SUCCESS", "t/.x.crc"] {
+        for f in [
+            "t/a.csv",
+            "t/b.csv",
+            "t/c.json",
+            "t/sub/d.csv",
+            "t/_SUCCESS",
+            "t/.x.crc",
+        ] {
             let p = root.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, "1\n").unwrap();
         }
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-        let names = |v: Vec<FileEntry>| v.into_iter().map(|f| f.key.rsplit('/').next().unwrap().to_string()).collect::<Vec<_>>();
+        let names = |v: Vec<FileEntry>| {
+            v.into_iter()
+                .map(|f| f.key.rsplit('/').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
         let base = format!("file://{}", root.display());
         let loc = |s: &str| Location::parse(&format!("{base}/{s}")).unwrap();
-        assert_eq!(names(list(&store, &loc("t/"), None).await.unwrap()), ["a.csv", "b.csv", "c.json", "d.csv"]);
-        assert_eq!(names(list(&store, &loc("t/*.csv"), None).await.unwrap()), ["a.csv", "b.csv"]);
-        assert_eq!(names(list(&store, &loc("t/**/*.csv"), None).await.unwrap()), ["a.csv", "b.csv", "d.csv"]);
-        assert_eq!(names(list(&store, &loc("t/b.csv"), None).await.unwrap()), ["b.csv"]);
-        assert!(list(&store, &loc("t/none.csv"), None).await.unwrap().is_empty());
-        assert_eq!(names(list(&store, &loc("t/"), Some(r"[ab]\.csv$")).await.unwrap()), ["a.csv", "b.csv"]);
-        let e = list(&store, &loc("t/"), Some("(")).await.unwrap_err().to_string();
+        assert_eq!(
+            names(list(&store, &loc("t/"), None).await.unwrap()),
+            ["a.csv", "b.csv", "c.json", "d.csv"]
+        );
+        assert_eq!(
+            names(list(&store, &loc("t/*.csv"), None).await.unwrap()),
+            ["a.csv", "b.csv"]
+        );
+        assert_eq!(
+            names(list(&store, &loc("t/**/*.csv"), None).await.unwrap()),
+            ["a.csv", "b.csv", "d.csv"]
+        );
+        assert_eq!(
+            names(list(&store, &loc("t/b.csv"), None).await.unwrap()),
+            ["b.csv"]
+        );
+        assert!(
+            list(&store, &loc("t/none.csv"), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            names(list(&store, &loc("t/"), Some(r"[ab]\.csv$")).await.unwrap()),
+            ["a.csv", "b.csv"]
+        );
+        let e = list(&store, &loc("t/"), Some("("))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("invalid PATTERN '('"), "{e}");
         let one = list(&store, &loc("t/a.csv"), None).await.unwrap();
         assert_eq!(one[0].size, 2);

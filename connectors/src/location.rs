@@ -29,13 +29,15 @@ impl Location {
             uri: uri.to_string(),
             reason: reason.to_string(),
         };
-        let (scheme, rest) = uri
-            .split_once("://")
-            .ok_or_else(|| bad("expected scheme://..., e.g. oci://bucket@namespace/path/ or file:///path/"))?;
+        let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
+            bad("expected scheme://..., e.g. oci://bucket@namespace/path/ or file:///path/")
+        })?;
         let loc = match scheme.to_ascii_lowercase().as_str() {
             "file" => {
                 if !rest.starts_with('/') {
-                    return Err(bad("a file:// location must be an absolute path: file:///path/to/data"));
+                    return Err(bad(
+                        "a file:// location must be an absolute path: file:///path/to/data",
+                    ));
                 }
                 Self::File {
                     path: normalize(rest).ok_or_else(|| bad("'..' is not allowed in a path"))?,
@@ -78,7 +80,11 @@ impl Location {
                         .ok_or_else(|| bad("'..' is not allowed in a path"))?,
                 }
             }
-            other => return Err(bad(&format!("unknown scheme '{other}': expected file, s3, oci or https"))),
+            other => {
+                return Err(bad(&format!(
+                    "unknown scheme '{other}': expected file, s3, oci or https"
+                )));
+            }
         };
         Ok(loc)
     }
@@ -97,7 +103,9 @@ impl Location {
         match self {
             Self::File { .. } => "file://".to_string(),
             Self::S3 { bucket, .. } => format!("s3://{bucket}"),
-            Self::Oci { bucket, namespace, .. } => format!("oci://{bucket}@{namespace}"),
+            Self::Oci {
+                bucket, namespace, ..
+            } => format!("oci://{bucket}@{namespace}"),
             Self::Http { base, .. } => base.clone(),
         }
     }
@@ -120,7 +128,11 @@ impl Location {
         if ak.is_empty() {
             return true;
         }
-        if ak.ends_with('/') { k.starts_with(ak) } else { k == ak }
+        if ak.ends_with('/') {
+            k.starts_with(ak)
+        } else {
+            k == ak
+        }
     }
 }
 
@@ -154,11 +166,26 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(Location::parse("file:///srv/data/x.csv").unwrap(), Location::File { path: "srv/data/x.csv".into() });
-        assert_eq!(Location::parse("s3://lake/a/b/").unwrap(), Location::S3 { bucket: "lake".into(), key: "a/b/".into() });
+        assert_eq!(
+            Location::parse("file:///srv/data/x.csv").unwrap(),
+            Location::File {
+                path: "srv/data/x.csv".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://lake/a/b/").unwrap(),
+            Location::S3 {
+                bucket: "lake".into(),
+                key: "a/b/".into()
+            }
+        );
         assert_eq!(
             Location::parse("oci://demo@mysqlpm/delta/").unwrap(),
-            Location::Oci { bucket: "demo".into(), namespace: "mysqlpm".into(), key: "delta/".into() }
+            Location::Oci {
+                bucket: "demo".into(),
+                namespace: "mysqlpm".into(),
+                key: "delta/".into()
+            }
         );
         let h = Location::parse("https://example.com:8443/p/x.parquet").unwrap();
         assert_eq!(h.store_uri(), "https://example.com:8443");
@@ -189,6 +216,10 @@ mod tests {
         let s = Location::parse("s3://lake/x/").unwrap();
         assert!(s.is_allowed_by("s3://lake/"));
         assert!(!s.is_allowed_by("s3://lake2/"));
-        assert!(!Location::parse("http://169.254.169.254/latest/").unwrap().is_allowed_by("https://169.254.169.254/"));
+        assert!(
+            !Location::parse("http://169.254.169.254/latest/")
+                .unwrap()
+                .is_allowed_by("https://169.254.169.254/")
+        );
     }
 }

@@ -87,12 +87,14 @@ impl StoreRegistry {
                 if let Some(r) = region {
                     b = b.with_region(r);
                 }
-                let endpoint = region_cfg.and_then(|r| r.endpoint.clone()).or_else(|| match loc {
-                    Location::Oci { namespace, .. } => region.map(|r| {
-                        format!("https://{namespace}.compat.objectstorage.{r}.oraclecloud.com")
-                    }),
-                    _ => None,
-                });
+                let endpoint = region_cfg
+                    .and_then(|r| r.endpoint.clone())
+                    .or_else(|| match loc {
+                        Location::Oci { namespace, .. } => region.map(|r| {
+                            format!("https://{namespace}.compat.objectstorage.{r}.oraclecloud.com")
+                        }),
+                        _ => None,
+                    });
                 if let Some(ep) = endpoint {
                     // S3-compatible servers (OCI, SeaweedFS) are addressed path-style.
                     b = b.with_endpoint(ep).with_virtual_hosted_style_request(false);

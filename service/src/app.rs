@@ -25,17 +25,29 @@ impl Application {
         let catalog = Arc::new(CatalogStore::open(&config.data_dir)?);
         let memory = Arc::new(MemoryStore::new(config.memory_limit, config.shards));
         let stores = Arc::new(StoreRegistry::new(config.store.clone()));
-        let ctx = sql::new_context(catalog.clone(), memory.clone(), config.instance_name.clone());
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| ServiceError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
-        let state = AppState { config: Arc::new(config), catalog, memory, stores, ctx };
+        let ctx = sql::new_context(
+            catalog.clone(),
+            memory.clone(),
+            config.instance_name.clone(),
+        );
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            ServiceError::Config(format!("cannot listen on {}: {e}", config.listen))
+        })?;
+        let state = AppState {
+            config: Arc::new(config),
+            catalog,
+            memory,
+            stores,
+            ctx,
+        };
         apply_declared_tables(&state).await;
         Ok(Self { listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -68,7 +80,13 @@ async fn apply_declared_tables(state: &AppState) {
             _ => None,
         };
         if let Err(e) = sql::execute(state, &t.ddl).await
-            && !matches!(&e, ServiceError::Catalog(tarn_catalog::CatalogError::TableExists { .. } | tarn_catalog::CatalogError::DatabaseExists { .. }))
+            && !matches!(
+                &e,
+                ServiceError::Catalog(
+                    tarn_catalog::CatalogError::TableExists { .. }
+                        | tarn_catalog::CatalogError::DatabaseExists { .. }
+                )
+            )
         {
             error!(ddl = %t.ddl, error = %e, "declared table not applied");
             continue;

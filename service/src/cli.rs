@@ -13,7 +13,11 @@ use crate::config::{Config, DEFAULT_LISTEN, FileConfig, ServeArgs};
 use crate::http::sql_accept;
 
 #[derive(Debug, Parser)]
-#[command(name = "tarn", version, about = "Tarn: SQL over files in object storage, loaded into memory")]
+#[command(
+    name = "tarn",
+    version,
+    about = "Tarn: SQL over files in object storage, loaded into memory"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,12 +61,16 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TARN_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TARN_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tarn: cannot start the runtime: {e}");
@@ -84,7 +92,9 @@ pub fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = Config::load(&args).map_err(|e| e.to_string())?;
-    let app = crate::Application::build(config).await.map_err(|e| e.to_string())?;
+    let app = crate::Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
@@ -115,13 +125,21 @@ async fn client(args: SqlArgs) -> Result<(), String> {
         None => {
             let listen = match &args.config {
                 Some(p) => {
-                    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                    let f: FileConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+                    let text =
+                        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    let f: FileConfig =
+                        toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
                     f.listen
                 }
                 None => None,
             };
-            format!("http://{}", std::env::var("TARN_LISTEN").ok().or(listen).unwrap_or_else(|| DEFAULT_LISTEN.into()))
+            format!(
+                "http://{}",
+                std::env::var("TARN_LISTEN")
+                    .ok()
+                    .or(listen)
+                    .unwrap_or_else(|| DEFAULT_LISTEN.into())
+            )
         }
     };
     let url = url.trim_end_matches('/').to_string();
@@ -129,7 +147,9 @@ async fn client(args: SqlArgs) -> Result<(), String> {
     if let Some(f) = &args.file {
         let mut text = String::new();
         if f.as_os_str() == "-" {
-            std::io::stdin().read_to_string(&mut text).map_err(|e| e.to_string())?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| e.to_string())?;
         } else {
             text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
         }
@@ -145,12 +165,22 @@ async fn client(args: SqlArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn run_one(http: &reqwest::Client, url: &str, stmt: &str, output: OutputFormat) -> Result<(), String> {
+async fn run_one(
+    http: &reqwest::Client,
+    url: &str,
+    stmt: &str,
+    output: OutputFormat,
+) -> Result<(), String> {
     // A load shows a progress bar fed from the table's status while the statement runs.
     let progress = match parse_statement(stmt) {
-        Ok(Statement::SecondaryLoad { table }) if std::io::stderr().is_terminal() => table
-            .database
-            .map(|db| tokio::spawn(show_progress(http.clone(), format!("{url}/v1/tables/{db}/{}", table.table)))),
+        Ok(Statement::SecondaryLoad { table }) if std::io::stderr().is_terminal() => {
+            table.database.map(|db| {
+                tokio::spawn(show_progress(
+                    http.clone(),
+                    format!("{url}/v1/tables/{db}/{}", table.table),
+                ))
+            })
+        }
         _ => None,
     };
     let accept = match output {
@@ -175,25 +205,41 @@ async fn run_one(http: &reqwest::Client, url: &str, stmt: &str, output: OutputFo
     if !status.is_success() {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let code = v["error"]["code"].as_str().unwrap_or("error");
-        let msg = v["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&body).into());
-        return Err(format!("ERROR ({code}): {msg}\n  in: {}", stmt.lines().next().unwrap_or("")));
+        let msg = v["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into());
+        return Err(format!(
+            "ERROR ({code}): {msg}\n  in: {}",
+            stmt.lines().next().unwrap_or("")
+        ));
     }
     let mut stdout = std::io::stdout();
     use std::io::Write;
     match output {
         OutputFormat::Table => {
-            let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).map_err(|e| e.to_string())?;
+            let reader =
+                arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+                    .map_err(|e| e.to_string())?;
             let schema = reader.schema();
-            let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+            let batches = reader
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
             if schema.fields().is_empty() {
                 writeln!(stdout, "OK").map_err(|e| e.to_string())?;
             } else {
                 let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                let table = arrow::util::pretty::pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+                let table = arrow::util::pretty::pretty_format_batches(&batches)
+                    .map_err(|e| e.to_string())?;
                 if rows > 0 {
                     writeln!(stdout, "{table}").map_err(|e| e.to_string())?;
                 }
-                writeln!(stdout, "{rows} row{} in set", if rows == 1 { "" } else { "s" }).map_err(|e| e.to_string())?;
+                writeln!(
+                    stdout,
+                    "{rows} row{} in set",
+                    if rows == 1 { "" } else { "s" }
+                )
+                .map_err(|e| e.to_string())?;
             }
         }
         OutputFormat::Csv | OutputFormat::Json => {
@@ -207,8 +253,10 @@ async fn run_one(http: &reqwest::Client, url: &str, stmt: &str, output: OutputFo
 async fn show_progress(http: reqwest::Client, status_url: String) {
     let bar = indicatif::ProgressBar::new(1000);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} loading [{bar:40}] {percent:>3}% {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} loading [{bar:40}] {percent:>3}% {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -229,6 +277,9 @@ mod tests {
     #[test]
     fn splits_statements_at_line_ends() {
         let s = split_script("-- c\nCREATE DATABASE a;\nSELECT 'x;y'\n  FROM t;\n\nSELECT 1");
-        assert_eq!(s, vec!["CREATE DATABASE a;", "SELECT 'x;y'\n  FROM t;", "SELECT 1"]);
+        assert_eq!(
+            s,
+            vec!["CREATE DATABASE a;", "SELECT 'x;y'\n  FROM t;", "SELECT 1"]
+        );
     }
 }

@@ -110,10 +110,14 @@ impl Config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
-        let listen = args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen: SocketAddr = listen
-            .parse()
-            .map_err(|e| ServiceError::Config(format!("listen = '{listen}' is not an address: {e}")))?;
+        let listen = args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen.parse().map_err(|e| {
+            ServiceError::Config(format!("listen = '{listen}' is not an address: {e}"))
+        })?;
         let memory_limit = args
             .memory_limit
             .clone()
@@ -125,7 +129,9 @@ impl Config {
             })
             .transpose()?;
         let shards = match args.shards.or(file.shards).unwrap_or(0) {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             n => n,
         };
         let cwd = std::env::current_dir().map_err(|e| ServiceError::Config(e.to_string()))?;
@@ -149,8 +155,16 @@ impl Config {
             .collect::<Result<_>>()?;
         Ok(Self {
             listen,
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./tarn-data")),
-            instance_name: args.instance_name.clone().or(file.instance_name).unwrap_or_else(host_name),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./tarn-data")),
+            instance_name: args
+                .instance_name
+                .clone()
+                .or(file.instance_name)
+                .unwrap_or_else(host_name),
             memory_limit,
             shards,
             store: StoreConfig {
@@ -186,12 +200,19 @@ ddl = "CREATE DATABASE x"
 "#,
         )
         .unwrap();
-        let args = ServeArgs { config: Some(path.clone()), instance_name: Some("from-flag".into()), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            instance_name: Some("from-flag".into()),
+            ..Default::default()
+        };
         let c = Config::load(&args).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(c.instance_name, "from-flag");
         assert_eq!(c.memory_limit, Some(16 * 1024 * 1024 * 1024));
-        assert_eq!(c.store.allowed_locations, vec!["file:///srv/data/".to_string()]);
+        assert_eq!(
+            c.store.allowed_locations,
+            vec!["file:///srv/data/".to_string()]
+        );
         assert!(c.store.regions["us-ashburn-1"].allow_http);
         assert_eq!(c.tables.len(), 1);
         assert_eq!(c.data_dir, PathBuf::from("./tarn-data"));

@@ -81,27 +81,31 @@ impl ServiceError {
             Self::Catalog(CatalogError::Invalid { .. } | CatalogError::UnsupportedType { .. }) => {
                 "invalid_definition"
             }
-            Self::Catalog(CatalogError::DatabaseNotFound { .. } | CatalogError::TableNotFound { .. }) => {
-                "not_found"
-            }
-            Self::Catalog(CatalogError::DatabaseExists { .. } | CatalogError::TableExists { .. }) => {
-                "already_exists"
-            }
+            Self::Catalog(
+                CatalogError::DatabaseNotFound { .. } | CatalogError::TableNotFound { .. },
+            ) => "not_found",
+            Self::Catalog(
+                CatalogError::DatabaseExists { .. } | CatalogError::TableExists { .. },
+            ) => "already_exists",
             Self::Catalog(CatalogError::NoDatabaseSelected) => "no_database_selected",
             Self::Catalog(_) => "catalog_unavailable",
             Self::Connector(ConnectorError::LocationNotAllowed { .. }) => "location_not_allowed",
-            Self::Connector(ConnectorError::InvalidLocation { .. } | ConnectorError::InvalidPattern { .. }) => {
-                "invalid_location"
-            }
+            Self::Connector(
+                ConnectorError::InvalidLocation { .. } | ConnectorError::InvalidPattern { .. },
+            ) => "invalid_location",
             Self::Connector(ConnectorError::NoFiles { .. }) => "no_files",
-            Self::Connector(ConnectorError::Data { .. } | ConnectorError::Delta { .. }) => "bad_data",
+            Self::Connector(ConnectorError::Data { .. } | ConnectorError::Delta { .. }) => {
+                "bad_data"
+            }
             Self::Connector(ConnectorError::Store { .. }) => "store_unavailable",
             Self::NotLoaded { .. } => "table_not_loaded",
             Self::MemoryLimit { .. } => "memory_limit",
             Self::BadRequest(_) => "bad_request",
             Self::Config(_) => "config",
             Self::Query(e) => match e.find_root() {
-                DataFusionError::Plan(_) | DataFusionError::SQL(..) | DataFusionError::SchemaError(..) => "query_error",
+                DataFusionError::Plan(_)
+                | DataFusionError::SQL(..)
+                | DataFusionError::SchemaError(..) => "query_error",
                 DataFusionError::NotImplemented(_) => "not_supported",
                 DataFusionError::ResourcesExhausted(_) => "resources_exhausted",
                 _ => "internal",

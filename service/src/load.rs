@@ -17,7 +17,7 @@ use tarn_catalog::{FormatKind, TableDef, TableKey, types::schema_of};
 use tarn_connectors::listing::{self, FileEntry, Manifest};
 use tarn_connectors::read::{self, ReadOptions};
 use tarn_connectors::{ConnectorError, RejectedRow};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::error::{Result, ServiceError};
 use crate::state::AppState;
@@ -77,16 +77,27 @@ pub async fn load_table(state: &AppState, key: &TableKey) -> Result<LoadReport> 
             let serving = entry.current().is_some();
             warn!(table = %key, error = %e, serving_previous = serving, "load failed");
             entry.update_status(|s| {
-                s.load_status = if serving { LoadState::Stale } else { LoadState::NoLoad };
+                s.load_status = if serving {
+                    LoadState::Stale
+                } else {
+                    LoadState::NoLoad
+                };
                 s.load_end = Some(Utc::now());
                 s.last_error = Some(e.to_string());
             });
-            Err(ServiceError::LoadFailed { table: key.clone(), source: Box::new(e) })
+            Err(ServiceError::LoadFailed {
+                table: key.clone(),
+                source: Box::new(e),
+            })
         }
     }
 }
 
-async fn build_version(state: &AppState, def: &TableDef, entry: &crate::store::TableEntry) -> Result<TableVersion> {
+async fn build_version(
+    state: &AppState,
+    def: &TableDef,
+    entry: &crate::store::TableEntry,
+) -> Result<TableVersion> {
     let key = &def.key;
     let declared = def.columns.as_deref().map(schema_of).transpose()?;
     let mut reservation = state.memory.reserve(key, 0)?;
@@ -97,7 +108,11 @@ async fn build_version(state: &AppState, def: &TableDef, entry: &crate::store::T
         let store = state.stores.store_for(&loc, spec.region.as_deref())?;
         let snap = read::delta_snapshot(store, &loc).await?;
         let schema = declared.unwrap_or_else(|| snap.schema.clone());
-        let opts = ReadOptions { format: def.format.clone(), schema: schema.clone(), strict: def.options.strict_load };
+        let opts = ReadOptions {
+            format: def.format.clone(),
+            schema: schema.clone(),
+            strict: def.options.strict_load,
+        };
         let out = read::read_delta(&snap, &loc, &opts).await?;
         let seg = Segment::new(format!("{}@v{}", loc, snap.version), out.batches);
         reservation.grow(key, seg.bytes)?;
@@ -118,7 +133,10 @@ async fn build_version(state: &AppState, def: &TableDef, entry: &crate::store::T
         let store = state.stores.store_for(&loc, spec.region.as_deref())?;
         let found = listing::list(&store, &loc, spec.pattern.as_deref()).await?;
         if found.is_empty() && !def.options.allow_missing_files {
-            return Err(ConnectorError::NoFiles { uri: spec.uri.clone() }.into());
+            return Err(ConnectorError::NoFiles {
+                uri: spec.uri.clone(),
+            }
+            .into());
         }
         files.extend(found.into_iter().map(|f| (store.clone(), f)));
     }
@@ -136,14 +154,26 @@ async fn build_version(state: &AppState, def: &TableDef, entry: &crate::store::T
             }
         },
     };
-    let opts = ReadOptions { format: def.format.clone(), schema: schema.clone(), strict: def.options.strict_load };
+    let opts = ReadOptions {
+        format: def.format.clone(),
+        schema: schema.clone(),
+        strict: def.options.strict_load,
+    };
     let total_bytes: u64 = files.iter().map(|f| f.1.size).sum::<u64>().max(1);
-    let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2;
+    let parallel = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        * 2;
     info!(files = files.len(), bytes = total_bytes, "reading");
 
-    let manifest = Manifest { files: files.iter().map(|f| f.1.clone()).collect(), delta_version: None };
-    let reads: Vec<futures::future::BoxFuture<'static, _>> =
-        files.into_iter().map(|(store, f)| read_one(store, f, opts.clone()).boxed()).collect();
+    let manifest = Manifest {
+        files: files.iter().map(|f| f.1.clone()).collect(),
+        delta_version: None,
+    };
+    let reads: Vec<futures::future::BoxFuture<'static, _>> = files
+        .into_iter()
+        .map(|(store, f)| read_one(store, f, opts.clone()).boxed())
+        .collect();
     let mut reads = futures::stream::iter(reads).buffered(parallel);
     let mut segments = Vec::new();
     let mut rejected: Vec<RejectedRow> = Vec::new();
@@ -158,7 +188,14 @@ async fn build_version(state: &AppState, def: &TableDef, entry: &crate::store::T
         let progress = (done_bytes as f64 / total_bytes as f64 * 100.0).min(99.9);
         entry.update_status(|s| s.load_progress = progress);
     }
-    Ok(TableVersion::build(entry.next_version(), schema, segments, manifest, rejected, state.memory.shards))
+    Ok(TableVersion::build(
+        entry.next_version(),
+        schema,
+        segments,
+        manifest,
+        rejected,
+        state.memory.shards,
+    ))
 }
 
 async fn read_one(

@@ -41,16 +41,27 @@ impl BatchStats {
             let t = col.data_type();
             let null = || ScalarValue::try_from(t).unwrap_or(ScalarValue::Null);
             let mn = MinAccumulator::try_new(t)
-                .and_then(|mut a| a.update_batch(std::slice::from_ref(col)).and_then(|_| a.evaluate()))
+                .and_then(|mut a| {
+                    a.update_batch(std::slice::from_ref(col))
+                        .and_then(|_| a.evaluate())
+                })
                 .unwrap_or_else(|_| null());
             let mx = MaxAccumulator::try_new(t)
-                .and_then(|mut a| a.update_batch(std::slice::from_ref(col)).and_then(|_| a.evaluate()))
+                .and_then(|mut a| {
+                    a.update_batch(std::slice::from_ref(col))
+                        .and_then(|_| a.evaluate())
+                })
                 .unwrap_or_else(|_| null());
             min.push(mn);
             max.push(mx);
             nulls.push(col.null_count() as u64);
         }
-        Self { min, max, nulls, rows: batch.num_rows() as u64 }
+        Self {
+            min,
+            max,
+            nulls,
+            rows: batch.num_rows() as u64,
+        }
     }
 }
 
@@ -68,9 +79,18 @@ pub struct Segment {
 impl Segment {
     pub fn new(file: String, batches: Vec<RecordBatch>) -> Self {
         let stats = batches.iter().map(BatchStats::compute).collect();
-        let bytes = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
+        let bytes = batches
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum();
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        Self { file, batches, stats, bytes, rows }
+        Self {
+            file,
+            batches,
+            stats,
+            bytes,
+            rows,
+        }
     }
 }
 
@@ -110,7 +130,8 @@ impl TableVersion {
         nshards: usize,
     ) -> Self {
         let nshards = nshards.max(1);
-        let mut parts: Vec<Vec<(RecordBatch, &BatchStats)>> = (0..nshards).map(|_| Vec::new()).collect();
+        let mut parts: Vec<Vec<(RecordBatch, &BatchStats)>> =
+            (0..nshards).map(|_| Vec::new()).collect();
         let mut i = 0;
         for seg in &segments {
             for (b, s) in seg.batches.iter().zip(&seg.stats) {
@@ -127,23 +148,40 @@ impl TableVersion {
                     if vals.is_empty() {
                         return arrow::array::new_empty_array(schema.field(c).data_type());
                     }
-                    ScalarValue::iter_to_array(vals)
-                        .unwrap_or_else(|_| arrow::array::new_null_array(schema.field(c).data_type(), part.len()))
+                    ScalarValue::iter_to_array(vals).unwrap_or_else(|_| {
+                        arrow::array::new_null_array(schema.field(c).data_type(), part.len())
+                    })
                 };
                 Shard {
                     mins: (0..ncols).map(|c| col(&|s| s.min[c].clone(), c)).collect(),
                     maxs: (0..ncols).map(|c| col(&|s| s.max[c].clone(), c)).collect(),
                     nulls: (0..ncols)
-                        .map(|c| Arc::new(UInt64Array::from_iter_values(part.iter().map(|(_, s)| s.nulls[c]))) as ArrayRef)
+                        .map(|c| {
+                            Arc::new(UInt64Array::from_iter_values(
+                                part.iter().map(|(_, s)| s.nulls[c]),
+                            )) as ArrayRef
+                        })
                         .collect(),
-                    rows: Arc::new(UInt64Array::from_iter_values(part.iter().map(|(_, s)| s.rows))),
+                    rows: Arc::new(UInt64Array::from_iter_values(
+                        part.iter().map(|(_, s)| s.rows),
+                    )),
                     batches: part.into_iter().map(|(b, _)| b).collect(),
                 }
             })
             .collect();
         let rows = segments.iter().map(|s| s.rows).sum();
         let bytes = segments.iter().map(|s| s.bytes).sum();
-        Self { version, schema, segments, shards, manifest, rows, bytes, rejected, loaded_at: Utc::now() }
+        Self {
+            version,
+            schema,
+            segments,
+            shards,
+            manifest,
+            rows,
+            bytes,
+            rejected,
+            loaded_at: Utc::now(),
+        }
     }
 }
 
@@ -188,7 +226,13 @@ pub struct TableStatus {
 
 impl Default for TableStatus {
     fn default() -> Self {
-        Self { load_status: LoadState::NoLoad, load_progress: 0.0, load_start: None, load_end: None, last_error: None }
+        Self {
+            load_status: LoadState::NoLoad,
+            load_progress: 0.0,
+            load_start: None,
+            load_end: None,
+            last_error: None,
+        }
     }
 }
 
@@ -204,11 +248,17 @@ pub struct TableEntry {
 
 impl TableEntry {
     pub fn current(&self) -> Option<Arc<TableVersion>> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn status(&self) -> TableStatus {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn update_status(&self, f: impl FnOnce(&mut TableStatus)) {
@@ -220,7 +270,10 @@ impl TableEntry {
     }
 
     fn swap(&self, v: Option<Arc<TableVersion>>) -> Option<Arc<TableVersion>> {
-        std::mem::replace(&mut *self.current.write().unwrap_or_else(|e| e.into_inner()), v)
+        std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            v,
+        )
     }
 }
 
@@ -235,7 +288,12 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(limit: Option<u64>, shards: usize) -> Self {
-        Self { tables: RwLock::new(HashMap::new()), limit, reserved: AtomicU64::new(0), shards: shards.max(1) }
+        Self {
+            tables: RwLock::new(HashMap::new()),
+            limit,
+            reserved: AtomicU64::new(0),
+            shards: shards.max(1),
+        }
     }
 
     pub fn entry(&self, key: &TableKey) -> Arc<TableEntry> {
@@ -257,17 +315,27 @@ impl MemoryStore {
     }
 
     pub fn get(&self, key: &TableKey) -> Option<Arc<TableEntry>> {
-        self.tables.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Frees the table's data and forgets it (DROP TABLE).
     pub fn remove(&self, key: &TableKey) {
-        self.tables.write().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     pub fn used_bytes(&self) -> u64 {
         let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
-        t.values().filter_map(|e| e.current()).map(|v| v.bytes).sum()
+        t.values()
+            .filter_map(|e| e.current())
+            .map(|v| v.bytes)
+            .sum()
     }
 
     pub fn limit(&self) -> Option<u64> {
@@ -305,7 +373,12 @@ impl MemoryStore {
     }
 
     pub fn entries(&self) -> Vec<Arc<TableEntry>> {
-        self.tables.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 

@@ -39,11 +39,24 @@ async fn status(server: &TestServer) -> Value {
 async fn malformed_ddl_says_where_and_what() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, _) = loaded_csv(tmp.path(), "").await;
-    let e = server.err("CREATE EXTERNAL TABLE s.u (a INT FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///x')").await;
+    let e = server
+        .err(
+            "CREATE EXTERNAL TABLE s.u (a INT FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///x')",
+        )
+        .await;
     assert_eq!((e.status, e.code.as_str()), (400, "syntax_error"));
-    assert!(e.message.contains("Expected") && e.message.contains("Line: 1, Column: 34"), "{}", e.message);
+    assert!(
+        e.message.contains("Expected") && e.message.contains("Line: 1, Column: 34"),
+        "{}",
+        e.message
+    );
     let e = server.err("ALTER TABLE s.t SECONDARY_LAOD").await;
-    assert!(e.message.contains("Expected: SECONDARY_LOAD or SECONDARY_UNLOAD, found: SECONDARY_LAOD"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("Expected: SECONDARY_LOAD or SECONDARY_UNLOAD, found: SECONDARY_LAOD"),
+        "{}",
+        e.message
+    );
     assert_previous_answers(&server).await;
 }
 
@@ -58,10 +71,20 @@ async fn unknown_format_option_is_refused() {
         ))
         .await;
     assert_eq!((e.status, e.code.as_str()), (400, "invalid_definition"));
-    assert!(e.message.contains("unknown FILE_FORMAT option DELIMITER"), "{}", e.message);
+    assert!(
+        e.message.contains("unknown FILE_FORMAT option DELIMITER"),
+        "{}",
+        e.message
+    );
     let e = server.err("CREATE EXTERNAL TABLE s.u (a INT) FILE_FORMAT = (FORMAT xml) FILES = (URI 'file:///x/')").await;
     assert!(e.message.contains("unknown FORMAT xml"), "{}", e.message);
-    assert!(server.err("DESCRIBE s.u").await.message.contains("unknown table 's.u'"));
+    assert!(
+        server
+            .err("DESCRIBE s.u")
+            .await
+            .message
+            .contains("unknown table 's.u'")
+    );
     assert_previous_answers(&server).await;
 }
 
@@ -69,14 +92,28 @@ async fn unknown_format_option_is_refused() {
 async fn csv_with_wrong_column_count_names_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, data) = loaded_csv(tmp.path(), "").await;
-    std::fs::write(data.join("b.csv"), "h\n1,acme,widget,2,1.00,1.5,true,2024-01-01,\n2,acme,widget\n").unwrap();
+    std::fs::write(
+        data.join("b.csv"),
+        "h\n1,acme,widget,2,1.00,1.5,true,2024-01-01,\n2,acme,widget\n",
+    )
+    .unwrap();
     let e = server.err("ALTER TABLE s.t SECONDARY_LOAD").await;
     assert_eq!(e.code, "bad_data");
-    assert!(e.message.contains("b.csv, line 3") && e.message.contains("expected 9 fields, found 3"), "{}", e.message);
+    assert!(
+        e.message.contains("b.csv, line 3") && e.message.contains("expected 9 fields, found 3"),
+        "{}",
+        e.message
+    );
     assert_previous_answers(&server).await;
     let st = status(&server).await;
     assert_eq!(st["status"]["load_status"], "STALE_RPDGSTABSTATE");
-    assert!(st["status"]["last_error"].as_str().unwrap().contains("b.csv, line 3"), "{st}");
+    assert!(
+        st["status"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("b.csv, line 3"),
+        "{st}"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +123,8 @@ async fn value_that_does_not_convert_names_file_line_and_column() {
     std::fs::write(data.join("b.csv"), "h\n1,acme,widget,2,1.00,1.5,true,2024-01-01,\n2,acme,widget,many,1.00,1.5,true,2024-01-01,\n").unwrap();
     let e = server.err("ALTER TABLE s.t SECONDARY_LOAD").await;
     assert!(
-        e.message.contains("b.csv, line 3, column quantity: value 'many' is not a valid INT"),
+        e.message
+            .contains("b.csv, line 3, column quantity: value 'many' is not a valid INT"),
         "{}",
         e.message
     );
@@ -112,7 +150,14 @@ async fn non_strict_load_skips_and_records_bad_rows() {
     assert_eq!(rej[0][0], 3);
     assert_eq!(rej[0][1], Value::Null);
     assert_eq!(rej[0][2], "expected 9 fields, found 3");
-    assert_eq!(rej[1][0..3], [Value::from(4), Value::from("amount"), Value::from("value 'notanumber' is not a valid DECIMAL(10,2)")]);
+    assert_eq!(
+        rej[1][0..3],
+        [
+            Value::from(4),
+            Value::from("amount"),
+            Value::from("value 'notanumber' is not a valid DECIMAL(10,2)")
+        ]
+    );
     assert_eq!(rej[2][0..2], [Value::from(5), Value::from("order_date")]);
     assert!(rej[0][3].as_str().unwrap().ends_with("/b.csv"));
 }
@@ -126,20 +171,40 @@ async fn corrupt_parquet_and_truncated_avro_fail_the_load_and_keep_the_previous_
     let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
     let d = data.display();
-    server.ok(&format!("CREATE EXTERNAL TABLE s.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{d}/p/')")).await;
-    server.ok(&format!("CREATE EXTERNAL TABLE s.v FILE_FORMAT = (FORMAT avro) FILES = (URI 'file://{d}/v/')")).await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{d}/p/')"
+        ))
+        .await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.v FILE_FORMAT = (FORMAT avro) FILES = (URI 'file://{d}/v/')"
+        ))
+        .await;
     server.ok("ALTER TABLE s.p SECONDARY_LOAD").await;
     server.ok("ALTER TABLE s.v SECONDARY_LOAD").await;
 
-    std::fs::write(data.join("p/b.parquet"), b"PAR1 this is not parquet at all PAR1").unwrap();
+    std::fs::write(
+        data.join("p/b.parquet"),
+        b"PAR1 this is not parquet at all PAR1",
+    )
+    .unwrap();
     let e = server.err("ALTER TABLE s.p SECONDARY_LOAD").await;
     assert_eq!(e.code, "bad_data");
-    assert!(e.message.contains("b.parquet: not a readable Parquet file"), "{}", e.message);
+    assert!(
+        e.message.contains("b.parquet: not a readable Parquet file"),
+        "{}",
+        e.message
+    );
 
     let avro = std::fs::read(samples().join("avro/orders_null.avro")).unwrap();
     std::fs::write(data.join("v/b.avro"), &avro[..avro.len() * 2 / 3]).unwrap();
     let e = server.err("ALTER TABLE s.v SECONDARY_LOAD").await;
-    assert!(e.message.contains("b.avro") && e.message.contains("corrupt or truncated Avro data"), "{}", e.message);
+    assert!(
+        e.message.contains("b.avro") && e.message.contains("corrupt or truncated Avro data"),
+        "{}",
+        e.message
+    );
 
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.p").await[0][0], 120);
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.v").await[0][0], 60);
@@ -153,7 +218,12 @@ async fn missing_files_follow_allow_missing_files() {
     server.ok(&format!("CREATE EXTERNAL TABLE s.m {COLUMNS} FILE_FORMAT = (FORMAT csv) FILES = (URI 'file://{d}/nope.csv')")).await;
     let e = server.err("ALTER TABLE s.m SECONDARY_LOAD").await;
     assert_eq!(e.code, "no_files");
-    assert!(e.message.contains(&format!("no files match 'file://{d}/nope.csv'")), "{}", e.message);
+    assert!(
+        e.message
+            .contains(&format!("no files match 'file://{d}/nope.csv'")),
+        "{}",
+        e.message
+    );
     server
         .ok(&format!(
             "CREATE EXTERNAL TABLE s.n {COLUMNS} FILE_FORMAT = (FORMAT csv) FILES = (URI 'file://{d}/nope.csv') ALLOW_MISSING_FILES = 1"
@@ -172,9 +242,21 @@ async fn missing_files_follow_allow_missing_files() {
 async fn locations_outside_the_allowed_ones_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, _) = loaded_csv(tmp.path(), "").await;
-    for uri in ["file:///etc/", "http://169.254.169.254/latest/meta-data/", "s3://somebody-elses-bucket/x/"] {
-        let e = server.err(&format!("CREATE EXTERNAL TABLE s.x (a INT) FILE_FORMAT = (FORMAT csv) FILES = (URI '{uri}')")).await;
-        assert_eq!((e.status, e.code.as_str()), (403, "location_not_allowed"), "{uri}");
+    for uri in [
+        "file:///etc/",
+        "http://169.254.169.254/latest/meta-data/",
+        "s3://somebody-elses-bucket/x/",
+    ] {
+        let e = server
+            .err(&format!(
+                "CREATE EXTERNAL TABLE s.x (a INT) FILE_FORMAT = (FORMAT csv) FILES = (URI '{uri}')"
+            ))
+            .await;
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (403, "location_not_allowed"),
+            "{uri}"
+        );
         assert!(e.message.contains(uri), "{}", e.message);
     }
     let e = server.err("CREATE EXTERNAL TABLE s.x (a INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///tmp/../etc/')").await;
@@ -187,17 +269,30 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     let data = tmp.path().join("data");
     copy_sample("parquet", &data.join("p"));
     copy_sample("csv", &data.join("c"));
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &["--memory-limit", "100KiB"]).await;
+    let server = TestServer::spawn(
+        &tmp.path().join("tarn"),
+        &data,
+        &["--memory-limit", "100KiB"],
+    )
+    .await;
     server.ok("CREATE DATABASE s").await;
     let d = data.display();
-    server.ok(&format!("CREATE EXTERNAL TABLE s.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{d}/p/')")).await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{d}/p/')"
+        ))
+        .await;
     server
         .ok(&format!("CREATE EXTERNAL TABLE s.c {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{d}/c/')"))
         .await;
     server.ok("ALTER TABLE s.p SECONDARY_LOAD").await;
     let e = server.err("ALTER TABLE s.c SECONDARY_LOAD").await;
     assert_eq!((e.status, e.code.as_str()), (507, "memory_limit"));
-    assert!(e.message.contains("102400-byte memory limit"), "{}", e.message);
+    assert!(
+        e.message.contains("102400-byte memory limit"),
+        "{}",
+        e.message
+    );
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.p").await[0][0], 200);
     let e = server.err("SELECT * FROM s.c").await;
     assert_eq!(e.code, "table_not_loaded");

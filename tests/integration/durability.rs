@@ -18,7 +18,12 @@ async fn sigkill_during_ddl_keeps_every_committed_definition() {
     // Several writers keep DDL in flight when the kill lands.
     let mut writers = Vec::new();
     for w in 0..4 {
-        let (stop, acked, addr, d) = (stop.clone(), acked.clone(), addr.clone(), data.display().to_string());
+        let (stop, acked, addr, d) = (
+            stop.clone(),
+            acked.clone(),
+            addr.clone(),
+            data.display().to_string(),
+        );
         writers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             for i in 0.. {
@@ -36,7 +41,14 @@ async fn sigkill_during_ddl_keeps_every_committed_definition() {
             }
         }));
     }
-    wait_until(|| { let n = acked.lock().unwrap().len(); async move { n >= 60 } }, "60 acknowledged tables").await;
+    wait_until(
+        || {
+            let n = acked.lock().unwrap().len();
+            async move { n >= 60 }
+        },
+        "60 acknowledged tables",
+    )
+    .await;
     let server = server.kill_and_restart().await;
     stop.store(true, Ordering::SeqCst);
     for w in writers {
@@ -50,11 +62,18 @@ async fn sigkill_during_ddl_keeps_every_committed_definition() {
         .map(|r| r[0].as_str().unwrap().to_string())
         .collect();
     for name in &acked {
-        assert!(tables.contains(name), "acknowledged table {name} lost after SIGKILL");
+        assert!(
+            tables.contains(name),
+            "acknowledged table {name} lost after SIGKILL"
+        );
     }
     // Each surviving definition is whole: it loads.
     let probe = &acked[acked.len() / 2];
-    server.ok(&format!("ALTER TABLE d.{probe} SECONDARY_LOAD")).await;
-    let n = server.rows(&format!("SELECT COUNT(*) FROM d.{probe}")).await;
+    server
+        .ok(&format!("ALTER TABLE d.{probe} SECONDARY_LOAD"))
+        .await;
+    let n = server
+        .rows(&format!("SELECT COUNT(*) FROM d.{probe}"))
+        .await;
     assert_eq!(n[0][0], 200);
 }

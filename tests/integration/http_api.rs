@@ -10,7 +10,10 @@ async fn parquet_server(tmp: &std::path::Path) -> TestServer {
     let server = TestServer::spawn(&tmp.join("tarn"), &data, &["--shards", "2"]).await;
     server.ok("CREATE DATABASE s").await;
     server
-        .ok(&format!("CREATE EXTERNAL TABLE s.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/')", data.display()))
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/')",
+            data.display()
+        ))
         .await;
     server
 }
@@ -23,25 +26,51 @@ async fn answers_in_every_encoding() {
     let q = "SELECT order_id, product, amount, express FROM s.p WHERE order_id IN (3, 5) ORDER BY order_id";
 
     let json = server.ok(q).await;
-    assert_eq!(json["columns"][0], serde_json::json!({"name": "order_id", "type": "INT"}));
+    assert_eq!(
+        json["columns"][0],
+        serde_json::json!({"name": "order_id", "type": "INT"})
+    );
     assert_eq!(json["columns"][2]["type"], "DECIMAL(10,2)");
-    assert_eq!(json["rows"], serde_json::json!([[3, "the \"best\" gizmo", "6199.69", false], [5, "größe", "8008.98", false]]));
+    assert_eq!(
+        json["rows"],
+        serde_json::json!([
+            [3, "the \"best\" gizmo", "6199.69", false],
+            [5, "größe", "8008.98", false]
+        ])
+    );
 
     let csv = server.post_sql(q, "text/csv").await.text().await.unwrap();
-    assert_eq!(csv, "order_id,product,amount,express\n3,\"the \"\"best\"\" gizmo\",6199.69,false\n5,größe,8008.98,false\n");
+    assert_eq!(
+        csv,
+        "order_id,product,amount,express\n3,\"the \"\"best\"\" gizmo\",6199.69,false\n5,größe,8008.98,false\n"
+    );
 
-    let nd = server.post_sql(q, "application/x-ndjson").await.text().await.unwrap();
+    let nd = server
+        .post_sql(q, "application/x-ndjson")
+        .await
+        .text()
+        .await
+        .unwrap();
     let first: Value = serde_json::from_str(nd.lines().next().unwrap()).unwrap();
     assert_eq!(first["order_id"], 3);
 
-    let resp = server.post_sql(q, "application/vnd.apache.arrow.stream").await;
-    assert_eq!(resp.headers()["content-type"], "application/vnd.apache.arrow.stream");
+    let resp = server
+        .post_sql(q, "application/vnd.apache.arrow.stream")
+        .await;
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
     let bytes = resp.bytes().await.unwrap();
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
     let batches: Vec<_> = reader.map(Result::unwrap).collect();
     let ids = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     assert_eq!(ids.num_rows(), 2);
-    assert_eq!(arrow::util::display::array_value_to_string(ids.column(1), 1).unwrap(), "größe");
+    assert_eq!(
+        arrow::util::display::array_value_to_string(ids.column(1), 1).unwrap(),
+        "größe"
+    );
 
     // JSON request bodies work too.
     let v: Value = reqwest::Client::new()
@@ -62,44 +91,90 @@ async fn status_views_follow_the_life_of_a_table() {
     let server = parquet_server(tmp.path()).await;
     let status_sql = "SELECT i.name, t.load_status, t.nrows, t.load_progress FROM performance_schema.rpd_tables t \
                       JOIN performance_schema.rpd_table_id i ON t.id = i.id";
-    assert_eq!(server.rows(status_sql).await, vec![vec![Value::from("s.p"), "NOLOAD_RPDGSTABSTATE".into(), 0.into(), 0.0.into()]]);
+    assert_eq!(
+        server.rows(status_sql).await,
+        vec![vec![
+            Value::from("s.p"),
+            "NOLOAD_RPDGSTABSTATE".into(),
+            0.into(),
+            0.0.into()
+        ]]
+    );
 
     let e = server.err("SELECT COUNT(*) FROM s.p").await;
     assert_eq!((e.status, e.code.as_str()), (409, "table_not_loaded"));
-    assert_eq!(e.message, "table 's.p' is not loaded: run ALTER TABLE s.p SECONDARY_LOAD");
+    assert_eq!(
+        e.message,
+        "table 's.p' is not loaded: run ALTER TABLE s.p SECONDARY_LOAD"
+    );
 
     server.ok("ALTER TABLE s.p SECONDARY_LOAD").await;
-    assert_eq!(server.rows(status_sql).await, vec![vec![Value::from("s.p"), "AVAIL_RPDGSTABSTATE".into(), 200.into(), 100.0.into()]]);
+    assert_eq!(
+        server.rows(status_sql).await,
+        vec![vec![
+            Value::from("s.p"),
+            "AVAIL_RPDGSTABSTATE".into(),
+            200.into(),
+            100.0.into()
+        ]]
+    );
     let sizes = server.rows("SELECT size_bytes, load_start_timestamp <= load_end_timestamp FROM performance_schema.rpd_tables").await;
     assert!(sizes[0][0].as_u64().unwrap() > 10_000, "{sizes:?}");
     assert_eq!(sizes[0][1], true);
 
     let tables = server.get("/v1/tables").await;
     assert_eq!(tables["tables"][0]["nrows"], 200);
-    assert_eq!(tables["tables"][0]["status"]["load_status"], "AVAIL_RPDGSTABSTATE");
+    assert_eq!(
+        tables["tables"][0]["status"]["load_status"],
+        "AVAIL_RPDGSTABSTATE"
+    );
     let one = server.get("/v1/tables/s/p").await;
     assert_eq!(one["definition"]["format"]["kind"], "parquet");
     assert_eq!(one["manifest"]["files"], 2);
     assert_eq!(one["manifest"]["shards"], 2);
 
     let describe = server.rows("DESCRIBE s.p").await;
-    assert_eq!(describe[4][0..2], [Value::from("amount"), Value::from("DECIMAL(10,2)")]);
+    assert_eq!(
+        describe[4][0..2],
+        [Value::from("amount"), Value::from("DECIMAL(10,2)")]
+    );
 
     server.ok("ALTER TABLE s.p SECONDARY_UNLOAD").await;
-    assert_eq!(server.err("SELECT COUNT(*) FROM s.p").await.code, "table_not_loaded");
+    assert_eq!(
+        server.err("SELECT COUNT(*) FROM s.p").await.code,
+        "table_not_loaded"
+    );
     assert_eq!(server.rows(status_sql).await[0][1], "NOLOAD_RPDGSTABSTATE");
 
     server.ok("DROP TABLE s.p").await;
-    assert_eq!(server.err("SELECT COUNT(*) FROM s.p").await.code, "query_error");
+    assert_eq!(
+        server.err("SELECT COUNT(*) FROM s.p").await.code,
+        "query_error"
+    );
     assert!(server.rows("SHOW TABLES FROM s").await.is_empty());
-    assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().text().await.unwrap(), "ok");
+    assert_eq!(
+        reqwest::get(server.url("/healthz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
 }
 
 fn batches_scanned(plan: &[Vec<Value>]) -> usize {
-    let text: String = plan.iter().map(|r| r[1].as_str().unwrap_or_default().to_string()).collect();
-    let i = text.find("partition_sizes=[").expect("memory scan in plan") + "partition_sizes=[".len();
+    let text: String = plan
+        .iter()
+        .map(|r| r[1].as_str().unwrap_or_default().to_string())
+        .collect();
+    let i =
+        text.find("partition_sizes=[").expect("memory scan in plan") + "partition_sizes=[".len();
     let j = i + text[i..].find(']').unwrap();
-    text[i..j].split(',').map(|s| s.trim().parse::<usize>().unwrap()).sum()
+    text[i..j]
+        .split(',')
+        .map(|s| s.trim().parse::<usize>().unwrap())
+        .sum()
 }
 
 #[tokio::test]
@@ -108,12 +183,22 @@ async fn filters_prune_whole_batches_by_min_max() {
     let server = parquet_server(tmp.path()).await;
     server.ok("ALTER TABLE s.p SECONDARY_LOAD").await;
     let all = server.rows("EXPLAIN SELECT * FROM s.p").await;
-    let one = server.rows("EXPLAIN SELECT * FROM s.p WHERE order_id = 150").await;
-    let none = server.rows("EXPLAIN SELECT * FROM s.p WHERE order_id > 1000").await;
+    let one = server
+        .rows("EXPLAIN SELECT * FROM s.p WHERE order_id = 150")
+        .await;
+    let none = server
+        .rows("EXPLAIN SELECT * FROM s.p WHERE order_id > 1000")
+        .await;
     assert!(batches_scanned(&all) >= 2, "{all:?}");
     assert_eq!(batches_scanned(&one), 1, "{one:?}");
     assert_eq!(batches_scanned(&none), 0, "{none:?}");
-    assert_eq!(server.rows("SELECT product FROM s.p WHERE order_id = 150").await.len(), 1);
+    assert_eq!(
+        server
+            .rows("SELECT product FROM s.p WHERE order_id = 150")
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

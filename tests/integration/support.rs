@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn samples() -> PathBuf {
@@ -49,7 +52,13 @@ impl TestServer {
 
     async fn start(data_dir: PathBuf, extra_args: Vec<String>) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--instance-name", "tarn-test"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--instance-name",
+                "tarn-test",
+            ])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&extra_args)
@@ -67,7 +76,12 @@ impl TestServer {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(i) = line.find("listening on http://") {
                     let rest = &line[i + "listening on http://".len()..];
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
                 }
                 log2.lock().unwrap().push(line);
             }
@@ -76,10 +90,20 @@ impl TestServer {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!("tarn did not start; log:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "tarn did not start; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
-        Self { addr, data_dir, child, log, extra_args, http: reqwest::Client::new() }
+        Self {
+            addr,
+            data_dir,
+            child,
+            log,
+            extra_args,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// SIGKILL, then start again on the same data dir.
@@ -119,7 +143,10 @@ impl TestServer {
             Err(ApiError {
                 status,
                 code: v["error"]["code"].as_str().unwrap_or_default().to_string(),
-                message: v["error"]["message"].as_str().unwrap_or_default().to_string(),
+                message: v["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             })
         }
     }
@@ -128,7 +155,10 @@ impl TestServer {
     pub async fn ok(&self, sql: &str) -> Value {
         match self.sql(sql).await {
             Ok(v) => v,
-            Err(e) => panic!("{sql}\nfailed: {e:?}\nlog:\n{}", self.log.lock().unwrap().join("\n")),
+            Err(e) => panic!(
+                "{sql}\nfailed: {e:?}\nlog:\n{}",
+                self.log.lock().unwrap().join("\n")
+            ),
         }
     }
 
@@ -142,11 +172,23 @@ impl TestServer {
 
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Value>> {
         let v = self.ok(sql).await;
-        v["rows"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect()
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().clone())
+            .collect()
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
@@ -158,9 +200,11 @@ impl Drop for TestServer {
 
 /// The venv python with the independent readers (set up by scripts/venv.sh).
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("TARN_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tarn-venv/bin/python")
-    });
+    let p = std::env::var_os("TARN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/tarn-venv/bin/python")
+        });
     assert!(
         p.exists(),
         "{} not found: run scripts/venv.sh (the README's test command does) or set TARN_PYTHON",
@@ -177,9 +221,17 @@ pub fn reference_rows(format: &str, path: &Path) -> Vec<Vec<Value>> {
         .arg(path)
         .output()
         .expect("run reference reader");
-    assert!(out.status.success(), "reference reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "reference reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().clone())
+        .collect()
 }
 
 /// Row-by-row, value-by-value equality; floats within a relative 1e-9.
@@ -189,10 +241,15 @@ pub fn assert_same_rows(what: &str, got: &[Vec<Value>], want: &[Vec<Value>]) {
         assert_eq!(g.len(), w.len(), "{what}: row {i} width");
         for (j, (a, b)) in g.iter().zip(w).enumerate() {
             let same = match (a.as_f64(), b.as_f64()) {
-                (Some(x), Some(y)) if a.is_f64() || b.is_f64() => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                (Some(x), Some(y)) if a.is_f64() || b.is_f64() => {
+                    (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+                }
                 _ => a == b,
             };
-            assert!(same, "{what}: row {i} column {j}: tarn {a} vs reference {b}\n tarn row: {g:?}\n ref row:  {w:?}");
+            assert!(
+                same,
+                "{what}: row {i} column {j}: tarn {a} vs reference {b}\n tarn row: {g:?}\n ref row:  {w:?}"
+            );
         }
     }
 }
@@ -217,15 +274,25 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
 
-pub async fn wait_until<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F, what: &str) {
+pub async fn wait_until<F: std::future::Future<Output = bool>>(
+    mut f: impl FnMut() -> F,
+    what: &str,
+) {
     let start = Instant::now();
     while !f().await {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

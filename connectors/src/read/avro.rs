@@ -31,7 +31,10 @@ fn record_fields(file: &FileEntry, schema: &Avro) -> Result<Vec<(String, DataTyp
             .iter()
             .map(|f| (f.name.to_lowercase(), natural(&f.schema)))
             .collect()),
-        other => Err(ConnectorError::data(&file.uri, format!("the Avro schema is not a record but {other:?}"))),
+        other => Err(ConnectorError::data(
+            &file.uri,
+            format!("the Avro schema is not a record but {other:?}"),
+        )),
     }
 }
 
@@ -44,7 +47,9 @@ fn natural(s: &Avro) -> DataType {
         Avro::Float => DataType::Float32,
         Avro::Double => DataType::Float64,
         Avro::Bytes | Avro::Fixed(_) => DataType::Binary,
-        Avro::Decimal(d) if d.precision <= 38 => DataType::Decimal128(d.precision as u8, d.scale as i8),
+        Avro::Decimal(d) if d.precision <= 38 => {
+            DataType::Decimal128(d.precision as u8, d.scale as i8)
+        }
         Avro::Date => DataType::Date32,
         Avro::TimeMillis | Avro::TimeMicros => DataType::Time64(TimeUnit::Microsecond),
         Avro::TimestampMillis
@@ -54,7 +59,11 @@ fn natural(s: &Avro) -> DataType {
         | Avro::LocalTimestampMicros
         | Avro::LocalTimestampNanos => DataType::Timestamp(TimeUnit::Microsecond, None),
         Avro::Union(u) => {
-            let non_null: Vec<_> = u.variants().iter().filter(|v| !matches!(v, Avro::Null)).collect();
+            let non_null: Vec<_> = u
+                .variants()
+                .iter()
+                .filter(|v| !matches!(v, Avro::Null))
+                .collect();
             match non_null.as_slice() {
                 [one] => natural(one),
                 _ => DataType::Utf8,
@@ -68,7 +77,10 @@ pub(super) fn infer(file: &FileEntry, bytes: Bytes) -> Result<SchemaRef> {
     let reader = open(file, &bytes)?;
     let fields = record_fields(file, reader.writer_schema())?;
     Ok(Arc::new(Schema::new(
-        fields.into_iter().map(|(n, t)| Field::new(n, t, true)).collect::<Vec<_>>(),
+        fields
+            .into_iter()
+            .map(|(n, t)| Field::new(n, t, true))
+            .collect::<Vec<_>>(),
     )))
 }
 
@@ -138,15 +150,25 @@ impl Col {
             (Self::Date(b), Value::Date(x)) => b.append_value(*x),
             (Self::Time(b), Value::TimeMillis(x)) => b.append_value(i64::from(*x) * 1000),
             (Self::Time(b), Value::TimeMicros(x)) => b.append_value(*x),
-            (Self::Ts(b), Value::TimestampMillis(x) | Value::LocalTimestampMillis(x)) => b.append_value(x * 1000),
-            (Self::Ts(b), Value::TimestampMicros(x) | Value::LocalTimestampMicros(x)) => b.append_value(*x),
-            (Self::Ts(b), Value::TimestampNanos(x) | Value::LocalTimestampNanos(x)) => b.append_value(x / 1000),
+            (Self::Ts(b), Value::TimestampMillis(x) | Value::LocalTimestampMillis(x)) => {
+                b.append_value(x * 1000)
+            }
+            (Self::Ts(b), Value::TimestampMicros(x) | Value::LocalTimestampMicros(x)) => {
+                b.append_value(*x)
+            }
+            (Self::Ts(b), Value::TimestampNanos(x) | Value::LocalTimestampNanos(x)) => {
+                b.append_value(x / 1000)
+            }
             (Self::Dec(b, ..), Value::Decimal(d)) => {
                 let bytes: Vec<u8> = d.try_into().map_err(|e| format!("bad decimal: {e}"))?;
                 if bytes.len() > 16 {
                     return Err("decimal wider than 128 bits".into());
                 }
-                let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 };
+                let fill = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+                    0xff
+                } else {
+                    0
+                };
                 let mut buf = [fill; 16];
                 buf[16 - bytes.len()..].copy_from_slice(&bytes);
                 b.append_value(i128::from_be_bytes(buf));
@@ -177,7 +199,11 @@ impl Col {
             Self::F64(mut b) => Arc::new(b.finish()),
             Self::Bin(mut b) => Arc::new(b.finish()),
             Self::Str(mut b) => Arc::new(b.finish()),
-            Self::Dec(mut b, p, s) => Arc::new(b.finish().with_precision_and_scale(p, s).expect("valid decimal")),
+            Self::Dec(mut b, p, s) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(p, s)
+                    .expect("valid decimal"),
+            ),
             Self::Date(mut b) => Arc::new(b.finish()),
             Self::Time(mut b) => Arc::new(b.finish()),
             Self::Ts(mut b) => Arc::new(b.finish()),
@@ -194,7 +220,10 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
         .map(|(n, _)| opts.schema.fields().iter().position(|f| f.name() == n))
         .collect();
     if target_of.iter().all(Option::is_none) && !opts.schema.fields().is_empty() {
-        return Err(ConnectorError::data(&file.uri, "none of the table's columns is in the file"));
+        return Err(ConnectorError::data(
+            &file.uri,
+            "none of the table's columns is in the file",
+        ));
     }
     let mut out = FileBatches::default();
     let new_cols = || -> Vec<Option<Col>> {
@@ -221,18 +250,33 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
             message: format!("corrupt or truncated Avro data: {e}"),
         })?;
         let Value::Record(values) = rec else {
-            return Err(ConnectorError::data(&file.uri, "an Avro datum is not a record"));
+            return Err(ConnectorError::data(
+                &file.uri,
+                "an Avro datum is not a record",
+            ));
         };
         for ((_, v), t) in values.iter().zip(&target_of) {
             if let Some(c) = t.and_then(|t| cols[t].as_mut())
                 && let Err(reason) = c.push(v)
             {
-                bad.push((rows, Some(opts.schema.field(t.unwrap_or(0)).name().clone()), reason));
+                bad.push((
+                    rows,
+                    Some(opts.schema.field(t.unwrap_or(0)).name().clone()),
+                    reason,
+                ));
             }
         }
         rows += 1;
         if rows == BATCH_ROWS {
-            flush(file, std::mem::replace(&mut cols, new_cols()), rows, first_row, std::mem::take(&mut bad), opts, &mut out)?;
+            flush(
+                file,
+                std::mem::replace(&mut cols, new_cols()),
+                rows,
+                first_row,
+                std::mem::take(&mut bad),
+                opts,
+                &mut out,
+            )?;
             first_row += rows as u64;
             rows = 0;
         }
@@ -255,8 +299,19 @@ fn flush(
     }
     let arrays = cols.into_iter().map(|c| c.map(Col::finish)).collect();
     let line = |r: usize| first_row + r as u64;
-    let origin = RowOrigin { file: &file.uri, line: &line };
-    if let Some(b) = conform(arrays, rows, &opts.schema, &origin, opts.strict, bad, &mut out.rejected)? {
+    let origin = RowOrigin {
+        file: &file.uri,
+        line: &line,
+    };
+    if let Some(b) = conform(
+        arrays,
+        rows,
+        &opts.schema,
+        &origin,
+        opts.strict,
+        bad,
+        &mut out.rejected,
+    )? {
         out.batches.push(b);
     }
     Ok(())

@@ -42,7 +42,13 @@ pub fn conform(
         let Some(col) = col else {
             out.push(new_null_array(field.data_type(), num_rows));
             if !field.is_nullable() {
-                bad.extend((0..num_rows).map(|r| (r, Some(field.name().clone()), "column missing from file and declared NOT NULL".to_string())));
+                bad.extend((0..num_rows).map(|r| {
+                    (
+                        r,
+                        Some(field.name().clone()),
+                        "column missing from file and declared NOT NULL".to_string(),
+                    )
+                }));
             }
             continue;
         };
@@ -53,22 +59,40 @@ pub fn conform(
                 file: origin.file.to_string(),
                 line: None,
                 column: Some(field.name().clone()),
-                message: format!("cannot convert {} to {}: {e}", col.data_type(), field.data_type()),
+                message: format!(
+                    "cannot convert {} to {}: {e}",
+                    col.data_type(),
+                    field.data_type()
+                ),
             })?
         };
         if cast.null_count() > col.null_count() {
             let fmt = ArrayFormatter::try_new(&col, &FormatOptions::default()).ok();
             for r in 0..num_rows {
                 if col.is_valid(r) && cast.is_null(r) {
-                    let v = fmt.as_ref().map(|f| f.value(r).to_string()).unwrap_or_default();
-                    bad.push((r, Some(field.name().clone()), format!("value '{v}' is not a valid {}", type_name(field.data_type()))));
+                    let v = fmt
+                        .as_ref()
+                        .map(|f| f.value(r).to_string())
+                        .unwrap_or_default();
+                    bad.push((
+                        r,
+                        Some(field.name().clone()),
+                        format!(
+                            "value '{v}' is not a valid {}",
+                            type_name(field.data_type())
+                        ),
+                    ));
                 }
             }
         }
         if !field.is_nullable() && cast.null_count() > 0 {
             for r in 0..num_rows {
                 if col.is_null(r) {
-                    bad.push((r, Some(field.name().clone()), "NULL in a NOT NULL column".to_string()));
+                    bad.push((
+                        r,
+                        Some(field.name().clone()),
+                        "NULL in a NOT NULL column".to_string(),
+                    ));
                 }
             }
         }
@@ -93,9 +117,14 @@ pub fn conform(
     }
     // Bad rows may hold NULLs in NOT NULL columns: filter them out before the schema is enforced.
     let loose = Arc::new(Schema::new(
-        target.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        target
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
     ));
-    let batch = RecordBatch::try_new_with_options(loose, out, &opts).map_err(|e| ConnectorError::data(origin.file, e))?;
+    let batch = RecordBatch::try_new_with_options(loose, out, &opts)
+        .map_err(|e| ConnectorError::data(origin.file, e))?;
     let mut keep = BooleanBufferBuilder::new(num_rows);
     keep.append_n(num_rows, true);
     let mut last = usize::MAX;
@@ -113,7 +142,8 @@ pub fn conform(
         }
     }
     let mask = BooleanArray::new(keep.finish(), None);
-    let kept = filter_record_batch(&batch, &mask).map_err(|e| ConnectorError::data(origin.file, e))?;
+    let kept =
+        filter_record_batch(&batch, &mask).map_err(|e| ConnectorError::data(origin.file, e))?;
     let kept = RecordBatch::try_new_with_options(
         target.clone(),
         kept.columns().to_vec(),
@@ -160,4 +190,3 @@ fn type_name(t: &DataType) -> String {
         other => other.to_string(),
     }
 }
-

@@ -8,7 +8,9 @@
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Date32Array, StringArray, StringBuilder, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, ArrayRef, Date32Array, StringArray, StringBuilder, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -45,7 +47,12 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
     let string_col: Vec<bool> = target
         .fields()
         .iter()
-        .map(|f| matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+        .map(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
+        })
         .collect();
     let skip = opts.format.skip_lines + u64::from(opts.format.header);
     let mut out = FileBatches::default();
@@ -53,7 +60,9 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
     let mut batch = Batch::new(ncols);
     let mut skipped = 0u64;
     loop {
-        let more = rdr.read_byte_record(&mut rec).map_err(|e| csv_error(file, e))?;
+        let more = rdr
+            .read_byte_record(&mut rec)
+            .map_err(|e| csv_error(file, e))?;
         if !more {
             break;
         }
@@ -65,7 +74,11 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
         let row = batch.lines.len();
         batch.lines.push(line);
         if rec.len() != ncols {
-            batch.bad.push((row, None, format!("expected {ncols} fields, found {}", rec.len())));
+            batch.bad.push((
+                row,
+                None,
+                format!("expected {ncols} fields, found {}", rec.len()),
+            ));
             batch.cols.iter_mut().for_each(|c| c.append_null());
         } else {
             for (i, field) in rec.iter().enumerate() {
@@ -77,7 +90,11 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
                         Ok(s) => b.append_value(s),
                         Err(_) => {
                             b.append_null();
-                            batch.bad.push((row, Some(target.field(i).name().clone()), "invalid UTF-8".into()));
+                            batch.bad.push((
+                                row,
+                                Some(target.field(i).name().clone()),
+                                "invalid UTF-8".into(),
+                            ));
                         }
                     }
                 }
@@ -100,14 +117,21 @@ struct Batch {
 impl Batch {
     fn new(ncols: usize) -> Self {
         Self {
-            cols: (0..ncols).map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8)).collect(),
+            cols: (0..ncols)
+                .map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
+                .collect(),
             lines: Vec::with_capacity(BATCH_ROWS),
             bad: Vec::new(),
         }
     }
 }
 
-fn flush(file: &FileEntry, batch: &mut Batch, opts: &ReadOptions, out: &mut FileBatches) -> Result<()> {
+fn flush(
+    file: &FileEntry,
+    batch: &mut Batch,
+    opts: &ReadOptions,
+    out: &mut FileBatches,
+) -> Result<()> {
     let n = batch.lines.len();
     if n == 0 {
         return Ok(());
@@ -119,13 +143,30 @@ fn flush(file: &FileEntry, batch: &mut Batch, opts: &ReadOptions, out: &mut File
         .zip(opts.schema.fields())
         .map(|(b, f)| {
             let strings = b.finish();
-            Some(custom_formats(strings, f.data_type(), f.name(), &opts.format, &mut bad))
+            Some(custom_formats(
+                strings,
+                f.data_type(),
+                f.name(),
+                &opts.format,
+                &mut bad,
+            ))
         })
         .collect();
     let lines = std::mem::take(&mut batch.lines);
     let line = |r: usize| lines[r];
-    let origin = RowOrigin { file: &file.uri, line: &line };
-    if let Some(b) = conform(cols, n, &opts.schema, &origin, opts.strict, bad, &mut out.rejected)? {
+    let origin = RowOrigin {
+        file: &file.uri,
+        line: &line,
+    };
+    if let Some(b) = conform(
+        cols,
+        n,
+        &opts.schema,
+        &origin,
+        opts.strict,
+        bad,
+        &mut out.rejected,
+    )? {
         out.batches.push(b);
     }
     batch.lines = Vec::with_capacity(BATCH_ROWS);
@@ -142,7 +183,11 @@ fn custom_formats(
     bad: &mut Vec<(usize, Option<String>, String)>,
 ) -> ArrayRef {
     let mut fail = |r: usize, v: &str, f: &str| {
-        bad.push((r, Some(column.to_string()), format!("value '{v}' does not match the format '{f}'")));
+        bad.push((
+            r,
+            Some(column.to_string()),
+            format!("value '{v}' does not match the format '{f}'"),
+        ));
     };
     match (target, &format.date_format, &format.datetime_format) {
         (DataType::Date32, Some(f), _) => {
@@ -186,7 +231,12 @@ fn csv_error(file: &FileEntry, e: csv::Error) -> ConnectorError {
         csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
         other => format!("{other:?}"),
     };
-    ConnectorError::Data { file: file.uri.clone(), line, column: None, message }
+    ConnectorError::Data {
+        file: file.uri.clone(),
+        line,
+        column: None,
+        message,
+    }
 }
 
 /// Infers column types from the first 1,000 records with arrow-csv's inference; names come from the
@@ -197,7 +247,9 @@ pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Resu
     let mut sink = Vec::new();
     for _ in 0..format.skip_lines {
         sink.clear();
-        input.read_until(term, &mut sink).map_err(|e| ConnectorError::data(&file.uri, e))?;
+        input
+            .read_until(term, &mut sink)
+            .map_err(|e| ConnectorError::data(&file.uri, e))?;
     }
     let mut f = arrow::csv::reader::Format::default()
         .with_header(format.header)
@@ -219,10 +271,16 @@ pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Resu
         .iter()
         .enumerate()
         .map(|(i, fl)| {
-            let name = if format.header { fl.name().clone() } else { format!("c{}", i + 1) };
+            let name = if format.header {
+                fl.name().clone()
+            } else {
+                format!("c{}", i + 1)
+            };
             let t = match fl.data_type() {
                 DataType::Null => DataType::Utf8,
-                DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+                DataType::Timestamp(_, tz) => {
+                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+                }
                 other => other.clone(),
             };
             arrow::datatypes::Field::new(name, t, true)

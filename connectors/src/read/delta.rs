@@ -30,7 +30,9 @@ fn table_url(loc: &Location) -> Result<Url> {
     let root = loc.key().trim_end_matches('/');
     let s = match loc {
         Location::File { .. } => format!("file:///{root}/"),
-        Location::S3 { bucket, .. } | Location::Oci { bucket, .. } => format!("s3://{bucket}/{root}/"),
+        Location::S3 { bucket, .. } | Location::Oci { bucket, .. } => {
+            format!("s3://{bucket}/{root}/")
+        }
         Location::Http { .. } => {
             return Err(ConnectorError::Delta {
                 location: loc.to_string(),
@@ -38,12 +40,18 @@ fn table_url(loc: &Location) -> Result<Url> {
             });
         }
     };
-    Url::parse(&s).map_err(|e| ConnectorError::InvalidLocation { uri: loc.to_string(), reason: e.to_string() })
+    Url::parse(&s).map_err(|e| ConnectorError::InvalidLocation {
+        uri: loc.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Opens the table at `loc` (its root) at its latest version.
 pub async fn delta_snapshot(store: Arc<dyn ObjectStore>, loc: &Location) -> Result<DeltaSnapshot> {
-    let err = |e: &dyn std::fmt::Display| ConnectorError::Delta { location: loc.to_string(), message: e.to_string() };
+    let err = |e: &dyn std::fmt::Display| ConnectorError::Delta {
+        location: loc.to_string(),
+        message: e.to_string(),
+    };
     let url = table_url(loc)?;
     let table = DeltaTableBuilder::from_url(url.clone())
         .map_err(|e| err(&e))?
@@ -51,7 +59,9 @@ pub async fn delta_snapshot(store: Arc<dyn ObjectStore>, loc: &Location) -> Resu
         .load()
         .await
         .map_err(|e| err(&e))?;
-    let version = table.version().ok_or_else(|| err(&"the table has no committed version"))?;
+    let version = table
+        .version()
+        .ok_or_else(|| err(&"the table has no committed version"))?;
     let snapshot = table.snapshot().map_err(|e| err(&e))?;
     let root = loc.to_string();
     let root = root.trim_end_matches('/');
@@ -63,7 +73,10 @@ pub async fn delta_snapshot(store: Arc<dyn ObjectStore>, loc: &Location) -> Resu
             key: format!("{}/{}", loc.key().trim_end_matches('/'), f.path()),
             size: f.size().max(0) as u64,
             etag: None,
-            last_modified: Utc.timestamp_millis_opt(f.modification_time()).single().unwrap_or_default(),
+            last_modified: Utc
+                .timestamp_millis_opt(f.modification_time())
+                .single()
+                .unwrap_or_default(),
         })
         .collect();
     let provider = table.table_provider().await.map_err(|e| err(&e))?;
@@ -72,15 +85,27 @@ pub async fn delta_snapshot(store: Arc<dyn ObjectStore>, loc: &Location) -> Resu
         table,
         version: version as u64,
         schema,
-        manifest: Manifest { files, delta_version: Some(version as u64) },
+        manifest: Manifest {
+            files,
+            delta_version: Some(version as u64),
+        },
     })
 }
 
 /// Reads the whole current version of the table.
-pub async fn read_delta(snap: &DeltaSnapshot, loc: &Location, opts: &ReadOptions) -> Result<FileBatches> {
-    let err = |e: &dyn std::fmt::Display| ConnectorError::Delta { location: loc.to_string(), message: e.to_string() };
+pub async fn read_delta(
+    snap: &DeltaSnapshot,
+    loc: &Location,
+    opts: &ReadOptions,
+) -> Result<FileBatches> {
+    let err = |e: &dyn std::fmt::Display| ConnectorError::Delta {
+        location: loc.to_string(),
+        message: e.to_string(),
+    };
     let ctx = SessionContext::new();
-    snap.table.update_datafusion_session(&ctx.state()).map_err(|e| err(&e))?;
+    snap.table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| err(&e))?;
     let provider = snap.table.table_provider().await.map_err(|e| err(&e))?;
     let mut stream = ctx
         .read_table(provider)
@@ -88,15 +113,29 @@ pub async fn read_delta(snap: &DeltaSnapshot, loc: &Location, opts: &ReadOptions
         .execute_stream()
         .await
         .map_err(|e| err(&e))?;
-    let mut out = FileBatches { bytes_read: snap.manifest.total_bytes(), ..Default::default() };
+    let mut out = FileBatches {
+        bytes_read: snap.manifest.total_bytes(),
+        ..Default::default()
+    };
     let uri = loc.to_string();
     let mut row = 0u64;
     while let Some(batch) = stream.try_next().await.map_err(|e| err(&e))? {
         let n = batch.num_rows();
         let base = row;
         let line = move |r: usize| base + r as u64 + 1;
-        let origin = RowOrigin { file: &uri, line: &line };
-        if let Some(b) = conform(by_name(&batch, &opts.schema), n, &opts.schema, &origin, opts.strict, vec![], &mut out.rejected)? {
+        let origin = RowOrigin {
+            file: &uri,
+            line: &line,
+        };
+        if let Some(b) = conform(
+            by_name(&batch, &opts.schema),
+            n,
+            &opts.schema,
+            &origin,
+            opts.strict,
+            vec![],
+            &mut out.rejected,
+        )? {
             out.batches.push(b);
         }
         row += n as u64;

@@ -29,9 +29,10 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
         .read_to_end(&mut text)
         .map_err(|e| ConnectorError::data(&file.uri, format!("cannot read: {e}")))?;
     // Decode with the file's own spelling of each key.
-    let file_keys = arrow::json::reader::infer_json_schema(&text[..text.len().min(1 << 20)], Some(100))
-        .map(|(s, _)| s)
-        .ok();
+    let file_keys =
+        arrow::json::reader::infer_json_schema(&text[..text.len().min(1 << 20)], Some(100))
+            .map(|(s, _)| s)
+            .ok();
     let decode_schema: SchemaRef = Arc::new(Schema::new(
         opts.schema
             .fields()
@@ -39,7 +40,11 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
             .map(|f| {
                 let name = file_keys
                     .as_ref()
-                    .and_then(|s| s.fields().iter().find(|k| k.name().eq_ignore_ascii_case(f.name())))
+                    .and_then(|s| {
+                        s.fields()
+                            .iter()
+                            .find(|k| k.name().eq_ignore_ascii_case(f.name()))
+                    })
                     .map(|k| k.name().clone())
                     .unwrap_or_else(|| f.name().clone());
                 Field::new(name, f.data_type().clone(), true)
@@ -62,7 +67,10 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
     Ok(out)
 }
 
-fn decode(schema: &SchemaRef, lines: &[(u64, &[u8])]) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+fn decode(
+    schema: &SchemaRef,
+    lines: &[(u64, &[u8])],
+) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
     let mut d = ReaderBuilder::new(schema.clone())
         .with_batch_size(lines.len().max(1))
         .with_coerce_primitive(true)
@@ -85,7 +93,10 @@ fn decode_chunk(
         return Ok(());
     }
     let (batch, lines): (RecordBatch, Vec<u64>) = match decode(schema, chunk) {
-        Ok(b) => (b.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())), chunk.iter().map(|c| c.0).collect()),
+        Ok(b) => (
+            b.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())),
+            chunk.iter().map(|c| c.0).collect(),
+        ),
         Err(_) => {
             // Find the bad lines one by one.
             let mut good = Vec::new();
@@ -98,24 +109,48 @@ fn decode_chunk(
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        let e = ConnectorError::Data { file: file.uri.clone(), line: Some(one.0), column: None, message: e.to_string() };
+                        let e = ConnectorError::Data {
+                            file: file.uri.clone(),
+                            line: Some(one.0),
+                            column: None,
+                            message: e.to_string(),
+                        };
                         if opts.strict {
                             return Err(e);
                         }
-                        let ConnectorError::Data { message, .. } = e else { unreachable!() };
-                        out.rejected.push(super::RejectedRow { file: file.uri.clone(), line: one.0, column: None, reason: message });
+                        let ConnectorError::Data { message, .. } = e else {
+                            unreachable!()
+                        };
+                        out.rejected.push(super::RejectedRow {
+                            file: file.uri.clone(),
+                            line: one.0,
+                            column: None,
+                            reason: message,
+                        });
                     }
                 }
             }
-            let b = arrow::compute::concat_batches(schema, &good).map_err(|e| ConnectorError::data(&file.uri, e))?;
+            let b = arrow::compute::concat_batches(schema, &good)
+                .map_err(|e| ConnectorError::data(&file.uri, e))?;
             (b, lines)
         }
     };
     let n = batch.num_rows();
     let cols = batch.columns().iter().cloned().map(Some).collect();
     let line = |r: usize| lines[r];
-    let origin = RowOrigin { file: &file.uri, line: &line };
-    if let Some(b) = conform(cols, n, &opts.schema, &origin, opts.strict, vec![], &mut out.rejected)? {
+    let origin = RowOrigin {
+        file: &file.uri,
+        line: &line,
+    };
+    if let Some(b) = conform(
+        cols,
+        n,
+        &opts.schema,
+        &origin,
+        opts.strict,
+        vec![],
+        &mut out.rejected,
+    )? {
         out.batches.push(b);
     }
     Ok(())

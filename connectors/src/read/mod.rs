@@ -117,7 +117,10 @@ pub async fn infer_schema(
             .map_err(|e| ConnectorError::data(&file.uri, format!("inference failed: {e}")))??
         }
         FormatKind::Delta => {
-            return Err(ConnectorError::data(&file.uri, "Delta schemas come from the log"));
+            return Err(ConnectorError::data(
+                &file.uri,
+                "Delta schemas come from the log",
+            ));
         }
     };
     Ok(lowercase_names(&schema))

@@ -44,7 +44,12 @@ pub(super) async fn read(
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| opts.schema.fields().iter().any(|t| t.name().eq_ignore_ascii_case(f.name())))
+        .filter(|(_, f)| {
+            opts.schema
+                .fields()
+                .iter()
+                .any(|t| t.name().eq_ignore_ascii_case(f.name()))
+        })
         .map(|(i, _)| i)
         .collect();
     if wanted.is_empty() && !opts.schema.fields().is_empty() {
@@ -65,7 +70,9 @@ pub(super) async fn read(
         starts.push(acc);
         acc += rg.num_rows() as u64;
     }
-    let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let parallel = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let chunk = row_groups.len().div_ceil(parallel).max(1);
     let mut tasks = Vec::new();
     for rgs in (0..row_groups.len()).collect::<Vec<_>>().chunks(chunk) {
@@ -95,8 +102,19 @@ pub(super) async fn read(
                 debug_assert!(!no_column_matches(&cols) || opts.schema.fields().is_empty());
                 let base = row;
                 let line = move |r: usize| base + r as u64 + 1;
-                let origin = RowOrigin { file: &uri, line: &line };
-                if let Some(b) = conform(cols, n, &opts.schema, &origin, opts.strict, vec![], &mut out.rejected)? {
+                let origin = RowOrigin {
+                    file: &uri,
+                    line: &line,
+                };
+                if let Some(b) = conform(
+                    cols,
+                    n,
+                    &opts.schema,
+                    &origin,
+                    opts.strict,
+                    vec![],
+                    &mut out.rejected,
+                )? {
                     out.batches.push(b);
                 }
                 row += n as u64;
@@ -104,9 +122,14 @@ pub(super) async fn read(
             Ok::<_, ConnectorError>(out)
         }));
     }
-    let mut out = FileBatches { bytes_read: file.size, ..Default::default() };
+    let mut out = FileBatches {
+        bytes_read: file.size,
+        ..Default::default()
+    };
     for t in tasks {
-        let part = t.await.map_err(|e| ConnectorError::data(&file.uri, format!("reader failed: {e}")))??;
+        let part = t
+            .await
+            .map_err(|e| ConnectorError::data(&file.uri, format!("reader failed: {e}")))??;
         out.batches.extend(part.batches);
         out.rejected.extend(part.rejected);
     }
@@ -114,5 +137,10 @@ pub(super) async fn read(
 }
 
 fn names(schema: &SchemaRef) -> String {
-    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -27,29 +27,43 @@ fn statement(headers: &HeaderMap, body: &[u8]) -> Result<String, ServiceError> {
             .map_err(|e| ServiceError::BadRequest(format!("the body is not valid JSON: {e}")))?;
         v.get("sql")
             .and_then(Value::as_str)
-            .ok_or_else(|| ServiceError::BadRequest("expected a JSON body {\"sql\": \"...\"}".into()))?
+            .ok_or_else(|| {
+                ServiceError::BadRequest("expected a JSON body {\"sql\": \"...\"}".into())
+            })?
             .to_string()
     } else {
-        String::from_utf8(body.to_vec()).map_err(|_| ServiceError::BadRequest("the body is not UTF-8 text".into()))?
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ServiceError::BadRequest("the body is not UTF-8 text".into()))?
     };
     if sql.trim().is_empty() {
-        return Err(ServiceError::BadRequest("no SQL statement in the request body".into()));
+        return Err(ServiceError::BadRequest(
+            "no SQL statement in the request body".into(),
+        ));
     }
     Ok(sql)
 }
 
-pub async fn post_sql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn post_sql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let sql = statement(&headers, &body)?;
     let out = execute(&state, &sql).await?;
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     encode(out, accept).map_err(ApiError)
 }
 
 fn encode(out: QueryOutput, accept: &str) -> Result<Response, ServiceError> {
-    let fail = |e: arrow::error::ArrowError| ServiceError::Internal(format!("encoding the result: {e}"));
+    let fail =
+        |e: arrow::error::ArrowError| ServiceError::Internal(format!("encoding the result: {e}"));
     let (ctype, body) = if accept.contains(ARROW_STREAM) {
         let mut buf = Vec::new();
-        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &out.schema).map_err(fail)?;
+        let mut w =
+            arrow::ipc::writer::StreamWriter::try_new(&mut buf, &out.schema).map_err(fail)?;
         for b in &out.batches {
             w.write(b).map_err(fail)?;
         }
@@ -60,11 +74,18 @@ fn encode(out: QueryOutput, accept: &str) -> Result<Response, ServiceError> {
         let mut buf = Vec::new();
         if out.batches.is_empty() {
             // arrow's writer writes the header only with a first batch.
-            let names: Vec<&str> = out.schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let names: Vec<&str> = out
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
             buf.extend_from_slice(names.join(",").as_bytes());
             buf.push(b'\n');
         } else {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut buf);
             for b in &out.batches {
                 w.write(b).map_err(fail)?;
             }
@@ -81,10 +102,14 @@ fn encode(out: QueryOutput, accept: &str) -> Result<Response, ServiceError> {
         }
         ("application/x-ndjson", buf)
     } else {
-        ("application/json", serde_json::to_vec(&to_json(&out)?).expect("JSON serializes"))
+        (
+            "application/json",
+            serde_json::to_vec(&to_json(&out)?).expect("JSON serializes"),
+        )
     };
     let mut resp = body.into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     Ok(resp)
 }
 
@@ -99,7 +124,11 @@ pub fn to_json(out: &QueryOutput) -> Result<Value, ServiceError> {
         .collect();
     let mut rows = Vec::new();
     for batch in &out.batches {
-        let cols: Vec<Vec<Value>> = batch.columns().iter().map(column_values).collect::<Result<_, _>>()?;
+        let cols: Vec<Vec<Value>> = batch
+            .columns()
+            .iter()
+            .map(column_values)
+            .collect::<Result<_, _>>()?;
         for r in 0..batch.num_rows() {
             rows.push(Value::Array(cols.iter().map(|c| c[r].clone()).collect()));
         }
@@ -113,7 +142,15 @@ fn column_values(col: &ArrayRef) -> Result<Vec<Value>, ServiceError> {
     macro_rules! ints {
         ($t:ty) => {{
             let a = col.as_primitive::<$t>();
-            (0..n).map(|i| if valid(i) { Value::from(a.value(i)) } else { Value::Null }).collect()
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        Value::from(a.value(i))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }};
     }
     use arrow::datatypes::*;
@@ -121,7 +158,15 @@ fn column_values(col: &ArrayRef) -> Result<Vec<Value>, ServiceError> {
         DataType::Null => vec![Value::Null; n],
         DataType::Boolean => {
             let a = col.as_boolean();
-            (0..n).map(|i| if valid(i) { Value::Bool(a.value(i)) } else { Value::Null }).collect()
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        Value::Bool(a.value(i))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }
         DataType::Int8 => ints!(Int8Type),
         DataType::Int16 => ints!(Int16Type),
@@ -133,22 +178,49 @@ fn column_values(col: &ArrayRef) -> Result<Vec<Value>, ServiceError> {
         DataType::UInt64 => ints!(UInt64Type),
         DataType::Float32 => {
             let a = col.as_primitive::<Float32Type>();
-            (0..n).map(|i| if valid(i) { float(f64::from(a.value(i))) } else { Value::Null }).collect()
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        float(f64::from(a.value(i)))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }
         DataType::Float64 => {
             let a = col.as_primitive::<Float64Type>();
-            (0..n).map(|i| if valid(i) { float(a.value(i)) } else { Value::Null }).collect()
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        float(a.value(i))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }
         _ => {
             let opts = FormatOptions::default();
-            let f = ArrayFormatter::try_new(col.as_ref(), &opts)
-                .map_err(|e| ServiceError::Internal(format!("formatting {}: {e}", col.data_type())))?;
-            (0..n).map(|i| if valid(i) { Value::String(f.value(i).to_string()) } else { Value::Null }).collect()
+            let f = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| {
+                ServiceError::Internal(format!("formatting {}: {e}", col.data_type()))
+            })?;
+            (0..n)
+                .map(|i| {
+                    if valid(i) {
+                        Value::String(f.value(i).to_string())
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect()
         }
     })
 }
 
 /// JSON has no NaN or infinity: those travel as strings.
 fn float(v: f64) -> Value {
-    Number::from_f64(v).map(Value::Number).unwrap_or_else(|| Value::String(v.to_string()))
+    Number::from_f64(v)
+        .map(Value::Number)
+        .unwrap_or_else(|| Value::String(v.to_string()))
 }

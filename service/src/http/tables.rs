@@ -13,10 +13,18 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "tables": table_rows(&state.catalog, &state.memory) }))
 }
 
-pub async fn one(State(state): State<AppState>, Path((db, table)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn one(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let key = TableKey::new(db, table);
-    let def = state.catalog.get(&key).map_err(crate::error::ServiceError::from)?;
-    let row = table_rows(&state.catalog, &state.memory).into_iter().find(|r| r.schema_name == key.database && r.table_name == key.table);
+    let def = state
+        .catalog
+        .get(&key)
+        .map_err(crate::error::ServiceError::from)?;
+    let row = table_rows(&state.catalog, &state.memory)
+        .into_iter()
+        .find(|r| r.schema_name == key.database && r.table_name == key.table);
     let current = state.memory.get(&key).and_then(|e| e.current());
     let manifest = current.as_ref().map(|v| {
         json!({
@@ -27,5 +35,7 @@ pub async fn one(State(state): State<AppState>, Path((db, table)): Path<(String,
             "batches": v.shards.iter().map(|s| s.batches.len()).sum::<usize>(),
         })
     });
-    Ok(Json(json!({ "definition": def, "status": row, "manifest": manifest })))
+    Ok(Json(
+        json!({ "definition": def, "status": row, "manifest": manifest }),
+    ))
 }

@@ -30,11 +30,17 @@ impl CatalogProvider for TarnCatalog {
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name.eq_ignore_ascii_case(PERFORMANCE_SCHEMA) {
-            return Some(Arc::new(system::SystemSchema { catalog: self.catalog.clone(), memory: self.memory.clone() }));
+            return Some(Arc::new(system::SystemSchema {
+                catalog: self.catalog.clone(),
+                memory: self.memory.clone(),
+            }));
         }
         self.catalog.database_exists(name).then(|| {
-            Arc::new(Database { name: name.to_lowercase(), catalog: self.catalog.clone(), memory: self.memory.clone() })
-                as Arc<dyn SchemaProvider>
+            Arc::new(Database {
+                name: name.to_lowercase(),
+                catalog: self.catalog.clone(),
+                memory: self.memory.clone(),
+            }) as Arc<dyn SchemaProvider>
         })
     }
 }
@@ -59,7 +65,9 @@ impl SchemaProvider for Database {
         }
         match self.memory.get(&key).and_then(|e| e.current()) {
             Some(v) => Ok(Some(Arc::new(LoadedTable::new(v)))),
-            None => Err(DataFusionError::External(Box::new(ServiceError::NotLoaded { table: key }))),
+            None => Err(DataFusionError::External(Box::new(
+                ServiceError::NotLoaded { table: key },
+            ))),
         }
     }
 

@@ -33,16 +33,26 @@ pub struct QueryOutput {
 
 impl QueryOutput {
     fn empty() -> Self {
-        Self { schema: Arc::new(Schema::empty()), batches: vec![] }
+        Self {
+            schema: Arc::new(Schema::empty()),
+            batches: vec![],
+        }
     }
 
     fn single(fields: Vec<(&str, ArrayRef)>) -> Result<Self> {
         let schema = Arc::new(Schema::new(
-            fields.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect::<Vec<_>>(),
+            fields
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
         ));
-        let batch = RecordBatch::try_new(schema.clone(), fields.into_iter().map(|(_, a)| a).collect())
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        Ok(Self { schema, batches: vec![batch] })
+        let batch =
+            RecordBatch::try_new(schema.clone(), fields.into_iter().map(|(_, a)| a).collect())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Self {
+            schema,
+            batches: vec![batch],
+        })
     }
 }
 
@@ -54,11 +64,19 @@ struct SystemVariables {
 
 impl VarProvider for SystemVariables {
     fn get_value(&self, var_names: Vec<String>) -> datafusion::error::Result<ScalarValue> {
-        let name = var_names.first().map(|s| s.trim_start_matches('@').to_lowercase()).unwrap_or_default();
+        let name = var_names
+            .first()
+            .map(|s| s.trim_start_matches('@').to_lowercase())
+            .unwrap_or_default();
         match name.as_str() {
             "hostname" => Ok(ScalarValue::Utf8(Some(self.hostname.clone()))),
-            "version" => Ok(ScalarValue::Utf8(Some(format!("8.4.0-tarn-{}", env!("CARGO_PKG_VERSION"))))),
-            "version_comment" => Ok(ScalarValue::Utf8(Some("Tarn lakehouse query service".into()))),
+            "version" => Ok(ScalarValue::Utf8(Some(format!(
+                "8.4.0-tarn-{}",
+                env!("CARGO_PKG_VERSION")
+            )))),
+            "version_comment" => Ok(ScalarValue::Utf8(Some(
+                "Tarn lakehouse query service".into(),
+            ))),
             other => datafusion::common::plan_err!("unknown system variable @@{other}"),
         }
     }
@@ -69,7 +87,11 @@ impl VarProvider for SystemVariables {
 }
 
 /// The DataFusion context every query runs in.
-pub fn new_context(catalog: Arc<CatalogStore>, memory: Arc<MemoryStore>, hostname: String) -> SessionContext {
+pub fn new_context(
+    catalog: Arc<CatalogStore>,
+    memory: Arc<MemoryStore>,
+    hostname: String,
+) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_target_partitions(memory.shards)
         .with_default_catalog_and_schema(CATALOG, "default")
@@ -96,7 +118,10 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             let batches = df.collect().await?;
             Ok(QueryOutput { schema, batches })
         }
-        Statement::CreateDatabase { name, if_not_exists } => {
+        Statement::CreateDatabase {
+            name,
+            if_not_exists,
+        } => {
             check_not_reserved(&name)?;
             state.catalog.create_database(&name, if_not_exists)?;
             Ok(QueryOutput::empty())
@@ -108,7 +133,10 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             }
             Ok(QueryOutput::empty())
         }
-        Statement::CreateTable { mut table, if_not_exists } => {
+        Statement::CreateTable {
+            mut table,
+            if_not_exists,
+        } => {
             if table.key.database.is_empty() {
                 return Err(CatalogError::NoDatabaseSelected.into());
             }
@@ -146,11 +174,17 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             let r = load::load_table(state, &key).await?;
             QueryOutput::single(vec![
                 ("table", strings([r.table])),
-                ("version", Arc::new(UInt64Array::from(vec![r.version])) as ArrayRef),
+                (
+                    "version",
+                    Arc::new(UInt64Array::from(vec![r.version])) as ArrayRef,
+                ),
                 ("files", Arc::new(UInt64Array::from(vec![r.files as u64]))),
                 ("rows", Arc::new(UInt64Array::from(vec![r.rows]))),
                 ("bytes", Arc::new(UInt64Array::from(vec![r.bytes]))),
-                ("rejected_rows", Arc::new(UInt64Array::from(vec![r.rejected_rows as u64]))),
+                (
+                    "rejected_rows",
+                    Arc::new(UInt64Array::from(vec![r.rejected_rows as u64])),
+                ),
                 ("seconds", Arc::new(Float64Array::from(vec![r.seconds]))),
             ])
         }
@@ -159,7 +193,8 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             Ok(QueryOutput::empty())
         }
         Statement::Use { .. } => Err(ServiceError::BadRequest(
-            "USE is not supported: each request stands alone, so name tables as database.table".into(),
+            "USE is not supported: each request stands alone, so name tables as database.table"
+                .into(),
         )),
     }
 }
@@ -193,16 +228,29 @@ fn validate(state: &AppState, def: &TableDef) -> Result<()> {
 fn describe(state: &AppState, table: &TableRef) -> Result<QueryOutput> {
     let key = table.resolve(None)?;
     let def = state.catalog.get(&key)?;
-    let (names, types, nulls): (Vec<String>, Vec<String>, Vec<&str>) = match (&def.columns, state.memory.get(&key).and_then(|e| e.current())) {
+    let (names, types, nulls): (Vec<String>, Vec<String>, Vec<&str>) = match (
+        &def.columns,
+        state.memory.get(&key).and_then(|e| e.current()),
+    ) {
         (Some(cols), _) => (
             cols.iter().map(|c| c.name.clone()).collect(),
             cols.iter().map(|c| c.sql_type.clone()).collect(),
-            cols.iter().map(|c| if c.nullable { "YES" } else { "NO" }).collect(),
+            cols.iter()
+                .map(|c| if c.nullable { "YES" } else { "NO" })
+                .collect(),
         ),
         (None, Some(v)) => (
             v.schema.fields().iter().map(|f| f.name().clone()).collect(),
-            v.schema.fields().iter().map(|f| arrow_to_sql_name(f.data_type())).collect(),
-            v.schema.fields().iter().map(|f| if f.is_nullable() { "YES" } else { "NO" }).collect(),
+            v.schema
+                .fields()
+                .iter()
+                .map(|f| arrow_to_sql_name(f.data_type()))
+                .collect(),
+            v.schema
+                .fields()
+                .iter()
+                .map(|f| if f.is_nullable() { "YES" } else { "NO" })
+                .collect(),
         ),
         (None, None) => {
             return Err(ServiceError::BadRequest(format!(
@@ -216,7 +264,10 @@ fn describe(state: &AppState, table: &TableRef) -> Result<QueryOutput> {
         ("Type", strings(types)),
         ("Null", strings(nulls)),
         ("Key", strings(vec![""; n])),
-        ("Default", Arc::new(StringArray::from(vec![None::<&str>; n]))),
+        (
+            "Default",
+            Arc::new(StringArray::from(vec![None::<&str>; n])),
+        ),
         ("Extra", strings(vec![""; n])),
     ])
 }

@@ -70,7 +70,10 @@ impl TableProvider for LoadedTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Filters prune whole batches; the engine still applies them to the rows that remain.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
@@ -87,7 +90,9 @@ impl TableProvider for LoadedTable {
             Some(expr) => {
                 let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
                 let physical = state.create_physical_expr(expr, &df_schema)?;
-                PruningPredicateBuilder::new().with_file_schema(schema.clone()).build(physical)
+                PruningPredicateBuilder::new()
+                    .with_file_schema(schema.clone())
+                    .build(physical)
             }
             None => None,
         };

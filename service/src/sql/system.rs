@@ -89,18 +89,34 @@ impl SystemSchema {
             vec![
                 Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.id))),
                 Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.nrows))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.status.load_status.as_str()))),
-                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| match r.status.load_status {
-                    LoadState::Avail | LoadState::Stale => 100.0,
-                    _ => r.status.load_progress,
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.status.load_status.as_str()),
+                )),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| {
+                    match r.status.load_status {
+                        LoadState::Avail | LoadState::Stale => 100.0,
+                        _ => r.status.load_progress,
+                    }
                 }))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.size_bytes))),
-                Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|r| micros(r.status.load_start)))),
-                Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|r| micros(r.status.load_end)))),
-                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.version.map(|_| "OBJECTSTORAGE")))),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.size_bytes),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter(
+                    rows.iter().map(|r| micros(r.status.load_start)),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter(
+                    rows.iter().map(|r| micros(r.status.load_end)),
+                )),
+                Arc::new(StringArray::from_iter(
+                    rows.iter().map(|r| r.version.map(|_| "OBJECTSTORAGE")),
+                )),
                 Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.version))),
-                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.status.last_error.clone()))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.rejected_rows))),
+                Arc::new(StringArray::from_iter(
+                    rows.iter().map(|r| r.status.last_error.clone()),
+                )),
+                Arc::new(UInt64Array::from_iter_values(
+                    rows.iter().map(|r| r.rejected_rows),
+                )),
             ],
         )
     }
@@ -117,9 +133,15 @@ impl SystemSchema {
             schema,
             vec![
                 Arc::new(UInt64Array::from_iter_values(tables.iter().map(|t| t.0))),
-                Arc::new(StringArray::from_iter_values(tables.iter().map(|t| t.1.key.to_string()))),
-                Arc::new(StringArray::from_iter_values(tables.iter().map(|t| t.1.key.database.clone()))),
-                Arc::new(StringArray::from_iter_values(tables.iter().map(|t| t.1.key.table.clone()))),
+                Arc::new(StringArray::from_iter_values(
+                    tables.iter().map(|t| t.1.key.to_string()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    tables.iter().map(|t| t.1.key.database.clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    tables.iter().map(|t| t.1.key.table.clone()),
+                )),
             ],
         )
     }
@@ -145,13 +167,23 @@ impl SystemSchema {
         mem(
             schema,
             vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.database.clone()))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.table.clone()))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.0.database.clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.0.table.clone()),
+                )),
                 Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.file.clone()))),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.2.file.clone()),
+                )),
                 Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.2.line))),
-                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.2.column.clone()))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.reason.clone()))),
+                Arc::new(StringArray::from_iter(
+                    rows.iter().map(|r| r.2.column.clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.2.reason.clone()),
+                )),
             ],
         )
     }
