@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use arrow::array::{ArrayRef, UInt64Array};
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use chrono::{DateTime, Utc};
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
@@ -78,6 +78,8 @@ pub struct Segment {
 
 impl Segment {
     pub fn new(file: String, batches: Vec<RecordBatch>) -> Self {
+        // Readers build with headroom; loaded data keeps only what it uses.
+        let batches: Vec<RecordBatch> = batches.into_iter().map(shrink).collect();
         let stats = batches.iter().map(BatchStats::compute).collect();
         let bytes = batches
             .iter()
@@ -92,6 +94,15 @@ impl Segment {
             rows,
         }
     }
+}
+
+fn shrink(batch: RecordBatch) -> RecordBatch {
+    let (schema, mut columns, rows) = batch.into_parts();
+    for c in &mut columns {
+        arrow::array::Array::shrink_to_fit(c);
+    }
+    RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
+        .expect("same columns, same schema")
 }
 
 /// One shard: the batches a scan partition reads, and their statistics as arrays (one entry per
