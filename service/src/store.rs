@@ -101,8 +101,12 @@ fn shrink(batch: RecordBatch) -> RecordBatch {
     for c in &mut columns {
         arrow::array::Array::shrink_to_fit(c);
     }
-    RecordBatch::try_new_with_options(schema, columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
-        .expect("same columns, same schema")
+    RecordBatch::try_new_with_options(
+        schema,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .expect("same columns, same schema")
 }
 
 /// One shard: the batches a scan partition reads, and their statistics as arrays (one entry per

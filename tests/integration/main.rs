@@ -1,6 +1,7 @@
 //! Tarn's integration suite: one binary; every test spawns the real server process.
 
 mod bad_input;
+mod cli;
 mod durability;
 mod formats;
 mod http_api;

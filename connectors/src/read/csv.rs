@@ -288,3 +288,115 @@ pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Resu
         .collect();
     Ok(Arc::new(arrow::datatypes::Schema::new(fields)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Date32Type, Field, Int32Type, Schema};
+    use tarn_catalog::{Compression, FormatKind};
+
+    use super::*;
+
+    fn entry(name: &str) -> FileEntry {
+        FileEntry {
+            uri: format!("file:///t/{name}"),
+            key: format!("t/{name}"),
+            size: 0,
+            etag: None,
+            last_modified: Default::default(),
+        }
+    }
+
+    fn opts(format: FileFormat, strict: bool) -> ReadOptions {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("day", DataType::Date32, true),
+        ]));
+        ReadOptions {
+            format,
+            schema,
+            strict,
+        }
+    }
+
+    #[test]
+    fn options_delimiter_enclosure_escape_terminator_ignore_and_date_format() {
+        let mut f = FileFormat::heatwave(FormatKind::Csv);
+        f.field_delimiter = b';';
+        f.enclosed_by = Some(b'\'');
+        f.line_terminator = Some(b'\r');
+        f.skip_lines = 2;
+        f.header = true;
+        f.date_format = Some("%d/%m/%Y".into());
+        let text = "junk line 1\rjunk line 2\rid;name;day\r1;'a;b';31/12/2024\r2;\\N;01/02/2023\r3;'it\\'s';\r";
+        let out = read(&entry("x.csv"), Bytes::from(text), &opts(f, true)).unwrap();
+        let b = &out.batches[0];
+        assert_eq!(b.num_rows(), 3);
+        assert_eq!(b.column(0).as_primitive::<Int32Type>().values(), &[1, 2, 3]);
+        let names = b.column(1).as_string::<i32>();
+        assert_eq!(names.value(0), "a;b");
+        assert!(names.is_null(1), "\\N is NULL");
+        assert_eq!(names.value(2), "it's");
+        let days = b.column(2).as_primitive::<Date32Type>();
+        assert_eq!(days.value(0), 20088); // 2024-12-31
+        assert!(days.is_null(2), "empty date is NULL");
+    }
+
+    #[test]
+    fn compressed_files_by_name_or_option() {
+        let text = b"1,x,2024-01-01\n2,y,2024-01-02\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text).unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+        bz.write_all(text).unwrap();
+        let zst = zstd::encode_all(&text[..], 3).unwrap();
+        let mut f = FileFormat::heatwave(FormatKind::Csv);
+        f.field_delimiter = b',';
+        for (name, bytes, compression) in [
+            ("a.csv.gz", gz.finish().unwrap(), Compression::Auto),
+            ("a.csv.bz2", bz.finish().unwrap(), Compression::Auto),
+            ("a.data", zst, Compression::Zstd),
+        ] {
+            f.compression = compression;
+            let out = read(&entry(name), Bytes::from(bytes), &opts(f.clone(), true)).unwrap();
+            assert_eq!(out.batches[0].num_rows(), 2, "{name}");
+            assert_eq!(
+                out.batches[0].column(1).as_string::<i32>().value(1),
+                "y",
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn strict_error_and_rejected_rows_name_file_line_and_column() {
+        let mut f = FileFormat::heatwave(FormatKind::Csv);
+        f.field_delimiter = b',';
+        let text = "1,a,2024-01-01\nx,b,2024-01-02\n3,c\n4,d,2024-02-30\n5,e,2024-01-05\n";
+        let e = read(&entry("bad.csv"), Bytes::from(text), &opts(f.clone(), true))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "file:///t/bad.csv, line 2, column id: value 'x' is not a valid INT"
+        );
+        let out = read(&entry("bad.csv"), Bytes::from(text), &opts(f, false)).unwrap();
+        assert_eq!(
+            out.batches[0]
+                .column(0)
+                .as_primitive::<Int32Type>()
+                .values(),
+            &[1, 5]
+        );
+        let got: Vec<(u64, Option<&str>)> = out
+            .rejected
+            .iter()
+            .map(|r| (r.line, r.column.as_deref()))
+            .collect();
+        assert_eq!(got, vec![(2, Some("id")), (3, None), (4, Some("day"))]);
+        assert_eq!(out.rejected[1].reason, "expected 3 fields, found 2");
+    }
+}

@@ -1,0 +1,71 @@
+//! `tarn sql`: the client prints answers as a table, runs scripts, and reports errors.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn tarn_sql(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
+        .args(["sql", "--url", &server.url("")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn sql_client_runs_scripts_and_prints_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_sample("parquet", &data);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    let script = tmp.path().join("s.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "-- a comment\nCREATE DATABASE s;\nCREATE EXTERNAL TABLE s.p\n  FILE_FORMAT = (FORMAT parquet)\n  FILES = (URI 'file://{}/');\nALTER TABLE s.p SECONDARY_LOAD;\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = tarn_sql(&server, &["-f", script.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("OK\nOK\n"), "{out}");
+    assert!(out.contains("| s.p   | 1       | 2     | 200  |"), "{out}");
+
+    let (ok, out, _) = tarn_sql(
+        &server,
+        &[
+            "-e",
+            "SELECT customer, COUNT(*) AS n FROM s.p WHERE customer = 'acme' GROUP BY customer",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(
+        out,
+        "+----------+----+\n| customer | n  |\n+----------+----+\n| acme     | 33 |\n+----------+----+\n1 row in set\n"
+    );
+
+    let (ok, out, _) = tarn_sql(
+        &server,
+        &[
+            "--output",
+            "csv",
+            "-e",
+            "SELECT order_id FROM s.p WHERE order_id < 3 ORDER BY 1",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(out, "order_id\n1\n2\n\n");
+
+    let (ok, _, err) = tarn_sql(&server, &["-e", "SELECT * FROM s.missing"]);
+    assert!(!ok);
+    assert!(
+        err.contains("ERROR (query_error)") && err.contains("s.missing"),
+        "{err}"
+    );
+}
