@@ -6,3 +6,4 @@ mod durability;
 mod formats;
 mod http_api;
 mod support;
+mod versions;
