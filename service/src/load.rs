@@ -109,10 +109,10 @@ async fn build_version(
         let snap = read::delta_snapshot(store, &loc).await?;
         let schema = declared.unwrap_or_else(|| snap.schema.clone());
         let opts = ReadOptions {
-            format: def.format.clone(),
-            schema: schema.clone(),
-            strict: def.options.strict_load,
+            progress: entry.progress.clone(),
+            ..ReadOptions::new(def.format.clone(), schema.clone(), def.options.strict_load)
         };
+        entry.start_progress(snap.manifest.total_bytes());
         let out = read::read_delta(&snap, &loc, &opts).await?;
         let seg = Segment::new(format!("{}@v{}", loc, snap.version), out.batches);
         reservation.grow(key, seg.bytes)?;
@@ -155,11 +155,11 @@ async fn build_version(
         },
     };
     let opts = ReadOptions {
-        format: def.format.clone(),
-        schema: schema.clone(),
-        strict: def.options.strict_load,
+        progress: entry.progress.clone(),
+        ..ReadOptions::new(def.format.clone(), schema.clone(), def.options.strict_load)
     };
     let total_bytes: u64 = files.iter().map(|f| f.1.size).sum::<u64>().max(1);
+    entry.start_progress(total_bytes);
     let parallel = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -177,16 +177,12 @@ async fn build_version(
     let mut reads = futures::stream::iter(reads).buffered(parallel);
     let mut segments = Vec::new();
     let mut rejected: Vec<RejectedRow> = Vec::new();
-    let mut done_bytes = 0u64;
     while let Some((f, out)) = reads.next().await {
         let out = out?;
         let seg = Segment::new(f.uri.clone(), out.batches);
         reservation.grow(key, seg.bytes)?;
         rejected.extend(out.rejected);
         segments.push(Arc::new(seg));
-        done_bytes += f.size;
-        let progress = (done_bytes as f64 / total_bytes as f64 * 100.0).min(99.9);
-        entry.update_status(|s| s.load_progress = progress);
     }
     Ok(TableVersion::build(
         entry.next_version(),

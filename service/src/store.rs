@@ -259,9 +259,18 @@ pub struct TableEntry {
     /// Held for the length of a load or unload, so two never run at once on one table.
     pub load_lock: tokio::sync::Mutex<()>,
     next_version: AtomicU64,
+    /// Bytes of source files read by the load in progress, and how many it will read.
+    pub progress: Arc<AtomicU64>,
+    progress_total: AtomicU64,
 }
 
 impl TableEntry {
+    pub fn start_progress(&self, total_bytes: u64) {
+        self.progress.store(0, Ordering::Relaxed);
+        self.progress_total
+            .store(total_bytes.max(1), Ordering::Relaxed);
+    }
+
     pub fn current(&self) -> Option<Arc<TableVersion>> {
         self.current
             .read()
@@ -324,6 +333,8 @@ impl MemoryStore {
                     status: Mutex::new(TableStatus::default()),
                     load_lock: tokio::sync::Mutex::new(()),
                     next_version: AtomicU64::new(0),
+                    progress: Arc::new(AtomicU64::new(0)),
+                    progress_total: AtomicU64::new(0),
                 })
             })
             .clone()

@@ -272,7 +272,7 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     let server = TestServer::spawn(
         &tmp.path().join("tarn"),
         &data,
-        &["--memory-limit", "100KiB"],
+        &["--memory-limit", "30KiB"],
     )
     .await;
     server.ok("CREATE DATABASE s").await;
@@ -289,7 +289,7 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     let e = server.err("ALTER TABLE s.c SECONDARY_LOAD").await;
     assert_eq!((e.status, e.code.as_str()), (507, "memory_limit"));
     assert!(
-        e.message.contains("102400-byte memory limit"),
+        e.message.contains("30720-byte memory limit"),
         "{}",
         e.message
     );

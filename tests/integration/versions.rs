@@ -16,10 +16,14 @@ async fn queries_see_one_version_while_reloads_publish_others() {
     let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
     server
-        .ok(&format!("CREATE EXTERNAL TABLE s.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/t/')", data.display()))
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/t/')",
+            data.display()
+        ))
         .await;
     // The self-join reads the table twice in one query: both sides must see the same version.
-    let q = "SELECT COUNT(*) AS n, SUM(a.quantity) AS q, (SELECT COUNT(*) FROM s.t b) AS n2 FROM s.t a";
+    let q =
+        "SELECT COUNT(*) AS n, SUM(a.quantity) AS q, (SELECT COUNT(*) FROM s.t b) AS n2 FROM s.t a";
     server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
     let v1 = server.rows(q).await;
     copy_sample("parquet/orders-1.parquet", &data.join("t/b.parquet"));
@@ -37,9 +41,21 @@ async fn queries_see_one_version_while_reloads_publish_others() {
             let http = reqwest::Client::new();
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
-                let r: Value = http.post(format!("http://{addr}/v1/sql")).body(q).send().await.unwrap().json().await.unwrap();
-                let rows: Vec<Vec<Value>> = serde_json::from_value(r["rows"].clone()).unwrap_or_else(|_| panic!("query failed: {r}"));
-                assert!(rows == v1 || rows == v2, "answer from no single version: {rows:?}");
+                let r: Value = http
+                    .post(format!("http://{addr}/v1/sql"))
+                    .body(q)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let rows: Vec<Vec<Value>> = serde_json::from_value(r["rows"].clone())
+                    .unwrap_or_else(|_| panic!("query failed: {r}"));
+                assert!(
+                    rows == v1 || rows == v2,
+                    "answer from no single version: {rows:?}"
+                );
                 n += 1;
             }
             n

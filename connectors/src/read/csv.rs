@@ -40,7 +40,12 @@ fn reader_builder(format: &FileFormat) -> csv::ReaderBuilder {
 }
 
 pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result<FileBatches> {
-    let input = decompressed(file, bytes, opts.format.compression)?;
+    let input = decompressed(
+        file,
+        bytes,
+        opts.format.compression,
+        Some(opts.progress.clone()),
+    )?;
     let mut rdr = reader_builder(&opts.format).from_reader(input);
     let target = &opts.schema;
     let ncols = target.fields().len();
@@ -242,7 +247,7 @@ fn csv_error(file: &FileEntry, e: csv::Error) -> ConnectorError {
 /// Infers column types from the first 1,000 records with arrow-csv's inference; names come from the
 /// header when there is one, else `c1`, `c2`, ...
 pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Result<SchemaRef> {
-    let mut input = BufReader::new(decompressed(file, bytes, format.compression)?);
+    let mut input = BufReader::new(decompressed(file, bytes, format.compression, None)?);
     let term = format.line_terminator.unwrap_or(b'\n');
     let mut sink = Vec::new();
     for _ in 0..format.skip_lines {
@@ -315,11 +320,7 @@ mod tests {
             Field::new("name", DataType::Utf8, true),
             Field::new("day", DataType::Date32, true),
         ]));
-        ReadOptions {
-            format,
-            schema,
-            strict,
-        }
+        ReadOptions::new(format, schema, strict)
     }
 
     #[test]
@@ -332,7 +333,13 @@ mod tests {
         f.header = true;
         f.date_format = Some("%d/%m/%Y".into());
         let text = "junk line 1\rjunk line 2\rid;name;day\r1;'a;b';31/12/2024\r2;\\N;01/02/2023\r3;'it\\'s';\r";
-        let out = read(&entry("x.csv"), Bytes::from(text), &opts(f, true)).unwrap();
+        let o = opts(f, true);
+        let out = read(&entry("x.csv"), Bytes::from(text), &o).unwrap();
+        assert_eq!(
+            o.progress.load(std::sync::atomic::Ordering::Relaxed),
+            text.len() as u64,
+            "progress counts the whole file"
+        );
         let b = &out.batches[0];
         assert_eq!(b.num_rows(), 3);
         assert_eq!(b.column(0).as_primitive::<Int32Type>().values(), &[1, 2, 3]);

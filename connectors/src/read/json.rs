@@ -17,7 +17,7 @@ use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
 
 pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Result<SchemaRef> {
-    let input = BufReader::new(decompressed(file, bytes, format.compression)?);
+    let input = BufReader::new(decompressed(file, bytes, format.compression, None)?);
     let (schema, _) = arrow::json::reader::infer_json_schema(input, Some(1000))
         .map_err(|e| ConnectorError::data(&file.uri, format!("cannot infer a schema: {e}")))?;
     Ok(Arc::new(schema))
@@ -25,7 +25,7 @@ pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Resu
 
 pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result<FileBatches> {
     let mut text = Vec::new();
-    decompressed(file, bytes, opts.format.compression)?
+    decompressed(file, bytes, opts.format.compression, None)?
         .read_to_end(&mut text)
         .map_err(|e| ConnectorError::data(&file.uri, format!("cannot read: {e}")))?;
     // Decode with the file's own spelling of each key.

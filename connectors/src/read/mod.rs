@@ -15,6 +15,7 @@ mod parquet;
 
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -57,6 +58,38 @@ pub struct ReadOptions {
     /// The table's schema (declared or inferred), with lower-case names.
     pub schema: SchemaRef,
     pub strict: bool,
+    /// Bytes of source files read so far; each reader adds exactly its file's size by the time it
+    /// succeeds, as it goes (CSV, Parquet) or at the end (JSON, Avro).
+    pub progress: Arc<AtomicU64>,
+}
+
+impl ReadOptions {
+    pub fn new(format: FileFormat, schema: SchemaRef, strict: bool) -> Self {
+        Self {
+            format,
+            schema,
+            strict,
+            progress: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub(crate) fn advance(&self, bytes: u64) {
+        self.progress.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Counts the bytes read through it into a progress counter.
+pub(crate) struct Counting<R> {
+    inner: R,
+    progress: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Reads one file of a CSV, Parquet, JSON or Avro table. (Delta tables are read whole by
@@ -81,6 +114,9 @@ pub async fn read_file(
                     FormatKind::Json => json::read(&file, bytes, &opts),
                     _ => avro::read(&file, bytes, &opts),
                 }?;
+                if opts.format.kind != FormatKind::Csv {
+                    opts.advance(n);
+                }
                 out.bytes_read = n;
                 Ok(out)
             })
@@ -151,8 +187,12 @@ pub(crate) fn decompressed(
     file: &FileEntry,
     bytes: Bytes,
     compression: Compression,
+    progress: Option<Arc<AtomicU64>>,
 ) -> Result<Box<dyn Read + Send>> {
-    let raw = std::io::Cursor::new(bytes);
+    let raw = Counting {
+        inner: std::io::Cursor::new(bytes),
+        progress: progress.unwrap_or_default(),
+    };
     Ok(match compression.for_file(&file.key) {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
         Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(raw)),

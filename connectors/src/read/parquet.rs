@@ -70,6 +70,8 @@ pub(super) async fn read(
         starts.push(acc);
         acc += rg.num_rows() as u64;
     }
+    let total_rows = acc.max(1);
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let parallel = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -83,6 +85,7 @@ pub(super) async fn read(
         let mask = mask.clone();
         let opts = opts.clone();
         let uri = file.uri.clone();
+        let (counted, size) = (counted.clone(), file.size);
         tasks.push(tokio::spawn(async move {
             let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
                 .with_row_groups(rgs)
@@ -118,6 +121,9 @@ pub(super) async fn read(
                     out.batches.push(b);
                 }
                 row += n as u64;
+                let share = size * n as u64 / total_rows;
+                counted.fetch_add(share, std::sync::atomic::Ordering::Relaxed);
+                opts.advance(share);
             }
             Ok::<_, ConnectorError>(out)
         }));
@@ -133,6 +139,10 @@ pub(super) async fn read(
         out.batches.extend(part.batches);
         out.rejected.extend(part.rejected);
     }
+    opts.advance(
+        file.size
+            .saturating_sub(counted.load(std::sync::atomic::Ordering::Relaxed)),
+    );
     Ok(out)
 }
 
