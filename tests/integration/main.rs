@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cli;
+mod config;
 mod durability;
 mod formats;
 mod http_api;

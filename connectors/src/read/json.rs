@@ -155,3 +155,57 @@ fn decode_chunk(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Int64Type};
+    use tarn_catalog::FormatKind;
+
+    use super::*;
+
+    fn setup(strict: bool) -> (FileEntry, ReadOptions) {
+        let file = FileEntry {
+            uri: "file:///t/a.json".into(),
+            key: "t/a.json".into(),
+            size: 0,
+            etag: None,
+            last_modified: Default::default(),
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        (
+            file,
+            ReadOptions::new(FileFormat::heatwave(FormatKind::Json), schema, strict),
+        )
+    }
+
+    #[test]
+    fn keys_match_case_insensitively_and_extra_keys_are_ignored() {
+        let (file, opts) = setup(true);
+        let text = "{\"ID\": 1, \"Name\": \"a\", \"other\": true}\n\n{\"ID\": 2}\n";
+        let out = read(&file, Bytes::from(text), &opts).unwrap();
+        let b = &out.batches[0];
+        assert_eq!(b.column(0).as_primitive::<Int64Type>().values(), &[1, 2]);
+        assert_eq!(b.column(1).as_string::<i32>().value(0), "a");
+        assert!(b.column(1).is_null(1));
+    }
+
+    #[test]
+    fn bad_lines_fail_strict_loads_and_are_rejected_otherwise() {
+        let text = "{\"id\": 1}\n{\"id\": \"x\"}\n{not json\n{\"name\": \"no id\"}\n{\"id\": 5}\n";
+        let (file, opts) = setup(true);
+        let e = read(&file, Bytes::from(text), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("file:///t/a.json, line 2: "), "{e}");
+        let (file, opts) = setup(false);
+        let out = read(&file, Bytes::from(text), &opts).unwrap();
+        assert_eq!(out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        let lines: Vec<u64> = out.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![2, 3, 4]);
+        assert_eq!(out.rejected[2].reason, "NULL in a NOT NULL column");
+    }
+}
