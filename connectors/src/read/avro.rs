@@ -14,7 +14,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 
-use super::conform::{RowOrigin, conform};
+use super::RowOrigin;
 use super::{BATCH_ROWS, FileBatches, ReadOptions};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
@@ -303,16 +303,6 @@ fn flush(
         file: &file.uri,
         line: &line,
     };
-    if let Some(b) = conform(
-        arrays,
-        rows,
-        &opts.schema,
-        &origin,
-        opts.strict,
-        bad,
-        &mut out.rejected,
-    )? {
-        out.batches.push(b);
-    }
+    out.push(arrays, rows, &origin, opts, bad)?;
     Ok(())
 }

@@ -10,20 +10,13 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use super::RejectedRow;
+use super::{RejectedRow, RowOrigin};
 use crate::error::{ConnectorError, Result};
-
-/// Where the rows of a batch came from, for messages.
-pub struct RowOrigin<'a> {
-    pub file: &'a str,
-    /// Line (or row number) of each row of the batch.
-    pub line: &'a dyn Fn(usize) -> u64,
-}
 
 /// Casts `columns` (already aligned with `target`'s fields; `None` for a column the file lacks) to
 /// `target`. Bad rows fail with `strict`, else are dropped and pushed to `rejected`. Rows listed in
 /// `pre_rejected` (with their reasons) were found bad before conversion and are dropped as well.
-pub fn conform(
+pub(super) fn conform(
     columns: Vec<Option<ArrayRef>>,
     num_rows: usize,
     target: &SchemaRef,

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use chrono::{NaiveDate, NaiveDateTime};
 use tarn_catalog::FileFormat;
 
-use super::conform::{RowOrigin, conform};
+use super::RowOrigin;
 use super::{BATCH_ROWS, FileBatches, ReadOptions, decompressed};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
@@ -163,17 +163,7 @@ fn flush(
         file: &file.uri,
         line: &line,
     };
-    if let Some(b) = conform(
-        cols,
-        n,
-        &opts.schema,
-        &origin,
-        opts.strict,
-        bad,
-        &mut out.rejected,
-    )? {
-        out.batches.push(b);
-    }
+    out.push(cols, n, &origin, opts, bad)?;
     batch.lines = Vec::with_capacity(BATCH_ROWS);
     Ok(())
 }

@@ -12,7 +12,8 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use url::Url;
 
-use super::conform::{RowOrigin, by_name, conform};
+use super::RowOrigin;
+use super::conform::by_name;
 use super::{FileBatches, ReadOptions, lowercase_names};
 use crate::error::{ConnectorError, Result};
 use crate::listing::{FileEntry, Manifest};
@@ -127,17 +128,7 @@ pub async fn read_delta(
             file: &uri,
             line: &line,
         };
-        if let Some(b) = conform(
-            by_name(&batch, &opts.schema),
-            n,
-            &opts.schema,
-            &origin,
-            opts.strict,
-            vec![],
-            &mut out.rejected,
-        )? {
-            out.batches.push(b);
-        }
+        out.push(by_name(&batch, &opts.schema), n, &origin, opts, vec![])?;
         row += n as u64;
     }
     Ok(out)

@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use tarn_catalog::FileFormat;
 
-use super::conform::{RowOrigin, conform};
+use super::RowOrigin;
 use super::{BATCH_ROWS, FileBatches, ReadOptions, decompressed};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
@@ -142,17 +142,7 @@ fn decode_chunk(
         file: &file.uri,
         line: &line,
     };
-    if let Some(b) = conform(
-        cols,
-        n,
-        &opts.schema,
-        &origin,
-        opts.strict,
-        vec![],
-        &mut out.rejected,
-    )? {
-        out.batches.push(b);
-    }
+    out.push(cols, n, &origin, opts, vec![])?;
     Ok(())
 }
 

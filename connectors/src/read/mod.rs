@@ -51,6 +51,39 @@ pub struct FileBatches {
     pub bytes_read: u64,
 }
 
+/// Where the rows of a batch came from, for messages: the file, and the line (or row number) of
+/// each row of the batch.
+pub(crate) struct RowOrigin<'a> {
+    pub file: &'a str,
+    pub line: &'a dyn Fn(usize) -> u64,
+}
+
+impl FileBatches {
+    /// Conforms one decoded batch to the table's schema ([`conform::conform`]) and keeps what
+    /// survives; `pre_rejected` rows were found bad while decoding.
+    pub(crate) fn push(
+        &mut self,
+        columns: Vec<Option<arrow::array::ArrayRef>>,
+        num_rows: usize,
+        origin: &RowOrigin<'_>,
+        opts: &ReadOptions,
+        pre_rejected: Vec<(usize, Option<String>, String)>,
+    ) -> Result<()> {
+        if let Some(b) = conform::conform(
+            columns,
+            num_rows,
+            &opts.schema,
+            origin,
+            opts.strict,
+            pre_rejected,
+            &mut self.rejected,
+        )? {
+            self.batches.push(b);
+        }
+        Ok(())
+    }
+}
+
 /// Everything a reader needs besides the file itself.
 #[derive(Debug, Clone)]
 pub struct ReadOptions {

@@ -13,7 +13,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 
-use super::conform::{RowOrigin, by_name, conform, no_column_matches};
+use super::RowOrigin;
+use super::conform::{by_name, no_column_matches};
 use super::{BATCH_ROWS, FileBatches, ReadOptions};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
@@ -109,17 +110,7 @@ pub(super) async fn read(
                     file: &uri,
                     line: &line,
                 };
-                if let Some(b) = conform(
-                    cols,
-                    n,
-                    &opts.schema,
-                    &origin,
-                    opts.strict,
-                    vec![],
-                    &mut out.rejected,
-                )? {
-                    out.batches.push(b);
-                }
+                out.push(cols, n, &origin, &opts, vec![])?;
                 row += n as u64;
                 let share = size * n as u64 / total_rows;
                 counted.fetch_add(share, std::sync::atomic::Ordering::Relaxed);
