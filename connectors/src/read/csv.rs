@@ -14,10 +14,10 @@ use arrow::array::{
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use chrono::{NaiveDate, NaiveDateTime};
-use tarn_catalog::FileFormat;
+use tarn_catalog::{Compression, FileFormat};
 
 use super::RowOrigin;
-use super::{BATCH_ROWS, FileBatches, ReadOptions, decompressed};
+use super::{BATCH_ROWS, FileBatches, ReadOptions, counting, decompressed};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
 
@@ -39,13 +39,125 @@ fn reader_builder(format: &FileFormat) -> csv::ReaderBuilder {
     b
 }
 
+/// Uncompressed files at least this large are parsed in parallel chunks.
+const PARALLEL_MIN_BYTES: usize = 32 << 20;
+
 pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result<FileBatches> {
-    let input = decompressed(
-        file,
-        bytes,
-        opts.format.compression,
-        Some(opts.progress.clone()),
-    )?;
+    let skip = opts.format.skip_lines + u64::from(opts.format.header);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let plain = opts.format.compression.for_file(&file.key) == Compression::None;
+    if !plain || bytes.len() < PARALLEL_MIN_BYTES || threads < 2 {
+        let input = decompressed(
+            file,
+            bytes,
+            opts.format.compression,
+            Some(opts.progress.clone()),
+        )?;
+        return read_records(file, input, opts, skip, 0);
+    }
+    let ranges = chunk_ranges(&bytes, &opts.format, threads);
+    let term = opts.format.line_terminator.unwrap_or(b'\n');
+    // The line each chunk starts on, so messages name lines of the whole file.
+    let mut first_lines = Vec::with_capacity(ranges.len());
+    let mut lines_before = 0u64;
+    for r in &ranges {
+        first_lines.push(lines_before);
+        lines_before += memchr::memchr_iter(term, &bytes[r.clone()]).count() as u64;
+    }
+    let parts: Vec<Result<FileBatches>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .zip(&first_lines)
+            .enumerate()
+            .map(|(i, (r, first_line))| {
+                let input = counting(bytes.slice(r.clone()), opts.progress.clone());
+                let skip = if i == 0 { skip } else { 0 };
+                scope.spawn(move || read_records(file, input, opts, skip, *first_line))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ConnectorError::data(&file.uri, "CSV reader panicked")))
+            })
+            .collect()
+    });
+    let mut out = FileBatches::default();
+    for part in parts {
+        let part = part?;
+        out.batches.extend(part.batches);
+        out.rejected.extend(part.rejected);
+    }
+    Ok(out)
+}
+
+/// Splits `bytes` into about `n` ranges that end just after a line terminator lying outside any
+/// quoted field, so every range holds whole records. Quote state is tracked from the start of the
+/// file (quote and escape bytes found with memchr), so quoted fields holding line breaks are never
+/// cut.
+fn chunk_ranges(bytes: &[u8], format: &FileFormat, n: usize) -> Vec<std::ops::Range<usize>> {
+    let term = format.line_terminator.unwrap_or(b'\n');
+    let len = bytes.len();
+    let mut events: Box<dyn Iterator<Item = usize>> = match (format.enclosed_by, format.escaped_by)
+    {
+        (None, _) => Box::new(std::iter::empty()),
+        (Some(q), Some(e)) => Box::new(memchr::memchr2_iter(q, e, bytes)),
+        (Some(q), None) => Box::new(memchr::memchr_iter(q, bytes)),
+    };
+    let mut next_event = events.next();
+    let mut in_quote = false;
+    let mut skip_next = false;
+    // Advances the quote state over every event before `pos`.
+    let mut state_at = |pos: usize| {
+        while let Some(e) = next_event.filter(|e| *e < pos) {
+            if skip_next {
+                skip_next = false;
+            } else if Some(bytes[e]) == format.escaped_by && format.escaped_by != format.enclosed_by
+            {
+                // An escape inside quotes takes the next byte literally.
+                skip_next = in_quote && e + 1 < len && Some(bytes[e + 1]) == format.enclosed_by;
+            } else {
+                in_quote = !in_quote;
+            }
+            next_event = events.next();
+        }
+        in_quote
+    };
+    let mut ranges = Vec::with_capacity(n);
+    let mut start = 0;
+    for i in 1..n {
+        let mut candidate = (len * i / n).max(start);
+        let end = loop {
+            match memchr::memchr(term, &bytes[candidate..]) {
+                Some(off) if !state_at(candidate + off) => break Some(candidate + off + 1),
+                Some(off) => candidate += off + 1,
+                None => break None,
+            }
+        };
+        match end {
+            Some(end) if end < len => {
+                ranges.push(start..end);
+                start = end;
+            }
+            _ => break,
+        }
+    }
+    ranges.push(start..len);
+    ranges
+}
+
+/// Reads records from `input`: skips the first `skip` records, numbers lines from
+/// `first_line + 1`.
+fn read_records(
+    file: &FileEntry,
+    input: impl Read,
+    opts: &ReadOptions,
+    skip: u64,
+    first_line: u64,
+) -> Result<FileBatches> {
     let mut rdr = reader_builder(&opts.format).from_reader(input);
     let target = &opts.schema;
     let ncols = target.fields().len();
@@ -59,7 +171,6 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
             )
         })
         .collect();
-    let skip = opts.format.skip_lines + u64::from(opts.format.header);
     let mut out = FileBatches::default();
     let mut rec = csv::ByteRecord::new();
     let mut batch = Batch::new(ncols);
@@ -67,7 +178,7 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
     loop {
         let more = rdr
             .read_byte_record(&mut rec)
-            .map_err(|e| csv_error(file, e))?;
+            .map_err(|e| csv_error(file, e, first_line))?;
         if !more {
             break;
         }
@@ -75,7 +186,7 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
             skipped += 1;
             continue;
         }
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = first_line + rec.position().map(|p| p.line()).unwrap_or(0);
         let row = batch.lines.len();
         batch.lines.push(line);
         if rec.len() != ncols {
@@ -220,8 +331,8 @@ fn custom_formats(
     }
 }
 
-fn csv_error(file: &FileEntry, e: csv::Error) -> ConnectorError {
-    let line = e.position().map(|p| p.line());
+fn csv_error(file: &FileEntry, e: csv::Error, first_line: u64) -> ConnectorError {
+    let line = e.position().map(|p| first_line + p.line());
     let message = match e.into_kind() {
         csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
         other => format!("{other:?}"),
@@ -395,5 +506,84 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(2, Some("id")), (3, None), (4, Some("day"))]);
         assert_eq!(out.rejected[1].reason, "expected 3 fields, found 2");
+    }
+
+    #[test]
+    fn chunks_end_between_records_even_with_line_breaks_in_quotes() {
+        let mut f = FileFormat::heatwave(FormatKind::Csv);
+        f.field_delimiter = b',';
+        let mut text = String::new();
+        for i in 0..500 {
+            match i % 4 {
+                0 => text.push_str(&format!("{i},\"multi\nline\n{i}\",2024-01-01\n")),
+                1 => text.push_str(&format!(
+                    "{i},\"escaped \\\" quote, and\ncomma\",2024-01-02\n"
+                )),
+                2 => text.push_str(&format!("{i},\"doubled \"\" quote\",\n")),
+                _ => text.push_str(&format!("{i},plain,2024-01-03\n")),
+            }
+        }
+        let whole = read_records(
+            &entry("a.csv"),
+            text.as_bytes(),
+            &opts(f.clone(), true),
+            0,
+            0,
+        )
+        .unwrap();
+        let want =
+            &arrow::compute::concat_batches(&whole.batches[0].schema(), &whole.batches).unwrap();
+        assert_eq!(want.num_rows(), 500);
+        for n in [2, 3, 7, 16] {
+            let ranges = chunk_ranges(text.as_bytes(), &f, n);
+            assert_eq!(ranges.first().unwrap().start, 0);
+            assert_eq!(ranges.last().unwrap().end, text.len());
+            assert!(ranges.len() > 1, "{n} chunks asked, one made");
+            let mut batches = Vec::new();
+            for r in ranges {
+                let part = read_records(
+                    &entry("a.csv"),
+                    &text.as_bytes()[r],
+                    &opts(f.clone(), true),
+                    0,
+                    0,
+                )
+                .unwrap();
+                batches.extend(part.batches);
+            }
+            let got = arrow::compute::concat_batches(&want.schema(), &batches).unwrap();
+            assert_eq!(&got, want, "{n} chunks");
+        }
+    }
+
+    #[test]
+    fn large_files_parse_in_parallel_with_whole_file_line_numbers() {
+        let mut f = FileFormat::heatwave(FormatKind::Csv);
+        f.field_delimiter = b',';
+        let rows = PARALLEL_MIN_BYTES / 19 + 1000;
+        let mut text = "7,plain,2024-01-03\n".repeat(rows);
+        text.push_str("8,bad,2024-99-99\n");
+        let o = opts(f.clone(), true);
+        let e = read(&entry("big.csv"), Bytes::from(text.clone()), &o)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "file:///t/big.csv, line {}, column day: value '2024-99-99' is not a valid DATE",
+                rows + 1
+            )
+        );
+        let o = opts(f, false);
+        let out = read(&entry("big.csv"), Bytes::from(text.clone()), &o).unwrap();
+        assert_eq!(
+            out.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            rows
+        );
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(
+            o.progress.load(std::sync::atomic::Ordering::Relaxed),
+            text.len() as u64
+        );
     }
 }

@@ -215,6 +215,14 @@ async fn fetch(store: &Arc<dyn ObjectStore>, file: &FileEntry) -> Result<Bytes> 
         .map_err(|e| ConnectorError::store(&file.uri, e))
 }
 
+/// A reader over `bytes` that counts what is read into `progress`.
+pub(crate) fn counting(bytes: Bytes, progress: Arc<AtomicU64>) -> Counting<std::io::Cursor<Bytes>> {
+    Counting {
+        inner: std::io::Cursor::new(bytes),
+        progress,
+    }
+}
+
 /// A reader over the file's bytes, decompressed as the format (or the file name) says.
 pub(crate) fn decompressed(
     file: &FileEntry,
