@@ -6,12 +6,12 @@
 //!
 //! This module holds data and status only; loading is [`crate::load`], querying [`crate::sql`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use arrow::array::{ArrayRef, UInt64Array};
-use arrow::datatypes::SchemaRef;
+use arrow::array::{ArrayData, ArrayRef, AsArray, UInt64Array};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use chrono::{DateTime, Utc};
 use datafusion::common::ScalarValue;
@@ -96,10 +96,40 @@ impl Segment {
     }
 }
 
+/// Bytes the batches hold, counting each allocation once: batches may share buffers (Parquet's
+/// string views point into page buffers shared by many batches), which
+/// `RecordBatch::get_array_memory_size` would count again for every batch.
+pub fn memory_size(batches: &[RecordBatch]) -> u64 {
+    fn walk(d: &ArrayData, seen: &mut HashSet<usize>, total: &mut u64) {
+        let nulls = d.nulls().map(|n| n.buffer());
+        for b in d.buffers().iter().chain(nulls) {
+            if seen.insert(b.data_ptr().as_ptr() as usize) {
+                *total += b.capacity() as u64;
+            }
+        }
+        for c in d.child_data() {
+            walk(c, seen, total);
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for b in batches {
+        for c in b.columns() {
+            walk(&c.to_data(), &mut seen, &mut total);
+        }
+    }
+    total
+}
+
 fn shrink(batch: RecordBatch) -> RecordBatch {
     let (schema, mut columns, rows) = batch.into_parts();
     for c in &mut columns {
-        arrow::array::Array::shrink_to_fit(c);
+        // String views from Parquet point into whole decoded pages; keep only the bytes they use.
+        match c.data_type() {
+            DataType::Utf8View => *c = Arc::new(c.as_string_view().gc()),
+            DataType::BinaryView => *c = Arc::new(c.as_binary_view().gc()),
+            _ => arrow::array::Array::shrink_to_fit(c),
+        }
     }
     RecordBatch::try_new_with_options(
         schema,
@@ -428,5 +458,72 @@ impl Reservation<'_> {
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.store.reserved.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn shared_buffers_count_once() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let ints = Int64Array::from_iter_values(0..1000);
+        let strs =
+            StringArray::from_iter((0..1000).map(|i| (i % 3 != 0).then(|| format!("value {i}"))));
+        let whole = RecordBatch::try_new(schema, vec![Arc::new(ints), Arc::new(strs)]).unwrap();
+        let one = memory_size(std::slice::from_ref(&whole));
+        assert!((8000 + 4004 + 5000..25_000).contains(&one), "{one}");
+        // Ten slices of one batch share its buffers: same memory, not ten times it.
+        let slices: Vec<RecordBatch> = (0..10).map(|i| whole.slice(i * 100, 100)).collect();
+        assert_eq!(memory_size(&slices), one);
+        assert!(
+            slices
+                .iter()
+                .map(|b| b.get_array_memory_size() as u64)
+                .sum::<u64>()
+                > 5 * one
+        );
+    }
+
+    #[test]
+    fn shards_get_batches_round_robin_with_their_stats() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let batch = |lo: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(lo..lo + 10))],
+            )
+            .unwrap()
+        };
+        let seg = Segment::new("f".into(), (0..5).map(|i| batch(i * 10)).collect());
+        assert_eq!(seg.rows, 50);
+        let v = TableVersion::build(
+            1,
+            schema.clone(),
+            vec![Arc::new(seg)],
+            Manifest::default(),
+            vec![],
+            2,
+        );
+        assert_eq!(v.shards[0].batches.len(), 3);
+        assert_eq!(v.shards[1].batches.len(), 2);
+        let mins = v.shards[1].mins[0]
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let maxs = v.shards[1].maxs[0]
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(mins.values(), &[10, 30]);
+        assert_eq!(maxs.values(), &[19, 39]);
+        assert_eq!(v.rows, 50);
     }
 }
