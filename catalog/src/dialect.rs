@@ -273,45 +273,10 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
     let tref = object_to_ref(&name)?;
     let columns = if p.peek_token().token == Token::LParen {
         let (cols, _constraints) = p.parse_columns()?;
-        Some(
-            cols.iter()
-                .map(|c| {
-                    let nullable = !c
-                        .options
-                        .iter()
-                        .any(|o| matches!(o.option, ColumnOption::NotNull));
-                    let col = c.name.value.to_lowercase();
-                    if sql_to_arrow(&c.data_type).is_none() {
-                        return Err(CatalogError::UnsupportedType {
-                            column: col,
-                            sql_type: c.data_type.to_string(),
-                        });
-                    }
-                    Ok(ColumnDef {
-                        name: col,
-                        sql_type: sql_type_text(&c.data_type),
-                        nullable,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
-        )
+        Some(column_defs(&cols)?)
     } else {
         None
     };
-    if let Some(cols) = &columns {
-        if cols.is_empty() {
-            return Err(CatalogError::invalid("the column list is empty"));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for c in cols {
-            if !seen.insert(&c.name) {
-                return Err(CatalogError::invalid(format!(
-                    "duplicate column name '{}'",
-                    c.name
-                )));
-            }
-        }
-    }
 
     if external
         && matches!(p.peek_token().token, Token::Word(ref w) if w.keyword == Keyword::STORED || w.keyword == Keyword::LOCATION || w.keyword == Keyword::OPTIONS)
@@ -413,6 +378,40 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
         table,
         if_not_exists,
     })
+}
+
+/// A declared column list as the catalog keeps it: names lower-cased, every type mapped to Arrow,
+/// no duplicates.
+fn column_defs(cols: &[datafusion::sql::sqlparser::ast::ColumnDef]) -> Result<Vec<ColumnDef>> {
+    if cols.is_empty() {
+        return Err(CatalogError::invalid("the column list is empty"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    cols.iter()
+        .map(|c| {
+            let name = c.name.value.to_lowercase();
+            if sql_to_arrow(&c.data_type).is_none() {
+                return Err(CatalogError::UnsupportedType {
+                    column: name,
+                    sql_type: c.data_type.to_string(),
+                });
+            }
+            if !seen.insert(name.clone()) {
+                return Err(CatalogError::invalid(format!(
+                    "duplicate column name '{name}'"
+                )));
+            }
+            let nullable = !c
+                .options
+                .iter()
+                .any(|o| matches!(o.option, ColumnOption::NotNull));
+            Ok(ColumnDef {
+                name,
+                sql_type: sql_type_text(&c.data_type),
+                nullable,
+            })
+        })
+        .collect()
 }
 
 fn parse_flag(p: &mut Parser, opt: &str) -> Result<bool> {
@@ -527,17 +526,12 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
                     } else if eat_word(p, "OPTIONALLY") {
                         expect_word(p, "ENCLOSED")?;
                         p.expect_keyword(Keyword::BY)?;
-                        f.enclosed_by = quote_char(&p.parse_literal_string()?)?;
+                        f.enclosed_by = optional_byte("ENCLOSED BY", &p.parse_literal_string()?)?;
                     } else if eat_word(p, "ENCLOSED") {
                         p.expect_keyword(Keyword::BY)?;
-                        f.enclosed_by = quote_char(&p.parse_literal_string()?)?;
+                        f.enclosed_by = optional_byte("ENCLOSED BY", &p.parse_literal_string()?)?;
                     } else if p.parse_keywords(&[Keyword::ESCAPED, Keyword::BY]) {
-                        let s = p.parse_literal_string()?;
-                        f.escaped_by = if s.is_empty() {
-                            None
-                        } else {
-                            Some(single_byte("ESCAPED BY", &s)?)
-                        };
+                        f.escaped_by = optional_byte("ESCAPED BY", &p.parse_literal_string()?)?;
                     } else {
                         break;
                     }
@@ -585,11 +579,12 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
     Ok(f)
 }
 
-fn quote_char(s: &str) -> Result<Option<u8>> {
+/// An enclosure or escape character: empty turns it off.
+fn optional_byte(what: &str, s: &str) -> Result<Option<u8>> {
     if s.is_empty() {
         Ok(None)
     } else {
-        single_byte("ENCLOSED BY", s).map(Some)
+        single_byte(what, s).map(Some)
     }
 }
 
@@ -661,14 +656,8 @@ fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Resu
         match key.to_ascii_lowercase().trim_start_matches("format.") {
             "has_header" => format.header = truthy(),
             "delimiter" => format.field_delimiter = single_byte("delimiter", &v)?,
-            "quote" => format.enclosed_by = quote_char(&v)?,
-            "escape" => {
-                format.escaped_by = if v.is_empty() {
-                    None
-                } else {
-                    Some(single_byte("escape", &v)?)
-                }
-            }
+            "quote" => format.enclosed_by = optional_byte("quote", &v)?,
+            "escape" => format.escaped_by = optional_byte("escape", &v)?,
             "terminator" => format.line_terminator = line_terminator(&v)?,
             "compression" => {
                 format.compression = Compression::parse(&v)
@@ -687,28 +676,7 @@ fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Resu
     let columns = if cet.columns.is_empty() {
         None
     } else {
-        Some(
-            cet.columns
-                .iter()
-                .map(|c| {
-                    let name = c.name.value.to_lowercase();
-                    if sql_to_arrow(&c.data_type).is_none() {
-                        return Err(CatalogError::UnsupportedType {
-                            column: name,
-                            sql_type: c.data_type.to_string(),
-                        });
-                    }
-                    Ok(ColumnDef {
-                        name,
-                        sql_type: sql_type_text(&c.data_type),
-                        nullable: !c
-                            .options
-                            .iter()
-                            .any(|o| matches!(o.option, ColumnOption::NotNull)),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
-        )
+        Some(column_defs(&cet.columns)?)
     };
     Ok(Statement::CreateTable {
         table: TableDef {
@@ -757,14 +725,8 @@ fn parse_engine_attribute(
             "format" | "encoding" => {}
             "field_delimiter" => format.field_delimiter = single_byte("field_delimiter", &s)?,
             "record_delimiter" => format.line_terminator = line_terminator(&s)?,
-            "escape_character" => {
-                format.escaped_by = if s.is_empty() {
-                    None
-                } else {
-                    Some(single_byte("escape_character", &s)?)
-                }
-            }
-            "quotation_marks" => format.enclosed_by = quote_char(&s)?,
+            "escape_character" => format.escaped_by = optional_byte("escape_character", &s)?,
+            "quotation_marks" => format.enclosed_by = optional_byte("quotation_marks", &s)?,
             "has_header" => format.header = b,
             "skip_rows" => {
                 format.skip_lines = val
