@@ -159,7 +159,7 @@ async fn build_version(
         ..ReadOptions::new(def.format.clone(), schema.clone(), def.options.strict_load)
     };
     let total_bytes: u64 = files.iter().map(|f| f.1.size).sum::<u64>().max(1);
-    entry.start_progress(total_bytes);
+    entry.start_progress(2 * total_bytes);
     let parallel = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)

@@ -308,11 +308,21 @@ impl TableEntry {
             .clone()
     }
 
+    /// The status; while a load runs, its progress is the share of source bytes read so far.
     pub fn status(&self) -> TableStatus {
-        self.status
+        let mut s = self
+            .status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        if s.load_status == LoadState::Loading {
+            let total = self.progress_total.load(Ordering::Relaxed);
+            if total > 0 {
+                let done = self.progress.load(Ordering::Relaxed);
+                s.load_progress = (done as f64 / total as f64 * 100.0).min(99.9);
+            }
+        }
+        s
     }
 
     pub fn update_status(&self, f: impl FnOnce(&mut TableStatus)) {
@@ -490,6 +500,23 @@ mod tests {
                 .sum::<u64>()
                 > 5 * one
         );
+    }
+
+    #[test]
+    fn progress_is_live_while_loading() {
+        let store = MemoryStore::new(None, 2);
+        let e = store.entry(&TableKey::new("d", "t"));
+        e.update_status(|s| s.load_status = LoadState::Loading);
+        e.start_progress(1000);
+        e.progress.fetch_add(250, Ordering::Relaxed);
+        assert_eq!(e.status().load_progress, 25.0);
+        e.progress.fetch_add(750, Ordering::Relaxed);
+        assert_eq!(e.status().load_progress, 99.9, "100 only once published");
+        e.update_status(|s| {
+            s.load_status = LoadState::Avail;
+            s.load_progress = 100.0;
+        });
+        assert_eq!(e.status().load_progress, 100.0);
     }
 
     #[test]

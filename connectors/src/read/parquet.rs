@@ -112,7 +112,7 @@ pub(super) async fn read(
                 };
                 out.push(cols, n, &origin, &opts, vec![])?;
                 row += n as u64;
-                let share = size * n as u64 / total_rows;
+                let share = 2 * size * n as u64 / total_rows;
                 counted.fetch_add(share, std::sync::atomic::Ordering::Relaxed);
                 opts.advance(share);
             }
