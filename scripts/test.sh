@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Runs every test on a fresh machine: sets up the cached Python venv with the independent
-# readers (pyarrow, fastavro, deltalake, duckdb), then builds and runs the whole suite.
+# Runs every test on a fresh machine: sets up the cached Python venv (independent readers and
+# writers, SeaweedFS), starts SeaweedFS on 127.0.0.1 as the S3 server, runs the whole suite, and
+# stops the server.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tarn-target}"
 venv="$("$root/scripts/venv.sh")"
 export TARN_PYTHON="$venv/bin/python"
+# Build first, so the server's start-up is not counted against a build.
+cargo test --workspace --all-targets --no-run
+s3dir="$(mktemp -d)"
+trap '"$root/scripts/seaweed.sh" stop "$s3dir"; rm -rf "$s3dir"' EXIT
+eval "$("$root/scripts/seaweed.sh" start "$s3dir")"
 cargo test --workspace --all-targets

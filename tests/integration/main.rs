@@ -6,5 +6,6 @@ mod config;
 mod durability;
 mod formats;
 mod http_api;
+mod s3;
 mod support;
 mod versions;

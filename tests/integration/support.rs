@@ -34,23 +34,32 @@ pub struct TestServer {
     child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     http: reqwest::Client,
 }
 
 impl TestServer {
     /// Starts a server whose tables may read anything under `allowed` (a directory).
     pub async fn spawn(data_dir: &Path, allowed: &Path, extra: &[&str]) -> Self {
-        let extra_args: Vec<String> = [
-            "--allowed-locations".to_string(),
-            format!("file://{}/", allowed.display()),
-        ]
-        .into_iter()
-        .chain(extra.iter().map(|s| s.to_string()))
-        .collect();
-        Self::start(data_dir.to_path_buf(), extra_args).await
+        let allowed = format!("file://{}/", allowed.display());
+        let args: Vec<&str> = ["--allowed-locations", allowed.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        Self::spawn_with_env(data_dir, &args, &[]).await
     }
 
-    async fn start(data_dir: PathBuf, extra_args: Vec<String>) -> Self {
+    /// Starts a server with exactly these arguments (after `serve`) and extra environment variables.
+    pub async fn spawn_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start(data_dir.to_path_buf(), args, env).await
+    }
+
+    async fn start(data_dir: PathBuf, extra_args: Vec<String>, env: Vec<(String, String)>) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
             .args([
                 "serve",
@@ -64,6 +73,9 @@ impl TestServer {
             .args(&extra_args)
             .env("TARN_LOG", "info")
             .env_remove("TARN_CONFIG")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -102,6 +114,7 @@ impl TestServer {
             child,
             log,
             extra_args,
+            env,
             http: reqwest::Client::new(),
         }
     }
@@ -109,8 +122,12 @@ impl TestServer {
     /// SIGKILL, then start again on the same data dir.
     pub async fn kill_and_restart(mut self) -> Self {
         self.kill();
-        let (data_dir, extra_args) = (self.data_dir.clone(), self.extra_args.clone());
-        Self::start(data_dir, extra_args).await
+        let (data_dir, extra_args, env) = (
+            self.data_dir.clone(),
+            self.extra_args.clone(),
+            self.env.clone(),
+        );
+        Self::start(data_dir, extra_args, env).await
     }
 
     pub fn kill(&mut self) {

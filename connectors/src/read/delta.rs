@@ -8,6 +8,9 @@ use arrow::datatypes::SchemaRef;
 use chrono::{TimeZone, Utc};
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTableBuilder;
+use deltalake::logstore::{
+    LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore, logstore_factories,
+};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use url::Url;
@@ -47,8 +50,43 @@ fn table_url(loc: &Location) -> Result<Url> {
     })
 }
 
+/// deltalake finds a log store by URL scheme; it knows `file://` only, unless its (large) AWS
+/// integration is compiled in. Tarn hands deltalake its own, already configured object store, so
+/// the plain log store serves `s3://` (also used for `oci://`) as well.
+#[derive(Debug, Default)]
+struct PlainLogStores;
+
+impl LogStoreFactory for PlainLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+fn register_log_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let registry = logstore_factories();
+        let url = Url::parse("s3://").expect("valid scheme URL");
+        if !registry.contains_key(&url) {
+            registry.insert(url, Arc::new(PlainLogStores));
+        }
+    });
+}
+
 /// Opens the table at `loc` (its root) at its latest version.
 pub async fn delta_snapshot(store: Arc<dyn ObjectStore>, loc: &Location) -> Result<DeltaSnapshot> {
+    register_log_stores();
     let err = |e: &dyn std::fmt::Display| ConnectorError::Delta {
         location: loc.to_string(),
         message: e.to_string(),

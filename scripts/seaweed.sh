@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Starts SeaweedFS (from the venv) on 127.0.0.1 as Tarn's test S3 server, with signed access and
+# the buckets the tests use, and prints the variables the tests read:
+#   eval "$(scripts/seaweed.sh start DIR)"   ...   scripts/seaweed.sh stop DIR
+set -euo pipefail
+cmd="$1"; dir="$2"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+case "$cmd" in
+start)
+  venv="$("$here/venv.sh")"
+  mkdir -p "$dir/data"
+  port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  access="TARNTESTACCESSKEY"
+  secret="tarn-test-secret-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+  cat > "$dir/identities.json" <<JSON
+{"identities": [{"name": "tarn", "credentials": [{"accessKey": "$access", "secretKey": "$secret"}],
+                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+  "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$port" \
+    -s3.config="$dir/identities.json" -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
+    -bucket=lake >"$dir/weed.log" 2>&1 &
+  echo $! > "$dir/weed.pid"
+  # Ready when the S3 port answers and the bucket exists (an anonymous request is refused with 403).
+  for _ in $(seq 240); do
+    code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/lake/" || true)"
+    [ "$code" = "403" ] && break
+    kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null || { cat "$dir/weed.log" >&2; exit 1; }
+    sleep 0.25
+  done
+  [ "$code" = "403" ] || { echo "SeaweedFS did not become ready (last answer $code)" >&2; tail -20 "$dir/weed.log" >&2; exit 1; }
+  echo "export TARN_TEST_S3_ENDPOINT=http://127.0.0.1:$port TARN_TEST_S3_BUCKET=lake"
+  echo "export TARN_TEST_S3_ACCESS_KEY=$access TARN_TEST_S3_SECRET_KEY=$secret"
+  ;;
+stop)
+  if [ -f "$dir/weed.pid" ]; then
+    pid="$(cat "$dir/weed.pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  ;;
+esac

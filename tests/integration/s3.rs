@@ -1,0 +1,217 @@
+//! Object storage against a real S3 server (SeaweedFS, started by scripts/test.sh): every format
+//! through `s3://` and `oci://` (endpoint override) answers exactly what the local files answer.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::support::*;
+
+/// The S3 server the test command started.
+pub struct S3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl S3 {
+    /// The running server, or `None` (with a notice) outside CI when none was started; under
+    /// `CI=true` a missing server fails the test instead of skipping it.
+    pub fn from_env() -> Option<Self> {
+        let var = |k: &str| std::env::var(k).ok();
+        match (
+            var("TARN_TEST_S3_ENDPOINT"),
+            var("TARN_TEST_S3_BUCKET"),
+            var("TARN_TEST_S3_ACCESS_KEY"),
+            var("TARN_TEST_S3_SECRET_KEY"),
+        ) {
+            (Some(endpoint), Some(bucket), Some(access_key), Some(secret_key)) => Some(Self {
+                endpoint,
+                bucket,
+                access_key,
+                secret_key,
+            }),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!(
+                    "CI=true but no S3 server: run the tests through scripts/test.sh, which starts SeaweedFS"
+                )
+            }
+            _ => {
+                eprintln!("SKIPPED: no S3 server (TARN_TEST_S3_*); scripts/test.sh starts one");
+                None
+            }
+        }
+    }
+
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(&self.endpoint)
+                .with_allow_http(true)
+                .with_bucket_name(&self.bucket)
+                .with_region("us-east-1")
+                .with_access_key_id(&self.access_key)
+                .with_secret_access_key(&self.secret_key)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    /// Uploads every file below `local` to `prefix/` in the bucket.
+    pub async fn upload_dir(&self, local: &Path, prefix: &str) {
+        let store = self.store();
+        let files = walk_files(local);
+        let uploads = files.into_iter().map(|f| {
+            let key = format!("{prefix}/{}", f.strip_prefix(local).unwrap().display());
+            let store = store.clone();
+            async move {
+                let bytes = std::fs::read(&f).unwrap();
+                store
+                    .put(&ObjectPath::from(key.as_str()), PutPayload::from(bytes))
+                    .await
+                    .unwrap();
+            }
+        });
+        futures::stream::iter(uploads)
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+    }
+
+    /// A `tarn.toml` whose home region points `s3://` and `oci://` at this server.
+    pub fn config(&self, dir: &Path, allowed: &[String]) -> std::path::PathBuf {
+        let path = dir.join("tarn.toml");
+        let allowed: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+        std::fs::write(
+            &path,
+            format!(
+                "allowed_locations = [{}]\nhome_region = \"us-east-1\"\n[regions.us-east-1]\nendpoint = \"{}\"\nallow_http = true\ncredentials = \"env\"\n",
+                allowed.join(", "),
+                self.endpoint
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    pub fn credentials(&self) -> [(&str, &str); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.as_str()),
+        ]
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p))
+        } else {
+            out.push(p)
+        }
+    }
+    out
+}
+
+/// A fresh key prefix per test, so tests share the bucket without seeing each other's objects.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{nanos}")
+}
+
+#[tokio::test]
+async fn every_format_loads_the_same_from_s3_and_oci_as_from_files() {
+    let Some(s3) = S3::from_env() else { return };
+    let prefix = unique_prefix("formats");
+    s3.upload_dir(&samples(), &prefix).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let local = samples();
+    let b = &s3.bucket;
+    let config = s3.config(
+        tmp.path(),
+        &[
+            format!("file://{}/", local.display()),
+            format!("s3://{b}/{prefix}/"),
+            format!("oci://{b}@testns/{prefix}/"),
+        ],
+    );
+    let server = TestServer::spawn_with_env(
+        &tmp.path().join("tarn"),
+        &["--config", config.to_str().unwrap()],
+        &s3.credentials(),
+    )
+    .await;
+    server.ok("CREATE DATABASE f").await;
+    let cases = [
+        (
+            "csv",
+            format!(
+                "{COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"') FILES = (URI '@ROOT/csv/')"
+            ),
+        ),
+        (
+            "parquet",
+            "FILE_FORMAT = (FORMAT parquet) FILES = (URI '@ROOT/parquet/*.parquet')".to_string(),
+        ),
+        (
+            "json",
+            format!(
+                "{COLUMNS} FILE_FORMAT = (FORMAT json) FILES = (URI '@ROOT/json/orders.ndjson')"
+            ),
+        ),
+        (
+            "avro",
+            "FILE_FORMAT = (FORMAT avro) FILES = (URI '@ROOT/avro/' PATTERN '\\\\.avro$')"
+                .to_string(),
+        ),
+        (
+            "delta",
+            "FILE_FORMAT = (FORMAT delta) FILES = (URI '@ROOT/delta/orders/')".to_string(),
+        ),
+    ];
+    let roots = [
+        ("file", format!("file://{}", local.display())),
+        ("s3", format!("s3://{b}/{prefix}")),
+        ("oci", format!("oci://{b}@testns/{prefix}")),
+    ];
+    for (format, tail) in &cases {
+        let mut answers = Vec::new();
+        for (scheme, root) in &roots {
+            let t = format!("f.{format}_{scheme}");
+            server
+                .ok(&format!(
+                    "CREATE EXTERNAL TABLE {t} {}",
+                    tail.replace("@ROOT", root)
+                ))
+                .await;
+            server.ok(&format!("ALTER TABLE {t} SECONDARY_LOAD")).await;
+            answers.push(
+                server
+                    .rows(&format!("SELECT {SELECT_ALL} FROM {t} ORDER BY order_id"))
+                    .await,
+            );
+        }
+        assert!(answers[0].len() > 100, "{format}: too few rows");
+        assert_eq!(
+            answers[0], answers[1],
+            "{format}: s3:// differs from file://"
+        );
+        assert_eq!(
+            answers[0], answers[2],
+            "{format}: oci:// differs from file://"
+        );
+    }
+    // The manifest records each object's size, ETag and last-modified.
+    let one = server.get("/v1/tables/f/parquet_s3").await;
+    assert_eq!(one["manifest"]["files"], 2);
+}
