@@ -34,10 +34,34 @@ pub enum ConnectorError {
 }
 
 impl ConnectorError {
+    /// A store failure, described without the store's response body (which may echo request
+    /// details) and without credentials (which never appear in object_store's messages).
     pub fn store(location: impl Into<String>, e: object_store::Error) -> Self {
+        const DENIED: &str =
+            "access denied (403): check the credentials and permissions for this location";
+        const UNAUTHENTICATED: &str =
+            "not authenticated (401): check the credentials for this location";
+        const NOT_FOUND: &str = "not found (no such bucket or object)";
+        // List requests wrap the status in a generic error: look at its text too.
+        let text = e.to_string();
         let message = match &e {
-            object_store::Error::NotFound { .. } => "not found".to_string(),
-            other => other.to_string(),
+            object_store::Error::NotFound { .. } => NOT_FOUND.to_string(),
+            object_store::Error::PermissionDenied { .. } => DENIED.to_string(),
+            object_store::Error::Unauthenticated { .. } => UNAUTHENTICATED.to_string(),
+            _ if text.contains("status code: 403") => DENIED.to_string(),
+            _ if text.contains("status code: 401") => UNAUTHENTICATED.to_string(),
+            _ if text.contains("status code: 404") => NOT_FOUND.to_string(),
+            other => {
+                let text = other.to_string();
+                // Drop any XML or JSON body the server sent back.
+                let cut = text.find(['<', '{']).unwrap_or(text.len());
+                let mut msg = text[..cut].trim_end_matches([':', ' ']).to_string();
+                if msg.len() > 400 {
+                    msg.truncate(400);
+                    msg.push_str("...");
+                }
+                msg
+            }
         };
         Self::Store {
             location: location.into(),

@@ -10,6 +10,7 @@
 //!
 //! Nothing here keeps loaded data or knows about tables' status; the service does.
 
+pub mod credentials;
 pub mod error;
 pub mod listing;
 pub mod location;

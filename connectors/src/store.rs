@@ -1,14 +1,21 @@
-//! Object stores for locations: one per store URI (scheme and bucket), built on first use and
-//! cached. Every lookup first checks the location against the allow-list.
+//! Object stores for locations: one per store URI (scheme, bucket, region), built on first use and
+//! cached. Every lookup first checks the location against the allow-list, so a location the config
+//! does not allow is refused before any request is sent.
+//!
+//! Requests retry with exponential backoff on 5xx answers, timeouts and dropped connections, for a
+//! bounded total time; 4xx answers are not retried, and a host that does not resolve fails at once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use tokio::sync::Mutex;
 
+use crate::credentials::AwsChain;
 use crate::error::{ConnectorError, Result};
 use crate::location::Location;
 
@@ -18,7 +25,8 @@ pub struct RegionConfig {
     /// Overrides the endpoint of `s3://` and `oci://` locations read in this region.
     pub endpoint: Option<String>,
     pub allow_http: bool,
-    /// `env` (AWS_* variables), `none` (anonymous).
+    /// `env` (aws-config's default chain: AWS_* variables, profiles, SSO, web identity, instance
+    /// metadata), `none` (anonymous), or `profile:<name>`.
     pub credentials: String,
 }
 
@@ -28,6 +36,26 @@ pub struct StoreConfig {
     pub allowed_locations: Vec<String>,
     pub home_region: Option<String>,
     pub regions: BTreeMap<String, RegionConfig>,
+}
+
+/// How long requests may take and how they are retried.
+fn retry() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 6,
+        retry_timeout: Duration::from_secs(20),
+    }
+}
+
+fn client_options(allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(60))
 }
 
 #[derive(Debug)]
@@ -65,28 +93,31 @@ impl StoreRegistry {
         }
     }
 
-    /// The store holding `loc` (which must have passed [`Self::check`]).
-    pub fn store_for(&self, loc: &Location, region: Option<&str>) -> Result<Arc<dyn ObjectStore>> {
+    /// The store holding `loc` (which must have passed [`Self::check`]), read in `region` (the
+    /// table's, else the home region).
+    pub async fn store_for(
+        &self,
+        loc: &Location,
+        region: Option<&str>,
+    ) -> Result<Arc<dyn ObjectStore>> {
         let region = region.or(self.config.home_region.as_deref());
         let cache_key = format!("{}#{}", loc.store_uri(), region.unwrap_or(""));
-        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stores = self.stores.lock().await;
         if let Some(s) = stores.get(&cache_key) {
             return Ok(s.clone());
         }
+        let store = self.build(loc, region).await?;
+        stores.insert(cache_key, store.clone());
+        Ok(store)
+    }
+
+    async fn build(&self, loc: &Location, region: Option<&str>) -> Result<Arc<dyn ObjectStore>> {
         let fail = |e: object_store::Error| ConnectorError::store(loc.store_uri(), e);
         let region_cfg = region.and_then(|r| self.config.regions.get(r));
-        let store: Arc<dyn ObjectStore> = match loc {
+        let allow_http = region_cfg.is_some_and(|r| r.allow_http);
+        Ok(match loc {
             Location::File { .. } => Arc::new(LocalFileSystem::new()),
             Location::S3 { bucket, .. } | Location::Oci { bucket, .. } => {
-                let mut b = if region_cfg.is_some_and(|r| r.credentials == "none") {
-                    AmazonS3Builder::new().with_skip_signature(true)
-                } else {
-                    AmazonS3Builder::from_env()
-                }
-                .with_bucket_name(bucket);
-                if let Some(r) = region {
-                    b = b.with_region(r);
-                }
                 let endpoint = region_cfg
                     .and_then(|r| r.endpoint.clone())
                     .or_else(|| match loc {
@@ -95,23 +126,76 @@ impl StoreRegistry {
                         }),
                         _ => None,
                     });
-                if let Some(ep) = endpoint {
+                if matches!(loc, Location::Oci { .. }) && endpoint.is_none() {
+                    return Err(ConnectorError::InvalidLocation {
+                        uri: loc.to_string(),
+                        reason: "an oci:// location needs a region: set home_region or the table's region".into(),
+                    });
+                }
+                let aws_region = region
+                    .map(str::to_string)
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .unwrap_or_else(|| "us-east-1".into());
+                let mut b = AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(aws_region)
+                    .with_retry(retry())
+                    .with_client_options(client_options(allow_http));
+                if let Some(ep) = &endpoint {
+                    resolve(loc, ep).await?;
                     // S3-compatible servers (OCI, SeaweedFS) are addressed path-style.
                     b = b.with_endpoint(ep).with_virtual_hosted_style_request(false);
                 }
-                if region_cfg.is_some_and(|r| r.allow_http) {
-                    b = b.with_allow_http(true);
+                let credentials = region_cfg.map_or("env", |r| r.credentials.as_str());
+                if credentials == "none" {
+                    b = b.with_skip_signature(true);
+                } else {
+                    let profile = credentials.strip_prefix("profile:");
+                    let chain =
+                        AwsChain::load(profile)
+                            .await
+                            .ok_or_else(|| ConnectorError::Store {
+                                location: loc.store_uri(),
+                                message: "no AWS credential provider is configured".into(),
+                            })?;
+                    b = b.with_credentials(Arc::new(chain));
                 }
                 Arc::new(b.build().map_err(fail)?)
             }
-            Location::Http { base, .. } => Arc::new(
-                HttpBuilder::new()
-                    .with_url(base.clone())
-                    .build()
-                    .map_err(fail)?,
-            ),
-        };
-        stores.insert(cache_key, store.clone());
-        Ok(store)
+            Location::Http { base, .. } => {
+                resolve(loc, base).await?;
+                Arc::new(
+                    HttpBuilder::new()
+                        .with_url(base.clone())
+                        .with_retry(retry())
+                        .with_client_options(client_options(
+                            allow_http || base.starts_with("http://"),
+                        ))
+                        .build()
+                        .map_err(fail)?,
+                )
+            }
+        })
+    }
+}
+
+/// Fails at once, naming the location, when the endpoint's host does not resolve (retrying
+/// would only wait out the retry budget).
+async fn resolve(loc: &Location, endpoint: &str) -> Result<()> {
+    let url = url::Url::parse(endpoint).map_err(|e| ConnectorError::InvalidLocation {
+        uri: loc.to_string(),
+        reason: format!("endpoint '{endpoint}': {e}"),
+    })?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    match tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map(|mut a| a.next())
+    {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(ConnectorError::Store {
+            location: loc.to_string(),
+            message: format!("unknown host '{host}'"),
+        }),
     }
 }

@@ -105,7 +105,7 @@ async fn build_version(
     if def.format.kind == FormatKind::Delta {
         let spec = &def.files[0];
         let loc = state.stores.check(&spec.uri)?;
-        let store = state.stores.store_for(&loc, spec.region.as_deref())?;
+        let store = state.stores.store_for(&loc, spec.region.as_deref()).await?;
         let snap = read::delta_snapshot(store, &loc).await?;
         let schema = declared.unwrap_or_else(|| snap.schema.clone());
         let opts = ReadOptions {
@@ -130,7 +130,7 @@ async fn build_version(
     let mut files: Vec<(Arc<dyn ObjectStore>, FileEntry)> = Vec::new();
     for spec in &def.files {
         let loc = state.stores.check(&spec.uri)?;
-        let store = state.stores.store_for(&loc, spec.region.as_deref())?;
+        let store = state.stores.store_for(&loc, spec.region.as_deref()).await?;
         let found = listing::list(&store, &loc, spec.pattern.as_deref()).await?;
         if found.is_empty() && !def.options.allow_missing_files {
             return Err(ConnectorError::NoFiles {

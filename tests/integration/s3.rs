@@ -215,3 +215,226 @@ async fn every_format_loads_the_same_from_s3_and_oci_as_from_files() {
     let one = server.get("/v1/tables/f/parquet_s3").await;
     assert_eq!(one["manifest"]["files"], 2);
 }
+
+/// A server reading `s3://` through `endpoint`, with the given credentials, and `s.t` defined over
+/// the Parquet samples uploaded under `prefix`.
+async fn parquet_server(
+    s3: &S3,
+    tmp: &Path,
+    endpoint: &str,
+    prefix: &str,
+    secret: &str,
+) -> TestServer {
+    let b = &s3.bucket;
+    let cfg = S3 {
+        endpoint: endpoint.to_string(),
+        bucket: b.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key: secret.to_string(),
+    };
+    let config = cfg.config(
+        tmp,
+        &[
+            format!("s3://{b}/"),
+            "s3://tarn-no-such-bucket/".into(),
+            "s3://tarn-unknown-host-bucket/".into(),
+        ],
+    );
+    let server = TestServer::spawn_with_env(
+        &tmp.join("tarn"),
+        &["--config", config.to_str().unwrap()],
+        &cfg.credentials(),
+    )
+    .await;
+    server.ok("CREATE DATABASE s").await;
+    server.ok(&format!("CREATE EXTERNAL TABLE s.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/parquet/')")).await;
+    server
+}
+
+async fn assert_loaded_answers(server: &TestServer) {
+    assert_eq!(
+        server.rows("SELECT COUNT(*) FROM s.t").await[0][0],
+        200,
+        "loaded data lost"
+    );
+}
+
+#[tokio::test]
+async fn a_store_answering_503_for_a_while_is_retried_until_the_load_succeeds() {
+    let Some(s3) = S3::from_env() else { return };
+    let prefix = unique_prefix("retry");
+    s3.upload_dir(&samples(), &prefix).await;
+    let proxy = crate::proxy::Proxy::start(&s3.endpoint).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = parquet_server(&s3, tmp.path(), &proxy.endpoint, &prefix, &s3.secret_key).await;
+    proxy
+        .faults
+        .fail_next
+        .store(4, std::sync::atomic::Ordering::SeqCst);
+    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+    assert_loaded_answers(&server).await;
+    assert_eq!(
+        proxy
+            .faults
+            .served_503
+            .load(std::sync::atomic::Ordering::SeqCst),
+        4
+    );
+}
+
+#[tokio::test]
+async fn store_failures_fail_with_the_location_named_and_loaded_data_keeps_answering() {
+    let Some(s3) = S3::from_env() else { return };
+    let prefix = unique_prefix("faults");
+    s3.upload_dir(&samples(), &prefix).await;
+    let proxy = crate::proxy::Proxy::start(&s3.endpoint).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = parquet_server(&s3, tmp.path(), &proxy.endpoint, &prefix, &s3.secret_key).await;
+    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+    let b = &s3.bucket;
+
+    // A missing object: nothing matches, named.
+    server.ok(&format!("CREATE EXTERNAL TABLE s.one FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/nope.parquet')")).await;
+    let e = server.err("ALTER TABLE s.one SECONDARY_LOAD").await;
+    assert_eq!(e.code, "no_files");
+    assert!(
+        e.message
+            .contains(&format!("s3://{b}/{prefix}/nope.parquet")),
+        "{}",
+        e.message
+    );
+
+    // A missing bucket: fails fast, naming the location.
+    server.ok("CREATE EXTERNAL TABLE s.nob FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://tarn-no-such-bucket/x/')").await;
+    let started = std::time::Instant::now();
+    let e = server.err("ALTER TABLE s.nob SECONDARY_LOAD").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!((e.status, e.code.as_str()), (502, "store_unavailable"));
+    assert!(
+        e.message.contains("s3://tarn-no-such-bucket/x/"),
+        "{}",
+        e.message
+    );
+
+    // The store goes down: the reload gives up within the retry budget; the loaded version stays.
+    proxy
+        .faults
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let e = server.err("ALTER TABLE s.t SECONDARY_LOAD").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.code, "store_unavailable");
+    assert!(
+        e.message.contains(&format!("s3://{b}/{prefix}/parquet/")),
+        "{}",
+        e.message
+    );
+    assert_loaded_answers(&server).await;
+    let st = server.get("/v1/tables/s/t").await;
+    assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
+    assert!(
+        st["status"]["status"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("s3://"),
+        "{st}"
+    );
+
+    // It comes back: the next load succeeds and clears the error.
+    proxy
+        .faults
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+    let st = server.get("/v1/tables/s/t").await;
+    assert_eq!(st["status"]["status"]["load_status"], "AVAIL_RPDGSTABSTATE");
+    assert_eq!(
+        st["status"]["status"]["last_error"],
+        serde_json::Value::Null
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_fails_fast_and_no_secret_is_ever_shown() {
+    let Some(s3) = S3::from_env() else { return };
+    let prefix = unique_prefix("secrets");
+    s3.upload_dir(&samples(), &prefix).await;
+    let wrong = "tarn-WRONG-secret-9f8e7d6c5b4a";
+    let tmp = tempfile::tempdir().unwrap();
+    let server = parquet_server(&s3, tmp.path(), &s3.endpoint, &prefix, wrong).await;
+    let started = std::time::Instant::now();
+    let e = server.err("ALTER TABLE s.t SECONDARY_LOAD").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.code, "store_unavailable");
+    assert!(
+        e.message.contains("access denied (403)")
+            && e.message
+                .contains(&format!("s3://{}/{prefix}/parquet/", s3.bucket)),
+        "{}",
+        e.message
+    );
+
+    // Everything Tarn shows or keeps: the error, the status views, the table endpoints, the catalog
+    // file and the log. None of it may hold a secret.
+    let mut seen = vec![e.message.clone()];
+    seen.push(
+        server
+            .ok("SELECT * FROM performance_schema.rpd_tables")
+            .await
+            .to_string(),
+    );
+    seen.push(server.get("/v1/tables").await.to_string());
+    seen.push(server.get("/v1/tables/s/t").await.to_string());
+    seen.push(std::fs::read_to_string(server.data_dir.join("catalog.json")).unwrap());
+    seen.push(server.log.lock().unwrap().join("\n"));
+    for text in &seen {
+        assert!(!text.contains(wrong), "a secret leaked: {text}");
+        assert!(!text.contains(&s3.secret_key), "a secret leaked: {text}");
+    }
+    assert!(
+        seen.last().unwrap().contains("load failed"),
+        "the log should record the failure"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_host_fails_at_once() {
+    let Some(s3) = S3::from_env() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = parquet_server(
+        &s3,
+        tmp.path(),
+        "http://tarn-no-such-host.invalid:9000",
+        "x",
+        &s3.secret_key,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let e = server.err("ALTER TABLE s.t SECONDARY_LOAD").await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.code, "store_unavailable");
+    assert!(
+        e.message
+            .contains("unknown host 'tarn-no-such-host.invalid'")
+            && e.message.contains("s3://"),
+        "{}",
+        e.message
+    );
+}

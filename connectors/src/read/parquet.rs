@@ -12,6 +12,7 @@ use object_store::ObjectStore;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::errors::ParquetError;
 
 use super::RowOrigin;
 use super::conform::{by_name, no_column_matches};
@@ -26,7 +27,7 @@ fn object_reader(store: Arc<dyn ObjectStore>, file: &FileEntry) -> ParquetObject
 async fn metadata(store: Arc<dyn ObjectStore>, file: &FileEntry) -> Result<ArrowReaderMetadata> {
     ArrowReaderMetadata::load_async(&mut object_reader(store, file), ArrowReaderOptions::new())
         .await
-        .map_err(|e| ConnectorError::data(&file.uri, format!("not a readable Parquet file: {e}")))
+        .map_err(|e| parquet_error(&file.uri, "not a readable Parquet file", e))
 }
 
 pub(super) async fn infer(store: Arc<dyn ObjectStore>, file: &FileEntry) -> Result<SchemaRef> {
@@ -99,7 +100,7 @@ pub(super) async fn read(
             while let Some(batch) = stream
                 .try_next()
                 .await
-                .map_err(|e| ConnectorError::data(&uri, format!("corrupt Parquet data: {e}")))?
+                .map_err(|e| parquet_error(&uri, "corrupt Parquet data", e))?
             {
                 let n = batch.num_rows();
                 let cols = by_name(&batch, &opts.schema);
@@ -135,6 +136,18 @@ pub(super) async fn read(
             .saturating_sub(counted.load(std::sync::atomic::Ordering::Relaxed)),
     );
     Ok(out)
+}
+
+/// A failure of the store under the reader is the store's (retried, 5xx); anything else is the
+/// file's.
+fn parquet_error(uri: &str, what: &str, e: ParquetError) -> ConnectorError {
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<object_store::Error>() {
+            Ok(store) => ConnectorError::store(uri, *store),
+            Err(other) => ConnectorError::data(uri, format!("{what}: {other}")),
+        },
+        other => ConnectorError::data(uri, format!("{what}: {other}")),
+    }
 }
 
 fn names(schema: &SchemaRef) -> String {
