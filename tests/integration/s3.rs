@@ -438,3 +438,64 @@ async fn an_unknown_host_fails_at_once() {
         e.message
     );
 }
+
+#[tokio::test]
+async fn listings_paginate_past_5000_objects() {
+    let Some(s3) = S3::from_env() else { return };
+    let prefix = unique_prefix("many");
+    let store = s3.store();
+    let n = 5_200;
+    let puts = (0..n).map(|i| {
+        let store = store.clone();
+        let key = format!("{prefix}/part-{i:05}.csv");
+        async move {
+            store
+                .put(
+                    &ObjectPath::from(key.as_str()),
+                    PutPayload::from(format!("{i}\n")),
+                )
+                .await
+                .unwrap()
+        }
+    });
+    futures::stream::iter(puts)
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let b = &s3.bucket;
+    let config = s3.config(tmp.path(), &[format!("s3://{b}/{prefix}/")]);
+    let server = TestServer::spawn_with_env(
+        &tmp.path().join("tarn"),
+        &["--config", config.to_str().unwrap()],
+        &s3.credentials(),
+    )
+    .await;
+    server.ok("CREATE DATABASE s").await;
+    server.ok(&format!("CREATE EXTERNAL TABLE s.many (n INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 's3://{b}/{prefix}/')")).await;
+    server.ok("ALTER TABLE s.many SECONDARY_LOAD").await;
+    let r = server
+        .rows("SELECT COUNT(*), SUM(n), COUNT(DISTINCT n) FROM s.many")
+        .await;
+    assert_eq!(
+        r[0],
+        vec![
+            serde_json::Value::from(n),
+            ((n - 1) * n / 2).into(),
+            n.into()
+        ]
+    );
+    assert_eq!(
+        server.get("/v1/tables/s/many").await["manifest"]["files"],
+        n
+    );
+    // A glob and a PATTERN over the same listing.
+    server
+        .ok(&format!("CREATE EXTERNAL TABLE s.some (n INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 's3://{b}/{prefix}/part-0001?.csv', URI 's3://{b}/{prefix}/' PATTERN 'part-050[0-9]{{2}}\\\\.csv$')"))
+        .await;
+    server.ok("ALTER TABLE s.some SECONDARY_LOAD").await;
+    assert_eq!(
+        server.rows("SELECT COUNT(*) FROM s.some").await[0][0],
+        10 + 100
+    );
+}
