@@ -63,6 +63,10 @@ pub async fn load_table(state: &AppState, key: &TableKey) -> Result<LoadReport> 
                 seconds: started.elapsed().as_secs_f64(),
             };
             state.memory.publish(&entry, Arc::new(version));
+            state
+                .memory
+                .loads_ok
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             entry.update_status(|s| {
                 s.load_status = LoadState::Avail;
                 s.load_progress = 100.0;
@@ -75,6 +79,10 @@ pub async fn load_table(state: &AppState, key: &TableKey) -> Result<LoadReport> 
         }
         Err(e) => {
             let serving = entry.current().is_some();
+            state
+                .memory
+                .loads_failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             warn!(table = %key, error = %e, serving_previous = serving, "load failed");
             entry.update_status(|s| {
                 s.load_status = if serving {

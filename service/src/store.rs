@@ -348,6 +348,8 @@ pub struct MemoryStore {
     /// Bytes held by loads in progress, counted against the limit before they publish.
     reserved: AtomicU64,
     pub shards: usize,
+    pub loads_ok: AtomicU64,
+    pub loads_failed: AtomicU64,
 }
 
 impl MemoryStore {
@@ -357,6 +359,8 @@ impl MemoryStore {
             limit,
             reserved: AtomicU64::new(0),
             shards: shards.max(1),
+            loads_ok: AtomicU64::new(0),
+            loads_failed: AtomicU64::new(0),
         }
     }
 

@@ -133,6 +133,22 @@ async fn status_views_follow_the_life_of_a_table() {
     assert_eq!(one["manifest"]["files"], 2);
     assert_eq!(one["manifest"]["shards"], 2);
 
+    let metrics = server.text("/metrics").await;
+    assert!(
+        metrics.contains("tarn_table_rows{database=\"s\",table=\"p\"} 200\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "tarn_table_status{database=\"s\",table=\"p\",status=\"AVAIL_RPDGSTABSTATE\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tarn_loads_total{result=\"ok\"} 1\n"),
+        "{metrics}"
+    );
+
     let describe = server.rows("DESCRIBE s.p").await;
     assert_eq!(
         describe[4][0..2],

@@ -399,6 +399,12 @@ async fn a_wrong_secret_fails_fast_and_no_secret_is_ever_shown() {
     seen.push(server.get("/v1/tables").await.to_string());
     seen.push(server.get("/v1/tables/s/t").await.to_string());
     seen.push(std::fs::read_to_string(server.data_dir.join("catalog.json")).unwrap());
+    let metrics = server.text("/metrics").await;
+    assert!(
+        metrics.contains("tarn_loads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
+    seen.push(metrics);
     seen.push(server.log.lock().unwrap().join("\n"));
     for text in &seen {
         assert!(!text.contains(wrong), "a secret leaked: {text}");

@@ -197,6 +197,17 @@ impl TestServer {
             .collect()
     }
 
+    pub async fn text(&self, path: &str) -> String {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))

@@ -2,6 +2,7 @@
 
 mod error;
 mod health;
+mod metrics;
 mod sql;
 mod tables;
 
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{db}/{table}", get(tables::one))
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)
         .with_state(state)
 }

@@ -1,0 +1,97 @@
+//! `GET /metrics`: Prometheus text exposition of table and memory figures and load counters.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::sql::system::table_rows;
+use crate::state::AppState;
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let rows = table_rows(&state.catalog, &state.memory);
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in values {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let table = |r: &crate::sql::system::TableRow| {
+        format!(
+            "database=\"{}\",table=\"{}\"",
+            label(&r.schema_name),
+            label(&r.table_name)
+        )
+    };
+    gauge(
+        "tarn_table_rows",
+        "Rows in the table's published version.",
+        &mut rows
+            .iter()
+            .map(|r| (format!("{{{}}}", table(r)), r.nrows as f64)),
+    );
+    gauge(
+        "tarn_table_bytes",
+        "Memory held by the table's published version.",
+        &mut rows
+            .iter()
+            .map(|r| (format!("{{{}}}", table(r)), r.size_bytes as f64)),
+    );
+    gauge(
+        "tarn_table_load_progress",
+        "Progress of the table's current load, 0 to 100.",
+        &mut rows
+            .iter()
+            .map(|r| (format!("{{{}}}", table(r)), r.status.load_progress)),
+    );
+    gauge(
+        "tarn_table_status",
+        "1 for the table's LOAD_STATUS.",
+        &mut rows.iter().map(|r| {
+            (
+                format!(
+                    "{{{},status=\"{}\"}}",
+                    table(r),
+                    r.status.load_status.as_str()
+                ),
+                1.0,
+            )
+        }),
+    );
+    gauge(
+        "tarn_memory_used_bytes",
+        "Memory held by all published table versions.",
+        &mut std::iter::once((String::new(), state.memory.used_bytes() as f64)),
+    );
+    if let Some(limit) = state.memory.limit() {
+        gauge(
+            "tarn_memory_limit_bytes",
+            "The configured memory limit.",
+            &mut std::iter::once((String::new(), limit as f64)),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tarn_loads_total Loads finished, by result.\n# TYPE tarn_loads_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "tarn_loads_total{{result=\"ok\"}} {}",
+        state.memory.loads_ok.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "tarn_loads_total{{result=\"error\"}} {}",
+        state.memory.loads_failed.load(Ordering::Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
