@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod error;
 pub mod listing;
 pub mod location;
+pub mod oci;
 pub mod read;
 pub mod store;
 

@@ -58,6 +58,36 @@ fn is_hidden(key: &str, below: &str) -> bool {
         .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
 }
 
+fn to_entry(loc: &Location, m: object_store::ObjectMeta) -> FileEntry {
+    FileEntry {
+        uri: loc.object_uri(m.location.as_ref()),
+        key: m.location.to_string(),
+        size: m.size,
+        etag: m.e_tag,
+        last_modified: m.last_modified,
+    }
+}
+
+/// Every object whose key starts with `prefix` (a directory-like prefix ending in `/`, or empty).
+/// OCI object URLs list through OCI's own JSON listing; everything else through the store.
+async fn list_below(
+    store: &Arc<dyn ObjectStore>,
+    loc: &Location,
+    prefix: &str,
+) -> Result<Vec<FileEntry>> {
+    if let (Some((head, _)), Location::Http { base, .. }) = (loc.oci_object_path(), loc) {
+        let name_prefix = prefix.strip_prefix(head).unwrap_or("");
+        return crate::oci::list(loc, base, head, name_prefix).await;
+    }
+    let path = (!prefix.is_empty()).then(|| Path::from(prefix));
+    store
+        .list(path.as_ref())
+        .map_err(|e| ConnectorError::store(loc.to_string(), e))
+        .map_ok(|m| to_entry(loc, m))
+        .try_collect()
+        .await
+}
+
 /// Lists the objects `loc` (with optional `pattern`) selects, sorted by key. An empty result is
 /// not an error here; the caller decides by ALLOW_MISSING_FILES.
 pub async fn list(
@@ -74,22 +104,12 @@ pub async fn list(
             })
         })
         .transpose()?;
-    let to_entry = |m: object_store::ObjectMeta| FileEntry {
-        uri: loc.object_uri(m.location.as_ref()),
-        key: m.location.to_string(),
-        size: m.size,
-        etag: m.e_tag,
-        last_modified: m.last_modified,
-    };
     let mut out: Vec<FileEntry> = if key.is_empty() || key.ends_with('/') {
-        let prefix = (!key.is_empty()).then(|| Path::from(key));
-        store
-            .list(prefix.as_ref())
-            .map_err(|e| ConnectorError::store(loc.to_string(), e))
-            .try_filter(|m| futures::future::ready(!is_hidden(m.location.as_ref(), key)))
-            .map_ok(to_entry)
-            .try_collect()
+        list_below(store, loc, key)
             .await?
+            .into_iter()
+            .filter(|f| !is_hidden(&f.key, key))
+            .collect()
     } else if is_glob(key) {
         let literal = &key[..key.find(['*', '?', '[']).unwrap_or(key.len())];
         let dir = &literal[..literal.rfind('/').map(|i| i + 1).unwrap_or(0)];
@@ -101,20 +121,14 @@ pub async fn list(
                 reason: e.to_string(),
             })?
             .compile_matcher();
-        let prefix = (!dir.is_empty()).then(|| Path::from(dir));
-        store
-            .list(prefix.as_ref())
-            .map_err(|e| ConnectorError::store(loc.to_string(), e))
-            .try_filter(|m| {
-                let k = m.location.as_ref();
-                futures::future::ready(glob.is_match(k) && !is_hidden(k, dir))
-            })
-            .map_ok(to_entry)
-            .try_collect()
+        list_below(store, loc, dir)
             .await?
+            .into_iter()
+            .filter(|f| glob.is_match(&f.key) && !is_hidden(&f.key, dir))
+            .collect()
     } else {
         match store.head(&Path::from(key)).await {
-            Ok(m) => vec![to_entry(m)],
+            Ok(m) => vec![to_entry(loc, m)],
             Err(object_store::Error::NotFound { .. }) => vec![],
             Err(e) => return Err(ConnectorError::store(loc.to_string(), e)),
         }

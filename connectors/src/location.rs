@@ -26,7 +26,7 @@ pub enum Location {
 impl Location {
     pub fn parse(uri: &str) -> Result<Self> {
         let bad = |reason: &str| ConnectorError::InvalidLocation {
-            uri: uri.to_string(),
+            uri: redact(uri),
             reason: reason.to_string(),
         };
         let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
@@ -110,9 +110,31 @@ impl Location {
         }
     }
 
-    /// The URI of one object of this location's store.
+    /// The URI of one object of this location's store, as shown to people: a pre-authenticated
+    /// request's token is redacted (it grants access to the data).
     pub fn object_uri(&self, key: &str) -> String {
-        format!("{}/{}", self.store_uri(), key.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            self.store_uri(),
+            redact_key(key.trim_start_matches('/'))
+        )
+    }
+
+    /// For an OCI object storage URL (`.../n/<ns>/b/<bucket>/o/<name>`, optionally behind a
+    /// pre-authenticated request `/p/<token>`), the part up to and including `o/` and the object
+    /// name (or name prefix) after it.
+    pub fn oci_object_path(&self) -> Option<(&str, &str)> {
+        let Self::Http { key, .. } = self else {
+            return None;
+        };
+        let parts: Vec<&str> = key.splitn(8, '/').collect();
+        let start = match parts.as_slice() {
+            ["p", _, "n", _, "b", _, "o", ..] => 7,
+            ["n", _, "b", _, "o", ..] => 5,
+            _ => return None,
+        };
+        let head_len: usize = parts[..start].iter().map(|p| p.len() + 1).sum();
+        Some((&key[..head_len], &key[head_len.min(key.len())..]))
     }
 
     /// Whether `allowed` (an entry of `allowed_locations`) covers this location. An entry ending in
@@ -139,6 +161,28 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.object_uri(self.key()))
+    }
+}
+
+/// Replaces the token of a pre-authenticated request path (`p/<token>/n/...`) with `<redacted>`.
+fn redact_key(key: &str) -> String {
+    let mut parts: Vec<&str> = key.split('/').collect();
+    for i in 0..parts.len().saturating_sub(2) {
+        if parts[i] == "p" && parts[i + 2] == "n" && (i == 0 || parts[i - 1].is_empty()) {
+            parts[i + 1] = "<redacted>";
+        }
+    }
+    parts.join("/")
+}
+
+/// A URI as it may be shown: pre-authenticated request tokens redacted.
+pub fn redact(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((scheme, rest)) if scheme.starts_with("http") => match rest.split_once('/') {
+            Some((host, path)) => format!("{scheme}://{host}/{}", redact_key(path)),
+            None => uri.to_string(),
+        },
+        _ => uri.to_string(),
     }
 }
 
@@ -204,6 +248,40 @@ mod tests {
             let e = Location::parse(uri).unwrap_err().to_string();
             assert!(e.contains(uri) && e.contains(reason), "{e}");
         }
+    }
+
+    #[test]
+    fn oci_urls_and_redacted_par_tokens() {
+        let par = "https://objectstorage.us-ashburn-1.oraclecloud.com/p/SeCrEtToKeN123/n/ns/b/bkt/o/data/";
+        let l = Location::parse(par).unwrap();
+        assert_eq!(
+            l.oci_object_path(),
+            Some(("p/SeCrEtToKeN123/n/ns/b/bkt/o/", "data/"))
+        );
+        assert_eq!(
+            l.to_string(),
+            "https://objectstorage.us-ashburn-1.oraclecloud.com/p/<redacted>/n/ns/b/bkt/o/data/"
+        );
+        assert_eq!(redact(par), l.to_string());
+        let plain = Location::parse(
+            "https://objectstorage.us-ashburn-1.oraclecloud.com/n/ns/b/bkt/o/a/b.csv",
+        )
+        .unwrap();
+        assert_eq!(plain.oci_object_path(), Some(("n/ns/b/bkt/o/", "a/b.csv")));
+        assert_eq!(
+            Location::parse("https://example.com/a/b.csv")
+                .unwrap()
+                .oci_object_path(),
+            None
+        );
+        let refused = crate::store::StoreRegistry::new(Default::default())
+            .check(par)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("/p/<redacted>/n/ns/") && !refused.contains("SeCrEtToKeN123"),
+            "{refused}"
+        );
     }
 
     #[test]

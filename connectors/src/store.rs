@@ -88,7 +88,7 @@ impl StoreRegistry {
             Ok(loc)
         } else {
             Err(ConnectorError::LocationNotAllowed {
-                uri: uri.to_string(),
+                uri: crate::location::redact(uri),
             })
         }
     }

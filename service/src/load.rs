@@ -142,7 +142,7 @@ async fn build_version(
         let found = listing::list(&store, &loc, spec.pattern.as_deref()).await?;
         if found.is_empty() && !def.options.allow_missing_files {
             return Err(ConnectorError::NoFiles {
-                uri: spec.uri.clone(),
+                uri: tarn_connectors::location::redact(&spec.uri),
             }
             .into());
         }

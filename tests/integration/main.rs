@@ -6,6 +6,7 @@ mod config;
 mod durability;
 mod formats;
 mod http_api;
+mod oci;
 mod proxy;
 mod s3;
 mod support;

@@ -18,10 +18,14 @@ pub async fn one(
     Path((db, table)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let key = TableKey::new(db, table);
-    let def = state
+    let mut def = state
         .catalog
         .get(&key)
         .map_err(crate::error::ServiceError::from)?;
+    // Pre-authenticated request URLs carry their access token: show them redacted.
+    for f in &mut def.files {
+        f.uri = tarn_connectors::location::redact(&f.uri);
+    }
     let row = table_rows(&state.catalog, &state.memory)
         .into_iter()
         .find(|r| r.schema_name == key.database && r.table_name == key.table);
