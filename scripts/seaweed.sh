@@ -12,13 +12,25 @@ start)
   port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   access="TARNTESTACCESSKEY"
   secret="tarn-test-secret-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+  https_port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  # Signed access for the tarn identity; anonymous reads of the `public` bucket (plain https:// objects).
   cat > "$dir/identities.json" <<JSON
 {"identities": [{"name": "tarn", "credentials": [{"accessKey": "$access", "secretKey": "$secret"}],
-                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+                {"name": "anonymous", "actions": ["Read:public"]}]}
 JSON
+  # A throwaway CA and a certificate for 127.0.0.1 signed by it; the tests hand the CA to Tarn.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Tarn test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$dir/key.pem" -out "$dir/leaf.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$dir/leaf.ext"
+  openssl x509 -req -in "$dir/leaf.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+    -extfile "$dir/leaf.ext" -out "$dir/cert.pem" 2>/dev/null
   "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$port" \
+    -s3.port.https="$https_port" -s3.cert.file="$dir/cert.pem" -s3.key.file="$dir/key.pem" \
     -s3.config="$dir/identities.json" -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
-    -bucket=lake >"$dir/weed.log" 2>&1 &
+    -bucket=lake,public >"$dir/weed.log" 2>&1 &
   echo $! > "$dir/weed.pid"
   # Ready when the S3 port answers and the bucket exists (an anonymous request is refused with 403).
   for _ in $(seq 240); do
@@ -29,6 +41,7 @@ JSON
   done
   [ "$code" = "403" ] || { echo "SeaweedFS did not become ready (last answer $code)" >&2; tail -20 "$dir/weed.log" >&2; exit 1; }
   echo "export TARN_TEST_S3_ENDPOINT=http://127.0.0.1:$port TARN_TEST_S3_BUCKET=lake"
+  echo "export TARN_TEST_S3_HTTPS_ENDPOINT=https://127.0.0.1:$https_port TARN_TEST_S3_CA_FILE=$dir/ca.pem"
   echo "export TARN_TEST_S3_ACCESS_KEY=$access TARN_TEST_S3_SECRET_KEY=$secret"
   ;;
 stop)

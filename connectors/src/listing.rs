@@ -71,13 +71,14 @@ fn to_entry(loc: &Location, m: object_store::ObjectMeta) -> FileEntry {
 /// Every object whose key starts with `prefix` (a directory-like prefix ending in `/`, or empty).
 /// OCI object URLs list through OCI's own JSON listing; everything else through the store.
 async fn list_below(
+    http: &reqwest::Client,
     store: &Arc<dyn ObjectStore>,
     loc: &Location,
     prefix: &str,
 ) -> Result<Vec<FileEntry>> {
     if let (Some((head, _)), Location::Http { base, .. }) = (loc.oci_object_path(), loc) {
         let name_prefix = prefix.strip_prefix(head).unwrap_or("");
-        return crate::oci::list(loc, base, head, name_prefix).await;
+        return crate::oci::list(http, loc, base, head, name_prefix).await;
     }
     let path = (!prefix.is_empty()).then(|| Path::from(prefix));
     store
@@ -91,6 +92,7 @@ async fn list_below(
 /// Lists the objects `loc` (with optional `pattern`) selects, sorted by key. An empty result is
 /// not an error here; the caller decides by ALLOW_MISSING_FILES.
 pub async fn list(
+    http: &reqwest::Client,
     store: &Arc<dyn ObjectStore>,
     loc: &Location,
     pattern: Option<&str>,
@@ -105,7 +107,7 @@ pub async fn list(
         })
         .transpose()?;
     let mut out: Vec<FileEntry> = if key.is_empty() || key.ends_with('/') {
-        list_below(store, loc, key)
+        list_below(http, store, loc, key)
             .await?
             .into_iter()
             .filter(|f| !is_hidden(&f.key, key))
@@ -121,7 +123,7 @@ pub async fn list(
                 reason: e.to_string(),
             })?
             .compile_matcher();
-        list_below(store, loc, dir)
+        list_below(http, store, loc, dir)
             .await?
             .into_iter()
             .filter(|f| glob.is_match(&f.key) && !is_hidden(&f.key, dir))
@@ -162,6 +164,7 @@ mod tests {
             std::fs::write(p, "1\n").unwrap();
         }
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+        let http = reqwest::Client::new();
         let names = |v: Vec<FileEntry>| {
             v.into_iter()
                 .map(|f| f.key.rsplit('/').next().unwrap().to_string())
@@ -170,37 +173,41 @@ mod tests {
         let base = format!("file://{}", root.display());
         let loc = |s: &str| Location::parse(&format!("{base}/{s}")).unwrap();
         assert_eq!(
-            names(list(&store, &loc("t/"), None).await.unwrap()),
+            names(list(&http, &store, &loc("t/"), None).await.unwrap()),
             ["a.csv", "b.csv", "c.json", "d.csv"]
         );
         assert_eq!(
-            names(list(&store, &loc("t/*.csv"), None).await.unwrap()),
+            names(list(&http, &store, &loc("t/*.csv"), None).await.unwrap()),
             ["a.csv", "b.csv"]
         );
         assert_eq!(
-            names(list(&store, &loc("t/**/*.csv"), None).await.unwrap()),
+            names(list(&http, &store, &loc("t/**/*.csv"), None).await.unwrap()),
             ["a.csv", "b.csv", "d.csv"]
         );
         assert_eq!(
-            names(list(&store, &loc("t/b.csv"), None).await.unwrap()),
+            names(list(&http, &store, &loc("t/b.csv"), None).await.unwrap()),
             ["b.csv"]
         );
         assert!(
-            list(&store, &loc("t/none.csv"), None)
+            list(&http, &store, &loc("t/none.csv"), None)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
-            names(list(&store, &loc("t/"), Some(r"[ab]\.csv$")).await.unwrap()),
+            names(
+                list(&http, &store, &loc("t/"), Some(r"[ab]\.csv$"))
+                    .await
+                    .unwrap()
+            ),
             ["a.csv", "b.csv"]
         );
-        let e = list(&store, &loc("t/"), Some("("))
+        let e = list(&http, &store, &loc("t/"), Some("("))
             .await
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("invalid PATTERN '('"), "{e}");
-        let one = list(&store, &loc("t/a.csv"), None).await.unwrap();
+        let one = list(&http, &store, &loc("t/a.csv"), None).await.unwrap();
         assert_eq!(one[0].size, 2);
         assert!(one[0].etag.is_some());
         assert_eq!(one[0].uri, format!("{base}/t/a.csv"));

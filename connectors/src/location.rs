@@ -275,6 +275,7 @@ mod tests {
             None
         );
         let refused = crate::store::StoreRegistry::new(Default::default())
+            .unwrap()
             .check(par)
             .unwrap_err()
             .to_string();

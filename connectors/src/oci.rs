@@ -3,8 +3,6 @@
 //! which OCI does not speak; OCI answers `GET .../o/?prefix=...` with JSON pages instead:
 //! `{"objects": [{"name", "size", "etag", "timeModified"}], "nextStartWith": "..."}`.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -32,6 +30,7 @@ struct Object {
 /// Every object whose name starts with `name_prefix`, below `head` (`[p/<token>/]n/<ns>/b/<bucket>/o/`),
 /// following `nextStartWith` until the last page.
 pub async fn list(
+    client: &reqwest::Client,
     loc: &Location,
     base: &str,
     head: &str,
@@ -41,11 +40,6 @@ pub async fn list(
         location: loc.to_string(),
         message,
     };
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| fail(e.to_string()))?;
     let url = format!("{}/{head}", base.trim_end_matches('/'));
     let mut out = Vec::new();
     let mut start: Option<String> = None;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use object_store::aws::AmazonS3Builder;
 use object_store::http::HttpBuilder;
 use object_store::local::LocalFileSystem;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, Certificate, ClientOptions, ObjectStore, RetryConfig};
 use tokio::sync::Mutex;
 
 use crate::credentials::AwsChain;
@@ -36,6 +36,8 @@ pub struct StoreConfig {
     pub allowed_locations: Vec<String>,
     pub home_region: Option<String>,
     pub regions: BTreeMap<String, RegionConfig>,
+    /// Extra trusted CA certificates (PEM), for stores behind a private CA.
+    pub ca_certificates: Vec<Vec<u8>>,
 }
 
 /// How long requests may take and how they are retried.
@@ -51,25 +53,59 @@ fn retry() -> RetryConfig {
     }
 }
 
-fn client_options(allow_http: bool) -> ClientOptions {
-    ClientOptions::new()
+fn client_options(allow_http: bool, ca_certificates: &[Vec<u8>]) -> Result<ClientOptions> {
+    let mut o = ClientOptions::new()
         .with_allow_http(allow_http)
         .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(60))
+        .with_timeout(Duration::from_secs(60));
+    for pem in ca_certificates {
+        for cert in Certificate::from_pem_bundle(pem).map_err(|e| ConnectorError::Store {
+            location: "ca_certificates".into(),
+            message: format!("not a PEM certificate: {e}"),
+        })? {
+            o = o.with_root_certificate(cert);
+        }
+    }
+    Ok(o)
 }
 
 #[derive(Debug)]
 pub struct StoreRegistry {
     config: StoreConfig,
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// For requests object_store does not make (OCI's JSON listing), with the same trust.
+    http: reqwest::Client,
 }
 
 impl StoreRegistry {
-    pub fn new(config: StoreConfig) -> Self {
-        Self {
+    /// Fails only when `ca_certificates` holds something that is not a PEM certificate.
+    pub fn new(config: StoreConfig) -> Result<Self> {
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60));
+        for pem in &config.ca_certificates {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ConnectorError::Store {
+                    location: "ca_certificates".into(),
+                    message: format!("not a PEM certificate: {e}"),
+                })?;
+            for c in certs {
+                http = http.add_root_certificate(c);
+            }
+        }
+        let http = http.build().map_err(|e| ConnectorError::Store {
+            location: "http client".into(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
             config,
             stores: Mutex::new(HashMap::new()),
-        }
+            http,
+        })
+    }
+
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -140,7 +176,7 @@ impl StoreRegistry {
                     .with_bucket_name(bucket)
                     .with_region(aws_region)
                     .with_retry(retry())
-                    .with_client_options(client_options(allow_http));
+                    .with_client_options(client_options(allow_http, &self.config.ca_certificates)?);
                 if let Some(ep) = &endpoint {
                     resolve(loc, ep).await?;
                     // S3-compatible servers (OCI, SeaweedFS) are addressed path-style.
@@ -170,7 +206,8 @@ impl StoreRegistry {
                         .with_retry(retry())
                         .with_client_options(client_options(
                             allow_http || base.starts_with("http://"),
-                        ))
+                            &self.config.ca_certificates,
+                        )?)
                         .build()
                         .map_err(fail)?,
                 )

@@ -24,7 +24,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self> {
         let catalog = Arc::new(CatalogStore::open(&config.data_dir)?);
         let memory = Arc::new(MemoryStore::new(config.memory_limit, config.shards));
-        let stores = Arc::new(StoreRegistry::new(config.store.clone()));
+        let stores = Arc::new(StoreRegistry::new(config.store.clone())?);
         let ctx = sql::new_context(
             catalog.clone(),
             memory.clone(),

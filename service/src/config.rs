@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// The region this instance runs in.
     #[arg(long, env = "TARN_HOME_REGION")]
     pub home_region: Option<String>,
+    /// PEM files of extra CAs to trust for stores (comma-separated).
+    #[arg(long, env = "TARN_CA_CERTIFICATES", value_delimiter = ',')]
+    pub ca_certificates: Option<Vec<PathBuf>>,
 }
 
 /// The keys of `tarn.toml`.
@@ -53,6 +56,8 @@ pub struct FileConfig {
     pub shards: Option<usize>,
     pub allowed_locations: Option<Vec<String>>,
     pub home_region: Option<String>,
+    /// PEM files of extra CAs to trust for stores (a private CA, a test server).
+    pub ca_certificates: Option<Vec<PathBuf>>,
     #[serde(default)]
     pub regions: BTreeMap<String, RegionFile>,
     #[serde(default)]
@@ -171,6 +176,21 @@ impl Config {
                 allowed_locations,
                 home_region: args.home_region.clone().or(file.home_region),
                 regions,
+                ca_certificates: args
+                    .ca_certificates
+                    .clone()
+                    .or(file.ca_certificates)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        std::fs::read(p).map_err(|e| {
+                            ServiceError::Config(format!(
+                                "ca_certificates: cannot read {}: {e}",
+                                p.display()
+                            ))
+                        })
+                    })
+                    .collect::<Result<_>>()?,
             },
             tables: file.tables,
         })

@@ -139,7 +139,13 @@ async fn build_version(
     for spec in &def.files {
         let loc = state.stores.check(&spec.uri)?;
         let store = state.stores.store_for(&loc, spec.region.as_deref()).await?;
-        let found = listing::list(&store, &loc, spec.pattern.as_deref()).await?;
+        let found = listing::list(
+            state.stores.http_client(),
+            &store,
+            &loc,
+            spec.pattern.as_deref(),
+        )
+        .await?;
         if found.is_empty() && !def.options.allow_missing_files {
             return Err(ConnectorError::NoFiles {
                 uri: tarn_connectors::location::redact(&spec.uri),

@@ -505,3 +505,59 @@ async fn listings_paginate_past_5000_objects() {
         10 + 100
     );
 }
+
+#[tokio::test]
+async fn plain_https_object_urls_load_when_their_ca_is_trusted() {
+    let Some(s3) = S3::from_env() else { return };
+    let https = std::env::var("TARN_TEST_S3_HTTPS_ENDPOINT")
+        .expect("scripts/seaweed.sh exports TARN_TEST_S3_HTTPS_ENDPOINT");
+    let ca = std::env::var("TARN_TEST_S3_CA_FILE")
+        .expect("scripts/seaweed.sh exports TARN_TEST_S3_CA_FILE");
+    let public = S3 {
+        bucket: "public".into(),
+        endpoint: s3.endpoint.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key: s3.secret_key.clone(),
+    };
+    let prefix = unique_prefix("https");
+    public.upload_dir(&samples().join("parquet"), &prefix).await;
+    let local = samples();
+    let allowed = format!("{https}/public/,file://{}/", local.display());
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE s.h FILE_FORMAT = (FORMAT parquet) FILES = (URI '{https}/public/{prefix}/orders-0.parquet', URI '{https}/public/{prefix}/orders-1.parquet')"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::spawn_with_env(
+        &tmp.path().join("a"),
+        &["--allowed-locations", &allowed, "--ca-certificates", &ca],
+        &[],
+    )
+    .await;
+    server.ok("CREATE DATABASE s").await;
+    server.ok(&ddl).await;
+    server.ok(&format!("CREATE EXTERNAL TABLE s.l FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/parquet/')", local.display())).await;
+    server.ok("ALTER TABLE s.h SECONDARY_LOAD").await;
+    server.ok("ALTER TABLE s.l SECONDARY_LOAD").await;
+    let q = |t: &str| format!("SELECT {SELECT_ALL} FROM s.{t} ORDER BY order_id");
+    let (h, l) = (server.rows(&q("h")).await, server.rows(&q("l")).await);
+    assert_eq!(h.len(), 200);
+    assert_eq!(h, l);
+
+    // Without the CA the certificate is not trusted: a clear store error, quickly.
+    let untrusting = TestServer::spawn_with_env(
+        &tmp.path().join("b"),
+        &["--allowed-locations", &allowed],
+        &[],
+    )
+    .await;
+    untrusting.ok("CREATE DATABASE s").await;
+    untrusting.ok(&ddl).await;
+    let e = untrusting.err("ALTER TABLE s.h SECONDARY_LOAD").await;
+    assert_eq!(e.code, "store_unavailable");
+    assert!(
+        e.message
+            .contains(&format!("{https}/public/{prefix}/orders-0.parquet")),
+        "{}",
+        e.message
+    );
+}

@@ -340,7 +340,7 @@ mod tests {
         std::fs::write(&path, &content).unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
         let loc = Location::parse(&format!("file://{}", path.display())).unwrap();
-        let file = crate::listing::list(&store, &loc, None)
+        let file = crate::listing::list(&reqwest::Client::new(), &store, &loc, None)
             .await
             .unwrap()
             .remove(0);
