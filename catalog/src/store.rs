@@ -3,6 +3,10 @@
 //! Each change writes the whole catalog to a temporary file, fsyncs it, renames it over the old one
 //! and fsyncs the directory, so a crash at any moment leaves either the old or the new catalog, never
 //! a torn one. A change is acknowledged only after that, so acknowledged DDL survives `kill -9`.
+//!
+//! Locations that carry a credential (the token of an OCI pre-authenticated request) are kept out
+//! of `catalog.json`: it holds them redacted, and `secrets.json` (readable by the owner only)
+//! holds the full URIs, written first so the catalog never refers to a secret not yet on disk.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -13,9 +17,10 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CatalogError, Result};
-use crate::model::{TableDef, TableKey};
+use crate::model::{TableDef, TableKey, redact_uri};
 
 const FILE_NAME: &str = "catalog.json";
+const SECRETS_FILE_NAME: &str = "secrets.json";
 const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -38,6 +43,7 @@ struct StoredTable {
 #[derive(Debug)]
 pub struct CatalogStore {
     path: PathBuf,
+    secrets_path: PathBuf,
     state: Mutex<CatalogFile>,
 }
 
@@ -49,8 +55,10 @@ impl CatalogStore {
             source,
         })?;
         let path = data_dir.join(FILE_NAME);
+        let secrets_path = data_dir.join(SECRETS_FILE_NAME);
         // A leftover temporary file is a write that never committed: drop it.
         let _ = fs::remove_file(path.with_extension("json.tmp"));
+        let _ = fs::remove_file(secrets_path.with_extension("json.tmp"));
         let state = match fs::read(&path) {
             Ok(bytes) => {
                 let state: CatalogFile =
@@ -76,8 +84,27 @@ impl CatalogStore {
             },
             Err(source) => return Err(CatalogError::Io { path, source }),
         };
+        let mut state = state;
+        match fs::read(&secrets_path) {
+            Ok(bytes) => {
+                let secrets: BTreeMap<String, String> =
+                    serde_json::from_slice(&bytes).map_err(|e| CatalogError::Corrupt {
+                        path: secrets_path.clone(),
+                        message: e.to_string(),
+                    })?;
+                restore_secrets(&mut state, &secrets);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    path: secrets_path,
+                    source,
+                });
+            }
+        }
         Ok(Self {
             path,
+            secrets_path,
             state: Mutex::new(state),
         })
     }
@@ -95,21 +122,17 @@ impl CatalogStore {
     }
 
     fn persist(&self, state: &CatalogFile) -> Result<()> {
-        let io = |source| CatalogError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(state).expect("catalog serializes");
-        let mut f = File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
-        Ok(())
+        let (public, secrets) = split_secrets(state);
+        write_atomic(
+            &self.secrets_path,
+            &serde_json::to_vec_pretty(&secrets).expect("secrets serialize"),
+            0o600,
+        )?;
+        write_atomic(
+            &self.path,
+            &serde_json::to_vec_pretty(&public).expect("catalog serializes"),
+            0o644,
+        )
     }
 
     fn read<T>(&self, f: impl FnOnce(&CatalogFile) -> T) -> T {
@@ -246,6 +269,60 @@ impl CatalogStore {
     }
 }
 
+/// Writes `bytes` to `path` so that a crash leaves the old or the new content, never a mix:
+/// a temporary file, fsynced, renamed over, and the directory fsynced.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| CatalogError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("json.tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The catalog with credential-bearing URIs redacted, and those URIs by `<table id>/<file index>`.
+fn split_secrets(state: &CatalogFile) -> (CatalogFile, BTreeMap<String, String>) {
+    let mut public = state.clone();
+    let mut secrets = BTreeMap::new();
+    for t in public.databases.values_mut().flat_map(|d| d.values_mut()) {
+        for (i, f) in t.def.files.iter_mut().enumerate() {
+            let shown = redact_uri(&f.uri);
+            if shown != f.uri {
+                secrets.insert(
+                    format!("{}/{i}", t.id),
+                    std::mem::replace(&mut f.uri, shown),
+                );
+            }
+        }
+    }
+    (public, secrets)
+}
+
+fn restore_secrets(state: &mut CatalogFile, secrets: &BTreeMap<String, String>) {
+    for t in state.databases.values_mut().flat_map(|d| d.values_mut()) {
+        for (i, f) in t.def.files.iter_mut().enumerate() {
+            if let Some(full) = secrets.get(&format!("{}/{i}", t.id)) {
+                f.uri = full.clone();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +358,33 @@ mod tests {
             .drop_table(&TableKey::new("sales", "orders"), false)
             .unwrap();
         assert_eq!(store.create_table(t, false).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn par_tokens_stay_out_of_the_catalog_file_and_come_back_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CatalogStore::open(dir.path()).unwrap();
+        store.create_database("d", false).unwrap();
+        let par = "https://objectstorage.r.oraclecloud.com/p/ToKeN-42/n/ns/b/b/o/x/";
+        let t = def(&format!(
+            "CREATE EXTERNAL TABLE d.t FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///a/', URI '{par}')"
+        ));
+        store.create_table(t.clone(), false).unwrap();
+        let catalog = fs::read_to_string(dir.path().join("catalog.json")).unwrap();
+        assert!(
+            !catalog.contains("ToKeN-42") && catalog.contains("/p/<redacted>/n/ns/"),
+            "{catalog}"
+        );
+        let secrets = dir.path().join("secrets.json");
+        assert!(fs::read_to_string(&secrets).unwrap().contains("ToKeN-42"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&secrets).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        drop(store);
+        let store = CatalogStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(&TableKey::new("d", "t")).unwrap(), t);
     }
 
     #[test]

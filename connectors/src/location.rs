@@ -164,27 +164,8 @@ impl fmt::Display for Location {
     }
 }
 
-/// Replaces the token of a pre-authenticated request path (`p/<token>/n/...`) with `<redacted>`.
-fn redact_key(key: &str) -> String {
-    let mut parts: Vec<&str> = key.split('/').collect();
-    for i in 0..parts.len().saturating_sub(2) {
-        if parts[i] == "p" && parts[i + 2] == "n" && (i == 0 || parts[i - 1].is_empty()) {
-            parts[i + 1] = "<redacted>";
-        }
-    }
-    parts.join("/")
-}
-
-/// A URI as it may be shown: pre-authenticated request tokens redacted.
-pub fn redact(uri: &str) -> String {
-    match uri.split_once("://") {
-        Some((scheme, rest)) if scheme.starts_with("http") => match rest.split_once('/') {
-            Some((host, path)) => format!("{scheme}://{host}/{}", redact_key(path)),
-            None => uri.to_string(),
-        },
-        _ => uri.to_string(),
-    }
-}
+use tarn_catalog::model::redact_path as redact_key;
+pub use tarn_catalog::model::redact_uri as redact;
 
 /// Drops `.` and empty segments (keeping a trailing `/`), refuses `..`; no leading `/`.
 fn normalize(path: &str) -> Option<String> {

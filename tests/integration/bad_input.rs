@@ -244,6 +244,7 @@ async fn locations_outside_the_allowed_ones_are_refused() {
     let (server, _) = loaded_csv(tmp.path(), "").await;
     for uri in [
         "file:///etc/",
+        "http://127.0.0.1:8080/v1/",
         "http://169.254.169.254/latest/meta-data/",
         "s3://somebody-elses-bucket/x/",
     ] {

@@ -175,6 +175,7 @@ async fn pre_authenticated_request_prefixes_list_through_oci_json_and_hide_their
         server.get("/v1/tables").await.to_string(),
         server.text("/metrics").await,
         server.log.lock().unwrap().join("\n"),
+        std::fs::read_to_string(server.data_dir.join("catalog.json")).unwrap(),
         e.message,
     ];
     for text in shown {
