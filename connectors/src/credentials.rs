@@ -31,17 +31,25 @@ impl std::fmt::Debug for AwsChain {
 }
 
 impl AwsChain {
-    /// The default chain, or the named profile.
+    /// The default chain, or only the named profile (its shared config and credentials files).
     pub async fn load(profile: Option<&str>) -> Option<Self> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(p) = profile {
-            loader = loader.profile_name(p);
-        }
-        let provider = loader.load().await.credentials_provider()?;
-        let source = profile.map_or_else(
-            || "the default credential chain".to_string(),
-            |p| format!("profile '{p}'"),
-        );
+        let (provider, source) = match profile {
+            Some(p) => (
+                SharedCredentialsProvider::new(
+                    aws_config::profile::ProfileFileCredentialsProvider::builder()
+                        .profile_name(p)
+                        .build(),
+                ),
+                format!("profile '{p}'"),
+            ),
+            None => (
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await
+                    .credentials_provider()?,
+                "the default credential chain".to_string(),
+            ),
+        };
         Some(Self {
             provider,
             source,

@@ -364,15 +364,56 @@ async fn store_failures_fail_with_the_location_named_and_loaded_data_keeps_answe
 }
 
 #[tokio::test]
-async fn a_wrong_secret_fails_fast_and_no_secret_is_ever_shown() {
+async fn a_wrong_secret_fails_fast_keeps_loaded_data_and_no_secret_is_ever_shown() {
     let Some(s3) = S3::from_env() else { return };
     let prefix = unique_prefix("secrets");
     s3.upload_dir(&samples(), &prefix).await;
+    let b = &s3.bucket;
     let wrong = "tarn-WRONG-secret-9f8e7d6c5b4a";
     let tmp = tempfile::tempdir().unwrap();
-    let server = parquet_server(&s3, tmp.path(), &s3.endpoint, &prefix, wrong).await;
+    // Two regions on the same server: `good` reads with the right keys from the environment,
+    // `bad` with a named profile (from a shared credentials file) whose secret is wrong.
+    let creds = tmp.path().join("credentials");
+    std::fs::write(
+        &creds,
+        format!(
+            "[wrong]\naws_access_key_id = {}\naws_secret_access_key = {wrong}\n",
+            s3.access_key
+        ),
+    )
+    .unwrap();
+    let config = tmp.path().join("tarn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "allowed_locations = [\"s3://{b}/\"]\nhome_region = \"good\"\n\
+             [regions.good]\nendpoint = \"{ep}\"\nallow_http = true\ncredentials = \"env\"\n\
+             [regions.bad]\nendpoint = \"{ep}\"\nallow_http = true\ncredentials = \"profile:wrong\"\n",
+            ep = s3.endpoint
+        ),
+    )
+    .unwrap();
+    let mut env = s3.credentials().to_vec();
+    let creds_path = creds.display().to_string();
+    env.push(("AWS_SHARED_CREDENTIALS_FILE", creds_path.as_str()));
+    env.push(("AWS_CONFIG_FILE", "/nonexistent"));
+    env.push(("AWS_EC2_METADATA_DISABLED", "true"));
+    let server = TestServer::spawn_with_env(
+        &tmp.path().join("tarn"),
+        &["--config", config.to_str().unwrap()],
+        &env,
+    )
+    .await;
+    server.ok("CREATE DATABASE s").await;
+    server.ok(&format!("CREATE EXTERNAL TABLE s.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/parquet/')")).await;
+    server
+        .ok(&format!(
+            r#"CREATE TABLE s.w ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{{"file": [{{"uri": "s3://{b}/{prefix}/parquet/", "region": "bad"}}], "dialect": {{"format": "parquet"}}}}'"#
+        ))
+        .await;
+    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
     let started = std::time::Instant::now();
-    let e = server.err("ALTER TABLE s.t SECONDARY_LOAD").await;
+    let e = server.err("ALTER TABLE s.w SECONDARY_LOAD").await;
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
         "took {:?}",
@@ -381,14 +422,14 @@ async fn a_wrong_secret_fails_fast_and_no_secret_is_ever_shown() {
     assert_eq!(e.code, "store_unavailable");
     assert!(
         e.message.contains("access denied (403)")
-            && e.message
-                .contains(&format!("s3://{}/{prefix}/parquet/", s3.bucket)),
+            && e.message.contains(&format!("s3://{b}/{prefix}/parquet/")),
         "{}",
         e.message
     );
+    assert_loaded_answers(&server).await;
 
     // Everything Tarn shows or keeps: the error, the status views, the table endpoints, the catalog
-    // file and the log. None of it may hold a secret.
+    // file, the metrics and the log. None of it may hold a secret.
     let mut seen = vec![e.message.clone()];
     seen.push(
         server
@@ -397,7 +438,7 @@ async fn a_wrong_secret_fails_fast_and_no_secret_is_ever_shown() {
             .to_string(),
     );
     seen.push(server.get("/v1/tables").await.to_string());
-    seen.push(server.get("/v1/tables/s/t").await.to_string());
+    seen.push(server.get("/v1/tables/s/w").await.to_string());
     seen.push(std::fs::read_to_string(server.data_dir.join("catalog.json")).unwrap());
     let metrics = server.text("/metrics").await;
     assert!(
@@ -414,6 +455,61 @@ async fn a_wrong_secret_fails_fast_and_no_secret_is_ever_shown() {
         seen.last().unwrap().contains("load failed"),
         "the log should record the failure"
     );
+}
+
+#[tokio::test]
+async fn anonymous_access_reads_public_buckets_only() {
+    let Some(s3) = S3::from_env() else { return };
+    let public = S3 {
+        bucket: "public".into(),
+        endpoint: s3.endpoint.clone(),
+        access_key: s3.access_key.clone(),
+        secret_key: s3.secret_key.clone(),
+    };
+    let prefix = unique_prefix("anon");
+    public.upload_dir(&samples().join("parquet"), &prefix).await;
+    s3.upload_dir(&samples().join("parquet"), &prefix).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("tarn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "allowed_locations = [\"s3://public/\", \"s3://{b}/\"]\nhome_region = \"anon\"\n[regions.anon]\nendpoint = \"{ep}\"\nallow_http = true\ncredentials = \"none\"\n",
+            b = s3.bucket,
+            ep = s3.endpoint
+        ),
+    )
+    .unwrap();
+    let server = TestServer::spawn_with_env(
+        &tmp.path().join("tarn"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    )
+    .await;
+    server.ok("CREATE DATABASE s").await;
+    // Anonymous reads may fetch objects but not list: name the objects.
+    let files = |bucket: &str| {
+        format!(
+            "URI 's3://{bucket}/{prefix}/orders-0.parquet', URI 's3://{bucket}/{prefix}/orders-1.parquet'"
+        )
+    };
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.pub FILE_FORMAT = (FORMAT parquet) FILES = ({})",
+            files("public")
+        ))
+        .await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.priv FILE_FORMAT = (FORMAT parquet) FILES = ({})",
+            files(&s3.bucket)
+        ))
+        .await;
+    server.ok("ALTER TABLE s.pub SECONDARY_LOAD").await;
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.pub").await[0][0], 200);
+    let e = server.err("ALTER TABLE s.priv SECONDARY_LOAD").await;
+    assert_eq!(e.code, "store_unavailable");
+    assert!(e.message.contains("access denied (403)"), "{}", e.message);
 }
 
 #[tokio::test]
