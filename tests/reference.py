@@ -61,3 +61,7 @@ if __name__ == "__main__":
     fmt, path = sys.argv[1], sys.argv[2]
     rs = sorted(rows(fmt, path), key=lambda r: r["order_id"])
     print(json.dumps([[norm(r[c]) for c in COLS] for r in rs], ensure_ascii=False))
+    sys.stdout.flush()
+    # deltalake's native runtime can abort while the interpreter shuts down, after the answer is
+    # out: leave without running finalizers.
+    os._exit(0)
