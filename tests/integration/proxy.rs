@@ -1,6 +1,6 @@
 //! A TCP proxy in front of the S3 server that injects faults: answer the next N requests with
-//! `503 Service Unavailable`, or refuse every connection (the store is down). It counts what it
-//! did, so tests can assert that retries really happened.
+//! `503 Service Unavailable`, or go down (refuse new connections and cut open ones). It counts what
+//! it did, so tests can assert that retries really happened.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,14 +8,37 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[derive(Default)]
 pub struct Faults {
     /// Requests still to be answered with 503.
     pub fail_next: AtomicUsize,
-    /// Refuse (close at once) every connection.
-    pub down: AtomicBool,
     pub served_503: AtomicUsize,
     pub forwarded: AtomicUsize,
+    down: AtomicBool,
+    cut: tokio::sync::watch::Sender<bool>,
+    open: AtomicUsize,
+}
+
+impl Faults {
+    fn new() -> Self {
+        Self {
+            fail_next: AtomicUsize::new(0),
+            served_503: AtomicUsize::new(0),
+            forwarded: AtomicUsize::new(0),
+            down: AtomicBool::new(false),
+            cut: tokio::sync::watch::channel(false).0,
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes the store down, returning once no connection through the proxy is left open, or
+    /// brings it back.
+    pub async fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        self.cut.send_replace(down);
+        while down && self.open.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
 
 pub struct Proxy {
@@ -29,7 +52,7 @@ impl Proxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let faults = Arc::new(Faults::default());
+        let faults = Arc::new(Faults::new());
         let f = faults.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -65,9 +88,7 @@ async fn serve(mut client: TcpStream, upstream: &str, f: &Faults) {
     if take {
         let mut buf = [0u8; 8192];
         let _ = client.read(&mut buf).await;
-        let _ = client
-            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .await;
+        let _ = client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
         f.served_503.fetch_add(1, Ordering::SeqCst);
         return;
     }
@@ -75,14 +96,15 @@ async fn serve(mut client: TcpStream, upstream: &str, f: &Faults) {
         return;
     };
     f.forwarded.fetch_add(1, Ordering::SeqCst);
+    f.open.fetch_add(1, Ordering::SeqCst);
     // Going down also cuts the connections already open (clients keep them alive in pools).
-    let down = async {
-        while !f.down.load(Ordering::SeqCst) {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut cut = f.cut.subscribe();
+    if !f.down.load(Ordering::SeqCst) {
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+            _ = cut.wait_for(|down| *down) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = down => {}
     }
+    drop((client, server));
+    f.open.fetch_sub(1, Ordering::SeqCst);
 }

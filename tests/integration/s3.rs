@@ -321,10 +321,7 @@ async fn store_failures_fail_with_the_location_named_and_loaded_data_keeps_answe
     );
 
     // The store goes down: the reload gives up within the retry budget; the loaded version stays.
-    proxy
-        .faults
-        .down
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    proxy.faults.set_down(true).await;
     let started = std::time::Instant::now();
     let e = server.err("ALTER TABLE s.t SECONDARY_LOAD").await;
     assert!(
@@ -350,10 +347,7 @@ async fn store_failures_fail_with_the_location_named_and_loaded_data_keeps_answe
     );
 
     // It comes back: the next load succeeds and clears the error.
-    proxy
-        .faults
-        .down
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    proxy.faults.set_down(false).await;
     server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
     let st = server.get("/v1/tables/s/t").await;
     assert_eq!(st["status"]["status"]["load_status"], "AVAIL_RPDGSTABSTATE");

@@ -162,11 +162,6 @@ pub fn by_name(batch: &RecordBatch, target: &SchemaRef) -> Vec<Option<ArrayRef>>
         .collect()
 }
 
-/// True when none of `target`'s columns is in the file: almost certainly the wrong table or file.
-pub fn no_column_matches(columns: &[Option<ArrayRef>]) -> bool {
-    columns.iter().all(Option::is_none)
-}
-
 fn type_name(t: &DataType) -> String {
     match t {
         DataType::Int8 => "TINYINT".into(),

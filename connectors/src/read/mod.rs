@@ -221,7 +221,7 @@ const FETCH_CONCURRENCY: usize = 8;
 /// Fetches a whole object, counting bytes into `progress` as they arrive. A large object comes
 /// as parallel ranged reads (parallel connections to an object store, parallel reads of a local
 /// file) assembled in order.
-async fn fetch(
+pub(super) async fn fetch(
     store: &Arc<dyn ObjectStore>,
     file: &FileEntry,
     progress: Option<&ReadOptions>,

@@ -1,37 +1,36 @@
-//! Parquet: parquet's async Arrow reader over the object store, row groups decoded in parallel
-//! (one task per slice of row groups), columns matched to the table's by name.
+//! Parquet: the whole object is fetched with parallel ranged reads (one round of large requests
+//! instead of a small request per column chunk, which is what makes object stores slow), then row
+//! groups are decoded in parallel from memory, one blocking task per slice of row groups. Columns
+//! match the table's by name.
 // parquet 59 deprecates ParquetObjectReader in favour of hand-written AsyncFileReaders; it is still
-// the maintained object_store bridge that DataFusion itself uses, so Tarn keeps it until replaced.
+// the maintained object_store bridge, used here only to read a footer for schema inference.
 #![allow(deprecated)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::datatypes::SchemaRef;
-use futures::TryStreamExt;
+use bytes::Bytes;
 use object_store::ObjectStore;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::errors::ParquetError;
 
 use super::RowOrigin;
-use super::conform::{by_name, no_column_matches};
-use super::{BATCH_ROWS, FileBatches, ReadOptions};
+use super::conform::by_name;
+use super::{BATCH_ROWS, FileBatches, ReadOptions, fetch};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
 
-fn object_reader(store: Arc<dyn ObjectStore>, file: &FileEntry) -> ParquetObjectReader {
-    ParquetObjectReader::new(store, file.path()).with_file_size(file.size)
-}
-
-async fn metadata(store: Arc<dyn ObjectStore>, file: &FileEntry) -> Result<ArrowReaderMetadata> {
-    ArrowReaderMetadata::load_async(&mut object_reader(store, file), ArrowReaderOptions::new())
-        .await
-        .map_err(|e| parquet_error(&file.uri, "not a readable Parquet file", e))
-}
-
 pub(super) async fn infer(store: Arc<dyn ObjectStore>, file: &FileEntry) -> Result<SchemaRef> {
-    Ok(metadata(store, file).await?.schema().clone())
+    let mut reader = ParquetObjectReader::new(store, file.path()).with_file_size(file.size);
+    let meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .map_err(|e| parquet_error(&file.uri, "not a readable Parquet file", e))?;
+    Ok(meta.schema().clone())
 }
 
 pub(super) async fn read(
@@ -39,9 +38,19 @@ pub(super) async fn read(
     file: &FileEntry,
     opts: &ReadOptions,
 ) -> Result<FileBatches> {
-    let meta = metadata(store.clone(), file).await?;
+    let bytes = fetch(&store, file, Some(opts)).await?;
+    let file = file.clone();
+    let opts = opts.clone();
+    tokio::task::spawn_blocking(move || decode(bytes, &file, &opts))
+        .await
+        .map_err(|e| ConnectorError::data("parquet reader", format!("reader failed: {e}")))?
+}
+
+fn decode(bytes: Bytes, file: &FileEntry, opts: &ReadOptions) -> Result<FileBatches> {
+    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())
+        .map_err(|e| parquet_error(&file.uri, "not a readable Parquet file", e))?;
     let file_schema = meta.schema().clone();
-    // Read only the file's columns that the table has.
+    // Decode only the file's columns that the table has.
     let wanted: Vec<usize> = file_schema
         .fields()
         .iter()
@@ -73,68 +82,73 @@ pub(super) async fn read(
         acc += rg.num_rows() as u64;
     }
     let total_rows = acc.max(1);
-    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Decoding counts the second half of the file's progress (fetching counted the first).
+    let counted = AtomicU64::new(0);
     let parallel = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
     let chunk = row_groups.len().div_ceil(parallel).max(1);
-    let mut tasks = Vec::new();
-    for rgs in (0..row_groups.len()).collect::<Vec<_>>().chunks(chunk) {
-        let rgs = rgs.to_vec();
-        let first_row = starts[rgs[0]];
-        let reader = object_reader(store.clone(), file);
-        let meta = meta.clone();
-        let mask = mask.clone();
-        let opts = opts.clone();
-        let uri = file.uri.clone();
-        let (counted, size) = (counted.clone(), file.size);
-        tasks.push(tokio::spawn(async move {
-            let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
-                .with_row_groups(rgs)
-                .with_projection(mask)
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(|e| ConnectorError::data(&uri, e))?;
-            let mut out = FileBatches::default();
-            let mut row = first_row;
-            while let Some(batch) = stream
-                .try_next()
-                .await
-                .map_err(|e| parquet_error(&uri, "corrupt Parquet data", e))?
-            {
-                let n = batch.num_rows();
-                let cols = by_name(&batch, &opts.schema);
-                debug_assert!(!no_column_matches(&cols) || opts.schema.fields().is_empty());
-                let base = row;
-                let line = move |r: usize| base + r as u64 + 1;
-                let origin = RowOrigin {
-                    file: &uri,
-                    line: &line,
-                };
-                out.push(cols, n, &origin, &opts, vec![])?;
-                row += n as u64;
-                let share = 2 * size * n as u64 / total_rows;
-                counted.fetch_add(share, std::sync::atomic::Ordering::Relaxed);
-                opts.advance(share);
-            }
-            Ok::<_, ConnectorError>(out)
-        }));
-    }
+    let groups: Vec<Vec<usize>> = (0..row_groups.len())
+        .collect::<Vec<_>>()
+        .chunks(chunk)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let parts: Vec<Result<FileBatches>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|rgs| {
+                let (bytes, meta, mask, counted) =
+                    (bytes.clone(), meta.clone(), mask.clone(), &counted);
+                let first_row = starts[rgs[0]];
+                scope.spawn(move || -> Result<FileBatches> {
+                    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
+                        .with_row_groups(rgs)
+                        .with_projection(mask)
+                        .with_batch_size(BATCH_ROWS)
+                        .build()
+                        .map_err(|e| parquet_error(&file.uri, "corrupt Parquet data", e))?;
+                    let mut out = FileBatches::default();
+                    let mut row = first_row;
+                    for batch in reader {
+                        let batch = batch.map_err(|e| {
+                            ConnectorError::data(&file.uri, format!("corrupt Parquet data: {e}"))
+                        })?;
+                        let n = batch.num_rows();
+                        let base = row;
+                        let line = move |r: usize| base + r as u64 + 1;
+                        let origin = RowOrigin {
+                            file: &file.uri,
+                            line: &line,
+                        };
+                        out.push(by_name(&batch, &opts.schema), n, &origin, opts, vec![])?;
+                        row += n as u64;
+                        let share = file.size * n as u64 / total_rows;
+                        counted.fetch_add(share, Ordering::Relaxed);
+                        opts.advance(share);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ConnectorError::data(&file.uri, "Parquet reader panicked"))
+                })
+            })
+            .collect()
+    });
     let mut out = FileBatches {
         bytes_read: file.size,
         ..Default::default()
     };
-    for t in tasks {
-        let part = t
-            .await
-            .map_err(|e| ConnectorError::data(&file.uri, format!("reader failed: {e}")))??;
+    for part in parts {
+        let part = part?;
         out.batches.extend(part.batches);
         out.rejected.extend(part.rejected);
     }
-    opts.advance(
-        file.size
-            .saturating_sub(counted.load(std::sync::atomic::Ordering::Relaxed)),
-    );
+    opts.advance(file.size.saturating_sub(counted.load(Ordering::Relaxed)));
     Ok(out)
 }
 
