@@ -21,18 +21,10 @@ struct Fake {
 }
 
 fn names(root: &std::path::Path) -> Vec<String> {
-    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, root, out)
-            } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string())
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
+    let mut out: Vec<String> = walk(root)
+        .iter()
+        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+        .collect();
     out.sort();
     out
 }

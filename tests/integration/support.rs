@@ -179,6 +179,18 @@ impl TestServer {
         }
     }
 
+    /// Runs a statement that must fail, and fail within `limit` (a fast failure, not a time-out).
+    pub async fn err_within(&self, sql: &str, limit: std::time::Duration) -> ApiError {
+        let started = Instant::now();
+        let e = self.err(sql).await;
+        assert!(
+            started.elapsed() < limit,
+            "{sql} failed only after {:?}",
+            started.elapsed()
+        );
+        e
+    }
+
     /// Runs a statement that must fail.
     pub async fn err(&self, sql: &str) -> ApiError {
         match self.sql(sql).await {
@@ -298,7 +310,8 @@ pub fn copy_sample(rel: &str, dest: &Path) {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+/// Every file below `dir`, at any depth.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
