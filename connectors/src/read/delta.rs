@@ -152,10 +152,7 @@ pub async fn read_delta(
         .execute_stream()
         .await
         .map_err(|e| err(&e))?;
-    let mut out = FileBatches {
-        bytes_read: snap.manifest.total_bytes(),
-        ..Default::default()
-    };
+    let mut out = FileBatches::default();
     let uri = loc.to_string();
     let mut row = 0u64;
     while let Some(batch) = stream.try_next().await.map_err(|e| err(&e))? {

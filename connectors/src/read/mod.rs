@@ -48,8 +48,6 @@ pub struct RejectedRow {
 pub struct FileBatches {
     pub batches: Vec<RecordBatch>,
     pub rejected: Vec<RejectedRow>,
-    /// Bytes fetched from the store for this file.
-    pub bytes_read: u64,
 }
 
 /// Where the rows of a batch came from, for messages: the file, and the line (or row number) of
@@ -151,7 +149,7 @@ pub async fn read_file(
                     fetched,
                 };
                 let n = bytes.len() as u64;
-                let mut out = match opts.format.kind {
+                let out = match opts.format.kind {
                     FormatKind::Csv => csv::read(&file, bytes, &opts),
                     FormatKind::Json => json::read(&file, bytes, &opts),
                     _ => avro::read(&file, bytes, &opts),
@@ -159,7 +157,6 @@ pub async fn read_file(
                 if opts.format.kind != FormatKind::Csv {
                     opts.advance(n);
                 }
-                out.bytes_read = n;
                 Ok(out)
             })
             .await

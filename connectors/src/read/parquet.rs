@@ -139,10 +139,7 @@ fn decode(bytes: Bytes, file: &FileEntry, opts: &ReadOptions) -> Result<FileBatc
             })
             .collect()
     });
-    let mut out = FileBatches {
-        bytes_read: file.size,
-        ..Default::default()
-    };
+    let mut out = FileBatches::default();
     for part in parts {
         let part = part?;
         out.batches.extend(part.batches);
