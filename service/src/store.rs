@@ -70,6 +70,8 @@ impl BatchStats {
 #[derive(Debug)]
 pub struct Segment {
     pub file: String,
+    /// Rows of this file left out of a non-strict load.
+    pub rejected: Vec<RejectedRow>,
     pub batches: Vec<RecordBatch>,
     pub stats: Vec<BatchStats>,
     pub bytes: u64,
@@ -77,17 +79,15 @@ pub struct Segment {
 }
 
 impl Segment {
-    pub fn new(file: String, batches: Vec<RecordBatch>) -> Self {
+    pub fn new(file: String, batches: Vec<RecordBatch>, rejected: Vec<RejectedRow>) -> Self {
         // Readers build with headroom; loaded data keeps only what it uses.
         let batches: Vec<RecordBatch> = batches.into_iter().map(shrink).collect();
         let stats = batches.iter().map(BatchStats::compute).collect();
-        let bytes = batches
-            .iter()
-            .map(|b| b.get_array_memory_size() as u64)
-            .sum();
+        let bytes = memory_size(&batches);
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         Self {
             file,
+            rejected,
             batches,
             stats,
             bytes,
@@ -171,7 +171,6 @@ impl TableVersion {
         schema: SchemaRef,
         segments: Vec<Arc<Segment>>,
         manifest: Manifest,
-        rejected: Vec<RejectedRow>,
         nshards: usize,
     ) -> Self {
         let nshards = nshards.max(1);
@@ -216,6 +215,10 @@ impl TableVersion {
             .collect();
         let rows = segments.iter().map(|s| s.rows).sum();
         let bytes = segments.iter().map(|s| s.bytes).sum();
+        let rejected = segments
+            .iter()
+            .flat_map(|s| s.rejected.iter().cloned())
+            .collect();
         Self {
             version,
             schema,
@@ -533,14 +536,13 @@ mod tests {
             )
             .unwrap()
         };
-        let seg = Segment::new("f".into(), (0..5).map(|i| batch(i * 10)).collect());
+        let seg = Segment::new("f".into(), (0..5).map(|i| batch(i * 10)).collect(), vec![]);
         assert_eq!(seg.rows, 50);
         let v = TableVersion::build(
             1,
             schema.clone(),
             vec![Arc::new(seg)],
             Manifest::default(),
-            vec![],
             2,
         );
         assert_eq!(v.shards[0].batches.len(), 3);

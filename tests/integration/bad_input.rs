@@ -273,7 +273,7 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     let server = TestServer::spawn(
         &tmp.path().join("tarn"),
         &data,
-        &["--memory-limit", "30KiB"],
+        &["--memory-limit", "20KiB"],
     )
     .await;
     server.ok("CREATE DATABASE s").await;
@@ -290,7 +290,7 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     let e = server.err("ALTER TABLE s.c SECONDARY_LOAD").await;
     assert_eq!((e.status, e.code.as_str()), (507, "memory_limit"));
     assert!(
-        e.message.contains("30720-byte memory limit"),
+        e.message.contains("20480-byte memory limit"),
         "{}",
         e.message
     );

@@ -8,6 +8,7 @@ mod formats;
 mod http_api;
 mod oci;
 mod proxy;
+mod refresh;
 mod s3;
 mod support;
 mod versions;

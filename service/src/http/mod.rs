@@ -3,6 +3,7 @@
 mod error;
 mod health;
 mod metrics;
+mod refresh;
 mod sql;
 mod tables;
 
@@ -26,6 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sql", post(sql::post_sql))
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{db}/{table}", get(tables::one))
+        .route("/v1/tables/{db}/{table}/refresh", post(refresh::one))
+        .route("/v1/refresh", post(refresh::all))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)

@@ -1,0 +1,217 @@
+//! Incremental refresh: only added and changed files are read, removed ones dropped, unchanged
+//! ones kept as loaded; the answers equal a fresh full load; a failed refresh keeps serving.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+async fn refresh(server: &TestServer, table: &str) -> Result<Value, (u16, Value)> {
+    let resp = reqwest::Client::new()
+        .post(server.url(&format!("/v1/tables/s/{table}/refresh")))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap();
+    if status == 200 {
+        Ok(v)
+    } else {
+        Err((status, v))
+    }
+}
+
+fn csv(rows: std::ops::Range<u32>) -> String {
+    let mut s = String::from(
+        "order_id,customer,product,quantity,amount,weight,express,order_date,shipped_at\n",
+    );
+    for i in rows {
+        s.push_str(&format!(
+            "{i},c{},p,{},{}.25,1.5,false,2024-01-02,\n",
+            i % 3,
+            i % 7,
+            i
+        ));
+    }
+    s
+}
+
+#[tokio::test]
+async fn refresh_reads_only_what_changed_and_answers_like_a_full_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.csv"), csv(0..100)).unwrap();
+    std::fs::write(data.join("b.csv"), csv(100..200)).unwrap();
+    std::fs::write(data.join("c.csv"), csv(200..300)).unwrap();
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    let ddl = |t: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE s.{t} {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/')",
+            data.display()
+        )
+    };
+    server.ok(&ddl("t")).await;
+    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+
+    // Nothing changed: nothing read, the version stays.
+    let r = refresh(&server, "t").await.unwrap();
+    assert_eq!(
+        (r["version_before"].clone(), r["version"].clone()),
+        (Value::from(1), Value::from(1))
+    );
+    assert_eq!(
+        (r["files_reused"].as_u64(), r["bytes_read"].as_u64()),
+        (Some(3), Some(0))
+    );
+
+    // One file added, one changed, one removed.
+    std::fs::remove_file(data.join("a.csv")).unwrap();
+    std::fs::write(data.join("b.csv"), csv(100..150)).unwrap();
+    std::fs::write(data.join("d.csv"), csv(300..420)).unwrap();
+    let r = refresh(&server, "t").await.unwrap();
+    assert_eq!(r["kind"], "refresh");
+    assert_eq!(
+        (
+            r["files_added"].as_u64(),
+            r["files_changed"].as_u64(),
+            r["files_removed"].as_u64(),
+            r["files_reused"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1), Some(1))
+    );
+    let changed_bytes = std::fs::metadata(data.join("b.csv")).unwrap().len()
+        + std::fs::metadata(data.join("d.csv")).unwrap().len();
+    assert_eq!(r["bytes_read"].as_u64(), Some(changed_bytes));
+    assert_eq!(
+        (r["rows_added"].as_u64(), r["rows_removed"].as_u64()),
+        (Some(50 + 120), Some(100 + 100))
+    );
+    assert_eq!(
+        (
+            r["version_before"].as_u64(),
+            r["version"].as_u64(),
+            r["rows"].as_u64()
+        ),
+        (Some(1), Some(2), Some(270))
+    );
+
+    // The refreshed table answers exactly what a fresh full load of the same files answers.
+    server.ok(&ddl("fresh")).await;
+    server.ok("ALTER TABLE s.fresh SECONDARY_LOAD").await;
+    let q = |t: &str| format!("SELECT {SELECT_ALL} FROM s.{t} ORDER BY order_id");
+    assert_eq!(server.rows(&q("t")).await, server.rows(&q("fresh")).await);
+
+    // A refresh that fails keeps the version serving and marks the table stale; the next good one clears it.
+    std::fs::write(data.join("e.csv"), "h\n1,too,few\n").unwrap();
+    let (status, e) = refresh(&server, "t").await.unwrap_err();
+    assert_eq!(status, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("e.csv, line 2"),
+        "{e}"
+    );
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.t").await[0][0], 270);
+    let st = server.get("/v1/tables/s/t").await;
+    assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
+    std::fs::remove_file(data.join("e.csv")).unwrap();
+    let r = refresh(&server, "t").await.unwrap();
+    assert_eq!(r["bytes_read"].as_u64(), Some(0), "{r}");
+    let st = server.get("/v1/tables/s/t").await;
+    assert_eq!(st["status"]["status"]["load_status"], "AVAIL_RPDGSTABSTATE");
+    assert_eq!(st["status"]["status"]["last_error"], Value::Null);
+}
+
+#[tokio::test]
+async fn refresh_of_parquet_reads_just_the_new_file_and_refresh_all_covers_loaded_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_sample("parquet/orders-0.parquet", &data.join("p/a.parquet"));
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.p FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/p/')",
+            data.display()
+        ))
+        .await;
+    server.ok(&format!("CREATE EXTERNAL TABLE s.unloaded FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/p/')", data.display())).await;
+    server.ok("ALTER TABLE s.p SECONDARY_LOAD").await;
+    copy_sample("parquet/orders-1.parquet", &data.join("p/b.parquet"));
+    let v: Value = reqwest::Client::new()
+        .post(server.url("/v1/refresh"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tables = v["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 1, "only loaded tables refresh: {v}");
+    let r = &tables[0]["report"];
+    assert_eq!(
+        r["bytes_read"].as_u64(),
+        Some(std::fs::metadata(data.join("p/b.parquet")).unwrap().len())
+    );
+    assert_eq!(
+        (
+            r["files_added"].as_u64(),
+            r["files_reused"].as_u64(),
+            r["rows"].as_u64()
+        ),
+        (Some(1), Some(1), Some(200))
+    );
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.p").await[0][0], 200);
+
+    let (status, e) = refresh(&server, "unloaded").await.unwrap_err();
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (409, Some("table_not_loaded"))
+    );
+}
+
+#[tokio::test]
+async fn refresh_of_delta_follows_new_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_sample("delta/orders", &data.join("orders"));
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server.ok(&format!("CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/orders/')", data.display())).await;
+    server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+    let r = refresh(&server, "d").await.unwrap();
+    assert_eq!(
+        (
+            r["delta_version_before"].as_u64(),
+            r["delta_version"].as_u64(),
+            r["bytes_read"].as_u64()
+        ),
+        (Some(3), Some(3), Some(0))
+    );
+    // A writer other than Tarn commits a delete.
+    let out = std::process::Command::new(python())
+        .args(["-c", "import sys; from deltalake import DeltaTable; DeltaTable(sys.argv[1]).delete('order_id < 20'); import os; os._exit(0)"])
+        .arg(data.join("orders"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = refresh(&server, "d").await.unwrap();
+    assert_eq!(
+        (
+            r["delta_version_before"].as_u64(),
+            r["delta_version"].as_u64()
+        ),
+        (Some(3), Some(4))
+    );
+    let want = reference_rows("delta", &data.join("orders"));
+    let got = server
+        .rows(&format!("SELECT {SELECT_ALL} FROM s.d ORDER BY order_id"))
+        .await;
+    assert_same_rows("delta after refresh", &got, &want);
+}
