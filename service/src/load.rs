@@ -23,7 +23,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::error::{Result, ServiceError};
 use crate::state::AppState;
-use crate::store::{LoadState, Segment, TableVersion};
+use crate::store::{HistoryEntry, LoadState, Segment, TableVersion};
 
 /// What a load or a refresh did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -134,6 +134,12 @@ async fn run(state: &AppState, key: &TableKey, mode: Mode) -> Result<LoadReport>
                 s.load_end = Some(Utc::now());
                 s.last_error = None;
             });
+            entry.record(HistoryEntry {
+                finished_at: Utc::now(),
+                kind: report.kind,
+                report: Some(report.clone()),
+                error: None,
+            });
             info!(table = %key, kind = report.kind, version = report.version, rows = report.rows, bytes = report.bytes,
                   added = report.files_added, changed = report.files_changed, removed = report.files_removed,
                   bytes_read = report.bytes_read, rejected = report.rejected_rows, seconds = report.seconds, "published");
@@ -146,6 +152,16 @@ async fn run(state: &AppState, key: &TableKey, mode: Mode) -> Result<LoadReport>
                 .loads_failed
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             warn!(table = %key, error = %e, serving_previous = serving, "load failed");
+            entry.record(HistoryEntry {
+                finished_at: Utc::now(),
+                kind: if mode == Mode::Load {
+                    "load"
+                } else {
+                    "refresh"
+                },
+                report: None,
+                error: Some(e.to_string()),
+            });
             entry.update_status(|s| {
                 s.load_status = if serving {
                     LoadState::Stale

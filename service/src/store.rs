@@ -295,9 +295,40 @@ pub struct TableEntry {
     /// Bytes of source files read by the load in progress, and how many it will read.
     pub progress: Arc<AtomicU64>,
     progress_total: AtomicU64,
+    history: Mutex<std::collections::VecDeque<HistoryEntry>>,
+}
+
+/// How many loads and refreshes each table remembers.
+pub const HISTORY_LEN: usize = 100;
+
+/// One finished load or refresh: its report, or why it failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub finished_at: DateTime<Utc>,
+    pub kind: &'static str,
+    pub report: Option<crate::load::LoadReport>,
+    pub error: Option<String>,
 }
 
 impl TableEntry {
+    pub fn record(&self, entry: HistoryEntry) {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if h.len() == HISTORY_LEN {
+            h.pop_front();
+        }
+        h.push_back(entry);
+    }
+
+    /// Oldest first.
+    pub fn history(&self) -> Vec<HistoryEntry> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     pub fn start_progress(&self, total_bytes: u64) {
         self.progress.store(0, Ordering::Relaxed);
         self.progress_total
@@ -382,6 +413,7 @@ impl MemoryStore {
                     next_version: AtomicU64::new(0),
                     progress: Arc::new(AtomicU64::new(0)),
                     progress_total: AtomicU64::new(0),
+                    history: Mutex::new(std::collections::VecDeque::new()),
                 })
             })
             .clone()

@@ -122,6 +122,38 @@ async fn refresh_reads_only_what_changed_and_answers_like_a_full_load() {
     let st = server.get("/v1/tables/s/t").await;
     assert_eq!(st["status"]["status"]["load_status"], "AVAIL_RPDGSTABSTATE");
     assert_eq!(st["status"]["status"]["last_error"], Value::Null);
+
+    // The history remembers every load and refresh, newest first over HTTP, in order in SQL.
+    let h = server.get("/v1/tables/s/t/refreshes").await;
+    let kinds: Vec<&str> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["refresh", "refresh", "refresh", "refresh", "load"]);
+    assert!(
+        h["history"][1]["error"].as_str().unwrap().contains("e.csv"),
+        "{h}"
+    );
+    assert_eq!(h["history"][2]["report"]["files_added"], 1);
+    let rows = server
+        .rows("SELECT kind, version, files_added, files_changed, files_removed, bytes_read, error IS NULL FROM performance_schema.tarn_refresh_history WHERE table_name = 't' ORDER BY finished_at")
+        .await;
+    assert_eq!(rows.len(), 5);
+    assert_eq!(
+        rows[2],
+        vec![
+            Value::from("refresh"),
+            2.into(),
+            1.into(),
+            1.into(),
+            1.into(),
+            changed_bytes.into(),
+            true.into()
+        ]
+    );
+    assert_eq!(rows[3][6], false);
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{db}/{table}", get(tables::one))
         .route("/v1/tables/{db}/{table}/refresh", post(refresh::one))
+        .route("/v1/tables/{db}/{table}/refreshes", get(tables::refreshes))
         .route("/v1/refresh", post(refresh::all))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))

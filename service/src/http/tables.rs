@@ -43,3 +43,24 @@ pub async fn one(
         json!({ "definition": def, "status": row, "manifest": manifest }),
     ))
 }
+
+/// `GET /v1/tables/{db}/{table}/refreshes`: the table's last loads and refreshes, newest first.
+pub async fn refreshes(
+    State(state): State<AppState>,
+    Path((db, table)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let key = TableKey::new(db, table);
+    state
+        .catalog
+        .get(&key)
+        .map_err(crate::error::ServiceError::from)?;
+    let mut history = state
+        .memory
+        .get(&key)
+        .map(|e| e.history())
+        .unwrap_or_default();
+    history.reverse();
+    Ok(Json(
+        json!({ "table": key.to_string(), "history": history }),
+    ))
+}

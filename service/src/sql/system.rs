@@ -15,7 +15,12 @@ use tarn_catalog::CatalogStore;
 
 use crate::store::{LoadState, MemoryStore, TableStatus};
 
-pub const TABLES: [&str; 3] = ["rpd_tables", "rpd_table_id", "tarn_rejected_rows"];
+pub const TABLES: [&str; 4] = [
+    "rpd_tables",
+    "rpd_table_id",
+    "tarn_rejected_rows",
+    "tarn_refresh_history",
+];
 
 #[derive(Debug)]
 pub struct SystemSchema {
@@ -146,6 +151,72 @@ impl SystemSchema {
         )
     }
 
+    /// Every table's remembered loads and refreshes, oldest first.
+    fn refresh_history(&self) -> Result<Arc<dyn TableProvider>> {
+        let mut rows = Vec::new();
+        for (_, def) in self.catalog.all_tables() {
+            if let Some(e) = self.memory.get(&def.key) {
+                rows.extend(e.history().into_iter().map(|h| (def.key.clone(), h)));
+            }
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("schema_name", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("finished_at", ts(), false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("version_before", DataType::UInt64, true),
+            Field::new("version", DataType::UInt64, true),
+            Field::new("files_added", DataType::UInt64, true),
+            Field::new("files_changed", DataType::UInt64, true),
+            Field::new("files_removed", DataType::UInt64, true),
+            Field::new("rows_added", DataType::UInt64, true),
+            Field::new("rows_removed", DataType::UInt64, true),
+            Field::new("bytes_read", DataType::UInt64, true),
+            Field::new("seconds", DataType::Float64, true),
+            Field::new("error", DataType::Utf8, true),
+        ]));
+        let rep = |f: &dyn Fn(&crate::load::LoadReport) -> u64| -> ArrayRef {
+            Arc::new(UInt64Array::from_iter(
+                rows.iter().map(|(_, h)| h.report.as_ref().map(f)),
+            ))
+        };
+        mem(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(k, _)| k.database.clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(k, _)| k.table.clone()),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|(_, h)| h.finished_at.timestamp_micros()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|(_, h)| h.kind),
+                )),
+                Arc::new(UInt64Array::from_iter(
+                    rows.iter()
+                        .map(|(_, h)| h.report.as_ref().and_then(|r| r.version_before)),
+                )),
+                rep(&|r| r.version),
+                rep(&|r| r.files_added as u64),
+                rep(&|r| r.files_changed as u64),
+                rep(&|r| r.files_removed as u64),
+                rep(&|r| r.rows_added),
+                rep(&|r| r.rows_removed),
+                rep(&|r| r.bytes_read),
+                Arc::new(Float64Array::from_iter(
+                    rows.iter()
+                        .map(|(_, h)| h.report.as_ref().map(|r| r.seconds)),
+                )),
+                Arc::new(StringArray::from_iter(
+                    rows.iter().map(|(_, h)| h.error.clone()),
+                )),
+            ],
+        )
+    }
+
     fn rejected_rows(&self) -> Result<Arc<dyn TableProvider>> {
         let mut rows = Vec::new();
         for (_, def) in self.catalog.all_tables() {
@@ -200,6 +271,7 @@ impl SchemaProvider for SystemSchema {
             "rpd_tables" => self.rpd_tables().map(Some),
             "rpd_table_id" => self.rpd_table_id().map(Some),
             "tarn_rejected_rows" => self.rejected_rows().map(Some),
+            "tarn_refresh_history" => self.refresh_history().map(Some),
             _ => Ok(None),
         }
     }
