@@ -58,10 +58,13 @@ impl Application {
         let addr = self.local_addr();
         info!(instance = %self.state.config.instance_name, data_dir = %self.state.config.data_dir.display(),
               "listening on http://{addr}");
-        axum::serve(self.listener, http::router(self.state))
+        let scheduler = crate::schedule::spawn(self.state.clone());
+        let served = axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .map_err(|e| ServiceError::Internal(format!("server: {e}")))
+            .map_err(|e| ServiceError::Internal(format!("server: {e}")));
+        scheduler.abort();
+        served
     }
 }
 

@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub instance_name: Option<String>,
     pub memory_limit: Option<String>,
     pub shards: Option<usize>,
+    /// How often tables without their own REFRESH_INTERVAL are refreshed, e.g. "5m" [default: never].
+    pub refresh_interval: Option<String>,
     pub allowed_locations: Option<Vec<String>>,
     pub home_region: Option<String>,
     /// PEM files of extra CAs to trust for stores (a private CA, a test server).
@@ -91,6 +93,8 @@ pub struct Config {
     pub instance_name: String,
     pub memory_limit: Option<u64>,
     pub shards: usize,
+    /// Refresh interval of tables that set none themselves.
+    pub refresh_interval: Option<std::time::Duration>,
     pub store: StoreConfig,
     pub tables: Vec<DeclaredTable>,
 }
@@ -172,6 +176,13 @@ impl Config {
                 .unwrap_or_else(host_name),
             memory_limit,
             shards,
+            refresh_interval: file
+                .refresh_interval
+                .map(|s| {
+                    humantime::parse_duration(&s)
+                        .map_err(|e| ServiceError::Config(format!("refresh_interval = '{s}': {e}")))
+                })
+                .transpose()?,
             store: StoreConfig {
                 allowed_locations,
                 home_region: args.home_region.clone().or(file.home_region),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod load;
+pub mod schedule;
 pub mod sql;
 pub mod state;
 pub mod store;

@@ -133,6 +133,7 @@ async fn run(state: &AppState, key: &TableKey, mode: Mode) -> Result<LoadReport>
                 s.load_progress = 100.0;
                 s.load_end = Some(Utc::now());
                 s.last_error = None;
+                s.last_success = s.load_end;
             });
             entry.record(HistoryEntry {
                 finished_at: Utc::now(),

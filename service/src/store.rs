@@ -270,6 +270,12 @@ pub struct TableStatus {
     pub load_end: Option<DateTime<Utc>>,
     /// Why the last load failed, if it did (the published version, if any, still serves).
     pub last_error: Option<String>,
+    /// When a load or refresh last succeeded.
+    pub last_success: Option<DateTime<Utc>>,
+    /// When the scheduler will refresh the table next (tables with a refresh interval).
+    pub next_refresh: Option<DateTime<Utc>>,
+    /// Scheduled refreshes failed in a row (each one waits longer).
+    pub refresh_failures: u32,
 }
 
 impl Default for TableStatus {
@@ -280,6 +286,9 @@ impl Default for TableStatus {
             load_start: None,
             load_end: None,
             last_error: None,
+            last_success: None,
+            next_refresh: None,
+            refresh_failures: 0,
         }
     }
 }

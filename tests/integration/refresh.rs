@@ -247,3 +247,69 @@ async fn refresh_of_delta_follows_new_commits() {
         .await;
     assert_same_rows("delta after refresh", &got, &want);
 }
+
+#[tokio::test]
+async fn scheduled_refreshes_pick_up_new_files_and_back_off_after_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.csv"), csv(0..10)).unwrap();
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.t {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/') REFRESH_INTERVAL = '200ms'",
+            data.display()
+        ))
+        .await;
+    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+    std::fs::write(data.join("b.csv"), csv(10..25)).unwrap();
+    let count = "SELECT COUNT(*) FROM s.t";
+    wait_until(
+        || {
+            let s = &server;
+            async move { s.rows(count).await[0][0] == 25 }
+        },
+        "the scheduled refresh to add b.csv",
+    )
+    .await;
+    let st = server.get("/v1/tables/s/t").await;
+    assert!(st["status"]["status"]["next_refresh"].is_string(), "{st}");
+    assert!(st["status"]["status"]["last_success"].is_string(), "{st}");
+
+    // A bad file: scheduled refreshes fail, back off, keep serving; fixing it recovers.
+    std::fs::write(data.join("c.csv"), "h\nnot,enough\n").unwrap();
+    wait_until(
+        || {
+            let s = &server;
+            async move {
+                s.get("/v1/tables/s/t").await["status"]["status"]["refresh_failures"].as_u64()
+                    >= Some(2)
+            }
+        },
+        "two failed scheduled refreshes",
+    )
+    .await;
+    let st = server.get("/v1/tables/s/t").await;
+    assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
+    assert!(
+        st["status"]["status"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("c.csv"),
+        "{st}"
+    );
+    assert_eq!(server.rows(count).await[0][0], 25);
+    std::fs::remove_file(data.join("c.csv")).unwrap();
+    wait_until(
+        || {
+            let s = &server;
+            async move {
+                s.get("/v1/tables/s/t").await["status"]["status"]["load_status"]
+                    == "AVAIL_RPDGSTABSTATE"
+            }
+        },
+        "recovery after the bad file is gone",
+    )
+    .await;
+}
