@@ -85,13 +85,7 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
             })
             .collect()
     });
-    let mut out = FileBatches::default();
-    for part in parts {
-        let part = part?;
-        out.batches.extend(part.batches);
-        out.rejected.extend(part.rejected);
-    }
-    Ok(out)
+    FileBatches::concat(parts)
 }
 
 /// Splits `bytes` into about `n` ranges that end just after a line terminator lying outside any

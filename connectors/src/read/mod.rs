@@ -58,6 +58,17 @@ pub(crate) struct RowOrigin<'a> {
 }
 
 impl FileBatches {
+    /// The parts of one file read in parallel, in order; the first failure fails the file.
+    pub(crate) fn concat(parts: Vec<Result<FileBatches>>) -> Result<FileBatches> {
+        let mut out = FileBatches::default();
+        for part in parts {
+            let part = part?;
+            out.batches.extend(part.batches);
+            out.rejected.extend(part.rejected);
+        }
+        Ok(out)
+    }
+
     /// Conforms one decoded batch to the table's schema ([`conform::conform`]) and keeps what
     /// survives; `pre_rejected` rows were found bad while decoding.
     pub(crate) fn push(

@@ -139,12 +139,7 @@ fn decode(bytes: Bytes, file: &FileEntry, opts: &ReadOptions) -> Result<FileBatc
             })
             .collect()
     });
-    let mut out = FileBatches::default();
-    for part in parts {
-        let part = part?;
-        out.batches.extend(part.batches);
-        out.rejected.extend(part.rejected);
-    }
+    let out = FileBatches::concat(parts)?;
     opts.advance(file.size.saturating_sub(counted.load(Ordering::Relaxed)));
     Ok(out)
 }
