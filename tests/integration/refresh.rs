@@ -313,3 +313,39 @@ async fn scheduled_refreshes_pick_up_new_files_and_back_off_after_failures() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn queries_refresh_tables_older_than_their_max_staleness_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("fresh")).unwrap();
+    std::fs::create_dir_all(data.join("lazy")).unwrap();
+    for d in ["fresh", "lazy"] {
+        std::fs::write(data.join(d).join("a.csv"), csv(0..10)).unwrap();
+    }
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    for (t, staleness) in [("fresh", "100ms"), ("lazy", "1h")] {
+        server
+            .ok(&format!(
+                "CREATE EXTERNAL TABLE s.{t} {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/{t}/') MAX_STALENESS = '{staleness}'",
+                data.display()
+            ))
+            .await;
+        server
+            .ok(&format!("ALTER TABLE s.{t} SECONDARY_LOAD"))
+            .await;
+        std::fs::write(data.join(t).join("b.csv"), csv(10..25)).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    // The first query after the staleness bound sees the new file; the lazy table is within its bound.
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.fresh").await[0][0], 25);
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.lazy").await[0][0], 10);
+
+    // A refresh on read that fails answers from the loaded version and marks the table stale.
+    std::fs::write(data.join("fresh").join("c.csv"), "h\nbad,row\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.fresh").await[0][0], 25);
+    let st = server.get("/v1/tables/s/fresh").await;
+    assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
+}

@@ -113,6 +113,7 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
     let stmt = parse_statement(sql)?;
     match stmt {
         Statement::Query(q) => {
+            refresh_stale_tables(state, &q).await;
             let df = state.ctx.sql(&q).await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
@@ -196,6 +197,41 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             "USE is not supported: each request stands alone, so name tables as database.table"
                 .into(),
         )),
+    }
+}
+
+/// Refresh on read: every table the query names whose `MAX_STALENESS` has passed since its last
+/// load or refresh attempt is refreshed first. A refresh that fails leaves the query to the
+/// loaded version (and the table marked stale), so reads never fail because a store is down.
+async fn refresh_stale_tables(state: &AppState, sql: &str) {
+    let session = state.ctx.state();
+    let Ok(stmt) = session.sql_to_statement(sql, &datafusion::config::Dialect::MySQL) else {
+        return;
+    };
+    let Ok(refs) = session.resolve_table_references(&stmt) else {
+        return;
+    };
+    for r in refs {
+        let Some(db) = r.schema() else { continue };
+        let key = tarn_catalog::TableKey::new(db, r.table());
+        let Ok(def) = state.catalog.get(&key) else {
+            continue;
+        };
+        let Some(max) = def.options.max_staleness else {
+            continue;
+        };
+        let Some(entry) = state.memory.get(&key) else {
+            continue;
+        };
+        if entry.current().is_none() {
+            continue;
+        }
+        let checked = entry.status().load_end;
+        let stale =
+            checked.is_none_or(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default() > max);
+        if stale && let Err(e) = load::refresh_table(state, &key).await {
+            tracing::warn!(table = %key, error = %e, "refresh on read failed; answering from the loaded version");
+        }
     }
 }
 
