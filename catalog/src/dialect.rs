@@ -76,6 +76,13 @@ pub enum Statement {
     Use {
         database: String,
     },
+    /// `CALL sys.HEATWAVE_LOAD(CAST('<input_list>' AS JSON), JSON_OBJECT('refresh_external_tables', TRUE))`:
+    /// load (or, with `refresh_external_tables`, refresh) the listed databases and tables.
+    HeatwaveLoad {
+        /// Per database, the tables named (empty: every table of it).
+        input: Vec<(String, Vec<String>)>,
+        refresh: bool,
+    },
     /// Anything else: a query for the engine, passed on as written.
     Query(String),
 }
@@ -168,6 +175,8 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         Statement::Describe {
             table: table_ref(&mut p)?,
         }
+    } else if is_word(&p.peek_token().token, "CALL") {
+        return parse_call(sql);
     } else if p.parse_keyword(Keyword::USE) {
         Statement::Use {
             database: ident(&mut p)?,
@@ -197,6 +206,138 @@ fn is_table_name_then_end(p: &Parser) -> bool {
         && (1..6)
             .take_while(|i| !matches!(p.peek_nth_token(*i).token, Token::EOF | Token::SemiColon))
             .all(|i| matches!(p.peek_nth_token(i).token, Token::Word(_) | Token::Period))
+}
+
+/// `CALL sys.HEATWAVE_LOAD(input_list, options)`, parsed by sqlparser; the input list is HeatWave's
+/// JSON (`[{"db_name": "d", "tables": [{"table_name": "t"}]}]`), given inline (user variables do
+/// not outlive a request).
+fn parse_call(sql: &str) -> Result<Statement> {
+    use datafusion::sql::sqlparser::ast::{
+        CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement as Sql,
+        Value as V,
+    };
+    let dialect = MySqlDialect {};
+    let stmt = Parser::new(&dialect).try_with_sql(sql)?.parse_statement()?;
+    let Sql::Call(f) = stmt else {
+        return Err(CatalogError::invalid(
+            "expected CALL sys.HEATWAVE_LOAD(...)",
+        ));
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("sys.heatwave_load") {
+        return Err(CatalogError::invalid(format!(
+            "unknown procedure {}: Tarn knows sys.HEATWAVE_LOAD",
+            f.name
+        )));
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(CatalogError::invalid(
+            "sys.HEATWAVE_LOAD takes (input_list, options)",
+        ));
+    };
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let string = |e: &Expr| -> Option<String> {
+        let e = match e {
+            Expr::Cast {
+                expr,
+                kind: CastKind::Cast,
+                ..
+            } => expr.as_ref(),
+            other => other,
+        };
+        match e {
+            Expr::Value(v) => match &v.value {
+                V::SingleQuotedString(s) | V::DoubleQuotedString(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let Some(input) = args.first().and_then(|e| string(e)) else {
+        return Err(CatalogError::invalid(
+            "sys.HEATWAVE_LOAD needs its input list inline, e.g. CAST('[{\"db_name\": \"d\"}]' AS JSON): \
+             user variables do not outlive a request",
+        ));
+    };
+    let json: serde_json::Value = serde_json::from_str(&input)
+        .map_err(|e| CatalogError::invalid(format!("the input list is not valid JSON: {e}")))?;
+    let entries = json
+        .as_array()
+        .ok_or_else(|| CatalogError::invalid("the input list must be a JSON array"))?;
+    let mut out = Vec::new();
+    for e in entries {
+        let db = e
+            .get("db_name")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| CatalogError::invalid("each input list entry needs \"db_name\""))?;
+        let tables = e
+            .get("tables")
+            .and_then(|t| t.as_array())
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| {
+                        t.get("table_name")
+                            .and_then(|n| n.as_str())
+                            .map(str::to_lowercase)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((db.to_lowercase(), tables));
+    }
+    // Options: JSON_OBJECT('refresh_external_tables', TRUE, ...), or a JSON string.
+    let mut refresh = false;
+    if let Some(opt) = args.get(1) {
+        let pairs: Vec<(String, bool)> = match opt {
+            Expr::Function(func) if func.name.to_string().eq_ignore_ascii_case("json_object") => {
+                let FunctionArguments::List(l) = &func.args else {
+                    return Err(CatalogError::invalid("JSON_OBJECT needs arguments"));
+                };
+                let vals: Vec<&Expr> = l
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                        _ => None,
+                    })
+                    .collect();
+                vals.chunks(2)
+                    .filter_map(|kv| {
+                        let k = string(kv[0])?;
+                        let v = match kv.get(1)? {
+                            Expr::Value(v) => {
+                                matches!(&v.value, V::Boolean(true)) || v.value.to_string() == "1"
+                            }
+                            _ => false,
+                        };
+                        Some((k, v))
+                    })
+                    .collect()
+            }
+            other => match string(other)
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            {
+                Some(serde_json::Value::Object(m)) => m
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_bool().unwrap_or(false)))
+                    .collect(),
+                _ => Vec::new(),
+            },
+        };
+        refresh = pairs
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("refresh_external_tables") && *v);
+    }
+    Ok(Statement::HeatwaveLoad {
+        input: out,
+        refresh,
+    })
 }
 
 fn word(t: &Token) -> Option<String> {
@@ -906,6 +1047,30 @@ mod tests {
             parse_statement("select 1;").unwrap(),
             Statement::Query("select 1".into())
         );
+    }
+
+    #[test]
+    fn heatwave_load_call() {
+        let s = parse_statement(
+            r#"CALL sys.HEATWAVE_LOAD(CAST('[{"db_name": "Sales", "tables": [{"table_name": "Orders"}]}, {"db_name": "hr"}]' AS JSON), JSON_OBJECT('refresh_external_tables', TRUE))"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            Statement::HeatwaveLoad {
+                input: vec![
+                    ("sales".into(), vec!["orders".into()]),
+                    ("hr".into(), vec![])
+                ],
+                refresh: true
+            }
+        );
+        let e = parse_statement("CALL sys.HEATWAVE_LOAD(CAST(@input_list AS JSON), NULL)")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("input list inline"), "{e}");
+        let e = parse_statement("CALL sys.other()").unwrap_err().to_string();
+        assert!(e.contains("unknown procedure sys.other"), "{e}");
     }
 
     #[test]

@@ -349,3 +349,57 @@ async fn queries_refresh_tables_older_than_their_max_staleness_first() {
     let st = server.get("/v1/tables/s/fresh").await;
     assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
 }
+
+#[tokio::test]
+async fn heatwave_load_call_loads_and_refreshes_listed_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for t in ["a", "b"] {
+        std::fs::create_dir_all(data.join(t)).unwrap();
+        std::fs::write(data.join(t).join("1.csv"), csv(0..10)).unwrap();
+    }
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    for t in ["a", "b"] {
+        server
+            .ok(&format!(
+                "CREATE EXTERNAL TABLE s.{t} {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/{t}/')",
+                data.display()
+            ))
+            .await;
+    }
+    // Without options: every table of the database that is not loaded gets loaded.
+    let r = server
+        .rows(r#"CALL sys.HEATWAVE_LOAD(CAST('[{"db_name": "s"}]' AS JSON), NULL)"#)
+        .await;
+    assert_eq!(
+        r.iter()
+            .map(|row| (row[0].clone(), row[1].clone(), row[3].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("s.a".into(), "load".into(), 10.into()),
+            ("s.b".into(), "load".into(), 10.into()),
+        ]
+    );
+    std::fs::write(data.join("a").join("2.csv"), csv(10..15)).unwrap();
+    let call = r#"CALL sys.HEATWAVE_LOAD(CAST('[{"db_name": "s", "tables": [{"table_name": "a"}]}]' AS JSON), JSON_OBJECT('refresh_external_tables', TRUE))"#;
+    let r = server.rows(call).await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0][1].as_str(), r[0][2].as_u64(), r[0][3].as_u64()),
+        (Some("refresh"), Some(2), Some(15))
+    );
+    assert_eq!(
+        r[0][4].as_u64(),
+        Some(
+            std::fs::metadata(data.join("a").join("2.csv"))
+                .unwrap()
+                .len()
+        )
+    );
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.a").await[0][0], 15);
+    let e = server
+        .err(r#"CALL sys.HEATWAVE_LOAD(CAST('[{"db_name": "nope"}]' AS JSON), NULL)"#)
+        .await;
+    assert_eq!(e.code, "not_found");
+}

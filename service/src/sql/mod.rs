@@ -193,11 +193,81 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             load::unload_table(state, &table.resolve(None)?).await?;
             Ok(QueryOutput::empty())
         }
+        Statement::HeatwaveLoad { input, refresh } => heatwave_load(state, &input, refresh).await,
         Statement::Use { .. } => Err(ServiceError::BadRequest(
             "USE is not supported: each request stands alone, so name tables as database.table"
                 .into(),
         )),
     }
+}
+
+/// `CALL sys.HEATWAVE_LOAD`: loads the listed tables that are not loaded, or with
+/// `refresh_external_tables` refreshes the listed tables that are. One row per table with what
+/// was done; a table that fails does not stop the others.
+async fn heatwave_load(
+    state: &AppState,
+    input: &[(String, Vec<String>)],
+    refresh: bool,
+) -> Result<QueryOutput> {
+    let mut keys = Vec::new();
+    for (db, tables) in input {
+        let names = if tables.is_empty() {
+            state.catalog.tables(db)?
+        } else {
+            tables.clone()
+        };
+        for t in names {
+            let key = tarn_catalog::TableKey::new(db, &t);
+            state.catalog.get(&key)?;
+            keys.push(key);
+        }
+    }
+    let (mut names, mut actions, mut versions, mut rows, mut read, mut errors) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for key in keys {
+        let loaded = state.memory.get(&key).and_then(|e| e.current()).is_some();
+        let result = match (refresh, loaded) {
+            (true, true) => Some(load::refresh_table(state, &key).await),
+            (false, false) => Some(load::load_table(state, &key).await),
+            _ => None,
+        };
+        names.push(key.to_string());
+        match result {
+            None => {
+                actions.push(if refresh {
+                    "skipped: not loaded"
+                } else {
+                    "skipped: already loaded"
+                });
+                versions.push(None);
+                rows.push(None);
+                read.push(None);
+                errors.push(None);
+            }
+            Some(Ok(r)) => {
+                actions.push(r.kind);
+                versions.push(Some(r.version));
+                rows.push(Some(r.rows));
+                read.push(Some(r.bytes_read));
+                errors.push(None);
+            }
+            Some(Err(e)) => {
+                actions.push(if refresh { "refresh" } else { "load" });
+                versions.push(None);
+                rows.push(None);
+                read.push(None);
+                errors.push(Some(e.to_string()));
+            }
+        }
+    }
+    QueryOutput::single(vec![
+        ("table", strings(names)),
+        ("action", strings(actions)),
+        ("version", Arc::new(UInt64Array::from(versions)) as ArrayRef),
+        ("rows", Arc::new(UInt64Array::from(rows))),
+        ("bytes_read", Arc::new(UInt64Array::from(read))),
+        ("error", Arc::new(StringArray::from(errors))),
+    ])
 }
 
 /// Refresh on read: every table the query names whose `MAX_STALENESS` has passed since its last
