@@ -208,13 +208,26 @@ fn is_table_name_then_end(p: &Parser) -> bool {
             .all(|i| matches!(p.peek_nth_token(i).token, Token::Word(_) | Token::Period))
 }
 
+/// Positional arguments of a call that are plain expressions.
+fn unnamed_args(
+    l: &datafusion::sql::sqlparser::ast::FunctionArgumentList,
+) -> Vec<&datafusion::sql::sqlparser::ast::Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr};
+    l.args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `CALL sys.HEATWAVE_LOAD(input_list, options)`, parsed by sqlparser; the input list is HeatWave's
 /// JSON (`[{"db_name": "d", "tables": [{"table_name": "t"}]}]`), given inline (user variables do
 /// not outlive a request).
 fn parse_call(sql: &str) -> Result<Statement> {
     use datafusion::sql::sqlparser::ast::{
-        CastKind, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement as Sql,
-        Value as V,
+        CastKind, Expr, FunctionArguments, Statement as Sql, Value as V,
     };
     let dialect = MySqlDialect {};
     let stmt = Parser::new(&dialect).try_with_sql(sql)?.parse_statement()?;
@@ -234,14 +247,7 @@ fn parse_call(sql: &str) -> Result<Statement> {
             "sys.HEATWAVE_LOAD takes (input_list, options)",
         ));
     };
-    let args: Vec<&Expr> = list
-        .args
-        .iter()
-        .filter_map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let args = unnamed_args(list);
     let string = |e: &Expr| -> Option<String> {
         let e = match e {
             Expr::Cast {
@@ -299,15 +305,8 @@ fn parse_call(sql: &str) -> Result<Statement> {
                 let FunctionArguments::List(l) = &func.args else {
                     return Err(CatalogError::invalid("JSON_OBJECT needs arguments"));
                 };
-                let vals: Vec<&Expr> = l
-                    .args
-                    .iter()
-                    .filter_map(|a| match a {
-                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                        _ => None,
-                    })
-                    .collect();
-                vals.chunks(2)
+                unnamed_args(l)
+                    .chunks(2)
                     .filter_map(|kv| {
                         let k = string(kv[0])?;
                         let v = match kv.get(1)? {

@@ -59,6 +59,16 @@ enum Mode {
     Refresh,
 }
 
+impl Mode {
+    /// The name reports, history and logs use.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Refresh => "refresh",
+        }
+    }
+}
+
 /// Loads (or reloads everything of) `key`. Two loads or refreshes of one table never run at once:
 /// the second waits.
 pub async fn load_table(state: &AppState, key: &TableKey) -> Result<LoadReport> {
@@ -90,7 +100,7 @@ async fn run(state: &AppState, key: &TableKey, mode: Mode) -> Result<LoadReport>
         s.load_start = Some(Utc::now());
         s.load_end = None;
     });
-    let span = info_span!("load", table = %key, kind = if mode == Mode::Load { "load" } else { "refresh" });
+    let span = info_span!("load", table = %key, kind = mode.name());
     let base = if mode == Mode::Refresh {
         previous.as_deref()
     } else {
@@ -102,11 +112,7 @@ async fn run(state: &AppState, key: &TableKey, mode: Mode) -> Result<LoadReport>
     match result {
         Ok((next, mut report)) => {
             report.table = key.to_string();
-            report.kind = if mode == Mode::Load {
-                "load"
-            } else {
-                "refresh"
-            };
+            report.kind = mode.name();
             report.version_before = previous.as_ref().map(|v| v.version);
             report.delta_version_before = previous.as_ref().and_then(|v| v.manifest.delta_version);
             let published = match next {
@@ -155,11 +161,7 @@ async fn run(state: &AppState, key: &TableKey, mode: Mode) -> Result<LoadReport>
             warn!(table = %key, error = %e, serving_previous = serving, "load failed");
             entry.record(HistoryEntry {
                 finished_at: Utc::now(),
-                kind: if mode == Mode::Load {
-                    "load"
-                } else {
-                    "refresh"
-                },
+                kind: mode.name(),
                 report: None,
                 error: Some(e.to_string()),
             });
