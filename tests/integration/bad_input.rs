@@ -31,10 +31,6 @@ async fn assert_previous_answers(server: &TestServer) {
     assert_eq!(r[0][1], 1305, "previous version changed");
 }
 
-async fn status(server: &TestServer) -> Value {
-    server.get("/v1/tables/s/t").await["status"].clone()
-}
-
 #[tokio::test]
 async fn malformed_ddl_says_where_and_what() {
     let tmp = tempfile::tempdir().unwrap();
@@ -105,15 +101,7 @@ async fn csv_with_wrong_column_count_names_file_and_line() {
         e.message
     );
     assert_previous_answers(&server).await;
-    let st = status(&server).await;
-    assert_eq!(st["status"]["load_status"], "STALE_RPDGSTABSTATE");
-    assert!(
-        st["status"]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("b.csv, line 3"),
-        "{st}"
-    );
+    server.assert_stale("s", "t", "b.csv, line 3").await;
 }
 
 #[tokio::test]

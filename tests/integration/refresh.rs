@@ -114,8 +114,7 @@ async fn refresh_reads_only_what_changed_and_answers_like_a_full_load() {
         "{e}"
     );
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.t").await[0][0], 270);
-    let st = server.get("/v1/tables/s/t").await;
-    assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
+    server.assert_stale("s", "t", "e.csv, line 2").await;
     std::fs::remove_file(data.join("e.csv")).unwrap();
     let r = refresh(&server, "t").await.unwrap();
     assert_eq!(r["bytes_read"].as_u64(), Some(0), "{r}");
@@ -282,32 +281,18 @@ async fn scheduled_refreshes_pick_up_new_files_and_back_off_after_failures() {
     wait_until(
         || {
             let s = &server;
-            async move {
-                s.get("/v1/tables/s/t").await["status"]["status"]["refresh_failures"].as_u64()
-                    >= Some(2)
-            }
+            async move { s.table_status("s", "t").await["refresh_failures"].as_u64() >= Some(2) }
         },
         "two failed scheduled refreshes",
     )
     .await;
-    let st = server.get("/v1/tables/s/t").await;
-    assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
-    assert!(
-        st["status"]["status"]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("c.csv"),
-        "{st}"
-    );
+    server.assert_stale("s", "t", "c.csv").await;
     assert_eq!(server.rows(count).await[0][0], 25);
     std::fs::remove_file(data.join("c.csv")).unwrap();
     wait_until(
         || {
             let s = &server;
-            async move {
-                s.get("/v1/tables/s/t").await["status"]["status"]["load_status"]
-                    == "AVAIL_RPDGSTABSTATE"
-            }
+            async move { s.table_status("s", "t").await["load_status"] == "AVAIL_RPDGSTABSTATE" }
         },
         "recovery after the bad file is gone",
     )
@@ -346,8 +331,7 @@ async fn queries_refresh_tables_older_than_their_max_staleness_first() {
     std::fs::write(data.join("fresh").join("c.csv"), "h\nbad,row\n").unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.fresh").await[0][0], 25);
-    let st = server.get("/v1/tables/s/fresh").await;
-    assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
+    server.assert_stale("s", "fresh", "c.csv").await;
 }
 
 #[tokio::test]

@@ -321,15 +321,7 @@ async fn store_failures_fail_with_the_location_named_and_loaded_data_keeps_answe
         e.message
     );
     assert_loaded_answers(&server).await;
-    let st = server.get("/v1/tables/s/t").await;
-    assert_eq!(st["status"]["status"]["load_status"], "STALE_RPDGSTABSTATE");
-    assert!(
-        st["status"]["status"]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("s3://"),
-        "{st}"
-    );
+    server.assert_stale("s", "t", "s3://").await;
 
     // It comes back: the next load succeeds and clears the error.
     proxy.faults.set_down(false).await;

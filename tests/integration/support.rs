@@ -220,6 +220,19 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The `status` object of `GET /v1/tables/{db}/{table}` (load status, progress, last error...).
+    pub async fn table_status(&self, db: &str, table: &str) -> Value {
+        self.get(&format!("/v1/tables/{db}/{table}")).await["status"]["status"].clone()
+    }
+
+    /// The table still serves its loaded version, marked stale, and its last error names `cause`.
+    pub async fn assert_stale(&self, db: &str, table: &str, cause: &str) {
+        let st = self.table_status(db, table).await;
+        assert_eq!(st["load_status"], "STALE_RPDGSTABSTATE", "{st}");
+        let err = st["last_error"].as_str().unwrap_or_default();
+        assert!(err.contains(cause), "last error should name {cause}: {st}");
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))
