@@ -113,8 +113,13 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
     let stmt = parse_statement(sql)?;
     match stmt {
         Statement::Query(q) => {
-            refresh_stale_tables(state, &q).await;
-            let df = state.ctx.sql(&q).await?;
+            // Parsed once: the statement names the tables to refresh first, then is planned.
+            let session = state.ctx.state();
+            let stmt = session.sql_to_statement(&q, &datafusion::config::Dialect::MySQL)?;
+            refresh_stale_tables(state, &session, &stmt).await;
+            // Planned after the refreshes, so the plan pins the versions they published.
+            let plan = state.ctx.state().statement_to_plan(stmt).await?;
+            let df = state.ctx.execute_logical_plan(plan).await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
             Ok(QueryOutput { schema, batches })
@@ -273,12 +278,12 @@ async fn heatwave_load(
 /// Refresh on read: every table the query names whose `MAX_STALENESS` has passed since its last
 /// load or refresh attempt is refreshed first. A refresh that fails leaves the query to the
 /// loaded version (and the table marked stale), so reads never fail because a store is down.
-async fn refresh_stale_tables(state: &AppState, sql: &str) {
-    let session = state.ctx.state();
-    let Ok(stmt) = session.sql_to_statement(sql, &datafusion::config::Dialect::MySQL) else {
-        return;
-    };
-    let Ok(refs) = session.resolve_table_references(&stmt) else {
+async fn refresh_stale_tables(
+    state: &AppState,
+    session: &datafusion::execution::SessionState,
+    stmt: &datafusion::sql::parser::Statement,
+) {
+    let Ok(refs) = session.resolve_table_references(stmt) else {
         return;
     };
     for r in refs {
