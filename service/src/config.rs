@@ -251,5 +251,19 @@ ddl = "CREATE DATABASE x"
         std::fs::write(&path, "lisen = 1").unwrap();
         let e = Config::load(&args).unwrap_err().to_string();
         assert!(e.contains("unknown field `lisen`"), "{e}");
+
+        std::fs::write(&path, "refresh_interval = \"soon\"").unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(
+            e.starts_with("configuration: refresh_interval = 'soon'"),
+            "{e}"
+        );
+
+        std::fs::write(&path, "ca_certificates = [\"/nonexistent/ca.pem\"]").unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("ca_certificates: cannot read /nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 }
