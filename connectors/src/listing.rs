@@ -39,6 +39,9 @@ impl FileEntry {
 pub struct Manifest {
     pub files: Vec<FileEntry>,
     pub delta_version: Option<u64>,
+    /// For Delta, the schema, partition columns and protocol the files were written under.
+    #[serde(default)]
+    pub delta_layout: Option<String>,
 }
 
 impl Manifest {

@@ -39,6 +39,9 @@ pub enum ServiceError {
     #[error("{0}")]
     BadRequest(String),
 
+    #[error("{0}")]
+    NotFound(String),
+
     #[error("configuration: {0}")]
     Config(String),
 
@@ -47,6 +50,10 @@ pub enum ServiceError {
 
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// One outcome answered to several callers (a refresh that coalesced their triggers).
+    #[error(transparent)]
+    Shared(std::sync::Arc<ServiceError>),
 }
 
 impl From<DataFusionError> for ServiceError {
@@ -70,6 +77,7 @@ impl ServiceError {
     fn root(&self) -> &ServiceError {
         match self {
             Self::LoadFailed { source, .. } => source.root(),
+            Self::Shared(inner) => inner.root(),
             other => other,
         }
     }
@@ -101,6 +109,7 @@ impl ServiceError {
             Self::NotLoaded { .. } => "table_not_loaded",
             Self::MemoryLimit { .. } => "memory_limit",
             Self::BadRequest(_) => "bad_request",
+            Self::NotFound(_) => "not_found",
             Self::Config(_) => "config",
             Self::Query(e) => match e.find_root() {
                 DataFusionError::Plan(_)
@@ -110,7 +119,7 @@ impl ServiceError {
                 DataFusionError::ResourcesExhausted(_) => "resources_exhausted",
                 _ => "internal",
             },
-            Self::Internal(_) | Self::LoadFailed { .. } => "internal",
+            Self::Internal(_) | Self::LoadFailed { .. } | Self::Shared(_) => "internal",
         }
     }
 

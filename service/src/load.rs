@@ -10,8 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use chrono::Utc;
+use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt};
 use object_store::ObjectStore;
 use serde::Serialize;
@@ -50,6 +51,12 @@ pub struct LoadReport {
     /// Bytes of source files read.
     pub bytes_read: u64,
     pub rejected_rows: usize,
+    /// Columns the refresh added to the table (additive schema evolution).
+    pub columns_added: usize,
+    /// For Delta, why the log was read from its latest checkpoint instead of from the loaded
+    /// version (the commits since it were cleaned up, for one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_fallback: Option<String>,
     pub seconds: f64,
 }
 
@@ -77,15 +84,135 @@ pub async fn load_table(state: &AppState, key: &TableKey) -> Result<LoadReport> 
 
 /// Refreshes a loaded table: lists its files again, reads only added and changed ones, drops
 /// removed ones, keeps every unchanged file's data without copying it, and publishes the result
-/// (or nothing, when nothing changed). Delta tables compare table versions and read the new one.
+/// (or nothing, when nothing changed). Waits for the refresh [`request_refresh`] starts or joins.
 pub async fn refresh_table(state: &AppState, key: &TableKey) -> Result<LoadReport> {
-    run(state, key, Mode::Refresh).await
+    request_refresh(state, key)?.wait().await
+}
+
+type SharedResult = Shared<BoxFuture<'static, Result<LoadReport, Arc<ServiceError>>>>;
+
+/// A refresh that was asked for. It runs whether or not anyone waits for it.
+#[derive(Clone)]
+pub struct RefreshJob {
+    pub id: u64,
+    pub table: TableKey,
+    pub requested_at: chrono::DateTime<Utc>,
+    result: SharedResult,
+}
+
+impl std::fmt::Debug for RefreshJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshJob")
+            .field("id", &self.id)
+            .field("table", &self.table)
+            .field("done", &self.result.peek().is_some())
+            .finish()
+    }
+}
+
+impl RefreshJob {
+    /// Waits for the refresh to finish.
+    pub async fn wait(&self) -> Result<LoadReport> {
+        self.result.clone().await.map_err(ServiceError::Shared)
+    }
+
+    /// The outcome, once there is one.
+    pub fn outcome(&self) -> Option<Result<LoadReport, Arc<ServiceError>>> {
+        self.result.peek().cloned()
+    }
+}
+
+/// Asks for a refresh of `key`. Triggers coalesce: while a refresh waits to start (behind a
+/// running load or refresh of the table), every further trigger joins it instead of queueing
+/// another, so a burst of triggers costs at most one refresh after the running one, and each
+/// trigger is answered by a refresh that listed the files after it arrived.
+pub fn request_refresh(state: &AppState, key: &TableKey) -> Result<RefreshJob> {
+    state.catalog.get(key)?;
+    let entry = state.memory.entry(key);
+    let mut pending = entry
+        .pending_refresh
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(job) = pending.as_ref() {
+        state
+            .memory
+            .refreshes_coalesced
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(job.clone());
+    }
+    let result: SharedResult = {
+        let (state, key, entry) = (state.clone(), key.clone(), entry.clone());
+        async move {
+            let guard = entry.load_lock.lock().await;
+            // Started: triggers from now on need a refresh that lists after them.
+            entry
+                .pending_refresh
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            run_locked(&state, &key, Mode::Refresh, guard)
+                .await
+                .map_err(Arc::new)
+        }
+        .boxed()
+        .shared()
+    };
+    let job = RefreshJob {
+        id: state.memory.jobs.next_id(),
+        table: key.clone(),
+        requested_at: Utc::now(),
+        result: result.clone(),
+    };
+    *pending = Some(job.clone());
+    state.memory.jobs.remember(job.clone());
+    tokio::spawn(result);
+    Ok(job)
+}
+
+/// The refreshes asked for lately, by id, for `?async=true` callers to poll.
+#[derive(Debug, Default)]
+pub struct RefreshJobs {
+    next: std::sync::atomic::AtomicU64,
+    recent: std::sync::Mutex<std::collections::VecDeque<RefreshJob>>,
+}
+
+/// How many refresh requests are remembered for polling.
+pub const JOBS_KEPT: usize = 1000;
+
+impl RefreshJobs {
+    fn next_id(&self) -> u64 {
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    fn remember(&self, job: RefreshJob) {
+        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if r.len() == JOBS_KEPT {
+            r.pop_front();
+        }
+        r.push_back(job);
+    }
+
+    pub fn get(&self, id: u64) -> Option<RefreshJob> {
+        let r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter().find(|j| j.id == id).cloned()
+    }
 }
 
 async fn run(state: &AppState, key: &TableKey, mode: Mode) -> Result<LoadReport> {
+    let entry = state.memory.entry(key);
+    let guard = entry.load_lock.lock().await;
+    run_locked(state, key, mode, guard).await
+}
+
+/// Runs a load or refresh while holding the table's `load_lock` (`_guard`).
+async fn run_locked(
+    state: &AppState,
+    key: &TableKey,
+    mode: Mode,
+    _guard: tokio::sync::MutexGuard<'_, ()>,
+) -> Result<LoadReport> {
     let def = state.catalog.get(key)?;
     let entry = state.memory.entry(key);
-    let _guard = entry.load_lock.lock().await;
     let previous = entry.current();
     if mode == Mode::Refresh && previous.is_none() {
         return Err(ServiceError::NotLoaded { table: key.clone() });
@@ -182,8 +309,18 @@ async fn run(state: &AppState, key: &TableKey, mode: Mode) -> Result<LoadReport>
     }
 }
 
+/// Where a version's files come from: a listing, or a Delta table's log.
+enum Source {
+    Files(Vec<(Arc<dyn ObjectStore>, FileEntry)>),
+    Delta(Box<read::DeltaSnapshot>),
+}
+
 /// Builds the next version of `def`; with `previous`, reuses the segments of files that did not
 /// change. `None` for the version means nothing changed.
+///
+/// Delta tables diff the same way: their files are the `add` actions of the latest version
+/// (reached by replaying only the commits since the loaded one), so a commit's added files are
+/// read, its removed ones dropped, and a file whose deletion vector changed is read again.
 async fn build_version(
     state: &AppState,
     def: &TableDef,
@@ -195,56 +332,234 @@ async fn build_version(
     let mut reservation = state.memory.reserve(key, 0)?;
     let mut report = LoadReport::default();
 
-    if def.format.kind == FormatKind::Delta {
+    let source = if def.format.kind == FormatKind::Delta {
         let spec = &def.files[0];
         let loc = state.stores.check(&spec.uri)?;
         let store = state.stores.store_for(&loc, spec.region.as_deref()).await?;
-        let snap = read::delta_snapshot(store, &loc).await?;
+        let handle = entry.delta_handle();
+        let snap = read::delta_snapshot(store, &loc, handle).await?;
+        entry.set_delta_handle(snap.table.clone());
+        report.delta_fallback = snap.fallback.clone();
         if let Some(prev) = previous
             && prev.manifest.delta_version == Some(snap.version)
         {
             report.files_reused = prev.manifest.files.len();
             return Ok((None, report));
         }
-        // A new Delta version is read whole (its add and remove actions are not applied one by
-        // one yet); the report still says which data files came and went.
-        let before: HashSet<&str> = previous
-            .map(|p| p.manifest.files.iter().map(|f| f.key.as_str()).collect())
-            .unwrap_or_default();
-        let after: HashSet<&str> = snap.manifest.files.iter().map(|f| f.key.as_str()).collect();
-        report.files_added = after.difference(&before).count();
-        report.files_removed = before.difference(&after).count();
-        report.rows_removed = previous.map_or(0, |p| p.rows);
-        report.bytes_read = snap.manifest.total_bytes();
-        let schema = match (declared, previous) {
-            (Some(s), _) => s,
-            (None, Some(p)) => p.schema.clone(),
-            (None, None) => snap.schema.clone(),
-        };
-        let opts = ReadOptions {
-            progress: entry.progress.clone(),
-            ..ReadOptions::new(def.format.clone(), schema.clone(), def.options.strict_load)
-        };
-        entry.start_progress(snap.manifest.total_bytes());
-        let out = read::read_delta(&snap, &loc, &opts).await?;
-        let seg = Segment::new(
-            format!("{}@v{}", loc, snap.version),
-            out.batches,
-            out.rejected,
-        );
-        reservation.grow(key, seg.bytes)?;
-        report.rows_added = seg.rows;
-        let v = TableVersion::build(
-            entry.next_version(),
-            schema,
-            vec![Arc::new(seg)],
-            snap.manifest,
-            state.memory.shards,
-        );
-        return Ok((Some(v), report));
+        Source::Delta(Box::new(snap))
+    } else {
+        Source::Files(list_files(state, def).await?)
+    };
+    let files: Vec<&FileEntry> = match &source {
+        Source::Files(f) => f.iter().map(|f| &f.1).collect(),
+        Source::Delta(s) => s.manifest.files.iter().collect(),
+    };
+
+    // The columns of the next version, and whether the loaded data can be kept under them.
+    let (schema, reuse) = match (&declared, previous, &source) {
+        (Some(s), _, _) => (s.clone(), true),
+        (None, None, Source::Files(listed)) => match listed.first() {
+            Some((store, f)) => (
+                read::infer_schema(store.clone(), f, &def.format).await?,
+                true,
+            ),
+            None => {
+                return Err(ServiceError::BadRequest(format!(
+                    "no files to infer the columns of '{key}' from: declare its columns, or add files"
+                )));
+            }
+        },
+        (None, None, Source::Delta(snap)) => (snap.schema.clone(), true),
+        (None, Some(p), Source::Files(_)) => (p.schema.clone(), true),
+        (None, Some(p), Source::Delta(snap)) => {
+            if p.manifest.delta_layout == snap.manifest.delta_layout {
+                (p.schema.clone(), true)
+            } else {
+                // The schema, partitioning or protocol changed: files written under the old
+                // layout are read again under the new one, if the change is additive.
+                let schema = evolve(&p.schema, &snap.schema, true)
+                    .map_err(|why| schema_changed(key, &def.files[0].uri, &why))?
+                    .unwrap_or_else(|| snap.schema.clone());
+                (schema, false)
+            }
+        }
+    };
+
+    // What the previous version holds of each file, if the file is unchanged (same ETag, or
+    // for Delta the same deletion vector, and size; last-modified is not compared, replication
+    // does not keep it).
+    let prev_files: HashMap<&str, &FileEntry> = previous
+        .filter(|_| reuse)
+        .map(|p| {
+            p.manifest
+                .files
+                .iter()
+                .map(|f| (f.uri.as_str(), f))
+                .collect()
+        })
+        .unwrap_or_default();
+    let prev_segments: HashMap<&str, &Arc<Segment>> = previous
+        .filter(|_| reuse)
+        .map(|p| p.segments.iter().map(|s| (s.file.as_str(), s)).collect())
+        .unwrap_or_default();
+    let unchanged = |f: &FileEntry| {
+        prev_files
+            .get(f.uri.as_str())
+            .is_some_and(|p| p.etag == f.etag && p.size == f.size)
+    };
+    let listed: HashSet<&str> = files.iter().map(|f| f.uri.as_str()).collect();
+    if let Some(p) = previous {
+        for seg in p
+            .segments
+            .iter()
+            .filter(|s| !listed.contains(s.file.as_str()))
+        {
+            report.files_removed += 1;
+            report.rows_removed += seg.rows;
+        }
+        if !reuse {
+            // Nothing is kept: every file still listed counts as changed.
+            report.rows_removed = p.rows;
+        }
+    }
+    if previous.is_some()
+        && reuse
+        && report.files_removed == 0
+        && files.iter().all(|f| unchanged(f))
+    {
+        report.files_reused = files.len();
+        return Ok((None, report));
     }
 
-    // List every FILES entry first: nothing is read unless all of them resolve.
+    let mut schema = schema;
+    let manifest = match &source {
+        Source::Files(f) => Manifest {
+            files: f.iter().map(|f| f.1.clone()).collect(),
+            ..Default::default()
+        },
+        Source::Delta(s) => s.manifest.clone(),
+    };
+    let mut segments: Vec<Option<Arc<Segment>>> = Vec::with_capacity(files.len());
+    let mut to_read = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        match prev_segments.get(f.uri.as_str()).filter(|_| unchanged(f)) {
+            Some(seg) => {
+                report.files_reused += 1;
+                segments.push(Some(Arc::clone(seg)));
+            }
+            None => {
+                let known =
+                    previous.is_some_and(|p| p.manifest.files.iter().any(|p| p.uri == f.uri));
+                if known {
+                    report.files_changed += 1;
+                    report.rows_removed += prev_segments.get(f.uri.as_str()).map_or(0, |s| s.rows);
+                } else {
+                    report.files_added += 1;
+                }
+                report.bytes_read += f.size;
+                segments.push(None);
+                to_read.push(i);
+            }
+        }
+    }
+
+    // Parquet tables whose columns were inferred take new columns from new files (additive
+    // evolution): the footer says which, and data already loaded gets NULLs in them.
+    if let (None, Some(_), Source::Files(listed)) = (&declared, previous, &source)
+        && def.format.kind == FormatKind::Parquet
+    {
+        for &i in &to_read {
+            let (store, f) = &listed[i];
+            let found = read::infer_schema(store.clone(), f, &def.format).await?;
+            if let Some(wider) =
+                evolve(&schema, &found, false).map_err(|why| schema_changed(key, &f.uri, &why))?
+            {
+                info!(table = %key, file = %f.uri, columns = wider.fields().len(), "new columns");
+                schema = wider;
+            }
+        }
+        if let Some(p) = previous
+            && p.schema.fields().len() != schema.fields().len()
+        {
+            report.columns_added = schema.fields().len() - p.schema.fields().len();
+            for seg in segments.iter_mut().flatten() {
+                *seg = Arc::new(seg.widen(&schema));
+            }
+        }
+    }
+    if let (Some(p), Source::Delta(_)) = (previous, &source) {
+        report.columns_added = schema
+            .fields()
+            .len()
+            .saturating_sub(p.schema.fields().len());
+    }
+
+    let opts = ReadOptions {
+        progress: entry.progress.clone(),
+        ..ReadOptions::new(def.format.clone(), schema.clone(), def.options.strict_load)
+    };
+    entry.start_progress(2 * report.bytes_read.max(1));
+    info!(
+        files = manifest.files.len(),
+        reading = to_read.len(),
+        bytes = report.bytes_read,
+        "reading"
+    );
+    match &source {
+        Source::Files(listed) => {
+            let parallel = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                * 2;
+            let reads: Vec<futures::future::BoxFuture<'static, _>> = to_read
+                .iter()
+                .map(|&i| {
+                    let (store, f) = listed[i].clone();
+                    read_one(store, f, opts.clone())
+                        .map(move |r| (i, r))
+                        .boxed()
+                })
+                .collect();
+            let mut reads = futures::stream::iter(reads).buffered(parallel);
+            while let Some((i, (f, out))) = reads.next().await {
+                let out = out?;
+                let seg = Segment::new(f.uri.clone(), out.batches, out.rejected);
+                reservation.grow(key, seg.bytes)?;
+                report.rows_added += seg.rows;
+                segments[i] = Some(Arc::new(seg));
+            }
+        }
+        Source::Delta(snap) => {
+            let outs = read::read_delta_files(snap, &to_read, &opts).await?;
+            for (&i, out) in to_read.iter().zip(outs) {
+                let seg = Segment::new(files[i].uri.clone(), out.batches, out.rejected);
+                reservation.grow(key, seg.bytes)?;
+                report.rows_added += seg.rows;
+                segments[i] = Some(Arc::new(seg));
+            }
+        }
+    }
+    let segments = segments
+        .into_iter()
+        .map(|s| s.expect("every file read or reused"))
+        .collect();
+    Ok((
+        Some(TableVersion::build(
+            entry.next_version(),
+            schema,
+            segments,
+            manifest,
+            state.memory.shards,
+        )),
+        report,
+    ))
+}
+
+/// Lists every FILES entry of `def`: nothing is read unless all of them resolve.
+async fn list_files(
+    state: &AppState,
+    def: &TableDef,
+) -> Result<Vec<(Arc<dyn ObjectStore>, FileEntry)>> {
     let mut files: Vec<(Arc<dyn ObjectStore>, FileEntry)> = Vec::new();
     for spec in &def.files {
         let loc = state.stores.check(&spec.uri)?;
@@ -266,118 +581,50 @@ async fn build_version(
     }
     files.sort_by(|a, b| a.1.uri.cmp(&b.1.uri));
     files.dedup_by(|a, b| a.1.uri == b.1.uri);
+    Ok(files)
+}
 
-    // What the previous version holds of each file, if the file is unchanged (same ETag and size;
-    // last-modified is not compared, replication does not keep it).
-    let prev_files: HashMap<&str, &FileEntry> = previous
-        .map(|p| {
-            p.manifest
-                .files
-                .iter()
-                .map(|f| (f.uri.as_str(), f))
-                .collect()
-        })
-        .unwrap_or_default();
-    let prev_segments: HashMap<&str, &Arc<Segment>> = previous
-        .map(|p| p.segments.iter().map(|s| (s.file.as_str(), s)).collect())
-        .unwrap_or_default();
-    let unchanged = |f: &FileEntry| {
-        prev_files
-            .get(f.uri.as_str())
-            .is_some_and(|p| p.etag == f.etag && p.size == f.size)
-    };
-    let listed: HashSet<&str> = files.iter().map(|f| f.1.uri.as_str()).collect();
-    for (uri, _) in prev_files.iter().filter(|(uri, _)| !listed.contains(**uri)) {
-        report.files_removed += 1;
-        report.rows_removed += prev_segments.get(uri).map_or(0, |s| s.rows);
-    }
-    if previous.is_some() && report.files_removed == 0 && files.iter().all(|f| unchanged(&f.1)) {
-        report.files_reused = files.len();
-        return Ok((None, report));
-    }
-
-    let schema: SchemaRef = match (declared, previous) {
-        (Some(s), _) => s,
-        // A refresh keeps the loaded columns: new files are read into them.
-        (None, Some(p)) => p.schema.clone(),
-        (None, None) => match files.first() {
-            Some((store, f)) => read::infer_schema(store.clone(), f, &def.format).await?,
-            None => {
-                return Err(ServiceError::BadRequest(format!(
-                    "no files to infer the columns of '{key}' from: declare its columns, or add files"
-                )));
-            }
-        },
-    };
-    let opts = ReadOptions {
-        progress: entry.progress.clone(),
-        ..ReadOptions::new(def.format.clone(), schema.clone(), def.options.strict_load)
-    };
-    let manifest = Manifest {
-        files: files.iter().map(|f| f.1.clone()).collect(),
-        delta_version: None,
-    };
-    let mut segments: Vec<Option<Arc<Segment>>> = Vec::with_capacity(files.len());
-    let mut to_read = Vec::new();
-    for (i, (store, f)) in files.into_iter().enumerate() {
-        match prev_segments.get(f.uri.as_str()).filter(|_| unchanged(&f)) {
-            Some(seg) => {
-                report.files_reused += 1;
-                segments.push(Some(Arc::clone(seg)));
-            }
-            None => {
-                if prev_files.contains_key(f.uri.as_str()) {
-                    report.files_changed += 1;
-                    report.rows_removed += prev_segments.get(f.uri.as_str()).map_or(0, |s| s.rows);
-                } else {
-                    report.files_added += 1;
+/// The schema-change policy. `found` (a new file's or a new Delta version's columns) may add
+/// columns to `table`: the answer is the wider schema (`None` when nothing was added). With
+/// `complete` (`found` is the whole table's schema, as a Delta log gives it), a column of
+/// `table` that `found` drops or retypes is refused; a single file may lack columns (they read
+/// as NULL) and differ in type (values are converted, or fail the load naming the value).
+fn evolve(table: &Schema, found: &Schema, complete: bool) -> Result<Option<SchemaRef>, String> {
+    if complete {
+        for f in table.fields() {
+            match found.field_with_name(f.name()) {
+                Err(_) => return Err(format!("column '{}' was dropped", f.name())),
+                Ok(n) if n.data_type() != f.data_type() => {
+                    return Err(format!(
+                        "column '{}' changed type from {} to {}",
+                        f.name(),
+                        f.data_type(),
+                        n.data_type()
+                    ));
                 }
-                report.bytes_read += f.size;
-                segments.push(None);
-                to_read.push((i, store, f));
+                Ok(_) => {}
             }
         }
     }
-    entry.start_progress(2 * report.bytes_read.max(1));
-    let parallel = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        * 2;
-    info!(
-        files = manifest.files.len(),
-        reading = to_read.len(),
-        bytes = report.bytes_read,
-        "reading"
-    );
-    let reads: Vec<futures::future::BoxFuture<'static, _>> = to_read
-        .into_iter()
-        .map(|(i, store, f)| {
-            read_one(store, f, opts.clone())
-                .map(move |r| (i, r))
-                .boxed()
-        })
+    let added: Vec<_> = found
+        .fields()
+        .iter()
+        .filter(|f| table.field_with_name(f.name()).is_err())
+        .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
-    let mut reads = futures::stream::iter(reads).buffered(parallel);
-    while let Some((i, (f, out))) = reads.next().await {
-        let out = out?;
-        let seg = Segment::new(f.uri.clone(), out.batches, out.rejected);
-        reservation.grow(key, seg.bytes)?;
-        report.rows_added += seg.rows;
-        segments[i] = Some(Arc::new(seg));
+    if added.is_empty() {
+        return Ok(None);
     }
-    let segments = segments
-        .into_iter()
-        .map(|s| s.expect("every file read or reused"))
-        .collect();
-    Ok((
-        Some(TableVersion::build(
-            entry.next_version(),
-            schema,
-            segments,
-            manifest,
-            state.memory.shards,
-        )),
-        report,
+    let mut fields: Vec<_> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(added);
+    Ok(Some(Arc::new(Schema::new(fields))))
+}
+
+fn schema_changed(key: &TableKey, uri: &str, why: &str) -> ServiceError {
+    ServiceError::BadRequest(format!(
+        "the schema of '{key}' changed at {}: {why}; the loaded version keeps serving; \
+         run ALTER TABLE {key} SECONDARY_LOAD to load the table with its new columns",
+        tarn_connectors::location::redact(uri)
     ))
 }
 

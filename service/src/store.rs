@@ -94,6 +94,22 @@ impl Segment {
             rows,
         }
     }
+
+    /// The same data under `schema`, which adds columns at the end: they hold NULLs.
+    pub fn widen(&self, schema: &SchemaRef) -> Self {
+        let batches = self
+            .batches
+            .iter()
+            .map(|b| {
+                let mut cols = b.columns().to_vec();
+                for f in schema.fields().iter().skip(cols.len()) {
+                    cols.push(arrow::array::new_null_array(f.data_type(), b.num_rows()));
+                }
+                RecordBatch::try_new(schema.clone(), cols).expect("added columns are nullable")
+            })
+            .collect();
+        Self::new(self.file.clone(), batches, self.rejected.clone())
+    }
 }
 
 /// Bytes the batches hold, counting each allocation once: batches may share buffers (Parquet's
@@ -305,6 +321,11 @@ pub struct TableEntry {
     pub progress: Arc<AtomicU64>,
     progress_total: AtomicU64,
     history: Mutex<std::collections::VecDeque<HistoryEntry>>,
+    /// For Delta tables, the log as the last load or refresh left it, so the next one replays
+    /// only the commits since.
+    delta: Mutex<Option<tarn_connectors::read::DeltaTable>>,
+    /// A refresh that was asked for and has not started yet: later triggers join it.
+    pub pending_refresh: Mutex<Option<crate::load::RefreshJob>>,
 }
 
 /// How many loads and refreshes each table remembers.
@@ -320,6 +341,14 @@ pub struct HistoryEntry {
 }
 
 impl TableEntry {
+    pub fn delta_handle(&self) -> Option<tarn_connectors::read::DeltaTable> {
+        self.delta.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_delta_handle(&self, table: tarn_connectors::read::DeltaTable) {
+        *self.delta.lock().unwrap_or_else(|e| e.into_inner()) = Some(table);
+    }
+
     pub fn record(&self, entry: HistoryEntry) {
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         if h.len() == HISTORY_LEN {
@@ -393,6 +422,9 @@ pub struct MemoryStore {
     pub shards: usize,
     pub loads_ok: AtomicU64,
     pub loads_failed: AtomicU64,
+    /// Refresh triggers that joined a refresh already asked for.
+    pub refreshes_coalesced: AtomicU64,
+    pub jobs: crate::load::RefreshJobs,
 }
 
 impl MemoryStore {
@@ -404,6 +436,8 @@ impl MemoryStore {
             shards: shards.max(1),
             loads_ok: AtomicU64::new(0),
             loads_failed: AtomicU64::new(0),
+            refreshes_coalesced: AtomicU64::new(0),
+            jobs: Default::default(),
         }
     }
 
@@ -423,6 +457,8 @@ impl MemoryStore {
                     progress: Arc::new(AtomicU64::new(0)),
                     progress_total: AtomicU64::new(0),
                     history: Mutex::new(std::collections::VecDeque::new()),
+                    delta: Mutex::new(None),
+                    pending_refresh: Mutex::new(None),
                 })
             })
             .clone()

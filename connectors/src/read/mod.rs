@@ -28,7 +28,9 @@ use tarn_catalog::{Compression, FileFormat, FormatKind};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
 
-pub use delta::{DeltaSnapshot, delta_snapshot};
+pub use delta::{DeltaSnapshot, delta_snapshot, read_delta_files};
+/// A Delta table's log as last read; kept to replay only newer commits next time.
+pub use deltalake::DeltaTable;
 
 /// Rows per batch the readers aim for.
 pub const BATCH_ROWS: usize = 8192;
@@ -136,8 +138,8 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Reads one file of a CSV, Parquet, JSON or Avro table. (Delta tables are read whole by
-/// [`delta::read_delta`].)
+/// Reads one file of a CSV, Parquet, JSON or Avro table. (Delta data files are read through
+/// the table's log by [`delta::read_delta_files`].)
 pub async fn read_file(
     store: Arc<dyn ObjectStore>,
     file: &FileEntry,
@@ -179,8 +181,6 @@ pub async fn read_file(
         )),
     }
 }
-
-pub use delta::read_delta;
 
 /// Infers a table's schema from one of its files (names lower-cased).
 pub async fn infer_schema(

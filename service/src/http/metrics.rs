@@ -93,5 +93,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "tarn_loads_total{{result=\"error\"}} {}",
         state.memory.loads_failed.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP tarn_refresh_triggers_coalesced_total Refresh triggers answered by a refresh already asked for.\n# TYPE tarn_refresh_triggers_coalesced_total counter\ntarn_refresh_triggers_coalesced_total {}",
+        state.memory.refreshes_coalesced.load(Ordering::Relaxed)
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

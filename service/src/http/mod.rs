@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tables/{db}/{table}/refresh", post(refresh::one))
         .route("/v1/tables/{db}/{table}/refreshes", get(tables::refreshes))
         .route("/v1/refresh", post(refresh::all))
+        .route("/v1/refreshes/{id}", get(refresh::poll))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)

@@ -1,25 +1,73 @@
-//! `POST /v1/tables/{db}/{table}/refresh` (refresh one table now and answer its report) and
+//! `POST /v1/tables/{db}/{table}/refresh` (refresh one table now and answer its report, or with
+//! `?async=true` answer 202 and an id at once), `GET /v1/refreshes/{id}` (poll that id), and
 //! `POST /v1/refresh` (every loaded table, one report or error each).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_catalog::TableKey;
 
 use super::ApiError;
-use crate::load::{LoadReport, refresh_table};
+use crate::error::ServiceError;
+use crate::load::{RefreshJob, refresh_table, request_refresh};
 use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct RefreshParams {
+    #[serde(default, rename = "async")]
+    asynchronous: bool,
+}
 
 pub async fn one(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-) -> Result<Json<LoadReport>, ApiError> {
+    Query(params): Query<RefreshParams>,
+) -> Result<Response, ApiError> {
     let key = TableKey::new(db, table);
-    state
-        .catalog
-        .get(&key)
-        .map_err(crate::error::ServiceError::from)?;
-    Ok(Json(refresh_table(&state, &key).await?))
+    let job = request_refresh(&state, &key)?;
+    if params.asynchronous {
+        return Ok((StatusCode::ACCEPTED, Json(job_json(&job))).into_response());
+    }
+    Ok(Json(job.wait().await?).into_response())
+}
+
+/// A refresh asked for with `?async=true`: `running`, `done` with its report, or `failed` with
+/// its error.
+pub async fn poll(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state.memory.jobs.get(id).ok_or_else(|| {
+        ServiceError::NotFound(format!(
+            "no refresh with id {id} (the last {} asked for are kept)",
+            crate::load::JOBS_KEPT
+        ))
+    })?;
+    Ok(Json(job_json(&job)))
+}
+
+fn job_json(job: &RefreshJob) -> Value {
+    let mut v = json!({
+        "id": job.id,
+        "table": job.table.to_string(),
+        "requested_at": job.requested_at,
+        "poll": format!("/v1/refreshes/{}", job.id),
+    });
+    match job.outcome() {
+        None => v["state"] = json!("running"),
+        Some(Ok(report)) => {
+            v["state"] = json!("done");
+            v["report"] = json!(report);
+        }
+        Some(Err(e)) => {
+            v["state"] = json!("failed");
+            v["error"] = json!({"code": e.code(), "message": e.to_string()});
+        }
+    }
+    v
 }
 
 pub async fn all(State(state): State<AppState>) -> Json<Value> {
