@@ -9,6 +9,7 @@ mod http_api;
 mod oci;
 mod proxy;
 mod refresh;
+mod refresh_s3;
 mod s3;
 mod support;
 mod versions;

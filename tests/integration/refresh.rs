@@ -387,3 +387,130 @@ async fn heatwave_load_call_loads_and_refreshes_listed_tables() {
         .await;
     assert_eq!(e.code, "not_found");
 }
+
+#[tokio::test]
+async fn triggers_during_a_load_coalesce_into_one_refresh_that_async_callers_poll() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Big enough that the load is still running while the triggers arrive.
+    std::fs::write(data.join("a.csv"), csv(0..400_000)).unwrap();
+    let server = std::sync::Arc::new(TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await);
+    server.ok("CREATE DATABASE s").await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.t {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/')",
+            data.display()
+        ))
+        .await;
+    let load = {
+        let s = server.clone();
+        tokio::spawn(async move { s.ok("ALTER TABLE s.t SECONDARY_LOAD").await })
+    };
+    wait_until(
+        || {
+            let s = &server;
+            async move { s.table_status("s", "t").await["load_status"] == "LOADING_RPDGSTABSTATE" }
+        },
+        "the load to start",
+    )
+    .await;
+    std::fs::write(data.join("b.csv"), csv(400_000..400_010)).unwrap();
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let resp = http
+            .post(server.url("/v1/tables/s/t/refresh?async=true"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+        let v: Value = resp.json().await.unwrap();
+        ids.push(v["id"].as_u64().unwrap());
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "five triggers during the load share one refresh: {ids:?}"
+    );
+    load.await.unwrap();
+    let poll = format!("/v1/refreshes/{}", ids[0]);
+    wait_until(
+        || {
+            let s = &server;
+            let p = poll.clone();
+            async move { s.get(&p).await["state"] != "running" }
+        },
+        "the refresh to finish",
+    )
+    .await;
+    let done = server.get(&poll).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["report"]["files_added"], 1, "{done}");
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.t").await[0][0], 400_010);
+    let kinds: Vec<Value> = server.get("/v1/tables/s/t/refreshes").await["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["refresh", "load"],
+        "one refresh ran for five triggers"
+    );
+    assert!(
+        server
+            .text("/metrics")
+            .await
+            .contains("tarn_refresh_triggers_coalesced_total 4")
+    );
+    let resp = http
+        .get(server.url("/v1/refreshes/999999"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn new_columns_in_new_parquet_files_are_added_and_other_formats_keep_their_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_files("parquet", &data.join("p"), &["a.parquet:0:100"]);
+    write_files("json", &data.join("j"), &["a.json:0:100"]);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    for (t, fmt) in [("p", "parquet"), ("j", "json")] {
+        server
+            .ok(&format!(
+                "CREATE EXTERNAL TABLE s.{t} FILE_FORMAT = (FORMAT {fmt}) FILES = (URI 'file://{}/{t}/')",
+                data.display()
+            ))
+            .await;
+        server
+            .ok(&format!("ALTER TABLE s.{t} SECONDARY_LOAD"))
+            .await;
+    }
+    write_files("parquet", &data.join("p"), &["b.parquet:100:150:note"]);
+    write_files("json", &data.join("j"), &["b.json:100:150:note"]);
+
+    // Parquet (columns inferred): the new column joins the table; rows loaded before read NULL.
+    let r = refresh(&server, "p").await.unwrap();
+    assert_eq!(
+        (r["columns_added"].as_u64(), r["files_reused"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        server
+            .rows("SELECT COUNT(*), COUNT(note), MIN(note) FROM s.p")
+            .await[0],
+        vec![Value::from(150), 50.into(), "note 100".into()]
+    );
+    // JSON keeps the columns it was loaded with; the new file's rows are read into them.
+    let r = refresh(&server, "j").await.unwrap();
+    assert_eq!(r["columns_added"], 0, "{r}");
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.j").await[0][0], 150);
+    let e = server.err("SELECT note FROM s.j").await;
+    assert!(e.message.contains("note"), "{}", e.message);
+}

@@ -83,6 +83,38 @@ impl S3 {
             .await;
     }
 
+    /// Uploads one local file as `key`.
+    pub async fn put_file(&self, local: &Path, key: &str) {
+        let bytes = std::fs::read(local).unwrap();
+        self.store()
+            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+            .await
+            .unwrap();
+    }
+
+    pub async fn delete(&self, key: &str) {
+        self.store().delete(&ObjectPath::from(key)).await.unwrap();
+    }
+
+    /// Brings `prefix/` up to the local Delta table at `local` the way a writer commits: data
+    /// files first, then the log, so a reader never sees a commit before its files. Files
+    /// already uploaded (by name, in `sent`) are not sent again.
+    pub async fn sync_delta(
+        &self,
+        local: &Path,
+        prefix: &str,
+        sent: &mut std::collections::HashSet<std::path::PathBuf>,
+    ) {
+        let mut files = walk(local);
+        files.retain(|f| !sent.contains(f));
+        files.sort_by_key(|f| f.to_string_lossy().contains("_delta_log"));
+        for f in files {
+            let key = format!("{prefix}/{}", f.strip_prefix(local).unwrap().display());
+            self.put_file(&f, &key).await;
+            sent.insert(f);
+        }
+    }
+
     /// A `tarn.toml` whose home region points `s3://` and `oci://` at this server.
     pub fn config(&self, dir: &Path, allowed: &[String]) -> std::path::PathBuf {
         let path = dir.join("tarn.toml");

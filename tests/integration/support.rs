@@ -356,3 +356,30 @@ pub const COLUMNS: &str = "(order_id INT NOT NULL, customer VARCHAR(32), product
 
 pub const SELECT_ALL: &str =
     "order_id, customer, product, quantity, amount, weight, express, order_date, shipped_at";
+
+/// Writes files of rows `(id, name, amount[, note])` with `tests/write.py` (pyarrow, fastavro):
+/// each spec is `NAME:START:END[:note]`.
+pub fn write_files(format: &str, dir: &Path, specs: &[&str]) {
+    run_writer(&[&["files", format, dir.to_str().unwrap()], specs].concat());
+}
+
+/// Commits to the Delta table at `path` with deltalake (`tests/write.py delta`), answering the
+/// table's version, data files, row count and sum of ids as deltalake reads them afterwards.
+pub fn delta_op(path: &Path, op: &[&str]) -> Value {
+    let out = run_writer(&[&["delta", path.to_str().unwrap()], op].concat());
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn run_writer(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/write.py"))
+        .args(args)
+        .output()
+        .expect("run tests/write.py");
+    assert!(
+        out.status.success(),
+        "tests/write.py {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
