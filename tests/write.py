@@ -5,7 +5,7 @@ so a test knows what every state of a table holds.
     python tests/write.py files FORMAT DIR NAME:START:END[:note] ...
         writes one file per spec (csv with a header, parquet, json lines, avro)
     python tests/write.py delta PATH OP [ARGS]
-        create START END NFILES | append START END | delete PREDICATE | optimize |
+        create START END NFILES | append START END | delete PREDICATE | optimize | checkpoint |
         overwrite START END | addcolumn START END
         then prints {"version", "files", "count", "sum_id"} of the table as deltalake reads it
 """
@@ -71,6 +71,8 @@ def delta(path, op, args):
         write_deltalake(path, table(int(args[0]), int(args[1])), mode="append")
     elif op == "delete":
         DeltaTable(path).delete(args[0])
+    elif op == "checkpoint":
+        DeltaTable(path).create_checkpoint()
     elif op == "optimize":
         DeltaTable(path).optimize.compact()
     elif op == "overwrite":

@@ -514,3 +514,140 @@ async fn new_columns_in_new_parquet_files_are_added_and_other_formats_keep_their
     let e = server.err("SELECT note FROM s.j").await;
     assert!(e.message.contains("note"), "{}", e.message);
 }
+
+/// An inline deletion vector (Delta's RoaringBitmapArray, z85-encoded) deleting the rows at
+/// indexes 3, 4, 7, 11, 18 and 29 of a file.
+const INLINE_DV: &str = "^Bg9^0rr910000000000iXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L";
+
+#[tokio::test]
+async fn delta_deletion_vectors_and_protocol_upgrades_are_followed_reading_only_what_they_touch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let table = data.join("dv");
+    let first = delta_op(&table, &["create", "0", "100", "1"]);
+    delta_op(&table, &["append", "100", "200"]);
+    let file_a = first["files"][0].as_str().unwrap().to_string();
+    let size_a = std::fs::metadata(table.join(&file_a)).unwrap().len();
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
+            table.display()
+        ))
+        .await;
+    server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+    let log = table.join("_delta_log");
+    let now = chrono::Utc::now().timestamp_millis();
+
+    // Version 2 enables deletion vectors: a protocol change, so the table is read again.
+    std::fs::write(
+        log.join("00000000000000000002.json"),
+        r#"{"protocol":{"minReaderVersion":3,"minWriterVersion":7,"readerFeatures":["deletionVectors"],"writerFeatures":["deletionVectors"]}}
+"#,
+    )
+    .unwrap();
+    let r = refresh(&server, "d").await.unwrap();
+    assert_eq!(
+        (r["delta_version"].as_u64(), r["files_changed"].as_u64()),
+        (Some(2), Some(2)),
+        "{r}"
+    );
+    assert_eq!(
+        server.rows("SELECT COUNT(*), SUM(id) FROM s.d").await[0],
+        vec![Value::from(200), 19900.into()]
+    );
+
+    // Version 3 deletes six rows of the first file with a deletion vector: only that file is
+    // read again, and its deleted rows are gone.
+    std::fs::write(
+        log.join("00000000000000000003.json"),
+        format!(
+            "{}\n{}\n",
+            serde_json::json!({"remove": {"path": file_a, "deletionTimestamp": now, "dataChange": true,
+                "extendedFileMetadata": true, "partitionValues": {}, "size": size_a}}),
+            serde_json::json!({"add": {"path": file_a, "partitionValues": {}, "size": size_a,
+                "modificationTime": now, "dataChange": true,
+                "deletionVector": {"storageType": "i", "pathOrInlineDv": INLINE_DV, "sizeInBytes": 44, "cardinality": 6}}}),
+        ),
+    )
+    .unwrap();
+    let r = refresh(&server, "d").await.unwrap();
+    assert_eq!(
+        (
+            r["delta_version"].as_u64(),
+            r["files_changed"].as_u64(),
+            r["files_reused"].as_u64(),
+            r["bytes_read"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1), Some(size_a)),
+        "{r}"
+    );
+    let deleted: u64 = [3, 4, 7, 11, 18, 29].iter().sum();
+    assert_eq!(
+        server.rows("SELECT COUNT(*), SUM(id) FROM s.d").await[0],
+        vec![Value::from(194), (19900 - deleted).into()]
+    );
+    assert_eq!(
+        server
+            .rows("SELECT COUNT(*) FROM s.d WHERE id IN (3, 4, 7, 11, 18, 29)")
+            .await[0][0],
+        0
+    );
+}
+
+#[tokio::test]
+async fn delta_refresh_after_the_log_was_cleaned_up_reads_only_the_new_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let table = data.join("t");
+    let loaded = delta_op(&table, &["create", "0", "100", "2"]);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
+            table.display()
+        ))
+        .await;
+    server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+    // Two appends, a checkpoint, and the commits up to the checkpoint removed, as a log cleanup
+    // does: the commit right after the loaded version is gone.
+    delta_op(&table, &["append", "100", "150"]);
+    delta_op(&table, &["append", "150", "170"]);
+    let now = delta_op(&table, &["checkpoint"]);
+    assert_eq!(now["version"], 3);
+    let log = table.join("_delta_log");
+    for v in 0..3 {
+        std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
+    }
+    let names = |v: &Value| -> Vec<String> {
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect()
+    };
+    let old = names(&loaded);
+    let new_bytes: u64 = names(&now)
+        .iter()
+        .filter(|f| !old.contains(f))
+        .map(|f| std::fs::metadata(table.join(f)).unwrap().len())
+        .sum();
+    let r = refresh(&server, "d").await.unwrap();
+    assert_eq!(
+        (
+            r["delta_version"].as_u64(),
+            r["files_added"].as_u64(),
+            r["files_reused"].as_u64(),
+            r["bytes_read"].as_u64()
+        ),
+        (Some(3), Some(2), Some(2), Some(new_bytes)),
+        "{r}"
+    );
+    assert_eq!(
+        server.rows("SELECT COUNT(*), SUM(id) FROM s.d").await[0],
+        vec![now["count"].clone(), now["sum_id"].clone()]
+    );
+}

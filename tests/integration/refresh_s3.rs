@@ -433,3 +433,66 @@ async fn queries_without_pause_during_refreshes_on_s3_always_see_one_published_s
         );
     }
 }
+
+#[tokio::test]
+async fn scheduled_refreshes_through_a_store_outage_keep_serving_back_off_and_recover() {
+    let Some(s3) = S3::from_env() else { return };
+    let proxy = Proxy::start(&s3.endpoint).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = server_via(&s3, &proxy, tmp.path()).await;
+    let b = &s3.bucket;
+    let prefix = unique_prefix("outage");
+    let local = tmp.path().join("files");
+    write_files("parquet", &local, &["a.parquet:0:100", "b.parquet:100:150"]);
+    s3.put_file(&local.join("a.parquet"), &format!("{prefix}/a.parquet"))
+        .await;
+    server.ok(&format!("CREATE EXTERNAL TABLE s.t {COLS} FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/') REFRESH_INTERVAL = '200ms'")).await;
+    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+
+    // The store goes away and a file lands meanwhile: refreshes fail, the table goes stale with
+    // the cause, the loaded data keeps answering every query, and the next try backs off.
+    proxy.faults.set_down(true).await;
+    s3.put_file(&local.join("b.parquet"), &format!("{prefix}/b.parquet"))
+        .await;
+    let started = std::time::Instant::now();
+    let mut queries = 0;
+    loop {
+        assert_eq!(server.rows("SELECT COUNT(*) FROM s.t").await[0][0], 100);
+        queries += 1;
+        let st = server.table_status("s", "t").await;
+        if st["refresh_failures"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no failed refresh: {st}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(queries > 5, "queries ran through the failing refresh");
+    server
+        .assert_stale("s", "t", &format!("s3://{b}/{prefix}/"))
+        .await;
+    let st = server.table_status("s", "t").await;
+    let next: chrono::DateTime<chrono::Utc> = st["next_refresh"].as_str().unwrap().parse().unwrap();
+    let last_end: chrono::DateTime<chrono::Utc> = st["load_end"].as_str().unwrap().parse().unwrap();
+    assert!(
+        next - last_end >= chrono::Duration::milliseconds(300),
+        "after a failure the next try backs off beyond the 200 ms interval: {st}"
+    );
+
+    // The store comes back: a scheduled refresh picks up the file and clears the error.
+    proxy.faults.set_down(false).await;
+    wait_until(
+        || {
+            let s = &server;
+            async move { s.rows("SELECT COUNT(*) FROM s.t").await[0][0] == 150 }
+        },
+        "the refresh after the outage",
+    )
+    .await;
+    let st = server.table_status("s", "t").await;
+    assert_eq!(st["load_status"], "AVAIL_RPDGSTABSTATE", "{st}");
+    assert_eq!(st["last_error"], Value::Null, "{st}");
+    assert_eq!(st["refresh_failures"], 0, "{st}");
+}
