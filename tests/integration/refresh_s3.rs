@@ -194,6 +194,7 @@ async fn delta_refresh_on_s3_reads_only_the_files_each_commit_adds() {
     s3.sync_delta(&local, &prefix, &mut sent).await;
     server.ok(&format!("CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://{b}/{prefix}/')")).await;
     server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+    server.ok(&format!("CREATE EXTERNAL TABLE s.full FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://{b}/{prefix}/')")).await;
     proxy.faults.take_requests();
 
     // Each commit: the refresh reads the files it added and nothing else, and answers what
@@ -236,6 +237,14 @@ async fn delta_refresh_on_s3_reads_only_the_files_each_commit_adds() {
         assert_eq!(
             (got[0][0].as_u64(), got[0][1].as_u64()),
             (state["count"].as_u64(), state["sum_id"].as_u64()),
+            "{op:?}"
+        );
+        // ... and exactly what a fresh full load of the same version answers.
+        server.ok("ALTER TABLE s.full SECONDARY_LOAD").await;
+        proxy.faults.take_requests();
+        assert_eq!(
+            server.rows(&format!("{ALL} s.d ORDER BY id")).await,
+            server.rows(&format!("{ALL} s.full ORDER BY id")).await,
             "{op:?}"
         );
     }
