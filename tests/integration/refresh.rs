@@ -621,16 +621,8 @@ async fn delta_refresh_after_the_log_was_cleaned_up_reads_only_the_new_files() {
     for v in 0..3 {
         std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
     }
-    let names = |v: &Value| -> Vec<String> {
-        v["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_str().unwrap().to_string())
-            .collect()
-    };
-    let old = names(&loaded);
-    let new_bytes: u64 = names(&now)
+    let old = delta_files(&loaded);
+    let new_bytes: u64 = delta_files(&now)
         .iter()
         .filter(|f| !old.contains(f))
         .map(|f| std::fs::metadata(table.join(f)).unwrap().len())

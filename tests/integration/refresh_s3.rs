@@ -16,21 +16,13 @@ use crate::support::*;
 
 /// A server reading the bucket through `proxy`.
 async fn server_via(s3: &S3, proxy: &Proxy, tmp: &Path) -> TestServer {
-    let cfg = S3 {
-        endpoint: proxy.endpoint.clone(),
-        bucket: s3.bucket.clone(),
-        access_key: s3.access_key.clone(),
-        secret_key: s3.secret_key.clone(),
-    };
-    let config = cfg.config(tmp, &[format!("s3://{}/", s3.bucket)]);
-    let server = TestServer::spawn_with_env(
-        &tmp.join("tarn"),
-        &["--config", config.to_str().unwrap()],
-        &cfg.credentials(),
+    s3.server_via(
+        tmp,
+        &proxy.endpoint,
+        &s3.secret_key,
+        &[format!("s3://{}/", s3.bucket)],
     )
-    .await;
-    server.ok("CREATE DATABASE s").await;
-    server
+    .await
 }
 
 async fn refresh(server: &TestServer, table: &str) -> Value {
@@ -182,14 +174,7 @@ async fn delta_refresh_on_s3_reads_only_the_files_each_commit_adds() {
     let prefix = unique_prefix("refresh-delta");
     let local = tmp.path().join("delta");
     let mut sent = HashSet::new();
-    let files_of = |v: &Value| -> BTreeSet<String> {
-        v["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.as_str().unwrap().to_string())
-            .collect()
-    };
+    let files_of = |v: &Value| -> BTreeSet<String> { delta_files(v).into_iter().collect() };
     let mut state = delta_op(&local, &["create", "0", "300", "3"]);
     s3.sync_delta(&local, &prefix, &mut sent).await;
     server.ok(&format!("CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://{b}/{prefix}/')")).await;

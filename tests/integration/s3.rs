@@ -131,6 +131,32 @@ impl S3 {
         path
     }
 
+    /// A server with database `s` reading this bucket through `endpoint` (a proxy in front of
+    /// the server, say) with `secret` as the secret key.
+    pub async fn server_via(
+        &self,
+        tmp: &Path,
+        endpoint: &str,
+        secret: &str,
+        allowed: &[String],
+    ) -> TestServer {
+        let cfg = S3 {
+            endpoint: endpoint.to_string(),
+            bucket: self.bucket.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: secret.to_string(),
+        };
+        let config = cfg.config(tmp, allowed);
+        let server = TestServer::spawn_with_env(
+            &tmp.join("tarn"),
+            &["--config", config.to_str().unwrap()],
+            &cfg.credentials(),
+        )
+        .await;
+        server.ok("CREATE DATABASE s").await;
+        server
+    }
+
     pub fn credentials(&self) -> [(&str, &str); 2] {
         [
             ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
@@ -245,27 +271,12 @@ async fn parquet_server(
     secret: &str,
 ) -> TestServer {
     let b = &s3.bucket;
-    let cfg = S3 {
-        endpoint: endpoint.to_string(),
-        bucket: b.clone(),
-        access_key: s3.access_key.clone(),
-        secret_key: secret.to_string(),
-    };
-    let config = cfg.config(
-        tmp,
-        &[
-            format!("s3://{b}/"),
-            "s3://tarn-no-such-bucket/".into(),
-            "s3://tarn-unknown-host-bucket/".into(),
-        ],
-    );
-    let server = TestServer::spawn_with_env(
-        &tmp.join("tarn"),
-        &["--config", config.to_str().unwrap()],
-        &cfg.credentials(),
-    )
-    .await;
-    server.ok("CREATE DATABASE s").await;
+    let allowed = [
+        format!("s3://{b}/"),
+        "s3://tarn-no-such-bucket/".into(),
+        "s3://tarn-unknown-host-bucket/".into(),
+    ];
+    let server = s3.server_via(tmp, endpoint, secret, &allowed).await;
     server.ok(&format!("CREATE EXTERNAL TABLE s.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/parquet/')")).await;
     server
 }

@@ -370,6 +370,16 @@ pub fn delta_op(path: &Path, op: &[&str]) -> Value {
     serde_json::from_slice(&out).unwrap()
 }
 
+/// The data file names in a [`delta_op`] answer.
+pub fn delta_files(state: &Value) -> Vec<String> {
+    state["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect()
+}
+
 fn run_writer(args: &[&str]) -> Vec<u8> {
     let out = Command::new(python())
         .arg(repo_root().join("tests/write.py"))
