@@ -33,11 +33,21 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             ServiceError::Config(format!("cannot listen on {}: {e}", config.listen))
         })?;
+        let snapshots = Arc::new(
+            crate::snapshot::Snapshots::open(
+                &config.data_dir,
+                config.snapshot_location.as_deref(),
+                &stores,
+                config.store.home_region.as_deref(),
+            )
+            .await?,
+        );
         let state = AppState {
             config: Arc::new(config),
             catalog,
             memory,
             stores,
+            snapshots,
             ctx,
         };
         apply_declared_tables(&state).await;
@@ -59,11 +69,13 @@ impl Application {
         info!(instance = %self.state.config.instance_name, data_dir = %self.state.config.data_dir.display(),
               "listening on http://{addr}");
         let scheduler = crate::schedule::spawn(self.state.clone());
+        let recovery = tokio::spawn(crate::snapshot::recover_all(self.state.clone()));
         let served = axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| ServiceError::Internal(format!("server: {e}")));
         scheduler.abort();
+        recovery.abort();
         served
     }
 }

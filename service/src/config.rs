@@ -22,7 +22,7 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "TARN_LISTEN")]
     pub listen: Option<String>,
-    /// Where the catalog (and later snapshots) live [default: ./tarn-data].
+    /// Where the catalog and (by default) the snapshots live [default: ./tarn-data].
     #[arg(long, env = "TARN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// What `SELECT @@hostname` answers [default: the machine's host name].
@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// PEM files of extra CAs to trust for stores (comma-separated).
     #[arg(long, env = "TARN_CA_CERTIFICATES", value_delimiter = ',')]
     pub ca_certificates: Option<Vec<PathBuf>>,
+    /// Where table snapshots are written, e.g. `s3://bucket/tarn-snapshots/` [default: the data dir's `snapshots/`].
+    #[arg(long, env = "TARN_SNAPSHOT_LOCATION")]
+    pub snapshot_location: Option<String>,
 }
 
 /// The keys of `tarn.toml`.
@@ -60,6 +63,9 @@ pub struct FileConfig {
     pub home_region: Option<String>,
     /// PEM files of extra CAs to trust for stores (a private CA, a test server).
     pub ca_certificates: Option<Vec<PathBuf>>,
+    pub snapshot_location: Option<String>,
+    /// Tables (`db.table`) `/readyz` waits for; [default: every table being recovered].
+    pub ready_tables: Option<Vec<String>>,
     #[serde(default)]
     pub regions: BTreeMap<String, RegionFile>,
     #[serde(default)]
@@ -97,6 +103,8 @@ pub struct Config {
     pub refresh_interval: Option<std::time::Duration>,
     pub store: StoreConfig,
     pub tables: Vec<DeclaredTable>,
+    pub snapshot_location: Option<String>,
+    pub ready_tables: Option<Vec<tarn_catalog::TableKey>>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -204,6 +212,22 @@ impl Config {
                     .collect::<Result<_>>()?,
             },
             tables: file.tables,
+            snapshot_location: args.snapshot_location.clone().or(file.snapshot_location),
+            ready_tables: file
+                .ready_tables
+                .map(|ts| {
+                    ts.iter()
+                        .map(|t| match t.split_once('.') {
+                            Some((db, table)) if !db.is_empty() && !table.is_empty() => {
+                                Ok(tarn_catalog::TableKey::new(db, table))
+                            }
+                            _ => Err(ServiceError::Config(format!(
+                                "ready_tables: '{t}' is not db.table"
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?,
         })
     }
 }

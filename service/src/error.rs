@@ -18,6 +18,9 @@ pub enum ServiceError {
     #[error("table '{table}' is not loaded: run ALTER TABLE {table} SECONDARY_LOAD")]
     NotLoaded { table: TableKey },
 
+    #[error("table '{table}' is being recovered after a restart; try again shortly")]
+    Recovering { table: TableKey },
+
     #[error(
         "loading '{table}' needs {needed} bytes but only {available} of the {limit}-byte memory limit are free; \
          the load was refused and loaded tables are unchanged"
@@ -107,6 +110,7 @@ impl ServiceError {
             }
             Self::Connector(ConnectorError::Store { .. }) => "store_unavailable",
             Self::NotLoaded { .. } => "table_not_loaded",
+            Self::Recovering { .. } => "table_recovering",
             Self::MemoryLimit { .. } => "memory_limit",
             Self::BadRequest(_) => "bad_request",
             Self::NotFound(_) => "not_found",
@@ -131,6 +135,7 @@ impl ServiceError {
             "location_not_allowed" => StatusCode::FORBIDDEN,
             "memory_limit" | "resources_exhausted" => StatusCode::INSUFFICIENT_STORAGE,
             "store_unavailable" => StatusCode::BAD_GATEWAY,
+            "table_recovering" => StatusCode::SERVICE_UNAVAILABLE,
             "catalog_unavailable" | "internal" => StatusCode::INTERNAL_SERVER_ERROR,
             "not_supported" => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,

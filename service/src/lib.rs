@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod load;
 pub mod schedule;
+pub mod snapshot;
 pub mod sql;
 pub mod state;
 pub mod store;

@@ -246,6 +246,15 @@ async fn run_locked(
                 Some(v) => {
                     let v = Arc::new(v);
                     state.memory.publish(&entry, v.clone());
+                    // Recovered after a restart from now on: marked before the load answers,
+                    // persisted in the background.
+                    if mode == Mode::Load
+                        && let Err(e) = state.snapshots.mark_loaded(key).await
+                    {
+                        warn!(table = %key, error = %e, "table not marked for recovery");
+                        entry.update_status(|s| s.snapshot_error = Some(e.to_string()));
+                    }
+                    crate::snapshot::schedule(state, key);
                     v
                 }
                 None => previous.clone().expect("a refresh has a loaded version"),
@@ -646,6 +655,7 @@ pub async fn unload_table(state: &AppState, key: &TableKey) -> Result<()> {
         return Err(ServiceError::NotLoaded { table: key.clone() });
     }
     state.memory.unload(&entry);
+    state.snapshots.forget(key).await;
     entry.update_status(|s| {
         *s = Default::default();
     });

@@ -15,5 +15,6 @@ pub struct AppState {
     pub catalog: Arc<CatalogStore>,
     pub memory: Arc<MemoryStore>,
     pub stores: Arc<StoreRegistry>,
+    pub snapshots: Arc<crate::snapshot::Snapshots>,
     pub ctx: SessionContext,
 }

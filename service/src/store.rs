@@ -95,6 +95,22 @@ impl Segment {
         }
     }
 
+    /// Batches read back from a snapshot: already compact, so kept as they are (they point into
+    /// the snapshot's bytes without a copy).
+    pub fn recovered(file: String, batches: Vec<RecordBatch>, rejected: Vec<RejectedRow>) -> Self {
+        let stats = batches.iter().map(BatchStats::compute).collect();
+        let bytes = memory_size(&batches);
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        Self {
+            file,
+            rejected,
+            batches,
+            stats,
+            bytes,
+            rows,
+        }
+    }
+
     /// The same data under `schema`, which adds columns at the end: they hold NULLs.
     pub fn widen(&self, schema: &SchemaRef) -> Self {
         let batches = self
@@ -262,6 +278,10 @@ pub enum LoadState {
     Stale,
     #[serde(rename = "UNLOADING_RPDGSTABSTATE")]
     Unloading,
+    #[serde(rename = "INRECOVERY_RPDGSTABSTATE")]
+    InRecovery,
+    #[serde(rename = "RECOVERYFAILED_RPDGSTABSTATE")]
+    RecoveryFailed,
 }
 
 impl LoadState {
@@ -272,6 +292,8 @@ impl LoadState {
             Self::Avail => "AVAIL_RPDGSTABSTATE",
             Self::Stale => "STALE_RPDGSTABSTATE",
             Self::Unloading => "UNLOADING_RPDGSTABSTATE",
+            Self::InRecovery => "INRECOVERY_RPDGSTABSTATE",
+            Self::RecoveryFailed => "RECOVERYFAILED_RPDGSTABSTATE",
         }
     }
 }
@@ -292,6 +314,17 @@ pub struct TableStatus {
     pub next_refresh: Option<DateTime<Utc>>,
     /// Scheduled refreshes failed in a row (each one waits longer).
     pub refresh_failures: u32,
+    /// After a restart: where the table came back from, when, and why its snapshot was not used.
+    pub recovery_source: Option<crate::snapshot::RecoverySource>,
+    pub recovery_start: Option<DateTime<Utc>>,
+    pub recovery_end: Option<DateTime<Utc>>,
+    pub recovery_error: Option<String>,
+    /// The newest version persisted as a snapshot, when, what writing it cost, or why it failed.
+    pub snapshot_version: Option<u64>,
+    pub snapshot_at: Option<DateTime<Utc>>,
+    pub snapshot_bytes_written: u64,
+    pub snapshot_seconds: f64,
+    pub snapshot_error: Option<String>,
 }
 
 impl Default for TableStatus {
@@ -304,6 +337,15 @@ impl Default for TableStatus {
             last_error: None,
             last_success: None,
             next_refresh: None,
+            recovery_source: None,
+            recovery_start: None,
+            recovery_end: None,
+            recovery_error: None,
+            snapshot_version: None,
+            snapshot_at: None,
+            snapshot_bytes_written: 0,
+            snapshot_seconds: 0.0,
+            snapshot_error: None,
             refresh_failures: 0,
         }
     }
@@ -326,6 +368,9 @@ pub struct TableEntry {
     delta: Mutex<Option<tarn_connectors::read::DeltaTable>>,
     /// A refresh that was asked for and has not started yet: later triggers join it.
     pub pending_refresh: Mutex<Option<crate::load::RefreshJob>>,
+    /// A snapshot writer runs for this table / a newer version waits to be written.
+    pub snapshot_running: std::sync::atomic::AtomicBool,
+    pub snapshot_dirty: std::sync::atomic::AtomicBool,
 }
 
 /// How many loads and refreshes each table remembers.
@@ -401,6 +446,13 @@ impl TableEntry {
         f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
+    /// Versions published from now on are numbered from `next` (a recovered table goes on
+    /// from its snapshot's version).
+    pub fn set_next_version(&self, next: u64) {
+        self.next_version
+            .fetch_max(next.saturating_sub(1), Ordering::SeqCst);
+    }
+
     pub fn next_version(&self) -> u64 {
         self.next_version.fetch_add(1, Ordering::SeqCst) + 1
     }
@@ -459,6 +511,8 @@ impl MemoryStore {
                     history: Mutex::new(std::collections::VecDeque::new()),
                     delta: Mutex::new(None),
                     pending_refresh: Mutex::new(None),
+                    snapshot_running: Default::default(),
+                    snapshot_dirty: Default::default(),
                 })
             })
             .clone()

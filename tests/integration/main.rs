@@ -8,6 +8,7 @@ mod formats;
 mod http_api;
 mod oci;
 mod proxy;
+mod recovery;
 mod refresh;
 mod refresh_s3;
 mod s3;

@@ -130,6 +130,25 @@ impl TestServer {
         Self::start(data_dir, extra_args, env).await
     }
 
+    /// SIGKILL, then start again on the same data dir with `env` added to the environment.
+    pub async fn kill_and_restart_with(mut self, env: &[(&str, &str)]) -> Self {
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.kill_and_restart().await
+    }
+
+    /// Waits until `/readyz` says ready.
+    pub async fn wait_ready(&self) {
+        wait_until(
+            || async {
+                let r = self.http.get(self.url("/readyz")).send().await.unwrap();
+                r.status().as_u16() == 200
+            },
+            "the server to be ready",
+        )
+        .await;
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

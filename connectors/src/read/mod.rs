@@ -36,7 +36,7 @@ pub use deltalake::DeltaTable;
 pub const BATCH_ROWS: usize = 8192;
 
 /// A row left out of a non-strict load, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RejectedRow {
     pub file: String,
     /// 1-based line (CSV, JSON) or row number (Parquet, Avro, Delta) in the file.

@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/refresh", post(refresh::all))
         .route("/v1/refreshes/{id}", get(refresh::poll))
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)
         .with_state(state)

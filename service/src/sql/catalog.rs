@@ -11,7 +11,7 @@ use tarn_catalog::{CatalogStore, TableKey};
 use super::provider::LoadedTable;
 use super::system;
 use crate::error::ServiceError;
-use crate::store::MemoryStore;
+use crate::store::{LoadState, MemoryStore};
 
 pub const PERFORMANCE_SCHEMA: &str = "performance_schema";
 
@@ -63,8 +63,12 @@ impl SchemaProvider for Database {
         if self.catalog.get(&key).is_err() {
             return Ok(None);
         }
-        match self.memory.get(&key).and_then(|e| e.current()) {
+        let entry = self.memory.get(&key);
+        match entry.as_ref().and_then(|e| e.current()) {
             Some(v) => Ok(Some(Arc::new(LoadedTable::new(v)))),
+            None if entry.is_some_and(|e| e.status().load_status == LoadState::InRecovery) => Err(
+                DataFusionError::External(Box::new(ServiceError::Recovering { table: key })),
+            ),
             None => Err(DataFusionError::External(Box::new(
                 ServiceError::NotLoaded { table: key },
             ))),

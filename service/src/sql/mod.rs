@@ -136,6 +136,7 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             check_not_reserved(&name)?;
             for key in state.catalog.drop_database(&name, if_exists)? {
                 state.memory.remove(&key);
+                state.snapshots.forget(&key).await;
             }
             Ok(QueryOutput::empty())
         }
@@ -155,6 +156,7 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             let key = table.resolve(None)?;
             if state.catalog.drop_table(&key, if_exists)? {
                 state.memory.remove(&key);
+                state.snapshots.forget(&key).await;
             }
             Ok(QueryOutput::empty())
         }

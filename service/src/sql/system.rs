@@ -84,6 +84,8 @@ impl SystemSchema {
             Field::new("load_start_timestamp", ts(), true),
             Field::new("load_end_timestamp", ts(), true),
             Field::new("recovery_source", DataType::Utf8, true),
+            Field::new("recovery_start_timestamp", ts(), true),
+            Field::new("recovery_end_timestamp", ts(), true),
             Field::new("version", DataType::UInt64, true),
             Field::new("load_error", DataType::Utf8, true),
             Field::new("rejected_rows", DataType::UInt64, false),
@@ -113,7 +115,14 @@ impl SystemSchema {
                     rows.iter().map(|r| micros(r.status.load_end)),
                 )),
                 Arc::new(StringArray::from_iter(
-                    rows.iter().map(|r| r.version.map(|_| "OBJECTSTORAGE")),
+                    rows.iter()
+                        .map(|r| r.status.recovery_source.map(|s| s.as_str())),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter(
+                    rows.iter().map(|r| micros(r.status.recovery_start)),
+                )),
+                Arc::new(TimestampMicrosecondArray::from_iter(
+                    rows.iter().map(|r| micros(r.status.recovery_end)),
                 )),
                 Arc::new(UInt64Array::from_iter(rows.iter().map(|r| r.version))),
                 Arc::new(StringArray::from_iter(
