@@ -417,7 +417,12 @@ impl Snapshots {
                         if seg_schema.fields() != schema.fields() {
                             return Err(format!("segment {} has other columns", s.name));
                         }
-                        let seg = Segment::recovered(s.source.clone(), batches, s.rejected.clone());
+                        let seg = Segment::recovered(
+                            s.source.clone(),
+                            batches,
+                            s.rejected.clone(),
+                            s.size,
+                        );
                         Ok((s, seg))
                     })
                     .await

@@ -95,11 +95,15 @@ impl Segment {
         }
     }
 
-    /// Batches read back from a snapshot: already compact, so kept as they are (they point into
-    /// the snapshot's bytes without a copy).
-    pub fn recovered(file: String, batches: Vec<RecordBatch>, rejected: Vec<RejectedRow>) -> Self {
+    /// Batches read back from a snapshot: already compact, so kept as they are, pointing into
+    /// the snapshot file's `bytes` (one allocation, which is what they hold) without a copy.
+    pub fn recovered(
+        file: String,
+        batches: Vec<RecordBatch>,
+        rejected: Vec<RejectedRow>,
+        bytes: u64,
+    ) -> Self {
         let stats = batches.iter().map(BatchStats::compute).collect();
-        let bytes = memory_size(&batches);
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         Self {
             file,

@@ -46,6 +46,12 @@ async fn wait_snapshot(server: &TestServer, table: &str) {
     .await;
 }
 
+async fn size_bytes(server: &TestServer) -> u64 {
+    server.get("/v1/tables/s/t").await["status"]["size_bytes"]
+        .as_u64()
+        .unwrap()
+}
+
 async fn recovery_row(server: &TestServer, table: &str) -> Vec<Value> {
     server
         .rows(&format!(
@@ -67,12 +73,19 @@ async fn restarts_after_load_and_after_refresh_answer_the_same_from_snapshots() 
     server.ok("CREATE DATABASE s").await;
     csv_table(&data, &server, "t").await;
     let before = server.rows(ALL).await;
+    let loaded_size = size_bytes(&server).await;
     wait_snapshot(&server, "t").await;
 
     // After a load: back from the snapshot, the same rows; the catch-up refresh reads nothing.
     let server = server.kill_and_restart().await;
     server.wait_ready().await;
     assert_eq!(server.rows(ALL).await, before);
+    // Memory is counted once per snapshot file the batches point into.
+    let recovered_size = size_bytes(&server).await;
+    assert!(
+        recovered_size > 0 && recovered_size < 2 * loaded_size,
+        "{recovered_size} bytes recovered for {loaded_size} loaded"
+    );
     assert_eq!(
         recovery_row(&server, "t").await,
         vec![
