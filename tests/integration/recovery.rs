@@ -289,3 +289,50 @@ async fn unusable_snapshots_fall_back_to_a_full_load_with_the_reason_and_failure
     assert_eq!(recovery_row(&server, "ok").await[1], "Snapshot");
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.ok").await[0][0], 50);
 }
+
+#[tokio::test]
+async fn a_new_instance_starts_from_another_instances_snapshot_in_a_bucket() {
+    let Some(s3) = crate::s3::S3::from_env() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let b = &s3.bucket;
+    let prefix = crate::s3::unique_prefix("snapshots");
+    let local = tmp.path().join("files");
+    write_files("parquet", &local, &["a.parquet:0:100", "b.parquet:100:130"]);
+    s3.upload_dir(&local, &format!("{prefix}/src")).await;
+    // One configuration for both instances: the table is declared in it, snapshots go to the bucket.
+    let base = s3.config(tmp.path(), &[format!("s3://{b}/")]);
+    let config = format!(
+        "snapshot_location = \"s3://{b}/{prefix}/snapshots/\"\n{}\n[[tables]]\nddl = \"CREATE DATABASE s\"\n[[tables]]\nddl = \"CREATE EXTERNAL TABLE s.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/src/')\"\n",
+        std::fs::read_to_string(&base).unwrap()
+    );
+    std::fs::write(&base, config).unwrap();
+    let args = ["--config", base.to_str().unwrap()];
+    let first = TestServer::spawn_with_env(&tmp.path().join("a"), &args, &s3.credentials()).await;
+    first.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+    let q = "SELECT id, name, amount FROM s.t ORDER BY id";
+    let want = first.rows(q).await;
+    wait_snapshot(&first, "t").await;
+
+    // A second instance with an empty data dir recovers the table from the first's snapshot.
+    let second = TestServer::spawn_with_env(&tmp.path().join("b"), &args, &s3.credentials()).await;
+    second.wait_ready().await;
+    assert_eq!(second.rows(q).await, want);
+    assert_eq!(recovery_row(&second, "t").await[1], "Snapshot");
+    let listed: Vec<_> = {
+        use futures::StreamExt;
+        use object_store::ObjectStore;
+        s3.store()
+            .list(Some(&object_store::path::Path::from(format!(
+                "{prefix}/snapshots/s/t"
+            ))))
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await
+    };
+    assert!(
+        listed.iter().any(|p| p.ends_with("/snapshot.json")),
+        "{listed:?}"
+    );
+}
