@@ -97,13 +97,15 @@ impl Segment {
 
     /// Batches read back from a snapshot: already compact, so kept as they are, pointing into
     /// the snapshot file's `bytes` (one allocation, which is what they hold) without a copy.
+    /// Statistics come with them when the snapshot kept them (else they are computed again).
     pub fn recovered(
         file: String,
         batches: Vec<RecordBatch>,
+        stats: Option<Vec<BatchStats>>,
         rejected: Vec<RejectedRow>,
         bytes: u64,
     ) -> Self {
-        let stats = batches.iter().map(BatchStats::compute).collect();
+        let stats = stats.unwrap_or_else(|| batches.iter().map(BatchStats::compute).collect());
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         Self {
             file,
