@@ -84,6 +84,16 @@ impl Segment {
         let batches: Vec<RecordBatch> = batches.into_iter().map(shrink).collect();
         let stats = batches.iter().map(BatchStats::compute).collect();
         let bytes = memory_size(&batches);
+        Self::from_parts(file, batches, stats, rejected, bytes)
+    }
+
+    fn from_parts(
+        file: String,
+        batches: Vec<RecordBatch>,
+        stats: Vec<BatchStats>,
+        rejected: Vec<RejectedRow>,
+        bytes: u64,
+    ) -> Self {
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         Self {
             file,
@@ -106,15 +116,7 @@ impl Segment {
         bytes: u64,
     ) -> Self {
         let stats = stats.unwrap_or_else(|| batches.iter().map(BatchStats::compute).collect());
-        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        Self {
-            file,
-            rejected,
-            batches,
-            stats,
-            bytes,
-            rows,
-        }
+        Self::from_parts(file, batches, stats, rejected, bytes)
     }
 
     /// The same data under `schema`, which adds columns at the end: they hold NULLs.

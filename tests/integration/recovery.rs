@@ -111,14 +111,7 @@ async fn restarts_after_load_and_after_refresh_answer_the_same_from_snapshots() 
 
     // After a refresh: the refreshed version comes back, numbered on from before.
     std::fs::write(data.join("t/c.csv"), csv(250..300)).unwrap();
-    let report: Value = reqwest::Client::new()
-        .post(server.url("/v1/tables/s/t/refresh"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, report) = server.post("/v1/tables/s/t/refresh").await;
     assert_eq!(report["files_added"], 1, "{report}");
     let before = server.rows(ALL).await;
     assert_eq!(before.len(), 300);
@@ -196,11 +189,7 @@ async fn sigkill_in_the_middle_of_a_snapshot_write_recovers_the_previous_snapsho
     // A refresh publishes version 2; its snapshot is being written (its segment is out, its
     // metadata not yet) when the process is killed.
     std::fs::write(data.join("t/b.csv"), csv(100..140)).unwrap();
-    reqwest::Client::new()
-        .post(server.url("/v1/tables/s/t/refresh"))
-        .send()
-        .await
-        .unwrap();
+    server.post("/v1/tables/s/t/refresh").await;
     let before = server.rows(ALL).await;
     wait_until(
         || async { walk(&tmp.path().join("tarn/snapshots/s/t/segments")).len() == 2 },

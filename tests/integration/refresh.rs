@@ -6,13 +6,7 @@ use serde_json::Value;
 use crate::support::*;
 
 async fn refresh(server: &TestServer, table: &str) -> Result<Value, (u16, Value)> {
-    let resp = reqwest::Client::new()
-        .post(server.url(&format!("/v1/tables/s/{table}/refresh")))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let v: Value = resp.json().await.unwrap();
+    let (status, v) = server.post(&format!("/v1/tables/s/{table}/refresh")).await;
     if status == 200 {
         Ok(v)
     } else {

@@ -26,14 +26,8 @@ async fn server_via(s3: &S3, proxy: &Proxy, tmp: &Path) -> TestServer {
 }
 
 async fn refresh(server: &TestServer, table: &str) -> Value {
-    let resp = reqwest::Client::new()
-        .post(server.url(&format!("/v1/tables/s/{table}/refresh")))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap();
-    assert!(status.is_success(), "refresh of {table}: {status} {v}");
+    let (status, v) = server.post(&format!("/v1/tables/s/{table}/refresh")).await;
+    assert_eq!(status, 200, "refresh of {table}: {v}");
     v
 }
 
@@ -254,13 +248,8 @@ async fn delta_refresh_on_s3_reads_only_the_files_each_commit_adds() {
     // A dropped column is refused: the refresh fails naming it, the loaded version keeps serving.
     delta_op(&local, &["overwrite", "0", "5"]);
     s3.sync_delta(&local, &prefix, &mut sent).await;
-    let resp = reqwest::Client::new()
-        .post(server.url("/v1/tables/s/d/refresh"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
-    let e: Value = resp.json().await.unwrap();
+    let (status, e) = server.post("/v1/tables/s/d/refresh").await;
+    assert_eq!(status, 400);
     let msg = e["error"]["message"].as_str().unwrap();
     assert!(
         msg.contains("column 'note' was dropped") && msg.contains("SECONDARY_LOAD"),

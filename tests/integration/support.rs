@@ -252,6 +252,13 @@ impl TestServer {
         assert!(err.contains(cause), "last error should name {cause}: {st}");
     }
 
+    /// POSTs to `path` (no body): the status and the JSON answer.
+    pub async fn post(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.post(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         self.http
             .get(self.url(path))
