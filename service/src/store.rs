@@ -335,6 +335,13 @@ pub struct TableStatus {
     pub snapshot_error: Option<String>,
 }
 
+impl TableStatus {
+    /// Coming back after a restart: from its snapshot, or by the full load that replaces it.
+    pub fn recovering(&self) -> bool {
+        self.recovery_start.is_some() && self.recovery_end.is_none()
+    }
+}
+
 impl Default for TableStatus {
     fn default() -> Self {
         Self {

@@ -216,13 +216,13 @@ async fn sigkill_in_the_middle_of_a_snapshot_write_recovers_the_previous_snapsho
 async fn unusable_snapshots_fall_back_to_a_full_load_with_the_reason_and_failures_stay_contained() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    for t in ["t", "gone", "nometa", "ok"] {
+    for t in ["t", "gone", "nometa", "fmt", "def", "ok"] {
         std::fs::create_dir_all(data.join(t)).unwrap();
         std::fs::write(data.join(t).join("a.csv"), csv(0..50)).unwrap();
     }
     let mut server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
-    for t in ["t", "gone", "nometa", "ok"] {
+    for t in ["t", "gone", "nometa", "fmt", "def", "ok"] {
         csv_table(&data, &server, t).await;
         wait_snapshot(&server, t).await;
     }
@@ -239,6 +239,16 @@ async fn unusable_snapshots_fall_back_to_a_full_load_with_the_reason_and_failure
     }
     std::fs::remove_dir_all(data.join("gone")).unwrap();
     std::fs::remove_file(snaps.join("nometa/snapshot.json")).unwrap();
+    // fmt: written by an incompatible format version; def: built from another definition of
+    // the table (by another instance sharing the snapshot location, say).
+    let rewrite = |t: &str, f: &dyn Fn(&mut Value)| {
+        let path = snaps.join(t).join("snapshot.json");
+        let mut meta: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        f(&mut meta);
+        std::fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    };
+    rewrite("fmt", &|m| m["format"] = 99.into());
+    rewrite("def", &|m| m["definition"] = 7.into());
 
     // Recovery reads slowly here: queries meanwhile are told the table is recovering.
     let server = server.kill_and_restart_with(&[(DELAY, "1500")]).await;
@@ -269,6 +279,14 @@ async fn unusable_snapshots_fall_back_to_a_full_load_with_the_reason_and_failure
             .contains("no snapshot"),
         "{st}"
     );
+    for (t, reason) in [("fmt", "format 99"), ("def", "different table definition")] {
+        let st = server.table_status("s", t).await;
+        assert_eq!(st["recovery_source"], "Source", "{st}");
+        assert!(
+            st["recovery_error"].as_str().unwrap().contains(reason),
+            "{st}"
+        );
+    }
     let st = server.table_status("s", "gone").await;
     assert_eq!(st["load_status"], "RECOVERYFAILED_RPDGSTABSTATE", "{st}");
     assert!(

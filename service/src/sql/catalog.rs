@@ -11,7 +11,7 @@ use tarn_catalog::{CatalogStore, TableKey};
 use super::provider::LoadedTable;
 use super::system;
 use crate::error::ServiceError;
-use crate::store::{LoadState, MemoryStore};
+use crate::store::MemoryStore;
 
 pub const PERFORMANCE_SCHEMA: &str = "performance_schema";
 
@@ -66,7 +66,7 @@ impl SchemaProvider for Database {
         let entry = self.memory.get(&key);
         match entry.as_ref().and_then(|e| e.current()) {
             Some(v) => Ok(Some(Arc::new(LoadedTable::new(v)))),
-            None if entry.is_some_and(|e| e.status().load_status == LoadState::InRecovery) => Err(
+            None if entry.is_some_and(|e| e.status().recovering()) => Err(
                 DataFusionError::External(Box::new(ServiceError::Recovering { table: key })),
             ),
             None => Err(DataFusionError::External(Box::new(
