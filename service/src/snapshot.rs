@@ -696,21 +696,26 @@ async fn recover(state: &AppState, key: &TableKey) {
     let outcome = {
         let _guard = entry.load_lock.lock().await;
         match state.snapshots.read(&def, state.memory.shards).await {
-            Ok((version, bytes)) => {
-                entry.set_next_version(version.version + 1);
-                let version = Arc::new(version);
-                state.memory.publish(&entry, version.clone());
-                entry.update_status(|s| {
-                    s.load_status = LoadState::Avail;
-                    s.load_progress = 100.0;
-                    s.recovery_source = Some(RecoverySource::Snapshot);
-                    s.recovery_end = Some(Utc::now());
-                    s.snapshot_version = Some(version.version);
-                });
-                info!(table = %key, version = version.version, rows = version.rows, snapshot_bytes = bytes,
+            Ok((version, bytes)) => match state.memory.reserve(key, version.bytes) {
+                Err(e) => Err(format!("the snapshot does not fit: {e}")),
+                // Held until published: tables recovering side by side count against the
+                // memory limit together.
+                Ok(_reservation) => {
+                    entry.set_next_version(version.version + 1);
+                    let version = Arc::new(version);
+                    state.memory.publish(&entry, version.clone());
+                    entry.update_status(|s| {
+                        s.load_status = LoadState::Avail;
+                        s.load_progress = 100.0;
+                        s.recovery_source = Some(RecoverySource::Snapshot);
+                        s.recovery_end = Some(Utc::now());
+                        s.snapshot_version = Some(version.version);
+                    });
+                    info!(table = %key, version = version.version, rows = version.rows, snapshot_bytes = bytes,
                       seconds = started.elapsed().as_secs_f64(), "recovered from snapshot");
-                Ok(())
-            }
+                    Ok(())
+                }
+            },
             Err(why) => Err(why),
         }
     };

@@ -343,3 +343,27 @@ async fn a_new_instance_starts_from_another_instances_snapshot_in_a_bucket() {
         "{listed:?}"
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_larger_than_the_memory_limit_is_refused_and_the_service_stays_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("t")).unwrap();
+    std::fs::write(data.join("t/a.csv"), csv(0..2000)).unwrap();
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    csv_table(&data, &server, "t").await;
+    wait_snapshot(&server, "t").await;
+    let server = server
+        .kill_and_restart_with(&[("TARN_MEMORY_LIMIT", "1KiB")])
+        .await;
+    server.wait_ready().await;
+    let st = server.table_status("s", "t").await;
+    assert_eq!(st["load_status"], "RECOVERYFAILED_RPDGSTABSTATE", "{st}");
+    let why = st["recovery_error"].as_str().unwrap();
+    assert!(
+        why.contains("does not fit") && why.contains("memory limit"),
+        "{st}"
+    );
+    assert_eq!(server.rows("SELECT 1").await[0][0], 1);
+}
