@@ -16,8 +16,6 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use url::Url;
 
-use super::RowOrigin;
-use super::conform::by_name;
 use super::{FileBatches, ReadOptions, lowercase_names};
 use crate::error::{ConnectorError, Result};
 use crate::listing::{FileEntry, Manifest};
@@ -231,15 +229,8 @@ async fn read_delta_file(
     let mut out = FileBatches::default();
     let mut row = 0u64;
     while let Some(batch) = stream.try_next().await.map_err(|e| err(&e))? {
-        let n = batch.num_rows();
-        let base = row;
-        let line = move |r: usize| base + r as u64 + 1;
-        let origin = RowOrigin {
-            file: &file.uri,
-            line: &line,
-        };
-        out.push(by_name(&batch, &opts.schema), n, &origin, opts, vec![])?;
-        row += n as u64;
+        out.push_named(&batch, &file.uri, row, opts)?;
+        row += batch.num_rows() as u64;
     }
     opts.progress
         .fetch_add(2 * file.size, std::sync::atomic::Ordering::Relaxed);

@@ -94,6 +94,26 @@ impl FileBatches {
         }
         Ok(())
     }
+
+    /// [`Self::push`] for a batch of a self-describing format (Parquet, Delta): columns matched
+    /// by name, rows numbered from `first_row + 1` in `file`.
+    pub(crate) fn push_named(
+        &mut self,
+        batch: &arrow::record_batch::RecordBatch,
+        file: &str,
+        first_row: u64,
+        opts: &ReadOptions,
+    ) -> Result<()> {
+        let line = move |r: usize| first_row + r as u64 + 1;
+        let origin = RowOrigin { file, line: &line };
+        self.push(
+            conform::by_name(batch, &opts.schema),
+            batch.num_rows(),
+            &origin,
+            opts,
+            vec![],
+        )
+    }
 }
 
 /// Everything a reader needs besides the file itself.

@@ -19,8 +19,6 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::errors::ParquetError;
 
-use super::RowOrigin;
-use super::conform::by_name;
 use super::{BATCH_ROWS, FileBatches, ReadOptions, fetch};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
@@ -114,13 +112,7 @@ fn decode(bytes: Bytes, file: &FileEntry, opts: &ReadOptions) -> Result<FileBatc
                             ConnectorError::data(&file.uri, format!("corrupt Parquet data: {e}"))
                         })?;
                         let n = batch.num_rows();
-                        let base = row;
-                        let line = move |r: usize| base + r as u64 + 1;
-                        let origin = RowOrigin {
-                            file: &file.uri,
-                            line: &line,
-                        };
-                        out.push(by_name(&batch, &opts.schema), n, &origin, opts, vec![])?;
+                        out.push_named(&batch, &file.uri, row, opts)?;
                         row += n as u64;
                         let share = file.size * n as u64 / total_rows;
                         counted.fetch_add(share, Ordering::Relaxed);
