@@ -417,6 +417,10 @@ async fn build_version(
             .is_some_and(|p| p.etag == f.etag && p.size == f.size)
     };
     let listed: HashSet<&str> = files.iter().map(|f| f.uri.as_str()).collect();
+    // Every file the previous version had, whether or not its data can be kept.
+    let known: HashSet<&str> = previous
+        .map(|p| p.manifest.files.iter().map(|f| f.uri.as_str()).collect())
+        .unwrap_or_default();
     if let Some(p) = previous {
         for seg in p
             .segments
@@ -457,9 +461,7 @@ async fn build_version(
                 segments.push(Some(Arc::clone(seg)));
             }
             None => {
-                let known =
-                    previous.is_some_and(|p| p.manifest.files.iter().any(|p| p.uri == f.uri));
-                if known {
+                if known.contains(f.uri.as_str()) {
                     report.files_changed += 1;
                     report.rows_removed += prev_segments.get(f.uri.as_str()).map_or(0, |s| s.rows);
                 } else {
