@@ -289,5 +289,9 @@ ddl = "CREATE DATABASE x"
             e.contains("ca_certificates: cannot read /nonexistent/ca.pem"),
             "{e}"
         );
+
+        std::fs::write(&path, "ready_tables = [\"orders\"]").unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(e.contains("ready_tables: 'orders' is not db.table"), "{e}");
     }
 }

@@ -69,3 +69,18 @@ async fn sql_client_runs_scripts_and_prints_tables() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_refuses_a_snapshot_location_it_cannot_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path())
+        .args(["--snapshot-location", "ftp://example.com/snapshots/"])
+        .env_remove("TARN_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ftp://example.com/snapshots/"), "{err}");
+}

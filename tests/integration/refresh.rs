@@ -464,6 +464,24 @@ async fn triggers_during_a_load_coalesce_into_one_refresh_that_async_callers_pol
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
+    // Malformed requests get the API's error body; the table keeps its data.
+    let bad_id = http
+        .get(server.url("/v1/refreshes/abc"))
+        .send()
+        .await
+        .unwrap();
+    let bad_id = (bad_id.status().as_u16(), bad_id.json().await.unwrap());
+    let bad_flag = server.post("/v1/tables/s/t/refresh?async=maybe").await;
+    for ((status, body), named) in [(bad_flag, "async"), (bad_id, "refresh id")] {
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{body}"
+        );
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(named), "{msg}");
+    }
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.t").await[0][0], 400_010);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! `POST /v1/refresh` (every loaded table, one report or error each).
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -24,8 +25,9 @@ pub struct RefreshParams {
 pub async fn one(
     State(state): State<AppState>,
     Path((db, table)): Path<(String, String)>,
-    Query(params): Query<RefreshParams>,
+    params: Result<Query<RefreshParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ServiceError::BadRequest(e.body_text()))?;
     let key = TableKey::new(db, table);
     let job = request_refresh(&state, &key)?;
     if params.asynchronous {
@@ -38,8 +40,10 @@ pub async fn one(
 /// its error.
 pub async fn poll(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    id: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(id) =
+        id.map_err(|e| ServiceError::BadRequest(format!("refresh id: {}", e.body_text())))?;
     let job = state.memory.jobs.get(id).ok_or_else(|| {
         ServiceError::NotFound(format!(
             "no refresh with id {id} (the last {} asked for are kept)",
