@@ -78,6 +78,18 @@ impl ConnectorError {
         }
     }
 
+    /// True when the store answered that an object (or bucket) is not there.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::Store { message, .. } => message.starts_with("not found"),
+            Self::Delta { message, .. } | Self::Data { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("not found") || m.contains("notfound") || m.contains("no such")
+            }
+            _ => false,
+        }
+    }
+
     /// True when the caller's definition or data is at fault rather than a store being unavailable.
     pub fn is_user_error(&self) -> bool {
         !matches!(self, Self::Store { .. })

@@ -3,6 +3,8 @@
 //! - [`location`]: a table URI (`file://`, `s3://`, `oci://`, `https://`) parsed and checked
 //!   against the locations the config allows, before any request is sent.
 //! - [`store`]: the object store for a location (one per bucket, cached).
+//! - [`gate`]: a region's gate: reachability as requests see it, operator cuts, aborts on
+//!   failover.
 //! - [`listing`]: a `FILES = (...)` entry expanded to the objects it selects (prefix, glob, regex),
 //!   recorded as a [`listing::Manifest`] (path, size, ETag, last-modified; Delta version).
 //! - [`read`]: format readers (CSV, Parquet, JSON, Avro, Delta) producing record batches in the
@@ -12,6 +14,7 @@
 
 pub mod credentials;
 pub mod error;
+pub mod gate;
 pub mod listing;
 pub mod location;
 pub mod oci;

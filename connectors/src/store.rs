@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 
 use crate::credentials::AwsChain;
 use crate::error::{ConnectorError, Result};
+use crate::gate::{GatedStore, RegionGate};
 use crate::location::Location;
 
 /// A region's endpoint and access, as `[regions.<name>]` in the config gives it.
@@ -53,11 +54,32 @@ fn retry() -> RetryConfig {
     }
 }
 
-fn client_options(allow_http: bool, ca_certificates: &[Vec<u8>]) -> Result<ClientOptions> {
+/// How probes ask whether a region's store is there: once, briefly.
+fn probe_retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 0,
+        retry_timeout: PROBE_TIMEOUT,
+        ..retry()
+    }
+}
+
+/// How long a probe may take before the region counts as unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn client_options(
+    allow_http: bool,
+    ca_certificates: &[Vec<u8>],
+    probe: bool,
+) -> Result<ClientOptions> {
+    let (connect, total) = if probe {
+        (PROBE_TIMEOUT, PROBE_TIMEOUT)
+    } else {
+        (Duration::from_secs(5), Duration::from_secs(60))
+    };
     let mut o = ClientOptions::new()
         .with_allow_http(allow_http)
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(60));
+        .with_connect_timeout(connect)
+        .with_timeout(total);
     for pem in ca_certificates {
         for cert in Certificate::from_pem_bundle(pem).map_err(|e| ConnectorError::Store {
             location: "ca_certificates".into(),
@@ -73,6 +95,9 @@ fn client_options(allow_http: bool, ca_certificates: &[Vec<u8>]) -> Result<Clien
 pub struct StoreRegistry {
     config: StoreConfig,
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// One per configured region (and the home region): every store read in a region is
+    /// reached through its gate.
+    gates: BTreeMap<String, Arc<RegionGate>>,
     /// For requests object_store does not make (OCI's JSON listing), with the same trust.
     http: reqwest::Client,
 }
@@ -97,9 +122,16 @@ impl StoreRegistry {
             location: "http client".into(),
             message: e.to_string(),
         })?;
+        let gates = config
+            .regions
+            .keys()
+            .chain(config.home_region.iter())
+            .map(|r| (r.clone(), Arc::new(RegionGate::new(r.clone()))))
+            .collect();
         Ok(Self {
             config,
             stores: Mutex::new(HashMap::new()),
+            gates,
             http,
         })
     }
@@ -110,6 +142,15 @@ impl StoreRegistry {
 
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The gate of `region`, if the region is configured (or is the home region).
+    pub fn gate(&self, region: &str) -> Option<&Arc<RegionGate>> {
+        self.gates.get(region)
+    }
+
+    pub fn gates(&self) -> impl Iterator<Item = &Arc<RegionGate>> {
+        self.gates.values()
     }
 
     /// Parses `uri` and refuses it unless the config allows it; no request is sent.
@@ -136,18 +177,47 @@ impl StoreRegistry {
         loc: &Location,
         region: Option<&str>,
     ) -> Result<Arc<dyn ObjectStore>> {
+        self.cached(loc, region, false).await
+    }
+
+    /// A store for asking whether `loc`'s store answers in `region`: requests are not retried
+    /// and time out after [`PROBE_TIMEOUT`]. Probe outcomes count in the region's gate.
+    pub async fn probe_store_for(
+        &self,
+        loc: &Location,
+        region: Option<&str>,
+    ) -> Result<Arc<dyn ObjectStore>> {
+        self.cached(loc, region, true).await
+    }
+
+    async fn cached(
+        &self,
+        loc: &Location,
+        region: Option<&str>,
+        probe: bool,
+    ) -> Result<Arc<dyn ObjectStore>> {
         let region = region.or(self.config.home_region.as_deref());
-        let cache_key = format!("{}#{}", loc.store_uri(), region.unwrap_or(""));
+        let cache_key = format!("{}#{}#{probe}", loc.store_uri(), region.unwrap_or(""));
         let mut stores = self.stores.lock().await;
         if let Some(s) = stores.get(&cache_key) {
             return Ok(s.clone());
         }
-        let store = self.build(loc, region).await?;
+        let mut store = self.build(loc, region, probe).await?;
+        if let (Some(gate), Location::S3 { .. } | Location::Oci { .. }) =
+            (region.and_then(|r| self.gates.get(r)), loc)
+        {
+            store = Arc::new(GatedStore::new(store, gate.clone()));
+        }
         stores.insert(cache_key, store.clone());
         Ok(store)
     }
 
-    async fn build(&self, loc: &Location, region: Option<&str>) -> Result<Arc<dyn ObjectStore>> {
+    async fn build(
+        &self,
+        loc: &Location,
+        region: Option<&str>,
+        probe: bool,
+    ) -> Result<Arc<dyn ObjectStore>> {
         let fail = |e: object_store::Error| ConnectorError::store(loc.store_uri(), e);
         let region_cfg = region.and_then(|r| self.config.regions.get(r));
         let allow_http = region_cfg.is_some_and(|r| r.allow_http);
@@ -175,8 +245,12 @@ impl StoreRegistry {
                 let mut b = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(aws_region)
-                    .with_retry(retry())
-                    .with_client_options(client_options(allow_http, &self.config.ca_certificates)?);
+                    .with_retry(if probe { probe_retry() } else { retry() })
+                    .with_client_options(client_options(
+                        allow_http,
+                        &self.config.ca_certificates,
+                        probe,
+                    )?);
                 if let Some(ep) = &endpoint {
                     resolve(loc, ep).await?;
                     // S3-compatible servers (OCI, SeaweedFS) are addressed path-style.
@@ -203,10 +277,11 @@ impl StoreRegistry {
                 Arc::new(
                     HttpBuilder::new()
                         .with_url(base.clone())
-                        .with_retry(retry())
+                        .with_retry(if probe { probe_retry() } else { retry() })
                         .with_client_options(client_options(
                             allow_http || base.starts_with("http://"),
                             &self.config.ca_certificates,
+                            probe,
                         )?)
                         .build()
                         .map_err(fail)?,

@@ -42,7 +42,12 @@ impl Application {
             )
             .await?,
         );
+        let regions = Arc::new(crate::regions::Regions::new(
+            config.regions.clone(),
+            config.store.regions.keys().cloned(),
+        ));
         let state = AppState {
+            regions,
             config: Arc::new(config),
             catalog,
             memory,
@@ -70,12 +75,14 @@ impl Application {
               "listening on http://{addr}");
         let scheduler = crate::schedule::spawn(self.state.clone());
         let recovery = tokio::spawn(crate::snapshot::recover_all(self.state.clone()));
+        let monitor = crate::regions::spawn_monitor(self.state.clone());
         let served = axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| ServiceError::Internal(format!("server: {e}")));
         scheduler.abort();
         recovery.abort();
+        monitor.abort();
         served
     }
 }

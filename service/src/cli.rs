@@ -1,5 +1,6 @@
 //! The `tarn` command: `tarn serve` runs the service, `tarn sql` is a client that sends
-//! statements to one and prints the answers as a table (with a progress bar while a load runs).
+//! statements to one and prints the answers as a table (with a progress bar while a load runs),
+//! `tarn drill failover` rehearses a region's failure against running instances.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -29,6 +30,16 @@ enum Command {
     Serve(ServeArgs),
     /// Send SQL statements to a running service and print the answers.
     Sql(SqlArgs),
+    /// Rehearse what happens when a region fails, against running instances.
+    #[command(subcommand)]
+    Drill(DrillCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DrillCommand {
+    /// Take a region's stores away, measure recovery from the replicas and data lag, bring it
+    /// back and check failback; exits non-zero when a check fails.
+    Failover(crate::drill::FailoverArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -80,6 +91,15 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => rt.block_on(serve(args)),
         Command::Sql(args) => rt.block_on(client(args)),
+        Command::Drill(DrillCommand::Failover(args)) => rt
+            .block_on(crate::drill::failover(args))
+            .and_then(|passed| {
+                if passed {
+                    Ok(())
+                } else {
+                    Err("the drill failed: see the checks above".to_string())
+                }
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -69,7 +69,9 @@ pub struct FileConfig {
     #[serde(default)]
     pub regions: BTreeMap<String, RegionFile>,
     #[serde(default)]
-    pub replicas: Vec<toml::Value>,
+    pub replicas: Vec<ReplicaFile>,
+    #[serde(default)]
+    pub failover: FailoverFile,
     #[serde(default)]
     pub tables: Vec<DeclaredTable>,
 }
@@ -81,6 +83,36 @@ pub struct RegionFile {
     #[serde(default)]
     pub allow_http: bool,
     pub credentials: Option<String>,
+}
+
+/// A `[[replicas]]` entry: `replica` holds a copy of `primary`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaFile {
+    pub primary: CopyFile,
+    pub replica: CopyFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyFile {
+    pub region: String,
+    pub location: String,
+}
+
+/// `[failover]`: how region health is judged.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverFile {
+    /// How often each region's store is probed [default: 1s].
+    pub probe_interval: Option<String>,
+    /// Failures in a row (requests or probes) before a region is failed over [default: 3].
+    pub failure_threshold: Option<u32>,
+    /// How long a failed-over region must answer every probe before it is failed back [default: 30s].
+    pub failback_after: Option<String>,
+    /// How long a file missing from (or different on) the copy a table moved to is kept as
+    /// loaded, taken to be still replicating [default: 10m].
+    pub max_replication_lag: Option<String>,
 }
 
 /// A `[[tables]]` entry: DDL applied at start (as `IF NOT EXISTS`), loaded when `load = true`.
@@ -105,6 +137,28 @@ pub struct Config {
     pub tables: Vec<DeclaredTable>,
     pub snapshot_location: Option<String>,
     pub ready_tables: Option<Vec<tarn_catalog::TableKey>>,
+    pub regions: crate::regions::RegionsConfig,
+}
+
+fn duration(
+    key: &str,
+    value: &Option<String>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration> {
+    match value {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s)
+            .map_err(|e| ServiceError::Config(format!("{key} = '{s}': {e}")))
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err(ServiceError::Config(format!(
+                        "{key} = '{s}': must be more than zero"
+                    )))
+                } else {
+                    Ok(d)
+                }
+            }),
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -157,6 +211,51 @@ impl Config {
             .clone()
             .or(file.allowed_locations)
             .unwrap_or_else(|| vec![format!("file://{}/", cwd.display())]);
+        let home_region = args.home_region.clone().or(file.home_region);
+        let defaults = crate::regions::FailoverSettings::default();
+        let f = &file.failover;
+        let settings = crate::regions::FailoverSettings {
+            probe_interval: duration(
+                "failover.probe_interval",
+                &f.probe_interval,
+                defaults.probe_interval,
+            )?,
+            failure_threshold: match f.failure_threshold {
+                Some(0) => {
+                    return Err(ServiceError::Config(
+                        "failover.failure_threshold = 0: must be at least 1".into(),
+                    ));
+                }
+                Some(n) => n,
+                None => defaults.failure_threshold,
+            },
+            failback_after: duration(
+                "failover.failback_after",
+                &f.failback_after,
+                defaults.failback_after,
+            )?,
+            max_replication_lag: duration(
+                "failover.max_replication_lag",
+                &f.max_replication_lag,
+                defaults.max_replication_lag,
+            )?,
+        };
+        let region_names: Vec<String> = file.regions.keys().cloned().collect();
+        let replicas = crate::regions::RegionsConfig::new(
+            home_region.clone(),
+            file.replicas
+                .into_iter()
+                .map(|r| {
+                    let copy = |c: CopyFile| crate::regions::Copy {
+                        region: c.region,
+                        location: c.location,
+                    };
+                    (copy(r.primary), copy(r.replica))
+                })
+                .collect(),
+            &region_names,
+            settings,
+        )?;
         let regions = file
             .regions
             .into_iter()
@@ -193,7 +292,7 @@ impl Config {
                 .transpose()?,
             store: StoreConfig {
                 allowed_locations,
-                home_region: args.home_region.clone().or(file.home_region),
+                home_region,
                 regions,
                 ca_certificates: args
                     .ca_certificates
@@ -228,6 +327,7 @@ impl Config {
                         .collect::<Result<Vec<_>>>()
                 })
                 .transpose()?,
+            regions: replicas,
         })
     }
 }

@@ -39,6 +39,16 @@ pub enum ServiceError {
         source: Box<ServiceError>,
     },
 
+    /// A copy in another region does not hold yet what its log or the loaded version names.
+    #[error(
+        "the copy of '{table}' in region '{region}' is behind: {detail}; the table stays at its loaded version and the refresh is retried"
+    )]
+    ReplicaBehind {
+        table: TableKey,
+        region: String,
+        detail: String,
+    },
+
     #[error("{0}")]
     BadRequest(String),
 
@@ -111,6 +121,7 @@ impl ServiceError {
             Self::Connector(ConnectorError::Store { .. }) => "store_unavailable",
             Self::NotLoaded { .. } => "table_not_loaded",
             Self::Recovering { .. } => "table_recovering",
+            Self::ReplicaBehind { .. } => "replica_behind",
             Self::MemoryLimit { .. } => "memory_limit",
             Self::BadRequest(_) => "bad_request",
             Self::NotFound(_) => "not_found",
@@ -135,7 +146,7 @@ impl ServiceError {
             "location_not_allowed" => StatusCode::FORBIDDEN,
             "memory_limit" | "resources_exhausted" => StatusCode::INSUFFICIENT_STORAGE,
             "store_unavailable" => StatusCode::BAD_GATEWAY,
-            "table_recovering" => StatusCode::SERVICE_UNAVAILABLE,
+            "table_recovering" | "replica_behind" => StatusCode::SERVICE_UNAVAILABLE,
             "catalog_unavailable" | "internal" => StatusCode::INTERNAL_SERVER_ERROR,
             "not_supported" => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,

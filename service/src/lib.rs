@@ -1,12 +1,14 @@
 //! Tarn's service: the sharded memory store ([`store`]), loading ([`load`]), the SQL session
-//! ([`sql`]), the HTTP API ([`http`]), configuration and the command line ([`cli`]).
+//! ([`sql`]), regions and failover ([`regions`]), the HTTP API ([`http`]), configuration and the command line ([`cli`]).
 
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod drill;
 pub mod error;
 pub mod http;
 pub mod load;
+pub mod regions;
 pub mod schedule;
 pub mod snapshot;
 pub mod sql;

@@ -17,12 +17,13 @@ use futures::{FutureExt, StreamExt};
 use object_store::ObjectStore;
 use serde::Serialize;
 use tarn_catalog::{FormatKind, TableDef, TableKey, types::schema_of};
-use tarn_connectors::ConnectorError;
 use tarn_connectors::listing::{self, FileEntry, Manifest};
 use tarn_connectors::read::{self, ReadOptions};
+use tarn_connectors::{ConnectorError, Location};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::error::{Result, ServiceError};
+use crate::regions::{Route, SourceState};
 use crate::state::AppState;
 use crate::store::{HistoryEntry, LoadState, Segment, TableVersion};
 
@@ -57,6 +58,15 @@ pub struct LoadReport {
     /// version (the commits since it were cleaned up, for one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta_fallback: Option<String>,
+    /// The region of the copy read (tables under `[[replicas]]`, or with a region).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_region: Option<String>,
+    /// Why the copy read was not taken as it is: it is behind the loaded version, so the table
+    /// stayed where it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_behind: Option<String>,
+    /// Files kept as loaded because the copy read does not show them (yet) alike.
+    pub files_awaiting_replication: usize,
     pub seconds: f64,
 }
 
@@ -233,9 +243,17 @@ async fn run_locked(
     } else {
         None
     };
-    let result = build_version(state, &def, &entry, base)
-        .instrument(span)
+    let mut result = build_version(state, &def, &entry, base)
+        .instrument(span.clone())
         .await;
+    // A region that fails while the load runs: once it is failed over, run again from the
+    // next copy.
+    if result.is_err() && wait_for_failover(state, &def).await {
+        info!(table = %key, "the region read failed over; reading the next copy");
+        result = build_version(state, &def, &entry, base)
+            .instrument(span)
+            .await;
+    }
     match result {
         Ok((next, mut report)) => {
             report.table = key.to_string();
@@ -341,23 +359,182 @@ async fn build_version(
     let mut reservation = state.memory.reserve(key, 0)?;
     let mut report = LoadReport::default();
 
+    // The copy each FILES entry is read from now, and what changed since the last read.
+    let routes: Vec<Route> = def
+        .files
+        .iter()
+        .map(|f| state.regions.route(&f.uri, f.region.as_deref()))
+        .collect();
+    let mut source = next_source(state, entry, &routes, previous);
+    report.source_region = source.region.clone();
+    let result = build_from(
+        state,
+        def,
+        entry,
+        previous,
+        &routes,
+        &mut source,
+        &mut report,
+        &declared,
+        &mut reservation,
+    )
+    .await;
+    match &result {
+        Ok(_) => {
+            source.waiting = report.replica_behind.clone();
+            entry.set_source(source);
+        }
+        Err(ServiceError::ReplicaBehind { detail, .. }) => {
+            source.waiting = Some(detail.clone());
+            entry.set_source(source);
+        }
+        Err(_) => {}
+    }
+    result.map(|v| (v, report))
+}
+
+/// The copy a table reads now: if it moved to another copy, every loaded file is awaited there
+/// (kept as loaded until the new copy shows it alike), and the Delta log is opened afresh.
+fn next_source(
+    state: &AppState,
+    entry: &crate::store::TableEntry,
+    routes: &[Route],
+    previous: Option<&TableVersion>,
+) -> SourceState {
+    let read_prefix = routes
+        .iter()
+        .map(|r| r.read_prefix.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let fresh = |pending| SourceState {
+        region: routes.first().and_then(|r| r.region.clone()),
+        uri: routes.first().map(|r| r.uri.clone()).unwrap_or_default(),
+        read_prefix: read_prefix.clone(),
+        since: std::time::Instant::now(),
+        pending,
+        waiting: None,
+    };
+    match (entry.source(), previous) {
+        (Some(mut s), Some(_)) if s.read_prefix == read_prefix => {
+            if s.since.elapsed() > state.regions.config().settings.max_replication_lag {
+                s.pending.clear();
+            }
+            s
+        }
+        (Some(_), Some(p)) => {
+            info!(table = %entry.key, to = %tarn_connectors::location::redact(&routes[0].uri), "reading another copy");
+            entry.clear_delta_handle();
+            fresh(p.manifest.files.iter().map(|f| f.uri.clone()).collect())
+        }
+        _ => fresh(HashSet::new()),
+    }
+}
+
+/// After a failed load or refresh of a replicated table: waits (up to the failure threshold's
+/// worth of probes) for the region it read to be failed over. True when it was, and the next
+/// copy should be tried.
+async fn wait_for_failover(state: &AppState, def: &TableDef) -> bool {
+    let Some(route) = def
+        .files
+        .first()
+        .map(|f| state.regions.route(&f.uri, f.region.as_deref()))
+        .filter(|r| r.replicated)
+    else {
+        return false;
+    };
+    let Some(region) = route.region else {
+        return false;
+    };
+    let failing = state
+        .stores
+        .gate(&region)
+        .is_some_and(|g| g.consecutive_failures() > 0 || g.is_cut());
+    if !failing && !state.regions.is_failed_over(&region) {
+        return false;
+    }
+    let s = &state.regions.config().settings;
+    let budget = s.probe_interval * (s.failure_threshold + 1);
+    let deadline = std::time::Instant::now() + budget;
+    loop {
+        if state.regions.is_failed_over(&region) {
+            let next = state
+                .regions
+                .route(&def.files[0].uri, def.files[0].region.as_deref());
+            return next.region.as_deref() != Some(region.as_str());
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build_from(
+    state: &AppState,
+    def: &TableDef,
+    entry: &crate::store::TableEntry,
+    previous: Option<&TableVersion>,
+    routes: &[Route],
+    source_state: &mut SourceState,
+    report: &mut LoadReport,
+    declared: &Option<SchemaRef>,
+    reservation: &mut crate::store::Reservation<'_>,
+) -> Result<Option<TableVersion>> {
+    let key = &def.key;
+    let behind = |e: &ConnectorError, route: &Route| -> Option<ServiceError> {
+        (route.replicated && e.is_not_found()).then(|| ServiceError::ReplicaBehind {
+            table: key.clone(),
+            region: route.region.clone().unwrap_or_default(),
+            detail: e.to_string(),
+        })
+    };
     let source = if def.format.kind == FormatKind::Delta {
-        let spec = &def.files[0];
-        let loc = state.stores.check(&spec.uri)?;
-        let store = state.stores.store_for(&loc, spec.region.as_deref()).await?;
+        let (spec, route) = (&def.files[0], &routes[0]);
+        state.stores.check(&spec.uri)?;
+        let loc = Location::parse(&route.uri)?;
+        let store = state
+            .stores
+            .store_for(&loc, route.region.as_deref())
+            .await?;
         let handle = entry.delta_handle();
-        let snap = read::delta_snapshot(store, &loc, handle).await?;
+        let mut snap = match read::delta_snapshot(store, &loc, handle).await {
+            Ok(s) => s,
+            Err(e) => return Err(behind(&e, route).unwrap_or(e.into())),
+        };
+        for f in &mut snap.manifest.files {
+            f.uri = route.logical(&f.uri);
+        }
         entry.set_delta_handle(snap.table.clone());
         report.delta_fallback = snap.fallback.clone();
         if let Some(prev) = previous
-            && prev.manifest.delta_version == Some(snap.version)
+            && let Some(loaded) = prev.manifest.delta_version
+            && snap.version <= loaded
         {
+            if snap.version < loaded {
+                // Versions only go forward: the copy has not caught up with what was loaded.
+                let why = format!(
+                    "{} in region '{}' is at Delta version {} and the loaded version is {loaded}",
+                    tarn_connectors::location::redact(&route.uri),
+                    route.region.as_deref().unwrap_or("-"),
+                    snap.version
+                );
+                warn!(table = %key, "{why}; keeping the loaded version");
+                report.replica_behind = Some(why);
+            }
             report.files_reused = prev.manifest.files.len();
-            return Ok((None, report));
+            return Ok(None);
         }
         Source::Delta(Box::new(snap))
     } else {
-        Source::Files(list_files(state, def).await?)
+        let mut listed = list_files(state, def, routes).await?;
+        if let Some(p) = previous
+            && !source_state.pending.is_empty()
+        {
+            report.files_awaiting_replication =
+                await_replication(&mut listed, p, &mut source_state.pending);
+        }
+        Source::Files(listed)
     };
     let files: Vec<&FileEntry> = match &source {
         Source::Files(f) => f.iter().map(|f| &f.1).collect(),
@@ -441,7 +618,7 @@ async fn build_version(
         && files.iter().all(|f| unchanged(f))
     {
         report.files_reused = files.len();
-        return Ok((None, report));
+        return Ok(None);
     }
 
     let mut schema = schema;
@@ -533,7 +710,10 @@ async fn build_version(
                 .collect();
             let mut reads = futures::stream::iter(reads).buffered(parallel);
             while let Some((i, (f, out))) = reads.next().await {
-                let out = out?;
+                let out = match out {
+                    Ok(o) => o,
+                    Err(e) => return Err(behind(&e, &routes[0]).unwrap_or(e.into())),
+                };
                 let seg = Segment::new(f.uri.clone(), out.batches, out.rejected);
                 reservation.grow(key, seg.bytes)?;
                 report.rows_added += seg.rows;
@@ -541,7 +721,10 @@ async fn build_version(
             }
         }
         Source::Delta(snap) => {
-            let outs = read::read_delta_files(snap, &to_read, &opts).await?;
+            let outs = match read::read_delta_files(snap, &to_read, &opts).await {
+                Ok(o) => o,
+                Err(e) => return Err(behind(&e, &routes[0]).unwrap_or(e.into())),
+            };
             for (&i, out) in to_read.iter().zip(outs) {
                 let seg = Segment::new(files[i].uri.clone(), out.batches, out.rejected);
                 reservation.grow(key, seg.bytes)?;
@@ -554,34 +737,85 @@ async fn build_version(
         .into_iter()
         .map(|s| s.expect("every file read or reused"))
         .collect();
-    Ok((
-        Some(TableVersion::build(
-            entry.next_version(),
-            schema,
-            segments,
-            manifest,
-            state.memory.shards,
-        )),
-        report,
-    ))
+    Ok(Some(TableVersion::build(
+        entry.next_version(),
+        schema,
+        segments,
+        manifest,
+        state.memory.shards,
+    )))
 }
 
-/// Lists every FILES entry of `def`: nothing is read unless all of them resolve.
+/// The rule for plain files after a table moved to another copy: a file loaded from the
+/// previous copy that this one lacks, or holds with another ETag or size, is taken to be on its
+/// way (replication lag) and kept as loaded, so a refresh never moves the table backwards. A file
+/// this copy shows alike is confirmed and from then on follows this copy (changes and deletions
+/// apply). Files new to the table are added. Returns how many files are still awaited.
+fn await_replication(
+    listed: &mut Vec<(Arc<dyn ObjectStore>, FileEntry)>,
+    previous: &TableVersion,
+    pending: &mut HashSet<String>,
+) -> usize {
+    let loaded: HashMap<&str, &FileEntry> = previous
+        .manifest
+        .files
+        .iter()
+        .map(|f| (f.uri.as_str(), f))
+        .collect();
+    let mut seen = HashSet::new();
+    for (_, f) in listed.iter_mut() {
+        seen.insert(f.uri.clone());
+        if !pending.contains(&f.uri) {
+            continue;
+        }
+        match loaded.get(f.uri.as_str()) {
+            Some(l) if l.etag == f.etag && l.size == f.size => {
+                pending.remove(&f.uri);
+            }
+            Some(l) => *f = (*l).clone(),
+            None => {
+                pending.remove(&f.uri);
+            }
+        }
+    }
+    let store = listed.first().map(|(s, _)| s.clone());
+    if let Some(store) = store {
+        for uri in pending.iter().filter(|u| !seen.contains(*u)) {
+            if let Some(l) = loaded.get(uri.as_str()) {
+                listed.push((store.clone(), (*l).clone()));
+            }
+        }
+    }
+    pending.retain(|u| loaded.contains_key(u.as_str()));
+    listed.sort_by(|a, b| a.1.uri.cmp(&b.1.uri));
+    pending.len()
+}
+
+/// Lists every FILES entry of `def` through its route: nothing is read unless all of them
+/// resolve. Files are named as the table names its location, whichever copy they are read from.
 async fn list_files(
     state: &AppState,
     def: &TableDef,
+    routes: &[Route],
 ) -> Result<Vec<(Arc<dyn ObjectStore>, FileEntry)>> {
     let mut files: Vec<(Arc<dyn ObjectStore>, FileEntry)> = Vec::new();
-    for spec in &def.files {
-        let loc = state.stores.check(&spec.uri)?;
-        let store = state.stores.store_for(&loc, spec.region.as_deref()).await?;
-        let found = listing::list(
+    for (spec, route) in def.files.iter().zip(routes) {
+        state.stores.check(&spec.uri)?;
+        let loc = Location::parse(&route.uri)?;
+        let store = state
+            .stores
+            .store_for(&loc, route.region.as_deref())
+            .await?;
+        let mut found = listing::list(
             state.stores.http_client(),
             &store,
             &loc,
             spec.pattern.as_deref(),
         )
         .await?;
+        for f in &mut found {
+            f.uri = route.logical(&f.uri);
+        }
         if found.is_empty() && !def.options.allow_missing_files {
             return Err(ConnectorError::NoFiles {
                 uri: tarn_connectors::location::redact(&spec.uri),

@@ -16,5 +16,6 @@ pub struct AppState {
     pub memory: Arc<MemoryStore>,
     pub stores: Arc<StoreRegistry>,
     pub snapshots: Arc<crate::snapshot::Snapshots>,
+    pub regions: Arc<crate::regions::Regions>,
     pub ctx: SessionContext,
 }

@@ -333,6 +333,9 @@ pub struct TableStatus {
     pub snapshot_bytes_written: u64,
     pub snapshot_seconds: f64,
     pub snapshot_error: Option<String>,
+    /// The region and location of the copy the last load or refresh read (see `[[replicas]]`).
+    pub source_region: Option<String>,
+    pub source_location: Option<String>,
 }
 
 impl TableStatus {
@@ -362,6 +365,8 @@ impl Default for TableStatus {
             snapshot_seconds: 0.0,
             snapshot_error: None,
             refresh_failures: 0,
+            source_region: None,
+            source_location: None,
         }
     }
 }
@@ -386,6 +391,8 @@ pub struct TableEntry {
     /// A snapshot writer runs for this table / a newer version waits to be written.
     pub snapshot_running: std::sync::atomic::AtomicBool,
     pub snapshot_dirty: std::sync::atomic::AtomicBool,
+    /// The copy the last load or refresh read, and what it carried over from the one before.
+    source: Mutex<Option<crate::regions::SourceState>>,
 }
 
 /// How many loads and refreshes each table remembers.
@@ -407,6 +414,28 @@ impl TableEntry {
 
     pub fn set_delta_handle(&self, table: tarn_connectors::read::DeltaTable) {
         *self.delta.lock().unwrap_or_else(|e| e.into_inner()) = Some(table);
+    }
+
+    /// Forgets the Delta log handle: the next load or refresh opens the log afresh (from
+    /// another copy, say).
+    pub fn clear_delta_handle(&self) {
+        *self.delta.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub fn source(&self) -> Option<crate::regions::SourceState> {
+        self.source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_source(&self, source: crate::regions::SourceState) {
+        let (region, uri) = (source.region.clone(), source.uri.clone());
+        *self.source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+        self.update_status(|s| {
+            s.source_region = region;
+            s.source_location = Some(tarn_connectors::location::redact(&uri));
+        });
     }
 
     pub fn record(&self, entry: HistoryEntry) {
@@ -528,6 +557,7 @@ impl MemoryStore {
                     pending_refresh: Mutex::new(None),
                     snapshot_running: Default::default(),
                     snapshot_dirty: Default::default(),
+                    source: Mutex::new(None),
                 })
             })
             .clone()

@@ -98,5 +98,72 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP tarn_refresh_triggers_coalesced_total Refresh triggers answered by a refresh already asked for.\n# TYPE tarn_refresh_triggers_coalesced_total counter\ntarn_refresh_triggers_coalesced_total {}",
         state.memory.refreshes_coalesced.load(Ordering::Relaxed)
     );
+    let report = crate::regions::report(&state);
+    let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in values {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    gauge(
+        "tarn_region_healthy",
+        "1 while the region is in use, 0 while it is failed over or cut off.",
+        &mut report.regions.iter().map(|r| {
+            (
+                format!("{{region=\"{}\"}}", label(&r.name)),
+                f64::from(u8::from(r.state == "healthy")),
+            )
+        }),
+    );
+    gauge(
+        "tarn_region_consecutive_failures",
+        "Requests and probes to the region's stores that failed since the last one that answered.",
+        &mut report.regions.iter().map(|r| {
+            (
+                format!("{{region=\"{}\"}}", label(&r.name)),
+                f64::from(r.consecutive_failures),
+            )
+        }),
+    );
+    gauge(
+        "tarn_table_source_region",
+        "1 for the region of the copy the table was last read from.",
+        &mut report.tables.iter().filter_map(|t| {
+            let (db, table) = t.table.split_once('.')?;
+            Some((
+                format!(
+                    "{{database=\"{}\",table=\"{}\",region=\"{}\"}}",
+                    label(db),
+                    label(table),
+                    label(t.source_region.as_deref()?)
+                ),
+                1.0,
+            ))
+        }),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tarn_region_failovers_total Regions failed over.\n# TYPE tarn_region_failovers_total counter"
+    );
+    for r in &report.regions {
+        let _ = writeln!(
+            out,
+            "tarn_region_failovers_total{{region=\"{}\"}} {}",
+            label(&r.name),
+            r.failovers
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tarn_region_failbacks_total Regions failed back.\n# TYPE tarn_region_failbacks_total counter"
+    );
+    for r in &report.regions {
+        let _ = writeln!(
+            out,
+            "tarn_region_failbacks_total{{region=\"{}\"}} {}",
+            label(&r.name),
+            r.failbacks
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -4,6 +4,7 @@ mod error;
 mod health;
 mod metrics;
 mod refresh;
+mod regions;
 mod sql;
 mod tables;
 
@@ -31,6 +32,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tables/{db}/{table}/refreshes", get(tables::refreshes))
         .route("/v1/refresh", post(refresh::all))
         .route("/v1/refreshes/{id}", get(refresh::poll))
+        .route("/v1/regions", get(regions::list))
+        .route("/v1/regions/{region}/cut", post(regions::cut))
+        .route("/v1/regions/{region}/restore", post(regions::restore))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -1,0 +1,653 @@
+//! `tarn drill failover`: a failover rehearsal against live instances.
+//!
+//! 1. Checks that every instance answers the same for every loaded table (a fingerprint: row
+//!    count, and sums, minimums and maximums of the columns).
+//! 2. Keeps querying every table on every instance for the whole drill, counting failures.
+//! 3. Takes the region's stores away: by default it cuts every instance off from the region
+//!    (`POST /v1/regions/{region}/cut`); `--cut-command` runs a command instead (stopping the
+//!    store itself, say).
+//! 4. Measures the recovery time (from the cut until every table that read the region has been
+//!    refreshed from another copy, on every instance) and the data lag (how long each such table
+//!    went without a successful refresh, i.e. how far behind the served data could be).
+//! 5. Restores the region (`.../restore`, or `--restore-command`), waits for failback (every table
+//!    reads its own region's copy again) and checks again that all instances answer the same.
+//!
+//! Prints the report as a table, writes it as JSON with `--json`, and exits non-zero when a check
+//! fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FailoverArgs {
+    /// A running instance's URL (repeat for each region's instance).
+    #[arg(long = "instance", required = true)]
+    pub instances: Vec<String>,
+    /// The region to take away.
+    #[arg(long)]
+    pub region: String,
+    /// A shell command that takes the region's store away (instead of cutting the instances
+    /// off from it through their admin endpoint).
+    #[arg(long)]
+    pub cut_command: Option<String>,
+    /// A shell command that brings the region's store back (with --cut-command).
+    #[arg(long)]
+    pub restore_command: Option<String>,
+    /// The longest recovery time that passes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_recovery: Duration,
+    /// How long to wait for recovery, failback, or instances to agree.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Write the report as JSON to this file (`-` for standard output).
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DrillReport {
+    pub region: String,
+    pub instances: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub tables: Vec<String>,
+    /// Tables that read the region on some instance before it was taken away.
+    pub affected: Vec<String>,
+    pub checks: Vec<Check>,
+    pub recovery_seconds: Option<f64>,
+    pub failback_seconds: Option<f64>,
+    /// The longest time a table went without a successful refresh across the failover.
+    pub data_lag_seconds: Option<f64>,
+    pub queries: u64,
+    pub failed_queries: u64,
+    pub query_errors: Vec<String>,
+    pub per_table: Vec<TableFigures>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TableFigures {
+    pub instance: String,
+    pub table: String,
+    pub source_before: Option<String>,
+    pub source_during: Option<String>,
+    pub source_after: Option<String>,
+    pub version_before: Option<u64>,
+    pub version_after_failover: Option<u64>,
+    pub recovery_seconds: Option<f64>,
+    pub lag_seconds: Option<f64>,
+}
+
+struct Client {
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn get(&self, url: &str) -> Result<Value, String> {
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = r.status();
+        let v: Value = r.json().await.map_err(|e| format!("{url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{url}: {status}: {}", v["error"]["message"]));
+        }
+        Ok(v)
+    }
+
+    async fn post(&self, url: &str) -> Result<Value, String> {
+        let r = self
+            .http
+            .post(url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("{url}: {status}: {}", v["error"]["message"]));
+        }
+        Ok(v)
+    }
+
+    async fn sql(&self, base: &str, sql: &str) -> Result<Value, String> {
+        let r = self
+            .http
+            .post(format!("{base}/v1/sql"))
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .map_err(|e| format!("{base}: {e}"))?;
+        let status = r.status();
+        let v: Value = r.json().await.map_err(|e| format!("{base}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "{base}: {sql}: {}",
+                v["error"]["message"].as_str().unwrap_or("error")
+            ));
+        }
+        Ok(v)
+    }
+}
+
+/// A table's answer to the fingerprint query, with floats kept apart (compared with tolerance).
+#[derive(Debug, Clone, PartialEq)]
+struct Fingerprint(Vec<Value>);
+
+impl Fingerprint {
+    fn matches(&self, other: &Fingerprint) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|(a, b)| match (a, b) {
+                (Value::Number(x), Value::Number(y)) => {
+                    let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+                    (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+                }
+                _ => a == b,
+            })
+    }
+}
+
+async fn fingerprint(c: &Client, base: &str, table: &str) -> Result<Fingerprint, String> {
+    let cols = c
+        .sql(base, &format!("SELECT * FROM {table} LIMIT 0"))
+        .await?;
+    let mut exprs = vec!["COUNT(*)".to_string()];
+    for col in cols["columns"].as_array().into_iter().flatten() {
+        let name = col["name"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('"', "\"\"");
+        let ty = col["type"].as_str().unwrap_or_default();
+        let numeric = ["Int", "UInt", "Float", "Decimal"]
+            .iter()
+            .any(|p| ty.starts_with(p));
+        if numeric {
+            exprs.push(format!("SUM(CAST(\"{name}\" AS DOUBLE))"));
+        }
+        if !ty.starts_with("List") && !ty.starts_with("Struct") && !ty.starts_with("Map") {
+            exprs.push(format!("MIN(\"{name}\")"));
+            exprs.push(format!("MAX(\"{name}\")"));
+        }
+    }
+    let v = c
+        .sql(base, &format!("SELECT {} FROM {table}", exprs.join(", ")))
+        .await?;
+    Ok(Fingerprint(
+        v["rows"][0].as_array().cloned().unwrap_or_default(),
+    ))
+}
+
+/// Waits until every instance gives the same fingerprint for every table; the tables that
+/// still differ at the deadline, with their answers.
+async fn converge(
+    c: &Client,
+    instances: &[String],
+    tables: &[String],
+    timeout: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut differ = Vec::new();
+        for t in tables {
+            let mut prints = Vec::new();
+            for i in instances {
+                prints.push(fingerprint(c, i, t).await);
+            }
+            let same = match &prints[0] {
+                Ok(first) => prints
+                    .iter()
+                    .all(|p| p.as_ref().is_ok_and(|p| p.matches(first))),
+                Err(_) => false,
+            };
+            if !same {
+                let shown: Vec<String> = instances
+                    .iter()
+                    .zip(&prints)
+                    .map(|(i, p)| match p {
+                        Ok(f) => format!("{i}: {}", Value::Array(f.0.clone())),
+                        Err(e) => format!("{i}: {e}"),
+                    })
+                    .collect();
+                differ.push(format!("{t} ({})", shown.join("; ")));
+            }
+        }
+        if differ.is_empty() || Instant::now() > deadline {
+            return differ;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Per instance: table -> (source region, version, last success).
+type Sources = BTreeMap<String, (Option<String>, Option<u64>, Option<DateTime<Utc>>)>;
+
+async fn sources(c: &Client, base: &str) -> Result<Sources, String> {
+    let v = c.get(&format!("{base}/v1/regions")).await?;
+    Ok(v["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["table"].as_str().unwrap_or_default().to_string(),
+                (
+                    t["source_region"].as_str().map(str::to_string),
+                    t["version"].as_u64(),
+                    t["last_success"]
+                        .as_str()
+                        .and_then(|s| s.parse::<DateTime<Utc>>().ok()),
+                ),
+            )
+        })
+        .collect())
+}
+
+async fn region_state(c: &Client, base: &str, region: &str) -> Result<String, String> {
+    let v = c.get(&format!("{base}/v1/regions")).await?;
+    Ok(v["regions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == region)
+        .and_then(|r| r["state"].as_str())
+        .unwrap_or("unknown")
+        .to_string())
+}
+
+async fn run_command(cmd: &str) -> Result<(), String> {
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .await
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{cmd}` exited with {status}"))
+    }
+}
+
+pub async fn failover(args: FailoverArgs) -> Result<bool, String> {
+    let c = Arc::new(Client {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?,
+    });
+    let instances: Vec<String> = args
+        .instances
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
+    let region = args.region.clone();
+    let started_at = Utc::now();
+    let mut checks = Vec::new();
+
+    // What each instance serves, and from where.
+    let mut tables = BTreeSet::new();
+    let mut before = Vec::new();
+    for i in &instances {
+        let s = sources(&c, i).await?;
+        tables.extend(
+            s.iter()
+                .filter(|(_, (_, v, _))| v.is_some())
+                .map(|(t, _)| t.clone()),
+        );
+        before.push(s);
+    }
+    let tables: Vec<String> = tables.into_iter().collect();
+    if tables.is_empty() {
+        return Err("no loaded tables on the instances: nothing to drill".into());
+    }
+    let affected: Vec<(usize, String)> = before
+        .iter()
+        .enumerate()
+        .flat_map(|(n, s)| {
+            s.iter()
+                .filter(|(_, (r, v, _))| v.is_some() && r.as_deref() == Some(region.as_str()))
+                .map(move |(t, _)| (n, t.clone()))
+        })
+        .collect();
+    let differ = converge(
+        &c,
+        &instances,
+        &tables,
+        args.timeout.min(Duration::from_secs(30)),
+    )
+    .await;
+    checks.push(Check {
+        name: "answers agree before".into(),
+        passed: differ.is_empty(),
+        detail: if differ.is_empty() {
+            format!("{} tables on {} instances", tables.len(), instances.len())
+        } else {
+            differ.join(", ")
+        },
+    });
+    checks.push(Check {
+        name: "region in use".into(),
+        passed: !affected.is_empty(),
+        detail: format!(
+            "{} table(s) read region '{region}' before the drill",
+            affected.len()
+        ),
+    });
+
+    // Queries all through the drill.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (queries, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let load = {
+        let (c, stop, queries, failed, errors) = (
+            c.clone(),
+            stop.clone(),
+            queries.clone(),
+            failed.clone(),
+            errors.clone(),
+        );
+        let (instances, tables) = (instances.clone(), tables.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                for i in &instances {
+                    for t in &tables {
+                        queries.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = c.sql(i, &format!("SELECT COUNT(*) FROM {t}")).await {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            let mut errs = errors.lock().unwrap_or_else(|e| e.into_inner());
+                            if errs.len() < 20 {
+                                errs.push(e);
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // Take the region away.
+    eprintln!("drill: taking region '{region}' away");
+    let cut_at = Instant::now();
+    let cut_wall = Utc::now();
+    match &args.cut_command {
+        Some(cmd) => run_command(cmd).await?,
+        None => {
+            for i in &instances {
+                c.post(&format!("{i}/v1/regions/{region}/cut")).await?;
+            }
+        }
+    }
+
+    // Recovery: every affected table refreshed from another copy.
+    let mut recovered: BTreeMap<(usize, String), (f64, Option<String>, Option<u64>, Option<f64>)> =
+        BTreeMap::new();
+    let deadline = cut_at + args.timeout;
+    while recovered.len() < affected.len() && Instant::now() < deadline {
+        for (n, i) in instances.iter().enumerate() {
+            let Ok(now) = sources(&c, i).await else {
+                continue;
+            };
+            for (an, t) in &affected {
+                if *an != n || recovered.contains_key(&(n, t.clone())) {
+                    continue;
+                }
+                if let Some((src, version, Some(ok))) = now.get(t)
+                    && src.as_deref() != Some(region.as_str())
+                    && *ok > cut_wall
+                {
+                    let lag = before[n]
+                        .get(t)
+                        .and_then(|b| b.2)
+                        .map(|b| (*ok - b).num_milliseconds() as f64 / 1000.0);
+                    recovered.insert(
+                        (n, t.clone()),
+                        (cut_at.elapsed().as_secs_f64(), src.clone(), *version, lag),
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovery = (recovered.len() == affected.len() && !affected.is_empty())
+        .then(|| recovered.values().map(|r| r.0).fold(0.0f64, f64::max));
+    let data_lag = recovered
+        .values()
+        .filter_map(|r| r.3)
+        .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l))));
+    checks.push(Check {
+        name: "recovered from replicas".into(),
+        passed: recovery.is_some_and(|r| r <= args.max_recovery.as_secs_f64()),
+        detail: match recovery {
+            Some(r) => format!("{r:.2} s (limit {:.2} s)", args.max_recovery.as_secs_f64()),
+            None => format!(
+                "{} of {} table(s) refreshed from another copy within {:?}",
+                recovered.len(),
+                affected.len(),
+                args.timeout
+            ),
+        },
+    });
+    let during = converge(&c, &instances, &tables, Duration::from_secs(10)).await;
+    checks.push(Check {
+        name: "answers agree during failover".into(),
+        passed: during.is_empty(),
+        detail: if during.is_empty() {
+            "same fingerprints on every instance".into()
+        } else {
+            during.join(", ")
+        },
+    });
+
+    // Bring it back and wait for failback.
+    eprintln!("drill: restoring region '{region}'");
+    let restore_at = Instant::now();
+    let restore_wall = Utc::now();
+    match (&args.cut_command, &args.restore_command) {
+        (Some(_), Some(cmd)) => run_command(cmd).await?,
+        (Some(_), None) => {}
+        (None, _) => {
+            for i in &instances {
+                c.post(&format!("{i}/v1/regions/{region}/restore")).await?;
+            }
+        }
+    }
+    let deadline = restore_at + args.timeout;
+    let mut back: BTreeMap<(usize, String), Option<String>> = BTreeMap::new();
+    let mut healthy = false;
+    while Instant::now() < deadline {
+        healthy = true;
+        for i in &instances {
+            if region_state(&c, i, &region).await.ok().as_deref() != Some("healthy") {
+                healthy = false;
+            }
+        }
+        for (n, i) in instances.iter().enumerate() {
+            let Ok(now) = sources(&c, i).await else {
+                continue;
+            };
+            for (an, t) in &affected {
+                if *an == n
+                    && let Some((src, _, Some(ok))) = now.get(t)
+                    && src.as_deref() == Some(region.as_str())
+                    && *ok > restore_wall
+                {
+                    back.insert((n, t.clone()), src.clone());
+                }
+            }
+        }
+        if healthy && back.len() == affected.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failback =
+        (healthy && back.len() == affected.len()).then(|| restore_at.elapsed().as_secs_f64());
+    checks.push(Check {
+        name: "failed back".into(),
+        passed: failback.is_some(),
+        detail: match failback {
+            Some(f) => format!("{f:.2} s after the region was restored"),
+            None => format!(
+                "region healthy on every instance: {healthy}; {} of {} table(s) read it again",
+                back.len(),
+                affected.len()
+            ),
+        },
+    });
+    let after = converge(
+        &c,
+        &instances,
+        &tables,
+        args.timeout.min(Duration::from_secs(30)),
+    )
+    .await;
+    checks.push(Check {
+        name: "answers agree after".into(),
+        passed: after.is_empty(),
+        detail: if after.is_empty() {
+            "same fingerprints on every instance".into()
+        } else {
+            after.join(", ")
+        },
+    });
+    stop.store(true, Ordering::SeqCst);
+    let _ = load.await;
+    let (queries, failed_queries) = (
+        queries.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    checks.push(Check {
+        name: "no failed queries".into(),
+        passed: failed_queries == 0,
+        detail: format!("{failed_queries} of {queries} queries failed"),
+    });
+
+    let per_table = affected
+        .iter()
+        .map(|(n, t)| {
+            let r = recovered.get(&(*n, t.clone()));
+            TableFigures {
+                instance: instances[*n].clone(),
+                table: t.clone(),
+                source_before: before[*n].get(t).and_then(|b| b.0.clone()),
+                source_during: r.and_then(|r| r.1.clone()),
+                source_after: back.get(&(*n, t.clone())).cloned().flatten(),
+                version_before: before[*n].get(t).and_then(|b| b.1),
+                version_after_failover: r.and_then(|r| r.2),
+                recovery_seconds: r.map(|r| r.0),
+                lag_seconds: r.and_then(|r| r.3),
+            }
+        })
+        .collect();
+    let passed = checks.iter().all(|c| c.passed);
+    let report = DrillReport {
+        region,
+        instances,
+        started_at,
+        tables,
+        affected: affected
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        checks,
+        recovery_seconds: recovery,
+        failback_seconds: failback,
+        data_lag_seconds: data_lag,
+        queries,
+        failed_queries,
+        query_errors: errors.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        per_table,
+        passed,
+    };
+    print_report(&report);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        if path.as_os_str() == "-" {
+            println!("{text}");
+        } else {
+            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(passed)
+}
+
+fn print_report(r: &DrillReport) {
+    let secs = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.2} s"));
+    println!(
+        "Failover drill of region '{}' ({})",
+        r.region,
+        r.started_at.to_rfc3339()
+    );
+    println!("instances: {}", r.instances.join(", "));
+    println!(
+        "recovery time: {}   data lag: {}   failback: {}   queries: {} ({} failed)",
+        secs(r.recovery_seconds),
+        secs(r.data_lag_seconds),
+        secs(r.failback_seconds),
+        r.queries,
+        r.failed_queries
+    );
+    println!();
+    let width = r
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("| {:width$} | result | detail", "check");
+    println!("|-{}-|--------|-------", "-".repeat(width));
+    for c in &r.checks {
+        println!(
+            "| {:width$} | {:6} | {}",
+            c.name,
+            if c.passed { "pass" } else { "FAIL" },
+            c.detail
+        );
+    }
+    if !r.per_table.is_empty() {
+        println!();
+        println!(
+            "| instance | table | source before -> during -> after | version | recovery | lag |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for t in &r.per_table {
+            println!(
+                "| {} | {} | {} -> {} -> {} | {} -> {} | {} | {} |",
+                t.instance,
+                t.table,
+                t.source_before.as_deref().unwrap_or("-"),
+                t.source_during.as_deref().unwrap_or("-"),
+                t.source_after.as_deref().unwrap_or("-"),
+                t.version_before.map_or("-".into(), |v| v.to_string()),
+                t.version_after_failover
+                    .map_or("-".into(), |v| v.to_string()),
+                secs(t.recovery_seconds),
+                secs(t.lag_seconds)
+            );
+        }
+    }
+    for e in &r.query_errors {
+        println!("query error: {e}");
+    }
+    println!();
+    println!("drill {}", if r.passed { "PASSED" } else { "FAILED" });
+}

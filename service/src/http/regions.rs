@@ -1,0 +1,31 @@
+//! `GET /v1/regions`: region health, failovers and the copy each table reads; and the drill
+//! switches `POST /v1/regions/{region}/cut` and `.../restore`, which cut this instance off from a
+//! region's stores (every request to them fails at once) and reconnect it.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::ApiError;
+use crate::regions;
+use crate::state::AppState;
+
+pub async fn list(State(state): State<AppState>) -> Json<regions::RegionsReport> {
+    Json(regions::report(&state))
+}
+
+pub async fn cut(
+    State(state): State<AppState>,
+    Path(region): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    regions::set_cut(&state, &region, true)?;
+    Ok(Json(json!({ "region": region, "cut": true })))
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    Path(region): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    regions::set_cut(&state, &region, false)?;
+    Ok(Json(json!({ "region": region, "cut": false })))
+}
