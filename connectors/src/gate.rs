@@ -190,6 +190,8 @@ impl RegionGate {
                 }
             },
         )
+        // Some readers poll again after the end.
+        .fuse()
         .boxed()
     }
 }

@@ -64,7 +64,7 @@ fn probe_retry() -> RetryConfig {
 }
 
 /// How long a probe may take before the region counts as unreachable.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn client_options(
     allow_http: bool,

@@ -11,6 +11,7 @@ mod proxy;
 mod recovery;
 mod refresh;
 mod refresh_s3;
+mod regions;
 mod s3;
 mod support;
 mod versions;
