@@ -64,7 +64,12 @@ run|restart)
   ;;
 kill)
   [ -f "$dir/weed.pid" ] && kill -9 "$(cat "$dir/weed.pid")" 2>/dev/null || true
-  for _ in $(seq 40); do kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null || break; sleep 0.1; done
+  # Gone once the S3 port refuses connections (the process may linger unreaped, without sockets).
+  port="$(cat "$dir/s3.port")"
+  for _ in $(seq 100); do
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" || break
+    sleep 0.02
+  done
   ;;
 stop)
   if [ -f "$dir/weed.pid" ]; then

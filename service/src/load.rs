@@ -61,6 +61,10 @@ pub struct LoadReport {
     /// The region of the copy read (tables under `[[replicas]]`, or with a region).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_region: Option<String>,
+    /// The region that failed while this load or refresh read it; it was run again from the
+    /// next copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_over_from: Option<String>,
     /// Why the copy read was not taken as it is: it is behind the loaded version, so the table
     /// stayed where it was.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -243,16 +247,23 @@ async fn run_locked(
     } else {
         None
     };
+    let read_from = first_route(state, &def).and_then(|r| r.region);
     let mut result = build_version(state, &def, &entry, base)
         .instrument(span.clone())
         .await;
     // A region that fails while the load runs: once it is failed over, run again from the
     // next copy.
-    if result.is_err() && wait_for_failover(state, &def).await {
-        info!(table = %key, "the region read failed over; reading the next copy");
+    if result.is_err()
+        && let Some(region) = read_from
+        && wait_for_failover(state, &def, &region).await
+    {
+        info!(table = %key, region, "the region read failed over; reading the next copy");
         result = build_version(state, &def, &entry, base)
             .instrument(span)
             .await;
+        if let Ok((_, report)) = &mut result {
+            report.failed_over_from = Some(region);
+        }
     }
     match result {
         Ok((next, mut report)) => {
@@ -430,37 +441,30 @@ fn next_source(
     }
 }
 
-/// After a failed load or refresh of a replicated table: waits (up to the failure threshold's
-/// worth of probes) for the region it read to be failed over. True when it was, and the next
-/// copy should be tried.
-async fn wait_for_failover(state: &AppState, def: &TableDef) -> bool {
-    let Some(route) = def
-        .files
+/// The route of a table's first FILES entry, if it lies in a group of copies.
+fn first_route(state: &AppState, def: &TableDef) -> Option<Route> {
+    def.files
         .first()
         .map(|f| state.regions.route(&f.uri, f.region.as_deref()))
         .filter(|r| r.replicated)
-    else {
-        return false;
-    };
-    let Some(region) = route.region else {
-        return false;
-    };
+}
+
+/// After a load or refresh of a replicated table failed reading `region`: waits (up to the
+/// failure threshold's worth of probes) for the region to be failed over. True when it was and
+/// the table now routes elsewhere, so the next copy should be tried.
+async fn wait_for_failover(state: &AppState, def: &TableDef, region: &str) -> bool {
     let failing = state
         .stores
-        .gate(&region)
+        .gate(region)
         .is_some_and(|g| g.consecutive_failures() > 0 || g.is_cut());
-    if !failing && !state.regions.is_failed_over(&region) {
+    if !failing && !state.regions.is_failed_over(region) {
         return false;
     }
     let s = &state.regions.config().settings;
-    let budget = s.probe_interval * (s.failure_threshold + 1);
-    let deadline = std::time::Instant::now() + budget;
+    let deadline = std::time::Instant::now() + s.probe_interval * (s.failure_threshold + 1);
     loop {
-        if state.regions.is_failed_over(&region) {
-            let next = state
-                .regions
-                .route(&def.files[0].uri, def.files[0].region.as_deref());
-            return next.region.as_deref() != Some(region.as_str());
+        if state.regions.is_failed_over(region) {
+            return first_route(state, def).is_some_and(|r| r.region.as_deref() != Some(region));
         }
         if std::time::Instant::now() > deadline {
             return false;

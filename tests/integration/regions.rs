@@ -375,6 +375,15 @@ async fn losing_the_primary_store_during_a_load_and_a_refresh_fails_over_and_bac
     let loaded_after = killed.elapsed();
     assert_eq!(state(&one, "s.u").await, range(0, 50));
     assert_eq!(table_source(&one, "s.u").await["source_region"], "b");
+    // The load was under way when region a was failed over, and was run again from b.
+    let loads = one.get("/v1/tables/s/u/refreshes").await;
+    let load = loads["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["kind"] == "load")
+        .unwrap();
+    assert_eq!(load["report"]["failed_over_from"], "a", "{loads}");
     let id = job["id"].as_u64().unwrap();
     wait_until(
         || async { one.get(&format!("/v1/refreshes/{id}")).await["state"] != "running" },
@@ -554,13 +563,10 @@ async fn replication_lag_never_moves_a_table_backwards() {
     );
     let (_, r) = one.post("/v1/tables/s/d/refresh").await;
     assert!(
-        r["replica_behind"]
-            .as_str()
-            .unwrap()
-            .contains(&format!(
-                "is at Delta version {} and the loaded version is {}",
-                v1["version"], v2["version"]
-            )),
+        r["replica_behind"].as_str().unwrap().contains(&format!(
+            "is at Delta version {} and the loaded version is {}",
+            v1["version"], v2["version"]
+        )),
         "{r}"
     );
     assert_eq!(r["version"], r["version_before"], "{r}");
