@@ -233,6 +233,9 @@ async fn converge(
     }
 }
 
+/// Per affected table: seconds from the cut, source region, version, data lag in seconds.
+type Recovered = (f64, Option<String>, Option<u64>, Option<f64>);
+
 /// Per instance: table -> (source region, version, last success).
 type Sources = BTreeMap<String, (Option<String>, Option<u64>, Option<DateTime<Utc>>)>;
 
@@ -395,8 +398,7 @@ pub async fn failover(args: FailoverArgs) -> Result<bool, String> {
     }
 
     // Recovery: every affected table refreshed from another copy.
-    let mut recovered: BTreeMap<(usize, String), (f64, Option<String>, Option<u64>, Option<f64>)> =
-        BTreeMap::new();
+    let mut recovered: BTreeMap<(usize, String), Recovered> = BTreeMap::new();
     let deadline = cut_at + args.timeout;
     while recovered.len() < affected.len() && Instant::now() < deadline {
         for (n, i) in instances.iter().enumerate() {
@@ -577,27 +579,36 @@ pub async fn failover(args: FailoverArgs) -> Result<bool, String> {
         per_table,
         passed,
     };
-    print_report(&report);
+    let mut text = render(&report);
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         if path.as_os_str() == "-" {
-            println!("{text}");
+            text = format!("{text}{json}\n");
         } else {
-            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())?;
     Ok(passed)
 }
 
-fn print_report(r: &DrillReport) {
+/// The report as people read it: a summary line and Markdown tables.
+fn render(r: &DrillReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     let secs = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.2} s"));
-    println!(
+    let _ = writeln!(
+        out,
         "Failover drill of region '{}' ({})",
         r.region,
         r.started_at.to_rfc3339()
     );
-    println!("instances: {}", r.instances.join(", "));
-    println!(
+    let _ = writeln!(out, "instances: {}", r.instances.join(", "));
+    let _ = writeln!(
+        out,
         "recovery time: {}   data lag: {}   failback: {}   queries: {} ({} failed)",
         secs(r.recovery_seconds),
         secs(r.data_lag_seconds),
@@ -605,7 +616,7 @@ fn print_report(r: &DrillReport) {
         r.queries,
         r.failed_queries
     );
-    println!();
+    let _ = writeln!(out);
     let width = r
         .checks
         .iter()
@@ -613,10 +624,11 @@ fn print_report(r: &DrillReport) {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!("| {:width$} | result | detail", "check");
-    println!("|-{}-|--------|-------", "-".repeat(width));
+    let _ = writeln!(out, "| {:width$} | result | detail", "check");
+    let _ = writeln!(out, "|-{}-|--------|-------", "-".repeat(width));
     for c in &r.checks {
-        println!(
+        let _ = writeln!(
+            out,
             "| {:width$} | {:6} | {}",
             c.name,
             if c.passed { "pass" } else { "FAIL" },
@@ -624,13 +636,15 @@ fn print_report(r: &DrillReport) {
         );
     }
     if !r.per_table.is_empty() {
-        println!();
-        println!(
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
             "| instance | table | source before -> during -> after | version | recovery | lag |"
         );
-        println!("|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
         for t in &r.per_table {
-            println!(
+            let _ = writeln!(
+                out,
                 "| {} | {} | {} -> {} -> {} | {} -> {} | {} | {} |",
                 t.instance,
                 t.table,
@@ -646,8 +660,9 @@ fn print_report(r: &DrillReport) {
         }
     }
     for e in &r.query_errors {
-        println!("query error: {e}");
+        let _ = writeln!(out, "query error: {e}");
     }
-    println!();
-    println!("drill {}", if r.passed { "PASSED" } else { "FAILED" });
+    let _ = writeln!(out);
+    let _ = writeln!(out, "drill {}", if r.passed { "PASSED" } else { "FAILED" });
+    out
 }
