@@ -390,6 +390,35 @@ ddl = "CREATE DATABASE x"
             "{e}"
         );
 
+        std::fs::write(&path, "[failover]\nprobe_interval = \"soon\"").unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(e.contains("failover.probe_interval = 'soon'"), "{e}");
+        std::fs::write(&path, "[failover]\nfailure_threshold = 0").unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(e.contains("failover.failure_threshold = 0"), "{e}");
+        std::fs::write(
+            &path,
+            "[[replicas]]\nprimary = { region = \"a\", location = \"s3://x/\" }\nreplica = { region = \"b\", location = \"s3://y/\" }",
+        )
+        .unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("replicas[0].primary: region 'a' is not configured"),
+            "{e}"
+        );
+        std::fs::write(
+            &path,
+            "home_region = \"a\"\n[regions.b]\n[[replicas]]\nprimary = { region = \"a\", location = \"s3://x\" }\nreplica = { region = \"b\", location = \"s3://y/\" }\n[failover]\nfailback_after = \"2s\"",
+        )
+        .unwrap();
+        let c = Config::load(&args).unwrap();
+        assert_eq!(c.regions.groups[0][0].location, "s3://x/");
+        assert_eq!(
+            c.regions.settings.failback_after,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(c.regions.settings.failure_threshold, 3);
+
         std::fs::write(&path, "ready_tables = [\"orders\"]").unwrap();
         let e = Config::load(&args).unwrap_err().to_string();
         assert!(e.contains("ready_tables: 'orders' is not db.table"), "{e}");
