@@ -95,53 +95,35 @@ struct Client {
 }
 
 impl Client {
-    async fn get(&self, url: &str) -> Result<Value, String> {
-        let r = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = r.status();
-        let v: Value = r.json().await.map_err(|e| format!("{url}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("{url}: {status}: {}", v["error"]["message"]));
-        }
-        Ok(v)
-    }
-
-    async fn post(&self, url: &str) -> Result<Value, String> {
-        let r = self
-            .http
-            .post(url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+    /// Sends `req` (to `what`) and answers its JSON body; an error status becomes an error
+    /// naming `what` and the service's message.
+    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> Result<Value, String> {
+        let r = req.send().await.map_err(|e| format!("{what}: {e}"))?;
         let status = r.status();
         let v: Value = r.json().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(format!("{url}: {status}: {}", v["error"]["message"]));
+            return Err(format!(
+                "{what}: {status}: {}",
+                v["error"]["message"].as_str().unwrap_or("no message")
+            ));
         }
         Ok(v)
     }
 
+    async fn get(&self, url: &str) -> Result<Value, String> {
+        self.send(self.http.get(url), url).await
+    }
+
+    async fn post(&self, url: &str) -> Result<Value, String> {
+        self.send(self.http.post(url), url).await
+    }
+
     async fn sql(&self, base: &str, sql: &str) -> Result<Value, String> {
-        let r = self
+        let req = self
             .http
             .post(format!("{base}/v1/sql"))
-            .json(&serde_json::json!({ "sql": sql }))
-            .send()
-            .await
-            .map_err(|e| format!("{base}: {e}"))?;
-        let status = r.status();
-        let v: Value = r.json().await.map_err(|e| format!("{base}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!(
-                "{base}: {sql}: {}",
-                v["error"]["message"].as_str().unwrap_or("error")
-            ));
-        }
-        Ok(v)
+            .json(&serde_json::json!({ "sql": sql }));
+        self.send(req, &format!("{base}: {sql}")).await
     }
 }
 

@@ -494,13 +494,8 @@ async fn build_from(
         })
     };
     let source = if def.format.kind == FormatKind::Delta {
-        let (spec, route) = (&def.files[0], &routes[0]);
-        state.stores.check(&spec.uri)?;
-        let loc = Location::parse(&route.uri)?;
-        let store = state
-            .stores
-            .store_for(&loc, route.region.as_deref())
-            .await?;
+        let route = &routes[0];
+        let (loc, store) = open_route(state, &def.files[0].uri, route).await?;
         let handle = entry.delta_handle();
         let mut snap = match read::delta_snapshot(store, &loc, handle).await {
             Ok(s) => s,
@@ -795,6 +790,22 @@ fn await_replication(
     pending.len()
 }
 
+/// The store to read `uri` (a FILES entry, which the allow-list must cover) through `route`
+/// (the copy read, which the replica mapping vouches for).
+async fn open_route(
+    state: &AppState,
+    uri: &str,
+    route: &Route,
+) -> Result<(Location, Arc<dyn ObjectStore>)> {
+    state.stores.check(uri)?;
+    let loc = Location::parse(&route.uri)?;
+    let store = state
+        .stores
+        .store_for(&loc, route.region.as_deref())
+        .await?;
+    Ok((loc, store))
+}
+
 /// Lists every FILES entry of `def` through its route: nothing is read unless all of them
 /// resolve. Files are named as the table names its location, whichever copy they are read from.
 async fn list_files(
@@ -804,12 +815,7 @@ async fn list_files(
 ) -> Result<Vec<(Arc<dyn ObjectStore>, FileEntry)>> {
     let mut files: Vec<(Arc<dyn ObjectStore>, FileEntry)> = Vec::new();
     for (spec, route) in def.files.iter().zip(routes) {
-        state.stores.check(&spec.uri)?;
-        let loc = Location::parse(&route.uri)?;
-        let store = state
-            .stores
-            .store_for(&loc, route.region.as_deref())
-            .await?;
+        let (loc, store) = open_route(state, &spec.uri, route).await?;
         let mut found = listing::list(
             state.stores.http_client(),
             &store,

@@ -16,14 +16,23 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+fn write_gauge(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    values: &mut dyn Iterator<Item = (String, f64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, v) in values {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let rows = table_rows(&state.catalog, &state.memory);
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (labels, v) in values {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
+        write_gauge(&mut out, name, help, values)
     };
     let table = |r: &crate::sql::system::TableRow| {
         format!(
@@ -100,10 +109,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     );
     let report = crate::regions::report(&state);
     let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (labels, v) in values {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
+        write_gauge(&mut out, name, help, values)
     };
     gauge(
         "tarn_region_healthy",
@@ -141,29 +147,22 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             ))
         }),
     );
-    let _ = writeln!(
-        out,
-        "# HELP tarn_region_failovers_total Regions failed over.\n# TYPE tarn_region_failovers_total counter"
-    );
-    for r in &report.regions {
-        let _ = writeln!(
-            out,
-            "tarn_region_failovers_total{{region=\"{}\"}} {}",
-            label(&r.name),
-            r.failovers
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP tarn_region_failbacks_total Regions failed back.\n# TYPE tarn_region_failbacks_total counter"
-    );
-    for r in &report.regions {
-        let _ = writeln!(
-            out,
-            "tarn_region_failbacks_total{{region=\"{}\"}} {}",
-            label(&r.name),
-            r.failbacks
-        );
+    for (name, help, count) in [
+        (
+            "tarn_region_failovers_total",
+            "Regions failed over.",
+            &|r: &crate::regions::RegionReport| r.failovers,
+        ) as (&str, &str, &dyn Fn(&crate::regions::RegionReport) -> u64),
+        (
+            "tarn_region_failbacks_total",
+            "Regions failed back.",
+            &|r: &crate::regions::RegionReport| r.failbacks,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for r in &report.regions {
+            let _ = writeln!(out, "{name}{{region=\"{}\"}} {}", label(&r.name), count(r));
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
