@@ -147,18 +147,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             ))
         }),
     );
-    for (name, help, count) in [
-        (
-            "tarn_region_failovers_total",
-            "Regions failed over.",
-            &|r: &crate::regions::RegionReport| r.failovers,
-        ) as (&str, &str, &dyn Fn(&crate::regions::RegionReport) -> u64),
-        (
-            "tarn_region_failbacks_total",
-            "Regions failed back.",
-            &|r: &crate::regions::RegionReport| r.failbacks,
-        ),
-    ] {
+    let counters: [(&str, &str, fn(&crate::regions::RegionReport) -> u64); 2] = [
+        ("tarn_region_failovers_total", "Regions failed over.", |r| {
+            r.failovers
+        }),
+        ("tarn_region_failbacks_total", "Regions failed back.", |r| {
+            r.failbacks
+        }),
+    ];
+    for (name, help, count) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for r in &report.regions {
             let _ = writeln!(out, "{name}{{region=\"{}\"}} {}", label(&r.name), count(r));
