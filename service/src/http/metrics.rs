@@ -16,6 +16,9 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One of a region's counts.
+type RegionCount = fn(&crate::regions::RegionReport) -> u64;
+
 fn write_gauge(
     out: &mut String,
     name: &str,
@@ -147,7 +150,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             ))
         }),
     );
-    let counters: [(&str, &str, fn(&crate::regions::RegionReport) -> u64); 2] = [
+    let counters: [(&str, &str, RegionCount); 2] = [
         ("tarn_region_failovers_total", "Regions failed over.", |r| {
             r.failovers
         }),
