@@ -33,6 +33,15 @@ enum Command {
     /// Rehearse what happens when a region fails, against running instances.
     #[command(subcommand)]
     Drill(DrillCommand),
+    /// Benchmark helpers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Run queries with Tarn's engine over Parquet files as they are (no load); prints JSON.
+    Parquet(crate::bench::ParquetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +100,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => rt.block_on(serve(args)),
         Command::Sql(args) => rt.block_on(client(args)),
+        Command::Bench(BenchCommand::Parquet(args)) => rt.block_on(crate::bench::parquet(args)),
         Command::Drill(DrillCommand::Failover(args)) => rt
             .block_on(crate::drill::failover(args))
             .and_then(|passed| {

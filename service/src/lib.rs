@@ -2,6 +2,7 @@
 //! ([`sql`]), regions and failover ([`regions`]), the HTTP API ([`http`]), configuration and the command line ([`cli`]).
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod drill;
