@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Where table snapshots are written, e.g. `s3://bucket/tarn-snapshots/` [default: the data dir's `snapshots/`].
     #[arg(long, env = "TARN_SNAPSHOT_LOCATION")]
     pub snapshot_location: Option<String>,
+    /// Write snapshots of loaded tables, so a restart recovers them [default: true].
+    #[arg(long, env = "TARN_SNAPSHOTS")]
+    pub snapshots: Option<bool>,
 }
 
 /// The keys of `tarn.toml`.
@@ -64,6 +67,7 @@ pub struct FileConfig {
     /// PEM files of extra CAs to trust for stores (a private CA, a test server).
     pub ca_certificates: Option<Vec<PathBuf>>,
     pub snapshot_location: Option<String>,
+    pub snapshots: Option<bool>,
     /// Tables (`db.table`) `/readyz` waits for; [default: every table being recovered].
     pub ready_tables: Option<Vec<String>>,
     #[serde(default)]
@@ -136,6 +140,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub tables: Vec<DeclaredTable>,
     pub snapshot_location: Option<String>,
+    /// Whether loaded tables are written as snapshots (and come back from them after a restart).
+    pub snapshots: bool,
     pub ready_tables: Option<Vec<tarn_catalog::TableKey>>,
     pub regions: crate::regions::RegionsConfig,
 }
@@ -312,6 +318,7 @@ impl Config {
             },
             tables: file.tables,
             snapshot_location: args.snapshot_location.clone().or(file.snapshot_location),
+            snapshots: args.snapshots.or(file.snapshots).unwrap_or(true),
             ready_tables: file
                 .ready_tables
                 .map(|ts| {

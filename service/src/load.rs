@@ -278,12 +278,15 @@ async fn run_locked(
                     // Recovered after a restart from now on: marked before the load answers,
                     // persisted in the background.
                     if mode == Mode::Load
+                        && state.config.snapshots
                         && let Err(e) = state.snapshots.mark_loaded(key).await
                     {
                         warn!(table = %key, error = %e, "table not marked for recovery");
                         entry.update_status(|s| s.snapshot_error = Some(e.to_string()));
                     }
-                    crate::snapshot::schedule(state, key);
+                    if state.config.snapshots {
+                        crate::snapshot::schedule(state, key);
+                    }
                     v
                 }
                 None => previous.clone().expect("a refresh has a loaded version"),
