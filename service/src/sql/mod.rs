@@ -92,7 +92,10 @@ pub fn new_context(
     memory: Arc<MemoryStore>,
     hostname: String,
 ) -> SessionContext {
-    let mut config = SessionConfig::new()
+    // DataFusion's own settings may be tuned by `DATAFUSION_*` variables (for example
+    // DATAFUSION_EXECUTION_BATCH_SIZE); the partitions follow the shards.
+    let mut config = SessionConfig::from_env()
+        .unwrap_or_default()
         .with_target_partitions(memory.shards)
         .with_default_catalog_and_schema(CATALOG, "default")
         .with_create_default_catalog_and_schema(false)
