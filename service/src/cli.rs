@@ -78,6 +78,7 @@ struct SqlArgs {
 }
 
 pub fn main() -> ExitCode {
+    crate::allocator::configure();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

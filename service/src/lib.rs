@@ -1,6 +1,7 @@
 //! Tarn's service: the sharded memory store ([`store`]), loading ([`load`]), the SQL session
 //! ([`sql`]), regions and failover ([`regions`]), the HTTP API ([`http`]), configuration and the command line ([`cli`]).
 
+pub mod allocator;
 pub mod app;
 pub mod bench;
 pub mod cli;

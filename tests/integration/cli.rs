@@ -84,3 +84,51 @@ fn serve_refuses_a_snapshot_location_it_cannot_use() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ftp://example.com/snapshots/"), "{err}");
 }
+
+#[test]
+fn bench_parquet_runs_queries_over_files_and_prints_times_and_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queries = tmp.path().join("q.json");
+    std::fs::write(
+        &queries,
+        r#"{"count": "SELECT COUNT(*), SUM(order_id) FROM orders", "bad": "SELECT nothing FROM orders"}"#,
+    )
+    .unwrap();
+    let file = samples().join("parquet/orders-0.parquet");
+    let run = |q: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
+            .args(["bench", "parquet", "--runs", "2", "--table"])
+            .arg(format!("orders={}", file.display()))
+            .arg("--queries")
+            .arg(q)
+            .output()
+            .unwrap()
+    };
+    let out = run(&queries);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("query bad") && err.contains("nothing"),
+        "{err}"
+    );
+    std::fs::write(
+        &queries,
+        r#"{"count": "SELECT COUNT(*), SUM(order_id) FROM orders"}"#,
+    )
+    .unwrap();
+    let out = run(&queries);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = reference_rows("parquet", &file);
+    let ids: i64 = want.iter().map(|r| r[0].as_i64().unwrap()).sum();
+    assert_eq!(
+        v["count"]["rows"],
+        serde_json::json!([[want.len(), ids]]),
+        "{v}"
+    );
+    assert_eq!(v["count"]["seconds"].as_array().unwrap().len(), 2, "{v}");
+}

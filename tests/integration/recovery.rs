@@ -367,3 +367,24 @@ async fn a_snapshot_larger_than_the_memory_limit_is_refused_and_the_service_stay
     );
     assert_eq!(server.rows("SELECT 1").await[0][0], 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_snapshots_off_nothing_is_written_and_a_restart_starts_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("t")).unwrap();
+    std::fs::write(data.join("t/a.csv"), csv(0..10)).unwrap();
+    let server =
+        TestServer::spawn(&tmp.path().join("tarn"), &data, &["--snapshots", "false"]).await;
+    server.ok("CREATE DATABASE s").await;
+    csv_table(&data, &server, "t").await;
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.t").await[0][0], 10);
+    let status = server.table_status("s", "t").await;
+    assert!(status["snapshot_version"].is_null(), "{status}");
+    let snapshots = walk(&tmp.path().join("tarn").join("snapshots"));
+    assert!(snapshots.is_empty(), "{snapshots:?}");
+    let server = server.kill_and_restart().await;
+    server.wait_ready().await;
+    let e = server.err("SELECT COUNT(*) FROM s.t").await;
+    assert_eq!(e.code, "table_not_loaded", "{}", e.message);
+}

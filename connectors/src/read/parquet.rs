@@ -42,7 +42,11 @@ fn plain_strings(schema: &SchemaRef) -> Option<SchemaRef> {
         DataType::BinaryView => Some(DataType::Binary),
         _ => None,
     };
-    if !schema.fields().iter().any(|f| plain(f.data_type()).is_some()) {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| plain(f.data_type()).is_some())
+    {
         return None;
     }
     let fields: Vec<Field> = schema
