@@ -11,11 +11,8 @@ case "$cmd" in
 start)
   venv="$("$here/venv.sh")"
   mkdir -p "$dir/data"
-  free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-  port="$(free_port)"
   access="TARNTESTACCESSKEY"
   secret="${TARN_TEST_S3_SECRET_KEY:-tarn-test-secret-$(od -An -N8 -tx8 /dev/urandom | tr -d " ")}"
-  https_port="$(free_port)"
   # Signed access for the tarn identity; anonymous reads of the `public` bucket (plain https:// objects).
   cat > "$dir/identities.json" <<JSON
 {"identities": [{"name": "tarn", "credentials": [{"accessKey": "$access", "secretKey": "$secret"}],
@@ -30,21 +27,32 @@ JSON
   printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$dir/leaf.ext"
   openssl x509 -req -in "$dir/leaf.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
     -extfile "$dir/leaf.ext" -out "$dir/cert.pem" 2>/dev/null
-  ports=""
-  for p in admin.port admin.port.grpc filer.port filer.port.grpc master.port master.port.grpc \
-           s3.port.grpc volume.port volume.port.grpc; do
-    ports="$ports -$p=$(free_port)"
-  done
-  cat > "$dir/run.sh" <<RUN
+  # Another server starting at the same moment may take a port between picking and binding:
+  # then pick again.
+  for attempt in 1 2 3; do
+    # Eleven distinct free ports, picked at once (sockets held together, none handed out twice).
+    read -r -a free <<<"$("$venv/bin/python" -c 'import socket
+socks = [socket.socket() for _ in range(11)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')"
+    port="${free[0]}"; https_port="${free[1]}"
+    ports=""; i=2
+    for p in admin.port admin.port.grpc filer.port filer.port.grpc master.port master.port.grpc \
+             s3.port.grpc volume.port volume.port.grpc; do
+      ports="$ports -$p=${free[$i]}"; i=$((i + 1))
+    done
+    cat > "$dir/run.sh" <<RUN
 #!/usr/bin/env bash
 exec "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$port" \\
   -s3.port.https="$https_port" -s3.cert.file="$dir/cert.pem" -s3.key.file="$dir/key.pem" \\
   -s3.config="$dir/identities.json" -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \\
   $ports -bucket=lake,public
 RUN
-  chmod +x "$dir/run.sh"
-  echo "$port" > "$dir/s3.port"
-  "$here/seaweed.sh" run "$dir"
+    chmod +x "$dir/run.sh"
+    echo "$port" > "$dir/s3.port"
+    "$here/seaweed.sh" run "$dir" && break
+    [ "$attempt" = 3 ] && exit 1
+  done
   echo "export TARN_TEST_S3_ENDPOINT=http://127.0.0.1:$port TARN_TEST_S3_BUCKET=lake"
   echo "export TARN_TEST_S3_HTTPS_ENDPOINT=https://127.0.0.1:$https_port TARN_TEST_S3_CA_FILE=$dir/ca.pem"
   echo "export TARN_TEST_S3_ACCESS_KEY=$access TARN_TEST_S3_SECRET_KEY=$secret"

@@ -218,6 +218,19 @@ async fn converge(
 /// Per affected table: seconds from the cut, source region, version, data lag in seconds.
 type Recovered = (f64, Option<String>, Option<u64>, Option<f64>);
 
+/// The check that instances agree: passed when no table differs (`differ` lists those that do).
+fn agreement(name: &str, differ: &[String], agreed: String) -> Check {
+    Check {
+        name: name.into(),
+        passed: differ.is_empty(),
+        detail: if differ.is_empty() {
+            agreed
+        } else {
+            differ.join(", ")
+        },
+    }
+}
+
 /// Per instance: table -> (source region, version, last success).
 type Sources = BTreeMap<String, (Option<String>, Option<u64>, Option<DateTime<Utc>>)>;
 
@@ -316,15 +329,11 @@ pub async fn failover(args: FailoverArgs) -> Result<bool, String> {
         args.timeout.min(Duration::from_secs(30)),
     )
     .await;
-    checks.push(Check {
-        name: "answers agree before".into(),
-        passed: differ.is_empty(),
-        detail: if differ.is_empty() {
-            format!("{} tables on {} instances", tables.len(), instances.len())
-        } else {
-            differ.join(", ")
-        },
-    });
+    checks.push(agreement(
+        "answers agree before",
+        &differ,
+        format!("{} tables on {} instances", tables.len(), instances.len()),
+    ));
     checks.push(Check {
         name: "region in use".into(),
         passed: !affected.is_empty(),
@@ -428,15 +437,11 @@ pub async fn failover(args: FailoverArgs) -> Result<bool, String> {
         },
     });
     let during = converge(&c, &instances, &tables, Duration::from_secs(10)).await;
-    checks.push(Check {
-        name: "answers agree during failover".into(),
-        passed: during.is_empty(),
-        detail: if during.is_empty() {
-            "same fingerprints on every instance".into()
-        } else {
-            during.join(", ")
-        },
-    });
+    checks.push(agreement(
+        "answers agree during failover",
+        &during,
+        "same fingerprints on every instance".into(),
+    ));
 
     // Bring it back and wait for failback.
     eprintln!("drill: restoring region '{region}'");
@@ -501,15 +506,11 @@ pub async fn failover(args: FailoverArgs) -> Result<bool, String> {
         args.timeout.min(Duration::from_secs(30)),
     )
     .await;
-    checks.push(Check {
-        name: "answers agree after".into(),
-        passed: after.is_empty(),
-        detail: if after.is_empty() {
-            "same fingerprints on every instance".into()
-        } else {
-            after.join(", ")
-        },
-    });
+    checks.push(agreement(
+        "answers agree after",
+        &after,
+        "same fingerprints on every instance".into(),
+    ));
     stop.store(true, Ordering::SeqCst);
     let _ = load.await;
     let (queries, failed_queries) = (
