@@ -149,10 +149,6 @@ impl StoreRegistry {
         self.gates.get(region)
     }
 
-    pub fn gates(&self) -> impl Iterator<Item = &Arc<RegionGate>> {
-        self.gates.values()
-    }
-
     /// Parses `uri` and refuses it unless the config allows it; no request is sent.
     pub fn check(&self, uri: &str) -> Result<Location> {
         let loc = Location::parse(uri)?;
@@ -219,6 +215,7 @@ impl StoreRegistry {
         probe: bool,
     ) -> Result<Arc<dyn ObjectStore>> {
         let fail = |e: object_store::Error| ConnectorError::store(loc.store_uri(), e);
+        let retry = if probe { probe_retry() } else { retry() };
         let region_cfg = region.and_then(|r| self.config.regions.get(r));
         let allow_http = region_cfg.is_some_and(|r| r.allow_http);
         Ok(match loc {
@@ -245,7 +242,7 @@ impl StoreRegistry {
                 let mut b = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(aws_region)
-                    .with_retry(if probe { probe_retry() } else { retry() })
+                    .with_retry(retry)
                     .with_client_options(client_options(
                         allow_http,
                         &self.config.ca_certificates,
@@ -277,7 +274,7 @@ impl StoreRegistry {
                 Arc::new(
                     HttpBuilder::new()
                         .with_url(base.clone())
-                        .with_retry(if probe { probe_retry() } else { retry() })
+                        .with_retry(retry)
                         .with_client_options(client_options(
                             allow_http || base.starts_with("http://"),
                             &self.config.ca_certificates,

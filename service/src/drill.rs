@@ -234,9 +234,17 @@ fn agreement(name: &str, differ: &[String], agreed: String) -> Check {
 /// Per instance: table -> (source region, version, last success).
 type Sources = BTreeMap<String, (Option<String>, Option<u64>, Option<DateTime<Utc>>)>;
 
+/// One instance's `GET /v1/regions`.
+async fn regions(c: &Client, base: &str) -> Result<Value, String> {
+    c.get(&format!("{base}/v1/regions")).await
+}
+
 async fn sources(c: &Client, base: &str) -> Result<Sources, String> {
-    let v = c.get(&format!("{base}/v1/regions")).await?;
-    Ok(v["tables"]
+    Ok(sources_of(&regions(c, base).await?))
+}
+
+fn sources_of(v: &Value) -> Sources {
+    v["tables"]
         .as_array()
         .into_iter()
         .flatten()
@@ -252,19 +260,18 @@ async fn sources(c: &Client, base: &str) -> Result<Sources, String> {
                 ),
             )
         })
-        .collect())
+        .collect()
 }
 
-async fn region_state(c: &Client, base: &str, region: &str) -> Result<String, String> {
-    let v = c.get(&format!("{base}/v1/regions")).await?;
-    Ok(v["regions"]
+/// `region`'s state (`healthy`, `failed_over`, `cut`) in a `GET /v1/regions` answer.
+fn region_state_of<'a>(v: &'a Value, region: &str) -> &'a str {
+    v["regions"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|r| r["name"] == region)
         .and_then(|r| r["state"].as_str())
         .unwrap_or("unknown")
-        .to_string())
 }
 
 async fn run_command(cmd: &str) -> Result<(), String> {
@@ -461,15 +468,13 @@ pub async fn failover(args: FailoverArgs) -> Result<bool, String> {
     let mut healthy = false;
     while Instant::now() < deadline {
         healthy = true;
-        for i in &instances {
-            if region_state(&c, i, &region).await.ok().as_deref() != Some("healthy") {
-                healthy = false;
-            }
-        }
         for (n, i) in instances.iter().enumerate() {
-            let Ok(now) = sources(&c, i).await else {
+            let Ok(v) = regions(&c, i).await else {
+                healthy = false;
                 continue;
             };
+            healthy &= region_state_of(&v, &region) == "healthy";
+            let now = sources_of(&v);
             for (an, t) in &affected {
                 if *an == n
                     && let Some((src, _, Some(ok))) = now.get(t)

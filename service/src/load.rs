@@ -277,14 +277,13 @@ async fn run_locked(
                     state.memory.publish(&entry, v.clone());
                     // Recovered after a restart from now on: marked before the load answers,
                     // persisted in the background.
-                    if mode == Mode::Load
-                        && state.config.snapshots
-                        && let Err(e) = state.snapshots.mark_loaded(key).await
-                    {
-                        warn!(table = %key, error = %e, "table not marked for recovery");
-                        entry.update_status(|s| s.snapshot_error = Some(e.to_string()));
-                    }
                     if state.config.snapshots {
+                        if mode == Mode::Load
+                            && let Err(e) = state.snapshots.mark_loaded(key).await
+                        {
+                            warn!(table = %key, error = %e, "table not marked for recovery");
+                            entry.update_status(|s| s.snapshot_error = Some(e.to_string()));
+                        }
                         crate::snapshot::schedule(state, key);
                     }
                     v
@@ -489,21 +488,25 @@ async fn build_from(
     reservation: &mut crate::store::Reservation<'_>,
 ) -> Result<Option<TableVersion>> {
     let key = &def.key;
-    let behind = |e: &ConnectorError, route: &Route| -> Option<ServiceError> {
-        (route.replicated && e.is_not_found()).then(|| ServiceError::ReplicaBehind {
-            table: key.clone(),
-            region: route.region.clone().unwrap_or_default(),
-            detail: e.to_string(),
-        })
+    // A copy in another region that lacks an object its listing or log names is behind.
+    let read_error = |e: ConnectorError, route: &Route| -> ServiceError {
+        if route.replicated && e.is_not_found() {
+            ServiceError::ReplicaBehind {
+                table: key.clone(),
+                region: route.region.clone().unwrap_or_default(),
+                detail: e.to_string(),
+            }
+        } else {
+            e.into()
+        }
     };
     let source = if def.format.kind == FormatKind::Delta {
         let route = &routes[0];
         let (loc, store) = open_route(state, &def.files[0].uri, route).await?;
         let handle = entry.delta_handle();
-        let mut snap = match read::delta_snapshot(store, &loc, handle).await {
-            Ok(s) => s,
-            Err(e) => return Err(behind(&e, route).unwrap_or(e.into())),
-        };
+        let mut snap = read::delta_snapshot(store, &loc, handle)
+            .await
+            .map_err(|e| read_error(e, route))?;
         for f in &mut snap.manifest.files {
             f.uri = route.logical(&f.uri);
         }
@@ -712,10 +715,7 @@ async fn build_from(
                 .collect();
             let mut reads = futures::stream::iter(reads).buffered(parallel);
             while let Some((i, (f, out))) = reads.next().await {
-                let out = match out {
-                    Ok(o) => o,
-                    Err(e) => return Err(behind(&e, &routes[0]).unwrap_or(e.into())),
-                };
+                let out = out.map_err(|e| read_error(e, &routes[0]))?;
                 let seg = Segment::new(f.uri.clone(), out.batches, out.rejected);
                 reservation.grow(key, seg.bytes)?;
                 report.rows_added += seg.rows;
@@ -723,10 +723,9 @@ async fn build_from(
             }
         }
         Source::Delta(snap) => {
-            let outs = match read::read_delta_files(snap, &to_read, &opts).await {
-                Ok(o) => o,
-                Err(e) => return Err(behind(&e, &routes[0]).unwrap_or(e.into())),
-            };
+            let outs = read::read_delta_files(snap, &to_read, &opts)
+                .await
+                .map_err(|e| read_error(e, &routes[0]))?;
             for (&i, out) in to_read.iter().zip(outs) {
                 let seg = Segment::new(files[i].uri.clone(), out.batches, out.rejected);
                 reservation.grow(key, seg.bytes)?;

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -179,8 +178,6 @@ struct Health {
 pub struct Regions {
     config: RegionsConfig,
     health: Mutex<BTreeMap<String, Health>>,
-    pub failovers_total: AtomicU64,
-    pub failbacks_total: AtomicU64,
 }
 
 impl Regions {
@@ -194,8 +191,6 @@ impl Regions {
         Self {
             config,
             health: Mutex::new(health),
-            failovers_total: AtomicU64::new(0),
-            failbacks_total: AtomicU64::new(0),
         }
     }
 
@@ -284,7 +279,6 @@ impl Regions {
                     h.healthy_since = None;
                     h.failovers += 1;
                     h.last_failover = Some(Utc::now());
-                    self.failovers_total.fetch_add(1, Ordering::Relaxed);
                     over.push(region.clone());
                 }
             } else if failed == 0 && probed_ok {
@@ -294,7 +288,6 @@ impl Regions {
                     h.healthy_since = None;
                     h.failbacks += 1;
                     h.last_failback = Some(Utc::now());
-                    self.failbacks_total.fetch_add(1, Ordering::Relaxed);
                     back.push(region.clone());
                 }
             } else {
@@ -302,15 +295,6 @@ impl Regions {
             }
         }
         (over, back)
-    }
-
-    /// Failovers, failbacks and when each happened last, over all regions.
-    pub fn last_failover(&self) -> Option<DateTime<Utc>> {
-        self.health().values().filter_map(|h| h.last_failover).max()
-    }
-
-    pub fn last_failback(&self) -> Option<DateTime<Utc>> {
-        self.health().values().filter_map(|h| h.last_failback).max()
     }
 }
 
@@ -417,10 +401,10 @@ pub fn report(state: &AppState) -> RegionsReport {
     }
     RegionsReport {
         home_region: regions.config.home_region.clone(),
-        failover_count: regions.failovers_total.load(Ordering::Relaxed),
-        failback_count: regions.failbacks_total.load(Ordering::Relaxed),
-        last_failover: regions.last_failover(),
-        last_failback: regions.last_failback(),
+        failover_count: health.values().map(|h| h.failovers).sum(),
+        failback_count: health.values().map(|h| h.failbacks).sum(),
+        last_failover: health.values().filter_map(|h| h.last_failover).max(),
+        last_failback: health.values().filter_map(|h| h.last_failback).max(),
         regions: region_reports,
         replicas: regions.config.groups.clone(),
         tables,
@@ -636,8 +620,8 @@ mod tests {
             ash.route("oci://orders@ns/sales/", None).region.as_deref(),
             Some("ash")
         );
-        assert_eq!(ash.failovers_total.load(Ordering::Relaxed), 1);
-        assert_eq!(ash.failbacks_total.load(Ordering::Relaxed), 1);
+        let h = ash.health()["ash"].clone();
+        assert_eq!((h.failovers, h.failbacks), (1, 1));
         // Locations outside every group are read as they are.
         let r = ash.route("s3://other/x/", None);
         assert!(!r.replicated);

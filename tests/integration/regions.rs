@@ -74,33 +74,29 @@ impl Region {
         )
     }
 
+    /// Runs `scripts/seaweed.sh cmd` on this region's server; true when it succeeded.
+    fn run(&self, cmd: &str) -> bool {
+        Command::new("sh")
+            .arg("-c")
+            .arg(self.script(cmd))
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// SIGKILL: the region's store is gone.
     fn kill(&self) {
-        let s = Command::new("sh")
-            .arg("-c")
-            .arg(self.script("kill"))
-            .status()
-            .unwrap();
-        assert!(s.success());
+        assert!(self.run("kill"), "SeaweedFS was not killed");
     }
 
     /// Back on the same port with the same data.
     fn restart(&self) {
-        let s = Command::new("sh")
-            .arg("-c")
-            .arg(self.script("restart"))
-            .status()
-            .unwrap();
-        assert!(s.success(), "SeaweedFS did not restart");
+        assert!(self.run("restart"), "SeaweedFS did not restart");
     }
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(self.script("stop"))
-            .status();
+        self.run("stop");
     }
 }
 
