@@ -13,13 +13,15 @@ async fn loaded_csv(tmp: &Path, extra_options: &str) -> (TestServer, std::path::
     let server = TestServer::spawn(&tmp.join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
     server
-        .ok(&format!(
-            "CREATE EXTERNAL TABLE s.t {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') \
-             FILES = (URI 'file://{}/') {extra_options}",
-            data.display()
-        ))
+        .create_and_load(
+            "s.t",
+            &format!(
+                "{COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') \
+                 FILES = (URI 'file://{}/') {extra_options}",
+                data.display()
+            ),
+        )
         .await;
-    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
     assert_previous_answers(&server).await;
     (server, data)
 }
@@ -213,11 +215,13 @@ async fn missing_files_follow_allow_missing_files() {
         e.message
     );
     server
-        .ok(&format!(
-            "CREATE EXTERNAL TABLE s.n {COLUMNS} FILE_FORMAT = (FORMAT csv) FILES = (URI 'file://{d}/nope.csv') ALLOW_MISSING_FILES = 1"
-        ))
+        .create_and_load(
+            "s.n",
+            &format!(
+                "{COLUMNS} FILE_FORMAT = (FORMAT csv) FILES = (URI 'file://{d}/nope.csv') ALLOW_MISSING_FILES = 1"
+            ),
+        )
         .await;
-    server.ok("ALTER TABLE s.n SECONDARY_LOAD").await;
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.n").await[0][0], 0);
     // A file removed after the first load: the reload fails, the loaded version stays.
     std::fs::remove_file(data.join("a.csv")).unwrap();

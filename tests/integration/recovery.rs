@@ -23,13 +23,13 @@ const ALL: &str = "SELECT id, name, amount FROM s.t ORDER BY id";
 
 async fn csv_table(data: &std::path::Path, server: &TestServer, name: &str) {
     server
-        .ok(&format!(
-            "CREATE EXTERNAL TABLE s.{name} {DDL_COLS} FILE_FORMAT = ({CSV_FORMAT}) FILES = (URI 'file://{}/{name}/')",
-            data.display()
-        ))
-        .await;
-    server
-        .ok(&format!("ALTER TABLE s.{name} SECONDARY_LOAD"))
+        .create_and_load(
+            &format!("s.{name}"),
+            &format!(
+                "{DDL_COLS} FILE_FORMAT = ({CSV_FORMAT}) FILES = (URI 'file://{}/{name}/')",
+                data.display()
+            ),
+        )
         .await;
 }
 

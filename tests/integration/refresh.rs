@@ -204,8 +204,15 @@ async fn refresh_of_delta_follows_new_commits() {
     copy_sample("delta/orders", &data.join("orders"));
     let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
-    server.ok(&format!("CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/orders/')", data.display())).await;
-    server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+    server
+        .create_and_load(
+            "s.d",
+            &format!(
+                "FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/orders/')",
+                data.display()
+            ),
+        )
+        .await;
     let r = refresh(&server, "d").await.unwrap();
     assert_eq!(
         (
@@ -250,12 +257,14 @@ async fn scheduled_refreshes_pick_up_new_files_and_back_off_after_failures() {
     let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
     server
-        .ok(&format!(
-            "CREATE EXTERNAL TABLE s.t {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/') REFRESH_INTERVAL = '200ms'",
-            data.display()
-        ))
+        .create_and_load(
+            "s.t",
+            &format!(
+                "{COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/') REFRESH_INTERVAL = '200ms'",
+                data.display()
+            ),
+        )
         .await;
-    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
     std::fs::write(data.join("b.csv"), csv(10..25)).unwrap();
     let count = "SELECT COUNT(*) FROM s.t";
     wait_until(
@@ -306,13 +315,13 @@ async fn queries_refresh_tables_older_than_their_max_staleness_first() {
     server.ok("CREATE DATABASE s").await;
     for (t, staleness) in [("fresh", "100ms"), ("lazy", "1h")] {
         server
-            .ok(&format!(
-                "CREATE EXTERNAL TABLE s.{t} {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/{t}/') MAX_STALENESS = '{staleness}'",
-                data.display()
-            ))
-            .await;
-        server
-            .ok(&format!("ALTER TABLE s.{t} SECONDARY_LOAD"))
+            .create_and_load(
+                &format!("s.{t}"),
+                &format!(
+                    "{COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/{t}/') MAX_STALENESS = '{staleness}'",
+                    data.display()
+                ),
+            )
             .await;
         std::fs::write(data.join(t).join("b.csv"), csv(10..25)).unwrap();
     }
@@ -494,13 +503,13 @@ async fn new_columns_in_new_parquet_files_are_added_and_other_formats_keep_their
     server.ok("CREATE DATABASE s").await;
     for (t, fmt) in [("p", "parquet"), ("j", "json")] {
         server
-            .ok(&format!(
-                "CREATE EXTERNAL TABLE s.{t} FILE_FORMAT = (FORMAT {fmt}) FILES = (URI 'file://{}/{t}/')",
-                data.display()
-            ))
-            .await;
-        server
-            .ok(&format!("ALTER TABLE s.{t} SECONDARY_LOAD"))
+            .create_and_load(
+                &format!("s.{t}"),
+                &format!(
+                    "FILE_FORMAT = (FORMAT {fmt}) FILES = (URI 'file://{}/{t}/')",
+                    data.display()
+                ),
+            )
             .await;
     }
     write_files("parquet", &data.join("p"), &["b.parquet:100:150:note"]);
@@ -543,12 +552,14 @@ async fn delta_deletion_vectors_and_protocol_upgrades_are_followed_reading_only_
     let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
     server
-        .ok(&format!(
-            "CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
-            table.display()
-        ))
+        .create_and_load(
+            "s.d",
+            &format!(
+                "FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
+                table.display()
+            ),
+        )
         .await;
-    server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
     let log = table.join("_delta_log");
     let now = chrono::Utc::now().timestamp_millis();
 
@@ -617,12 +628,14 @@ async fn delta_refresh_after_the_log_was_cleaned_up_reads_only_the_new_files() {
     let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
     server
-        .ok(&format!(
-            "CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
-            table.display()
-        ))
+        .create_and_load(
+            "s.d",
+            &format!(
+                "FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
+                table.display()
+            ),
+        )
         .await;
-    server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
     // Two appends, a checkpoint, and the commits up to the checkpoint removed, as a log cleanup
     // does: the commit right after the loaded version is gone.
     delta_op(&table, &["append", "100", "150"]);

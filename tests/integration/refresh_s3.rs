@@ -171,8 +171,12 @@ async fn delta_refresh_on_s3_reads_only_the_files_each_commit_adds() {
     let files_of = |v: &Value| -> BTreeSet<String> { delta_files(v).into_iter().collect() };
     let mut state = delta_op(&local, &["create", "0", "300", "3"]);
     s3.sync_delta(&local, &prefix, &mut sent).await;
-    server.ok(&format!("CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://{b}/{prefix}/')")).await;
-    server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+    server
+        .create_and_load(
+            "s.d",
+            &format!("FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://{b}/{prefix}/')"),
+        )
+        .await;
     server.ok(&format!("CREATE EXTERNAL TABLE s.full FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://{b}/{prefix}/')")).await;
     proxy.faults.take_requests();
 
@@ -290,16 +294,14 @@ async fn queries_without_pause_during_refreshes_on_s3_always_see_one_published_s
         &["a.parquet:0:1000", "b.parquet:1000:2000"],
     );
     s3.upload_dir(&local, &format!("{prefix}/p")).await;
-    server.ok(&format!("CREATE EXTERNAL TABLE s.p {COLS} FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/p/') REFRESH_INTERVAL = '200ms'")).await;
-    server.ok("ALTER TABLE s.p SECONDARY_LOAD").await;
+    server.create_and_load("s.p", &format!("{COLS} FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/p/') REFRESH_INTERVAL = '200ms'")).await;
     // A Delta table taking appends, deletes and an overwrite.
     let delta = tmp.path().join("delta");
     let mut sent = HashSet::new();
     let first = delta_op(&delta, &["create", "0", "1000", "2"]);
     s3.sync_delta(&delta, &format!("{prefix}/d"), &mut sent)
         .await;
-    server.ok(&format!("CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://{b}/{prefix}/d/') REFRESH_INTERVAL = '200ms'")).await;
-    server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+    server.create_and_load("s.d", &format!("FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://{b}/{prefix}/d/') REFRESH_INTERVAL = '200ms'")).await;
 
     let sum = |parts: &[Checksum]| -> Checksum {
         parts
@@ -429,8 +431,7 @@ async fn scheduled_refreshes_through_a_store_outage_keep_serving_back_off_and_re
     write_files("parquet", &local, &["a.parquet:0:100", "b.parquet:100:150"]);
     s3.put_file(&local.join("a.parquet"), &format!("{prefix}/a.parquet"))
         .await;
-    server.ok(&format!("CREATE EXTERNAL TABLE s.t {COLS} FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/') REFRESH_INTERVAL = '200ms'")).await;
-    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+    server.create_and_load("s.t", &format!("{COLS} FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://{b}/{prefix}/') REFRESH_INTERVAL = '200ms'")).await;
 
     // The store goes away and a file lands meanwhile: refreshes fail, the table goes stale with
     // the cause, the loaded data keeps answering every query, and the next try backs off.

@@ -476,13 +476,14 @@ async fn replication_lag_never_moves_a_table_backwards() {
     let two = instance(tmp.path(), "two", "b", &a, &b, &p).await;
     for server in [&one, &two] {
         server
-            .ok(&format!("CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://lake/{p}/d/')"))
+            .create_and_load(
+                "s.d",
+                &format!("FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://lake/{p}/d/')"),
+            )
             .await;
         server
-            .ok(&format!("CREATE EXTERNAL TABLE s.f (id BIGINT, name VARCHAR(16), amount DOUBLE) FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://lake/{p}/f/')"))
+            .create_and_load("s.f", &format!("(id BIGINT, name VARCHAR(16), amount DOUBLE) FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://lake/{p}/f/')"))
             .await;
-        server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
-        server.ok("ALTER TABLE s.f SECONDARY_LOAD").await;
         assert_eq!(state(server, "s.d").await, range(0, 100));
     }
 
@@ -655,10 +656,13 @@ async fn a_failover_drill_runs_end_to_end_against_two_instances() {
     let one = instance(tmp.path(), "one", "a", &a, &b, &p).await;
     let two = instance(tmp.path(), "two", "b", &a, &b, &p).await;
     for server in [&one, &two] {
-        server.ok(&format!("CREATE EXTERNAL TABLE s.t (id BIGINT, name VARCHAR(16), amount DOUBLE) FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://lake/{p}/t/') REFRESH_INTERVAL = '500ms'")).await;
-        server.ok(&format!("CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://lake/{p}/d/')")).await;
-        server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
-        server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+        server.create_and_load("s.t", &format!("(id BIGINT, name VARCHAR(16), amount DOUBLE) FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://lake/{p}/t/') REFRESH_INTERVAL = '500ms'")).await;
+        server
+            .create_and_load(
+                "s.d",
+                &format!("FILE_FORMAT = (FORMAT delta) FILES = (URI 's3://lake/{p}/d/')"),
+            )
+            .await;
     }
 
     // Through the instances' admin endpoint.

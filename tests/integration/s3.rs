@@ -234,12 +234,8 @@ async fn every_format_loads_the_same_from_s3_and_oci_as_from_files() {
         for (scheme, root) in &roots {
             let t = format!("f.{format}_{scheme}");
             server
-                .ok(&format!(
-                    "CREATE EXTERNAL TABLE {t} {}",
-                    tail.replace("@ROOT", root)
-                ))
+                .create_and_load(&t, &tail.replace("@ROOT", root))
                 .await;
-            server.ok(&format!("ALTER TABLE {t} SECONDARY_LOAD")).await;
             answers.push(
                 server
                     .rows(&format!("SELECT {SELECT_ALL} FROM {t} ORDER BY order_id"))
@@ -586,8 +582,12 @@ async fn listings_paginate_past_5000_objects() {
     )
     .await;
     server.ok("CREATE DATABASE s").await;
-    server.ok(&format!("CREATE EXTERNAL TABLE s.many (n INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 's3://{b}/{prefix}/')")).await;
-    server.ok("ALTER TABLE s.many SECONDARY_LOAD").await;
+    server
+        .create_and_load(
+            "s.many",
+            &format!("(n INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 's3://{b}/{prefix}/')"),
+        )
+        .await;
     let r = server
         .rows("SELECT COUNT(*), SUM(n), COUNT(DISTINCT n) FROM s.many")
         .await;
@@ -604,10 +604,7 @@ async fn listings_paginate_past_5000_objects() {
         n
     );
     // A glob and a PATTERN over the same listing.
-    server
-        .ok(&format!("CREATE EXTERNAL TABLE s.some (n INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 's3://{b}/{prefix}/part-0001?.csv', URI 's3://{b}/{prefix}/' PATTERN 'part-050[0-9]{{2}}\\\\.csv$')"))
-        .await;
-    server.ok("ALTER TABLE s.some SECONDARY_LOAD").await;
+    server.create_and_load("s.some", &format!("(n INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 's3://{b}/{prefix}/part-0001?.csv', URI 's3://{b}/{prefix}/' PATTERN 'part-050[0-9]{{2}}\\\\.csv$')")).await;
     assert_eq!(
         server.rows("SELECT COUNT(*) FROM s.some").await[0][0],
         10 + 100

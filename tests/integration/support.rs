@@ -253,6 +253,14 @@ impl TestServer {
     }
 
     /// POSTs to `path` (no body): the status and the JSON answer.
+    /// Creates `table` (`db.t`) as `CREATE EXTERNAL TABLE table definition` and loads it.
+    pub async fn create_and_load(&self, table: &str, definition: &str) {
+        self.ok(&format!("CREATE EXTERNAL TABLE {table} {definition}"))
+            .await;
+        self.ok(&format!("ALTER TABLE {table} SECONDARY_LOAD"))
+            .await;
+    }
+
     pub async fn post(&self, path: &str) -> (u16, Value) {
         let resp = self.http.post(self.url(path)).send().await.unwrap();
         let status = resp.status().as_u16();
