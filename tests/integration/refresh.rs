@@ -14,6 +14,26 @@ async fn refresh(server: &TestServer, table: &str) -> Result<Value, (u16, Value)
     }
 }
 
+/// A server reading `data`, with the Delta table at `table` (below `data`) loaded as `s.d`.
+async fn delta_server(
+    tmp: &std::path::Path,
+    data: &std::path::Path,
+    table: &std::path::Path,
+) -> TestServer {
+    let server = TestServer::spawn(&tmp.join("tarn"), data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .create_and_load(
+            "s.d",
+            &format!(
+                "FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
+                table.display()
+            ),
+        )
+        .await;
+    server
+}
+
 fn csv(rows: std::ops::Range<u32>) -> String {
     let mut s = String::from(
         "order_id,customer,product,quantity,amount,weight,express,order_date,shipped_at\n",
@@ -202,17 +222,7 @@ async fn refresh_of_delta_follows_new_commits() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     copy_sample("delta/orders", &data.join("orders"));
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
-    server.ok("CREATE DATABASE s").await;
-    server
-        .create_and_load(
-            "s.d",
-            &format!(
-                "FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/orders/')",
-                data.display()
-            ),
-        )
-        .await;
+    let server = delta_server(tmp.path(), &data, &data.join("orders")).await;
     let r = refresh(&server, "d").await.unwrap();
     assert_eq!(
         (
@@ -549,17 +559,7 @@ async fn delta_deletion_vectors_and_protocol_upgrades_are_followed_reading_only_
     delta_op(&table, &["append", "100", "200"]);
     let file_a = first["files"][0].as_str().unwrap().to_string();
     let size_a = std::fs::metadata(table.join(&file_a)).unwrap().len();
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
-    server.ok("CREATE DATABASE s").await;
-    server
-        .create_and_load(
-            "s.d",
-            &format!(
-                "FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
-                table.display()
-            ),
-        )
-        .await;
+    let server = delta_server(tmp.path(), &data, &table).await;
     let log = table.join("_delta_log");
     let now = chrono::Utc::now().timestamp_millis();
 
@@ -625,17 +625,7 @@ async fn delta_refresh_after_the_log_was_cleaned_up_reads_only_the_new_files() {
     let data = tmp.path().join("data");
     let table = data.join("t");
     let loaded = delta_op(&table, &["create", "0", "100", "2"]);
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
-    server.ok("CREATE DATABASE s").await;
-    server
-        .create_and_load(
-            "s.d",
-            &format!(
-                "FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
-                table.display()
-            ),
-        )
-        .await;
+    let server = delta_server(tmp.path(), &data, &table).await;
     // Two appends, a checkpoint, and the commits up to the checkpoint removed, as a log cleanup
     // does: the commit right after the loaded version is gone.
     delta_op(&table, &["append", "100", "150"]);
