@@ -132,3 +132,21 @@ fn bench_parquet_runs_queries_over_files_and_prints_times_and_answers() {
     );
     assert_eq!(v["count"]["seconds"].as_array().unwrap().len(), 2, "{v}");
 }
+
+#[test]
+fn a_drill_against_an_instance_that_does_not_answer_fails_naming_it() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
+        .args(["drill", "failover", "--region", "a", "--instance", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{url}/v1/regions")), "{err}");
+}

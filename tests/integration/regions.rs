@@ -605,6 +605,7 @@ async fn replication_lag_never_moves_a_table_backwards() {
         "instance one to fail back",
     )
     .await;
+    let served = (state(&one, "s.d").await, state(&one, "s.f").await);
     let (status, e) = one.post("/v1/regions/mars/cut").await;
     assert_eq!(status, 404, "{e}");
     assert!(
@@ -614,6 +615,9 @@ async fn replication_lag_never_moves_a_table_backwards() {
             .contains("no region 'mars'"),
         "{e}"
     );
+    // Nothing loaded was touched, and every region is still in use.
+    assert_eq!((state(&one, "s.d").await, state(&one, "s.f").await), served);
+    assert_eq!(region_state(&one, "a").await["state"], "healthy");
 }
 
 /// Runs `tarn drill failover` against the instances; answers its exit status and JSON report.
