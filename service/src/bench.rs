@@ -28,8 +28,11 @@ pub async fn parquet(args: ParquetArgs) -> Result<(), String> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let mut config = SessionConfig::new().with_target_partitions(cores);
+    let mut config = SessionConfig::from_env()
+        .unwrap_or_default()
+        .with_target_partitions(cores);
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
+    crate::sql::tarn_defaults(&mut config);
     let ctx = SessionContext::new_with_config(config);
     for t in &args.tables {
         let (name, path) = t

@@ -184,8 +184,7 @@ fn batches_scanned(plan: &[Vec<Value>]) -> usize {
         .iter()
         .map(|r| r[1].as_str().unwrap_or_default().to_string())
         .collect();
-    let i =
-        text.find("partition_sizes=[").expect("memory scan in plan") + "partition_sizes=[".len();
+    let i = text.find("batches=[").expect("loaded scan in plan") + "batches=[".len();
     let j = i + text[i..].find(']').unwrap();
     text[i..j]
         .split(',')

@@ -9,7 +9,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::{Column, DFSchema, ScalarValue};
-use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::conjunction;
@@ -17,6 +17,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::{PruningPredicateBuilder, PruningStatistics};
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::scan::LoadedScan;
 use crate::store::{Shard, TableVersion};
 
 #[derive(Debug)]
@@ -31,9 +32,9 @@ impl LoadedTable {
     }
 }
 
-struct ShardStats<'a> {
-    shard: &'a Shard,
-    schema: &'a SchemaRef,
+pub(super) struct ShardStats<'a> {
+    pub shard: &'a Shard,
+    pub schema: &'a SchemaRef,
 }
 
 impl PruningStatistics for ShardStats<'_> {
@@ -96,7 +97,7 @@ impl TableProvider for LoadedTable {
             }
             None => None,
         };
-        let partitions: Vec<Vec<_>> = self
+        let keep: Vec<Vec<usize>> = self
             .version
             .shards
             .iter()
@@ -105,19 +106,13 @@ impl TableProvider for LoadedTable {
                     .as_ref()
                     .and_then(|p| p.prune(&ShardStats { shard, schema }).ok());
                 match keep {
-                    Some(keep) => shard
-                        .batches
-                        .iter()
-                        .zip(keep)
-                        .filter(|(_, k)| *k)
-                        .map(|(b, _)| b.clone())
-                        .collect(),
-                    None => shard.batches.clone(),
+                    Some(keep) => (0..shard.batches.len()).filter(|&b| keep[b]).collect(),
+                    None => (0..shard.batches.len()).collect(),
                 }
             })
             .collect();
-        let exec: Arc<dyn ExecutionPlan> =
-            MemorySourceConfig::try_new_exec(&partitions, schema.clone(), projection.cloned())?;
+        let scan = LoadedScan::new(self.version.clone(), keep, projection.cloned())?;
+        let exec: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(scan);
         Ok(exec)
     }
 }

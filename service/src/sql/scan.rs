@@ -1,0 +1,609 @@
+//! The scan of a loaded table: one partition per shard, reading the batches that planning-time
+//! pruning kept, and applying the filters that joins publish while the query runs.
+//!
+//! A hash join, once it has built its table, knows which keys its probe side can match: DataFusion
+//! hands that knowledge down the probe side as a dynamic filter (the keys' min/max and the key set
+//! itself). The scan takes those filters and, at every batch, skips the batch when its min/max rule
+//! it out, then drops the rows the filter rejects, so that aggregations and joins above it see
+//! only rows that can still matter. Rows are only filtered while that pays: when a filter keeps
+//! nearly every row the scan stops evaluating it (the join still applies it exactly).
+//!
+//! The scan also gives DataFusion each column's min/max and null count, from the per-batch
+//! statistics taken at load, so the planner estimates filter selectivity and picks build sides
+//! from real figures.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::filter_record_batch;
+use arrow::compute::take;
+use arrow::datatypes::SchemaRef;
+use arrow::datatypes::UInt64Type;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{ColumnStatistics, Result, ScalarValue, Statistics};
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::source::DataSource;
+use datafusion::execution::TaskContext;
+use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::projection::ProjectionExprs;
+use datafusion::physical_expr::utils::conjunction;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr_common::physical_expr::{
+    snapshot_generation, snapshot_physical_expr,
+};
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::coop::cooperative;
+use datafusion::physical_plan::execution_plan::SchedulingType;
+use datafusion::physical_plan::filter_pushdown::{FilterPushdownPropagation, PushedDown};
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayFormatType, Partitioning, SendableRecordBatchStream};
+
+use super::provider::ShardStats;
+use crate::store::TableVersion;
+
+/// After this many filtered batches, a dynamic filter that kept more than [`KEEP_RATIO`] of the
+/// rows stops being evaluated row by row.
+const PROBE_BATCHES: usize = 8;
+const KEEP_RATIO: f64 = 0.9;
+
+#[derive(Debug, Clone)]
+pub struct LoadedScan {
+    version: Arc<TableVersion>,
+    /// Per shard, the indices of the batches planning-time pruning kept.
+    keep: Arc<Vec<Vec<usize>>>,
+    projection: Option<Vec<usize>>,
+    /// The output schema: the table's, projected.
+    schema: SchemaRef,
+    /// Filters published at run time (dynamic filters), in terms of the output schema.
+    dynamic: Option<Arc<dyn PhysicalExpr>>,
+    fetch: Option<usize>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl LoadedScan {
+    pub fn new(
+        version: Arc<TableVersion>,
+        keep: Vec<Vec<usize>>,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
+        let schema = match &projection {
+            Some(p) => Arc::new(version.schema.project(p)?),
+            None => version.schema.clone(),
+        };
+        Ok(Self {
+            version,
+            keep: Arc::new(keep),
+            projection,
+            schema,
+            dynamic: None,
+            fetch: None,
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+
+    /// The table's column index behind output column `i`.
+    fn table_column(&self, i: usize) -> usize {
+        self.projection.as_ref().map_or(i, |p| p[i])
+    }
+
+    fn statistics_for(&self, shards: &[usize]) -> Statistics {
+        let mut rows = 0u64;
+        for &s in shards {
+            let counts = self.version.shards[s].rows.as_primitive::<UInt64Type>();
+            rows += self.keep[s].iter().map(|&b| counts.value(b)).sum::<u64>();
+        }
+        let columns = (0..self.schema.fields().len())
+            .map(|i| self.column_statistics(self.table_column(i), shards))
+            .collect();
+        Statistics {
+            num_rows: Precision::Exact(rows as usize),
+            total_byte_size: Precision::Absent,
+            column_statistics: columns,
+        }
+    }
+
+    fn column_statistics(&self, column: usize, shards: &[usize]) -> ColumnStatistics {
+        let data_type = self.version.schema.field(column).data_type();
+        let mut nulls = 0u64;
+        let mut mins = Vec::new();
+        let mut maxs = Vec::new();
+        for &s in shards {
+            let shard = &self.version.shards[s];
+            let kept = UInt32Array::from_iter_values(self.keep[s].iter().map(|&b| b as u32));
+            mins.extend(take(shard.mins[column].as_ref(), &kept, None).ok());
+            maxs.extend(take(shard.maxs[column].as_ref(), &kept, None).ok());
+            let counts = shard.nulls[column].as_primitive::<UInt64Type>();
+            nulls += self.keep[s].iter().map(|&b| counts.value(b)).sum::<u64>();
+        }
+        let bound = |mut acc: Box<dyn Accumulator>, values: Vec<ArrayRef>| {
+            let folded = values
+                .into_iter()
+                .try_for_each(|v| acc.update_batch(&[v]))
+                .and_then(|_| acc.evaluate());
+            match folded {
+                Ok(v) if !v.is_null() => Precision::Inexact(v),
+                _ => Precision::Absent,
+            }
+        };
+        let min = MinAccumulator::try_new(data_type).map(|a| bound(Box::new(a), mins));
+        let max = MaxAccumulator::try_new(data_type).map(|a| bound(Box::new(a), maxs));
+        ColumnStatistics {
+            null_count: Precision::Exact(nulls as usize),
+            min_value: min.unwrap_or(Precision::Absent),
+            max_value: max.unwrap_or(Precision::Absent),
+            ..ColumnStatistics::new_unknown()
+        }
+    }
+}
+
+impl DataSource for LoadedScan {
+    fn open(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let metric = |name: &'static str| -> Count {
+            MetricBuilder::new(&self.metrics).counter(name, partition)
+        };
+        let mut reader = ShardReader {
+            version: self.version.clone(),
+            shard: partition,
+            keep: self.keep.get(partition).cloned().unwrap_or_default(),
+            next: 0,
+            projection: self.projection.clone(),
+            schema: self.schema.clone(),
+            filter: self.dynamic.clone().map(RuntimeFilter::new),
+            remaining: self.fetch,
+            output_rows: MetricBuilder::new(&self.metrics).output_rows(partition),
+            batches_pruned: metric("batches_pruned"),
+            rows_filtered: metric("rows_filtered"),
+        };
+        let stream = futures::stream::iter(std::iter::from_fn(move || reader.next_batch()));
+        Ok(Box::pin(cooperative(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        ))))
+    }
+
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let sizes: Vec<usize> = self.keep.iter().map(Vec::len).collect();
+        match t {
+            DisplayFormatType::TreeRender => write!(f, "format=loaded"),
+            _ => {
+                write!(f, "loaded: partitions={}, batches={sizes:?}", sizes.len())?;
+                if let Some(fetch) = self.fetch {
+                    write!(f, ", fetch={fetch}")?;
+                }
+                if let Some(dynamic) = &self.dynamic {
+                    write!(f, ", runtime_filter={dynamic}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn output_partitioning(&self) -> Partitioning {
+        Partitioning::UnknownPartitioning(self.keep.len())
+    }
+
+    fn eq_properties(&self) -> EquivalenceProperties {
+        EquivalenceProperties::new(self.schema.clone())
+    }
+
+    fn scheduling_type(&self) -> SchedulingType {
+        SchedulingType::Cooperative
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let shards: Vec<usize> = match partition {
+            Some(p) if p < self.keep.len() => vec![p],
+            Some(_) => return Ok(Arc::new(Statistics::new_unknown(&self.schema))),
+            None => (0..self.keep.len()).collect(),
+        };
+        Ok(Arc::new(self.statistics_for(&shards)))
+    }
+
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn DataSource>> {
+        let mut scan = self.clone();
+        scan.fetch = limit;
+        Some(Arc::new(scan))
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.fetch
+    }
+
+    fn metrics(&self) -> ExecutionPlanMetricsSet {
+        self.metrics.clone()
+    }
+
+    fn try_swapping_with_projection(
+        &self,
+        _projection: &ProjectionExprs,
+    ) -> Result<Option<Arc<dyn DataSource>>> {
+        Ok(None)
+    }
+
+    /// Keeps the filters that change at run time (a join's keys); static filters stay with the
+    /// operator above, which applies them anyway. Every filter is reported as not pushed down, so
+    /// the plan above stays exact whatever the scan manages to drop.
+    fn try_pushdown_filters(
+        &self,
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn DataSource>>> {
+        let pushed = vec![PushedDown::No; filters.len()];
+        let dynamic: Vec<_> = filters
+            .into_iter()
+            .filter(|f| snapshot_generation(f) != 0)
+            .chain(self.dynamic.clone())
+            .collect();
+        let result = FilterPushdownPropagation::with_parent_pushdown_result(pushed);
+        if dynamic.is_empty() {
+            return Ok(result);
+        }
+        let mut scan = self.clone();
+        scan.dynamic = Some(conjunction(dynamic));
+        Ok(result.with_updated_node(Arc::new(scan) as Arc<dyn DataSource>))
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        match &self.dynamic {
+            Some(expr) => f(expr),
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    }
+}
+
+/// A dynamic filter as one shard's reader sees it: the snapshot taken at its last change, the
+/// batches that snapshot rules out, and whether filtering rows still pays.
+struct RuntimeFilter {
+    expr: Arc<dyn PhysicalExpr>,
+    generation: Option<u64>,
+    /// `None` while the filter lets everything through.
+    current: Option<Arc<dyn PhysicalExpr>>,
+    /// Per batch of the shard: may it hold a matching row?
+    batches: Option<Vec<bool>>,
+    filter_rows: bool,
+    rows_in: usize,
+    rows_out: usize,
+    batches_filtered: usize,
+}
+
+impl RuntimeFilter {
+    fn new(expr: Arc<dyn PhysicalExpr>) -> Self {
+        Self {
+            expr,
+            generation: None,
+            current: None,
+            batches: None,
+            filter_rows: true,
+            rows_in: 0,
+            rows_out: 0,
+            batches_filtered: 0,
+        }
+    }
+
+    /// Takes a new snapshot when the filter has changed since the last one.
+    fn refresh(&mut self, version: &TableVersion, shard: usize, schema: &SchemaRef) -> Result<()> {
+        let generation = snapshot_generation(&self.expr);
+        if self.generation == Some(generation) {
+            return Ok(());
+        }
+        self.generation = Some(generation);
+        let snapshot = snapshot_physical_expr(self.expr.clone())?;
+        let always = snapshot
+            .downcast_ref::<Literal>()
+            .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(true)));
+        if always {
+            self.current = None;
+            self.batches = None;
+            return Ok(());
+        }
+        let shard = &version.shards[shard];
+        self.batches = PruningPredicateBuilder::new()
+            .with_file_schema(schema.clone())
+            .build(snapshot.clone())
+            .and_then(|p| {
+                p.prune(&ShardStats {
+                    shard,
+                    schema: &version.schema,
+                })
+                .ok()
+            });
+        self.current = Some(snapshot);
+        self.filter_rows = true;
+        self.rows_in = 0;
+        self.rows_out = 0;
+        self.batches_filtered = 0;
+        Ok(())
+    }
+
+    fn may_match(&self, batch: usize) -> bool {
+        self.batches
+            .as_ref()
+            .is_none_or(|keep| keep.get(batch).copied().unwrap_or(true))
+    }
+
+    fn filter(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(expr) = self.current.as_ref().filter(|_| self.filter_rows) else {
+            return Ok(batch);
+        };
+        let mask = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask: &BooleanArray = mask.as_boolean();
+        let out = filter_record_batch(&batch, mask)?;
+        self.rows_in += batch.num_rows();
+        self.rows_out += out.num_rows();
+        self.batches_filtered += 1;
+        if self.batches_filtered >= PROBE_BATCHES
+            && self.rows_out as f64 > KEEP_RATIO * self.rows_in as f64
+        {
+            self.filter_rows = false;
+        }
+        Ok(out)
+    }
+}
+
+struct ShardReader {
+    version: Arc<TableVersion>,
+    shard: usize,
+    keep: Vec<usize>,
+    next: usize,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+    filter: Option<RuntimeFilter>,
+    remaining: Option<usize>,
+    output_rows: Count,
+    batches_pruned: Count,
+    rows_filtered: Count,
+}
+
+impl ShardReader {
+    fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            if self.remaining == Some(0) {
+                return None;
+            }
+            let index = *self.keep.get(self.next)?;
+            self.next += 1;
+            match self.read(index) {
+                Ok(Some(batch)) => return Some(Ok(batch)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Batch `index` of the shard, projected and filtered; `None` when nothing of it remains.
+    fn read(&mut self, index: usize) -> Result<Option<RecordBatch>> {
+        if let Some(filter) = self.filter.as_mut() {
+            filter.refresh(&self.version, self.shard, &self.schema)?;
+            if !filter.may_match(index) {
+                self.batches_pruned.add(1);
+                return Ok(None);
+            }
+        }
+        let batch = &self.version.shards[self.shard].batches[index];
+        let mut batch = match &self.projection {
+            Some(p) => batch.project(p)?,
+            None => batch.clone(),
+        };
+        if let Some(filter) = self.filter.as_mut() {
+            let before = batch.num_rows();
+            batch = filter.filter(batch)?;
+            self.rows_filtered.add(before - batch.num_rows());
+        }
+        if let Some(remaining) = self.remaining.as_mut() {
+            if batch.num_rows() > *remaining {
+                batch = batch.slice(0, *remaining);
+            }
+            *remaining -= batch.num_rows();
+        }
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        self.output_rows.add(batch.num_rows());
+        Ok(Some(batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::physical_plan::{
+        ExecutionPlan, ExecutionPlanVisitor, StatisticsArgs, StatisticsContext, accept, collect,
+    };
+    use datafusion::prelude::{SessionConfig, SessionContext};
+    use tarn_connectors::Manifest;
+
+    use super::*;
+    use crate::sql::provider::LoadedTable;
+    use crate::store::Segment;
+
+    fn table(columns: Vec<(&str, ArrayRef)>, batch_rows: usize) -> Arc<TableVersion> {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
+                .collect::<Vec<_>>(),
+        ));
+        let all = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect())
+            .unwrap();
+        let batches = (0..all.num_rows())
+            .step_by(batch_rows)
+            .map(|o| all.slice(o, batch_rows.min(all.num_rows() - o)))
+            .collect();
+        let seg = Segment::new("f".into(), batches, vec![]);
+        Arc::new(TableVersion::build(
+            1,
+            schema,
+            vec![Arc::new(seg)],
+            Manifest::default(),
+            2,
+        ))
+    }
+
+    fn context() -> SessionContext {
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        let keys: Vec<i64> = (0..100_000).collect();
+        let big = table(
+            vec![
+                ("k", Arc::new(Int64Array::from(keys.clone())) as ArrayRef),
+                (
+                    "v",
+                    Arc::new(Int64Array::from_iter_values(keys.iter().map(|k| k * 2))),
+                ),
+            ],
+            1000,
+        );
+        let small = table(
+            vec![
+                (
+                    "k",
+                    Arc::new(Int64Array::from(vec![5, 7, 50_005, 99_999, 123_456, 8])) as ArrayRef,
+                ),
+                (
+                    "tag",
+                    Arc::new(StringArray::from(vec!["x", "x", "x", "x", "x", "y"])),
+                ),
+            ],
+            1000,
+        );
+        ctx.register_table("big", Arc::new(LoadedTable::new(big)))
+            .unwrap();
+        ctx.register_table("small", Arc::new(LoadedTable::new(small)))
+            .unwrap();
+        ctx
+    }
+
+    /// Sums a counter over the loaded scans of `plan` that carry a run-time filter.
+    struct Filtered {
+        metric: &'static str,
+        total: usize,
+        scans: usize,
+    }
+    impl ExecutionPlanVisitor for Filtered {
+        type Error = datafusion::error::DataFusionError;
+        fn pre_visit(&mut self, plan: &dyn ExecutionPlan) -> Result<bool> {
+            let scan = plan
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|e| e.data_source().downcast_ref::<LoadedScan>());
+            if scan.is_some_and(|s| s.dynamic.is_some()) {
+                self.scans += 1;
+                let metrics = plan.metrics().unwrap();
+                self.total += if self.metric == "output_rows" {
+                    metrics.output_rows().unwrap_or(0)
+                } else {
+                    metrics.sum_by_name(self.metric).map_or(0, |v| v.as_usize())
+                };
+            }
+            Ok(true)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_join_filters_the_probe_scan_by_the_keys_it_built_and_answers_exactly() {
+        let ctx = context();
+        let sql =
+            "SELECT count(*), sum(b.v) FROM small s JOIN big b ON s.k = b.k WHERE s.tag = 'x'";
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let out = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
+        let count = out[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        let sum = out[0]
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        // Keys 5, 7, 50005 and 99999 exist (123456 does not; 8 is tagged 'y').
+        assert_eq!(count, 4);
+        assert_eq!(sum, 2 * (5 + 7 + 50_005 + 99_999));
+
+        let mut pruned = Filtered {
+            metric: "batches_pruned",
+            total: 0,
+            scans: 0,
+        };
+        accept(plan.as_ref(), &mut pruned).unwrap();
+        assert_eq!(
+            pruned.scans, 1,
+            "the run-time filter reaches the big table's scan"
+        );
+        // The keys are clustered: 100 batches of 1000, and only three hold a wanted key.
+        assert!(
+            pruned.total >= 90,
+            "batches pruned by the filter's key range: {}",
+            pruned.total
+        );
+        let mut rows = Filtered {
+            metric: "output_rows",
+            total: 0,
+            scans: 0,
+        };
+        accept(plan.as_ref(), &mut rows).unwrap();
+        assert_eq!(rows.total, 4, "only matching rows leave the scan");
+    }
+
+    #[tokio::test]
+    async fn statistics_give_row_counts_and_column_bounds_and_a_limit_stops_the_scan() {
+        let ctx = context();
+        let plan = ctx
+            .sql("SELECT k FROM big")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let stats = StatisticsContext::new()
+            .compute(plan.as_ref(), &StatisticsArgs::new())
+            .unwrap();
+        assert_eq!(stats.num_rows, Precision::Exact(100_000));
+        let k = &stats.column_statistics[0];
+        assert_eq!(k.min_value, Precision::Inexact(ScalarValue::Int64(Some(0))));
+        assert_eq!(
+            k.max_value,
+            Precision::Inexact(ScalarValue::Int64(Some(99_999)))
+        );
+        assert_eq!(k.null_count, Precision::Exact(0));
+
+        let out = ctx
+            .sql("SELECT k FROM big LIMIT 5")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(out.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
+        let filtered = ctx
+            .sql("SELECT count(*) FROM big WHERE k >= 99990")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let n = filtered[0]
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        assert_eq!(n, 10);
+    }
+}
