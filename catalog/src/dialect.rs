@@ -411,11 +411,11 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = p.parse_object_name(false)?;
     let tref = object_to_ref(&name)?;
-    let columns = if p.peek_token().token == Token::LParen {
+    let (columns, comment_key) = if p.peek_token().token == Token::LParen {
         let (cols, _constraints) = p.parse_columns()?;
-        Some(column_defs(&cols)?)
+        (Some(column_defs(&cols)?), placement_from_comments(&cols)?)
     } else {
-        None
+        (None, Vec::new())
     };
 
     if external
@@ -451,6 +451,7 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
             "STRICT_LOAD" => options.strict_load = parse_flag(p, &opt)?,
             "REFRESH_INTERVAL" => options.refresh_interval = Some(parse_duration(p, &opt)?),
             "MAX_STALENESS" => options.max_staleness = Some(parse_duration(p, &opt)?),
+            "DATA_PLACEMENT_KEY" => options.placement_key = parse_name_list(p, &opt)?,
             "ENGINE" => {
                 let e = p.parse_identifier()?.value;
                 lakehouse_engine = e.eq_ignore_ascii_case("lakehouse");
@@ -478,7 +479,7 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
             _ => {
                 return Err(CatalogError::invalid(format!(
                     "unknown table option {opt}: expected FILE_FORMAT, FILES, ALLOW_MISSING_FILES, \
-                     STRICT_LOAD, REFRESH_INTERVAL, MAX_STALENESS or ENGINE_ATTRIBUTE"
+                     STRICT_LOAD, REFRESH_INTERVAL, MAX_STALENESS, DATA_PLACEMENT_KEY or ENGINE_ATTRIBUTE"
                 )));
             }
         }
@@ -503,6 +504,26 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
         return Err(CatalogError::invalid(
             "a Delta table takes exactly one URI: the table's root",
         ));
+    }
+    if !comment_key.is_empty() {
+        if !options.placement_key.is_empty() {
+            return Err(CatalogError::invalid(
+                "the data placement key is given twice: use either DATA_PLACEMENT_KEY = (...) or \
+                 column comments 'RAPID_COLUMN=DATA_PLACEMENT_KEY=N'",
+            ));
+        }
+        options.placement_key = comment_key;
+    }
+    let undeclared = columns.as_ref().and_then(|cols| {
+        options
+            .placement_key
+            .iter()
+            .find(|k| !cols.iter().any(|c| &c.name == *k))
+    });
+    if let Some(k) = undeclared {
+        return Err(CatalogError::invalid(format!(
+            "DATA_PLACEMENT_KEY names '{k}', which is not a declared column"
+        )));
     }
     let table = TableDef {
         key: TableKey {
@@ -574,6 +595,64 @@ fn parse_flag(p: &mut Parser, opt: &str) -> Result<bool> {
             .unwrap_err()
             .into()),
     }
+}
+
+/// `(a, b, ...)`: column names, lower-cased, at least one, none twice.
+fn parse_name_list(p: &mut Parser, opt: &str) -> Result<Vec<String>> {
+    let names = if p.peek_token().token == Token::LParen {
+        p.expect_token(&Token::LParen)?;
+        let names = p.parse_comma_separated(|p| p.parse_identifier())?;
+        p.expect_token(&Token::RParen)?;
+        names
+    } else {
+        vec![p.parse_identifier()?]
+    };
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let name = n.value.to_lowercase();
+        if out.contains(&name) {
+            return Err(CatalogError::invalid(format!("{opt} names '{name}' twice")));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+/// HeatWave's way of declaring a data placement key: a column comment
+/// `RAPID_COLUMN=DATA_PLACEMENT_KEY=N`, N giving the key's position (1 first).
+fn placement_from_comments(
+    cols: &[datafusion::sql::sqlparser::ast::ColumnDef],
+) -> Result<Vec<String>> {
+    let mut keys: Vec<(u32, String)> = Vec::new();
+    for c in cols {
+        for o in &c.options {
+            let ColumnOption::Comment(text) = &o.option else {
+                continue;
+            };
+            let Some(rest) = text
+                .to_ascii_uppercase()
+                .split_once("RAPID_COLUMN=DATA_PLACEMENT_KEY=")
+                .map(|(_, r)| r.to_string())
+            else {
+                continue;
+            };
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let name = c.name.value.to_lowercase();
+            let n: u32 = digits.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                CatalogError::invalid(format!(
+                    "column '{name}': DATA_PLACEMENT_KEY needs a position 1, 2, ... ('{text}')"
+                ))
+            })?;
+            if let Some((_, other)) = keys.iter().find(|(m, _)| *m == n) {
+                return Err(CatalogError::invalid(format!(
+                    "columns '{other}' and '{name}' both claim DATA_PLACEMENT_KEY={n}"
+                )));
+            }
+            keys.push((n, name));
+        }
+    }
+    keys.sort();
+    Ok(keys.into_iter().map(|(_, name)| name).collect())
 }
 
 fn parse_duration(p: &mut Parser, opt: &str) -> Result<Duration> {
@@ -965,6 +1044,54 @@ mod tests {
         assert!(t.options.allow_missing_files);
         assert!(!t.options.strict_load);
         assert_eq!(t.options.refresh_interval, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn data_placement_key_as_a_table_option_or_heatwave_column_comments() {
+        let t = create(
+            "CREATE EXTERNAL TABLE d.lineitem FILE_FORMAT = (FORMAT parquet) \
+             FILES = (URI 'file:///x/') DATA_PLACEMENT_KEY = (L_ShipDate, l_orderkey)",
+        );
+        assert_eq!(t.options.placement_key, ["l_shipdate", "l_orderkey"]);
+        let t = create(
+            "CREATE EXTERNAL TABLE d.orders (o_orderkey BIGINT COMMENT 'RAPID_COLUMN=DATA_PLACEMENT_KEY=2', \
+               o_orderdate DATE COMMENT 'RAPID_COLUMN=DATA_PLACEMENT_KEY=1', o_comment TEXT COMMENT 'free text') \
+             FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/')",
+        );
+        assert_eq!(t.options.placement_key, ["o_orderdate", "o_orderkey"]);
+        let t = create(
+            "CREATE EXTERNAL TABLE d.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/')",
+        );
+        assert!(t.options.placement_key.is_empty());
+
+        let err = |sql: &str| parse_statement(sql).unwrap_err().to_string();
+        let e = err(
+            "CREATE EXTERNAL TABLE d.t (a INT) FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/') \
+             DATA_PLACEMENT_KEY = (b)",
+        );
+        assert!(e.contains("'b', which is not a declared column"), "{e}");
+        let e = err(
+            "CREATE EXTERNAL TABLE d.t (a INT COMMENT 'RAPID_COLUMN=DATA_PLACEMENT_KEY=1', \
+               b INT COMMENT 'RAPID_COLUMN=DATA_PLACEMENT_KEY=1') \
+             FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/')",
+        );
+        assert!(
+            e.contains("'a' and 'b' both claim DATA_PLACEMENT_KEY=1"),
+            "{e}"
+        );
+        let e = err(
+            "CREATE EXTERNAL TABLE d.t (a INT COMMENT 'RAPID_COLUMN=DATA_PLACEMENT_KEY=x') \
+             FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/')",
+        );
+        assert!(
+            e.contains("column 'a': DATA_PLACEMENT_KEY needs a position"),
+            "{e}"
+        );
+        let e = err(
+            "CREATE EXTERNAL TABLE d.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file:///x/') \
+             DATA_PLACEMENT_KEY = (a, A)",
+        );
+        assert!(e.contains("DATA_PLACEMENT_KEY names 'a' twice"), "{e}");
     }
 
     #[test]

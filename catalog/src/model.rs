@@ -201,6 +201,10 @@ pub struct TableOptions {
     pub refresh_interval: Option<Duration>,
     #[serde(default, with = "opt_duration")]
     pub max_staleness: Option<Duration>,
+    /// Columns whose order the rows of each file take when loaded (HeatWave's data placement
+    /// key), lower-cased, first key first. Empty: rows stay in file order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_key: Vec<String>,
 }
 
 impl Default for TableOptions {
@@ -210,6 +214,7 @@ impl Default for TableOptions {
             strict_load: true,
             refresh_interval: None,
             max_staleness: None,
+            placement_key: Vec::new(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod drill;
 pub mod error;
 pub mod http;
 pub mod load;
+pub mod placement;
 pub mod regions;
 pub mod schedule;
 pub mod snapshot;

@@ -286,6 +286,7 @@ async fn run_locked(
                         }
                         crate::snapshot::schedule(state, key);
                     }
+                    crate::placement::schedule(state, key);
                     v
                 }
                 None => previous.clone().expect("a refresh has a loaded version"),
@@ -575,6 +576,13 @@ async fn build_from(
             }
         }
     };
+
+    // A placement key must name columns of the table (checked before anything is read).
+    crate::placement::key_columns(&schema, &def.options.placement_key).map_err(|k| {
+        ServiceError::BadRequest(format!(
+            "DATA_PLACEMENT_KEY of '{key}' names '{k}', which is not a column of the table"
+        ))
+    })?;
 
     // What the previous version holds of each file, if the file is unchanged (same ETag, or
     // for Delta the same deletion vector, and size; last-modified is not compared, replication

@@ -713,6 +713,8 @@ async fn recover(state: &AppState, key: &TableKey) {
                     });
                     info!(table = %key, version = version.version, rows = version.rows, snapshot_bytes = bytes,
                       seconds = started.elapsed().as_secs_f64(), "recovered from snapshot");
+                    // Snapshots keep rows as they were written; placement runs again.
+                    crate::placement::schedule(state, key);
                     Ok(())
                 }
             },

@@ -76,6 +76,9 @@ pub struct Segment {
     pub stats: Vec<BatchStats>,
     pub bytes: u64,
     pub rows: u64,
+    /// Whether the rows are in the order of the table's placement key (see
+    /// [`crate::placement`]); false as read from a file or a snapshot.
+    pub placed: bool,
 }
 
 impl Segment {
@@ -102,6 +105,23 @@ impl Segment {
             stats,
             bytes,
             rows,
+            placed: false,
+        }
+    }
+
+    /// The same rows as `self`, reordered by the placement key into `batches`.
+    pub fn placed(&self, batches: Vec<RecordBatch>) -> Self {
+        let stats = batches.iter().map(BatchStats::compute).collect();
+        let bytes = memory_size(&batches);
+        Self {
+            placed: true,
+            ..Self::from_parts(
+                self.file.clone(),
+                batches,
+                stats,
+                self.rejected.clone(),
+                bytes,
+            )
         }
     }
 
@@ -336,6 +356,9 @@ pub struct TableStatus {
     /// The region and location of the copy the last load or refresh read (see `[[replicas]]`).
     pub source_region: Option<String>,
     pub source_location: Option<String>,
+    /// Tables with a placement key: `pending` while rows wait to be ordered by it, `placed`
+    /// once every file's rows are, or why it could not be done.
+    pub placement: Option<String>,
 }
 
 impl TableStatus {
@@ -367,6 +390,7 @@ impl Default for TableStatus {
             refresh_failures: 0,
             source_region: None,
             source_location: None,
+            placement: None,
         }
     }
 }

@@ -232,3 +232,98 @@ async fn errors_are_json_with_codes() {
     let resp = reqwest::get(server.url("/v2/nothing")).await.unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+/// Writes `rows` CSV rows `id,day,amount` with `day` scrambled against `id`, starting at `first`.
+fn scrambled_csv(path: &std::path::Path, first: i64, rows: i64) -> (i64, i64) {
+    let mut text = String::from("id,day,amount\n");
+    let (mut count, mut sum) = (0, 0);
+    for id in first..first + rows {
+        let day = (id * 7919) % 3650;
+        let amount = id % 1000;
+        text.push_str(&format!("{id},{day},{amount}\n"));
+        if (1000..1100).contains(&day) {
+            count += 1;
+            sum += amount;
+        }
+    }
+    std::fs::write(path, text).unwrap();
+    (count, sum)
+}
+
+#[tokio::test]
+async fn a_placement_key_orders_rows_after_the_load_so_ranges_on_it_read_few_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (c1, s1) = scrambled_csv(&data.join("a.csv"), 0, 100_000);
+    let owned = TestServer::spawn(&tmp.path().join("tarn"), &data, &["--shards", "2"]).await;
+    let server = &owned;
+    server.ok("CREATE DATABASE s").await;
+    let def = |key: &str| {
+        format!(
+            "(id BIGINT, day INT, amount BIGINT) FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') \
+             FILES = (URI 'file://{}/') {key}",
+            data.display()
+        )
+    };
+    server.create_and_load("s.plain", &def("")).await;
+    server
+        .create_and_load("s.placed", &def("DATA_PLACEMENT_KEY = (day)"))
+        .await;
+    let placed =
+        || async move { server.table_status("s", "placed").await["placement"] == "placed" };
+    wait_until(placed, "rows placed by the key").await;
+    assert!(server.table_status("s", "plain").await["placement"].is_null());
+
+    let range = "FROM s.{t} WHERE day BETWEEN 1000 AND 1099";
+    let scanned = |t: &'static str| {
+        let q = format!("EXPLAIN SELECT * {}", range.replace("{t}", t));
+        async move { batches_scanned(&server.rows(&q).await) }
+    };
+    let answer = |t: &'static str| {
+        let q = format!("SELECT count(*), sum(amount) {}", range.replace("{t}", t));
+        async move { serde_json::Value::from(server.rows(&q).await[0].clone()) }
+    };
+    // 100,000 rows are 13 batches; in file order every batch spans all days.
+    assert_eq!(scanned("plain").await, 13);
+    assert!(scanned("placed").await <= 2, "{}", scanned("placed").await);
+    assert_eq!(answer("placed").await, answer("plain").await);
+    assert_eq!(answer("placed").await, serde_json::json!([c1, s1]));
+
+    // A refresh adds a file: its rows are placed in turn, and the answer takes them.
+    let (c2, s2) = scrambled_csv(&data.join("b.csv"), 100_000, 50_000);
+    let (status, _) = server.post("/v1/tables/s/placed/refresh").await;
+    assert_eq!(status, 200);
+    wait_until(placed, "the new file's rows placed").await;
+    assert!(scanned("placed").await <= 4, "{}", scanned("placed").await);
+    assert_eq!(
+        answer("placed").await,
+        serde_json::json!([c1 + c2, s1 + s2])
+    );
+
+    // A key that names no column of the table fails the load, naming it; nothing is loaded
+    // and the other tables keep answering.
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.bad FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') \
+             FILES = (URI 'file://{}/a.csv') DATA_PLACEMENT_KEY = (nope)",
+            data.display()
+        ))
+        .await;
+    let e = server.err("ALTER TABLE s.bad SECONDARY_LOAD").await;
+    assert_eq!(e.code, "bad_request", "{e:?}");
+    assert!(
+        e.message
+            .contains("DATA_PLACEMENT_KEY of 's.bad' names 'nope'"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        server.err("SELECT count(*) FROM s.bad").await.code,
+        "table_not_loaded"
+    );
+    assert_eq!(
+        answer("placed").await,
+        serde_json::json!([c1 + c2, s1 + s2])
+    );
+}
