@@ -208,6 +208,8 @@ pub struct Shard {
     pub maxs: Vec<ArrayRef>,
     pub nulls: Vec<ArrayRef>,
     pub rows: ArrayRef,
+    /// Per column, its min, max and null count over the whole shard (for the planner).
+    pub columns: Vec<datafusion::common::ColumnStatistics>,
 }
 
 #[derive(Debug)]
@@ -256,7 +258,8 @@ impl TableVersion {
                         arrow::array::new_null_array(schema.field(c).data_type(), part.len())
                     })
                 };
-                Shard {
+                let mut shard = Shard {
+                    columns: Vec::new(),
                     mins: (0..ncols).map(|c| col(&|s| s.min[c].clone(), c)).collect(),
                     maxs: (0..ncols).map(|c| col(&|s| s.max[c].clone(), c)).collect(),
                     nulls: (0..ncols)
@@ -270,7 +273,13 @@ impl TableVersion {
                         part.iter().map(|(_, s)| s.rows),
                     )),
                     batches: part.into_iter().map(|(b, _)| b).collect(),
-                }
+                };
+                shard.columns = (0..ncols)
+                    .map(|c| {
+                        crate::sql::column_statistics(&shard, c, schema.field(c).data_type(), None)
+                    })
+                    .collect();
+                shard
             })
             .collect();
         let rows = segments.iter().map(|s| s.rows).sum();

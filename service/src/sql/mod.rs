@@ -4,6 +4,8 @@
 mod catalog;
 mod provider;
 mod scan;
+
+pub(crate) use scan::column_statistics;
 pub mod system;
 
 use std::sync::Arc;

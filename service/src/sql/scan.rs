@@ -19,7 +19,7 @@ use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::compute::filter_record_batch;
 use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
-use arrow::datatypes::UInt64Type;
+use arrow::datatypes::{DataType, UInt64Type};
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ColumnStatistics, Result, ScalarValue, Statistics};
@@ -44,7 +44,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayFormatType, Partitioning, SendableRecordBatchStream};
 
 use super::provider::ShardStats;
-use crate::store::TableVersion;
+use crate::store::{Shard, TableVersion};
 
 /// After this many filtered batches, a dynamic filter that kept more than [`KEEP_RATIO`] of the
 /// rows stops being evaluated row by row.
@@ -98,7 +98,30 @@ impl LoadedScan {
             rows += self.keep[s].iter().map(|&b| counts.value(b)).sum::<u64>();
         }
         let columns = (0..self.schema.fields().len())
-            .map(|i| self.column_statistics(self.table_column(i), shards))
+            .map(|i| {
+                let column = self.table_column(i);
+                let data_type = self.version.schema.field(column).data_type();
+                let mut merged: Option<ColumnStatistics> = None;
+                for &s in shards.iter().filter(|&&s| !self.keep[s].is_empty()) {
+                    let shard = &self.version.shards[s];
+                    // Whole shards use the figures taken when the version was built.
+                    let stats = if self.keep[s].len() == shard.batches.len() {
+                        shard.columns[column].clone()
+                    } else {
+                        column_statistics(shard, column, data_type, Some(&self.keep[s]))
+                    };
+                    merged = Some(match merged {
+                        None => stats,
+                        Some(m) => ColumnStatistics {
+                            null_count: m.null_count.add(&stats.null_count),
+                            min_value: m.min_value.min(&stats.min_value),
+                            max_value: m.max_value.max(&stats.max_value),
+                            ..ColumnStatistics::new_unknown()
+                        },
+                    });
+                }
+                merged.unwrap_or_else(ColumnStatistics::new_unknown)
+            })
             .collect();
         Statistics {
             num_rows: Precision::Exact(rows as usize),
@@ -106,38 +129,61 @@ impl LoadedScan {
             column_statistics: columns,
         }
     }
+}
 
-    fn column_statistics(&self, column: usize, shards: &[usize]) -> ColumnStatistics {
-        let data_type = self.version.schema.field(column).data_type();
-        let mut nulls = 0u64;
-        let mut mins = Vec::new();
-        let mut maxs = Vec::new();
-        for &s in shards {
-            let shard = &self.version.shards[s];
-            let kept = UInt32Array::from_iter_values(self.keep[s].iter().map(|&b| b as u32));
-            mins.extend(take(shard.mins[column].as_ref(), &kept, None).ok());
-            maxs.extend(take(shard.maxs[column].as_ref(), &kept, None).ok());
+/// Min, max and null count of one column over a shard's batches `keep` (all when `None`), from
+/// the per-batch statistics; the bounds are inexact (DataFusion must not answer MIN/MAX from
+/// them).
+pub(crate) fn column_statistics(
+    shard: &Shard,
+    column: usize,
+    data_type: &DataType,
+    keep: Option<&[usize]>,
+) -> ColumnStatistics {
+    let (mins, maxs, nulls) = match keep {
+        None => {
+            let nulls = shard.nulls[column].as_primitive::<UInt64Type>();
+            (
+                Some(shard.mins[column].clone()),
+                Some(shard.maxs[column].clone()),
+                nulls.values().iter().sum::<u64>(),
+            )
+        }
+        Some(keep) => {
+            let kept = UInt32Array::from_iter_values(keep.iter().map(|&b| b as u32));
             let counts = shard.nulls[column].as_primitive::<UInt64Type>();
-            nulls += self.keep[s].iter().map(|&b| counts.value(b)).sum::<u64>();
+            (
+                take(shard.mins[column].as_ref(), &kept, None).ok(),
+                take(shard.maxs[column].as_ref(), &kept, None).ok(),
+                keep.iter().map(|&b| counts.value(b)).sum::<u64>(),
+            )
         }
-        let bound = |mut acc: Box<dyn Accumulator>, values: Vec<ArrayRef>| {
-            let folded = values
-                .into_iter()
-                .try_for_each(|v| acc.update_batch(&[v]))
-                .and_then(|_| acc.evaluate());
-            match folded {
-                Ok(v) if !v.is_null() => Precision::Inexact(v),
-                _ => Precision::Absent,
+    };
+    let bound = |acc: Result<Box<dyn Accumulator>>, values: Option<ArrayRef>| {
+        let folded = acc.and_then(|mut acc| {
+            if let Some(v) = values {
+                acc.update_batch(&[v])?;
             }
-        };
-        let min = MinAccumulator::try_new(data_type).map(|a| bound(Box::new(a), mins));
-        let max = MaxAccumulator::try_new(data_type).map(|a| bound(Box::new(a), maxs));
-        ColumnStatistics {
-            null_count: Precision::Exact(nulls as usize),
-            min_value: min.unwrap_or(Precision::Absent),
-            max_value: max.unwrap_or(Precision::Absent),
-            ..ColumnStatistics::new_unknown()
+            acc.evaluate()
+        });
+        match folded {
+            Ok(v) if !v.is_null() => Precision::Inexact(v),
+            _ => Precision::Absent,
         }
+    };
+    let min = bound(
+        MinAccumulator::try_new(data_type).map(|a| Box::new(a) as Box<dyn Accumulator>),
+        mins,
+    );
+    let max = bound(
+        MaxAccumulator::try_new(data_type).map(|a| Box::new(a) as Box<dyn Accumulator>),
+        maxs,
+    );
+    ColumnStatistics {
+        null_count: Precision::Exact(nulls as usize),
+        min_value: min,
+        max_value: max,
+        ..ColumnStatistics::new_unknown()
     }
 }
 
