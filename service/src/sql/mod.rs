@@ -105,7 +105,12 @@ pub fn new_context(
         .with_information_schema(false);
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
     tarn_defaults(&mut config);
-    let ctx = SessionContext::new_with_config(config);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(scan::WaitForJoinFilters))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(CATALOG, Arc::new(catalog::TarnCatalog { catalog, memory }));
     ctx.register_variable(VarType::System, Arc::new(SystemVariables { hostname }));
     ctx

@@ -21,27 +21,31 @@ use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{DataType, UInt64Type};
 use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ColumnStatistics, Result, ScalarValue, Statistics};
 use datafusion::config::ConfigOptions;
-use datafusion::datasource::source::DataSource;
+use datafusion::datasource::source::{DataSource, DataSourceExec};
 use datafusion::execution::TaskContext;
 use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
 use datafusion::logical_expr::Accumulator;
-use datafusion::physical_expr::expressions::Literal;
+use datafusion::physical_expr::expressions::{DynamicFilterPhysicalExpr, Literal};
 use datafusion::physical_expr::projection::ProjectionExprs;
 use datafusion::physical_expr::utils::conjunction;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_expr_common::physical_expr::{
     snapshot_generation, snapshot_physical_expr,
 };
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::cooperative;
 use datafusion::physical_plan::execution_plan::SchedulingType;
 use datafusion::physical_plan::filter_pushdown::{FilterPushdownPropagation, PushedDown};
+use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayFormatType, Partitioning, SendableRecordBatchStream};
+use futures::StreamExt;
 
 use super::provider::ShardStats;
 use crate::store::{Shard, TableVersion};
@@ -50,6 +54,9 @@ use crate::store::{Shard, TableVersion};
 /// rows stops being evaluated row by row.
 const PROBE_BATCHES: usize = 8;
 const KEEP_RATIO: f64 = 0.9;
+
+/// How long a scan waits for the run-time filters of the joins above it to be known.
+const FILTER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct LoadedScan {
@@ -61,6 +68,9 @@ pub struct LoadedScan {
     schema: SchemaRef,
     /// Filters published at run time (dynamic filters), in terms of the output schema.
     dynamic: Option<Arc<dyn PhysicalExpr>>,
+    /// The ids of the run-time filters, among `dynamic`, that hash joins produce: known once the
+    /// join's build side is, which the scan waits for (see [`WaitForJoinFilters`]).
+    wait_for: Arc<Vec<u64>>,
     fetch: Option<usize>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -81,6 +91,7 @@ impl LoadedScan {
             projection,
             schema,
             dynamic: None,
+            wait_for: Arc::new(Vec::new()),
             fetch: None,
             metrics: ExecutionPlanMetricsSet::new(),
         })
@@ -209,10 +220,38 @@ impl DataSource for LoadedScan {
             batches_pruned: metric("batches_pruned"),
             rows_filtered: metric("rows_filtered"),
         };
-        let stream = futures::stream::iter(std::iter::from_fn(move || reader.next_batch()));
+        // Operators above may start this scan before the hash joins that filter it have built
+        // their side (a broadcast build starts its inputs at once): wait for those joins'
+        // filters first. Only hash joins' filters are waited for (a TOP-N's filter tightens as
+        // rows arrive, so it is never waited for), and the wait is bounded: a filter that never
+        // completes costs time, never an answer.
+        let mut pending: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        if let Some(dynamic) = &self.dynamic {
+            dynamic.apply(|e| {
+                if e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some()
+                    && e.expression_id()
+                        .is_some_and(|id| self.wait_for.contains(&id))
+                {
+                    pending.push(e.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        let filters_known = async move {
+            let all = futures::future::join_all(pending.iter().filter_map(|e| {
+                e.downcast_ref::<DynamicFilterPhysicalExpr>()
+                    .map(|f| f.wait_complete())
+            }));
+            let _ = tokio::time::timeout(FILTER_WAIT, all).await;
+        };
+        let stream = futures::stream::once(filters_known)
+            .filter_map(|()| async { None })
+            .chain(futures::stream::iter(std::iter::from_fn(move || {
+                reader.next_batch()
+            })));
         Ok(Box::pin(cooperative(RecordBatchStreamAdapter::new(
             self.schema.clone(),
-            stream,
+            stream.boxed(),
         ))))
     }
 
@@ -306,6 +345,63 @@ impl DataSource for LoadedScan {
             Some(expr) => f(expr),
             None => Ok(TreeNodeRecursion::Continue),
         }
+    }
+}
+
+/// Runs last among the physical optimizer rules: marks, on every loaded scan, the run-time
+/// filters that hash joins produce, so the scan waits for them before reading.
+#[derive(Debug, Default)]
+pub struct WaitForJoinFilters;
+
+impl PhysicalOptimizerRule for WaitForJoinFilters {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut ids = Vec::new();
+        plan.apply(|node| {
+            if node.downcast_ref::<HashJoinExec>().is_some() {
+                ids.extend(
+                    node.dynamic_expressions_produced()
+                        .iter()
+                        .filter_map(|e| e.expression_id()),
+                );
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        if ids.is_empty() {
+            return Ok(plan);
+        }
+        let ids = Arc::new(ids);
+        plan.transform_up(|node| {
+            let scan = node
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|e| e.data_source().downcast_ref::<LoadedScan>())
+                .filter(|s| s.dynamic.is_some());
+            match scan {
+                Some(scan) => {
+                    let mut scan = scan.clone();
+                    scan.wait_for = ids.clone();
+                    let exec = node
+                        .downcast_ref::<DataSourceExec>()
+                        .expect("checked above")
+                        .clone()
+                        .with_data_source(Arc::new(scan));
+                    Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
+                }
+                None => Ok(Transformed::no(node)),
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "tarn_wait_for_join_filters"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 
@@ -502,7 +598,12 @@ mod tests {
     }
 
     fn context() -> SessionContext {
-        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_config(SessionConfig::new().with_target_partitions(2))
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(WaitForJoinFilters))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let keys: Vec<i64> = (0..100_000).collect();
         let big = table(
             vec![
@@ -651,5 +752,71 @@ mod tests {
             .as_primitive::<arrow::datatypes::Int64Type>()
             .value(0);
         assert_eq!(n, 10);
+    }
+
+    /// The loaded scans of `plan` that carry run-time filters.
+    fn filtered_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<LoadedScan> {
+        let mut out = Vec::new();
+        plan.apply(|node| {
+            let scan = node
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|e| e.data_source().downcast_ref::<LoadedScan>());
+            out.extend(scan.filter(|s| s.dynamic.is_some()).cloned());
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn scans_wait_for_join_filters_only_never_for_a_top_n_filter() {
+        let ctx = context();
+        let sql = "SELECT b.v FROM small s JOIN big b ON s.k = b.k WHERE s.tag = 'x' \
+                   ORDER BY b.v DESC LIMIT 2";
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let scans = filtered_scans(&plan);
+        assert_eq!(scans.len(), 1);
+        let mut ids = Vec::new();
+        scans[0]
+            .dynamic
+            .as_ref()
+            .unwrap()
+            .apply(|e| {
+                if e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some() {
+                    ids.extend(e.expression_id());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .unwrap();
+        assert_eq!(ids.len(), 2, "the join's filter and the top-N's");
+        assert_eq!(scans[0].wait_for.len(), 1, "only the join's is waited for");
+        assert!(ids.contains(&scans[0].wait_for[0]));
+        let out = collect(plan, ctx.task_ctx()).await.unwrap();
+        let v: Vec<i64> = out
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(v, [2 * 99_999, 2 * 50_005]);
+
+        // Without a join, a top-N's filter alone is never waited for.
+        let plan = ctx
+            .sql("SELECT v FROM big ORDER BY v DESC LIMIT 1")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        assert!(filtered_scans(&plan).iter().all(|s| s.wait_for.is_empty()));
     }
 }
