@@ -597,6 +597,15 @@ mod tests {
         ))
     }
 
+    async fn physical_plan(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+        ctx.sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap()
+    }
+
     fn context() -> SessionContext {
         let state = datafusion::execution::SessionStateBuilder::new()
             .with_config(SessionConfig::new().with_target_partitions(2))
@@ -665,13 +674,7 @@ mod tests {
         let ctx = context();
         let sql =
             "SELECT count(*), sum(b.v) FROM small s JOIN big b ON s.k = b.k WHERE s.tag = 'x'";
-        let plan = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let plan = physical_plan(&ctx, sql).await;
         let out = collect(plan.clone(), ctx.task_ctx()).await.unwrap();
         let count = out[0]
             .column(0)
@@ -713,13 +716,7 @@ mod tests {
     #[tokio::test]
     async fn statistics_give_row_counts_and_column_bounds_and_a_limit_stops_the_scan() {
         let ctx = context();
-        let plan = ctx
-            .sql("SELECT k FROM big")
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let plan = physical_plan(&ctx, "SELECT k FROM big").await;
         let stats = StatisticsContext::new()
             .compute(plan.as_ref(), &StatisticsArgs::new())
             .unwrap();
@@ -773,13 +770,7 @@ mod tests {
         let ctx = context();
         let sql = "SELECT b.v FROM small s JOIN big b ON s.k = b.k WHERE s.tag = 'x' \
                    ORDER BY b.v DESC LIMIT 2";
-        let plan = ctx
-            .sql(sql)
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let plan = physical_plan(&ctx, sql).await;
         let scans = filtered_scans(&plan);
         assert_eq!(scans.len(), 1);
         let mut ids = Vec::new();
@@ -810,13 +801,7 @@ mod tests {
         assert_eq!(v, [2 * 99_999, 2 * 50_005]);
 
         // Without a join, a top-N's filter alone is never waited for.
-        let plan = ctx
-            .sql("SELECT v FROM big ORDER BY v DESC LIMIT 1")
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let plan = physical_plan(&ctx, "SELECT v FROM big ORDER BY v DESC LIMIT 1").await;
         assert!(filtered_scans(&plan).iter().all(|s| s.wait_for.is_empty()));
     }
 }
