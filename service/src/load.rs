@@ -578,11 +578,7 @@ async fn build_from(
     };
 
     // A placement key must name columns of the table (checked before anything is read).
-    crate::placement::key_columns(&schema, &def.options.placement_key).map_err(|k| {
-        ServiceError::BadRequest(format!(
-            "DATA_PLACEMENT_KEY of '{key}' names '{k}', which is not a column of the table"
-        ))
-    })?;
+    crate::placement::key_columns(key, &schema, &def.options.placement_key)?;
 
     // What the previous version holds of each file, if the file is unchanged (same ETag, or
     // for Delta the same deletion vector, and size; last-modified is not compared, replication

@@ -72,11 +72,7 @@ async fn place_table(state: &AppState, key: &TableKey) -> Result<()> {
     let Some(current) = entry.current() else {
         return Ok(());
     };
-    let columns = key_columns(&current.schema, &def.options.placement_key).map_err(|k| {
-        ServiceError::BadRequest(format!(
-            "DATA_PLACEMENT_KEY of '{key}' names '{k}', which is not a column of the table"
-        ))
-    })?;
+    let columns = key_columns(key, &current.schema, &def.options.placement_key)?;
     let unplaced: u64 = current
         .segments
         .iter()
@@ -122,16 +118,21 @@ async fn place_table(state: &AppState, key: &TableKey) -> Result<()> {
     Ok(())
 }
 
-/// The columns of `schema` named by `key`, in order; the first name that is not a column is the
-/// error.
-pub fn key_columns(schema: &SchemaRef, key: &[String]) -> Result<Vec<usize>, String> {
-    key.iter()
+/// The columns of `schema` named by the placement key `names` of `table`, in order; the first
+/// name that is not a column is the error.
+pub fn key_columns(table: &TableKey, schema: &SchemaRef, names: &[String]) -> Result<Vec<usize>> {
+    names
+        .iter()
         .map(|name| {
             schema
                 .fields()
                 .iter()
                 .position(|f| f.name().eq_ignore_ascii_case(name))
-                .ok_or_else(|| name.clone())
+                .ok_or_else(|| {
+                    ServiceError::BadRequest(format!(
+                        "DATA_PLACEMENT_KEY of '{table}' names '{name}', which is not a column of the table"
+                    ))
+                })
         })
         .collect()
 }
@@ -250,7 +251,8 @@ mod tests {
                 .unwrap()
             })
             .collect();
-        let key = key_columns(&schema, &["K".to_string()]).unwrap();
+        let table = TableKey::new("d", "t");
+        let key = key_columns(&table, &schema, &["K".to_string()]).unwrap();
         let placed = place(batches, &key, 2).unwrap();
         assert_eq!(
             placed.iter().map(|b| b.num_rows()).sum::<usize>(),
@@ -279,9 +281,10 @@ mod tests {
             (N as usize).div_ceil(RUN_ROWS / 3000 * 3000),
             "ordered runs"
         );
+        let e = key_columns(&table, &schema, &["nope".to_string()]).unwrap_err();
         assert_eq!(
-            key_columns(&schema, &["nope".to_string()]),
-            Err("nope".to_string())
+            e.to_string(),
+            "DATA_PLACEMENT_KEY of 'd.t' names 'nope', which is not a column of the table"
         );
     }
 }

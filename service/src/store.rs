@@ -111,17 +111,9 @@ impl Segment {
 
     /// The same rows as `self`, reordered by the placement key into `batches`.
     pub fn placed(&self, batches: Vec<RecordBatch>) -> Self {
-        let stats = batches.iter().map(BatchStats::compute).collect();
-        let bytes = memory_size(&batches);
         Self {
             placed: true,
-            ..Self::from_parts(
-                self.file.clone(),
-                batches,
-                stats,
-                self.rejected.clone(),
-                bytes,
-            )
+            ..Self::new(self.file.clone(), batches, self.rejected.clone())
         }
     }
 
