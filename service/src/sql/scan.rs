@@ -348,6 +348,13 @@ impl DataSource for LoadedScan {
     }
 }
 
+/// `node` as a loaded scan that carries run-time filters, if it is one.
+fn filtered_scan(node: &dyn ExecutionPlan) -> Option<(&DataSourceExec, &LoadedScan)> {
+    let exec = node.downcast_ref::<DataSourceExec>()?;
+    let scan = exec.data_source().downcast_ref::<LoadedScan>()?;
+    scan.dynamic.is_some().then_some((exec, scan))
+}
+
 /// Runs last among the physical optimizer rules: marks, on every loaded scan, the run-time
 /// filters that hash joins produce, so the scan waits for them before reading.
 #[derive(Debug, Default)]
@@ -374,24 +381,14 @@ impl PhysicalOptimizerRule for WaitForJoinFilters {
             return Ok(plan);
         }
         let ids = Arc::new(ids);
-        plan.transform_up(|node| {
-            let scan = node
-                .downcast_ref::<DataSourceExec>()
-                .and_then(|e| e.data_source().downcast_ref::<LoadedScan>())
-                .filter(|s| s.dynamic.is_some());
-            match scan {
-                Some(scan) => {
-                    let mut scan = scan.clone();
-                    scan.wait_for = ids.clone();
-                    let exec = node
-                        .downcast_ref::<DataSourceExec>()
-                        .expect("checked above")
-                        .clone()
-                        .with_data_source(Arc::new(scan));
-                    Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
-                }
-                None => Ok(Transformed::no(node)),
+        plan.transform_up(|node| match filtered_scan(node.as_ref()) {
+            Some((exec, scan)) => {
+                let mut scan = scan.clone();
+                scan.wait_for = ids.clone();
+                let exec = exec.clone().with_data_source(Arc::new(scan));
+                Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
             }
+            None => Ok(Transformed::no(node)),
         })
         .map(|t| t.data)
     }
@@ -563,7 +560,6 @@ mod tests {
 
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
-    use datafusion::datasource::source::DataSourceExec;
     use datafusion::physical_plan::{
         ExecutionPlan, ExecutionPlanVisitor, StatisticsArgs, StatisticsContext, accept, collect,
     };
@@ -653,10 +649,7 @@ mod tests {
     impl ExecutionPlanVisitor for Filtered {
         type Error = datafusion::error::DataFusionError;
         fn pre_visit(&mut self, plan: &dyn ExecutionPlan) -> Result<bool> {
-            let scan = plan
-                .downcast_ref::<DataSourceExec>()
-                .and_then(|e| e.data_source().downcast_ref::<LoadedScan>());
-            if scan.is_some_and(|s| s.dynamic.is_some()) {
+            if filtered_scan(plan).is_some() {
                 self.scans += 1;
                 let metrics = plan.metrics().unwrap();
                 self.total += if self.metric == "output_rows" {
@@ -755,10 +748,7 @@ mod tests {
     fn filtered_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<LoadedScan> {
         let mut out = Vec::new();
         plan.apply(|node| {
-            let scan = node
-                .downcast_ref::<DataSourceExec>()
-                .and_then(|e| e.data_source().downcast_ref::<LoadedScan>());
-            out.extend(scan.filter(|s| s.dynamic.is_some()).cloned());
+            out.extend(filtered_scan(node.as_ref()).map(|(_, scan)| scan.clone()));
             Ok(TreeNodeRecursion::Continue)
         })
         .unwrap();
