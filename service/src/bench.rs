@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use datafusion::execution::context::SessionConfig;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde_json::{Value, json};
 
@@ -28,12 +27,7 @@ pub async fn parquet(args: ParquetArgs) -> Result<(), String> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let mut config = SessionConfig::from_env()
-        .unwrap_or_default()
-        .with_target_partitions(cores);
-    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
-    crate::sql::tarn_defaults(&mut config);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config(crate::sql::engine_config(cores));
     for t in &args.tables {
         let (name, path) = t
             .split_once('=')

@@ -95,16 +95,11 @@ pub fn new_context(
     memory: Arc<MemoryStore>,
     hostname: String,
 ) -> SessionContext {
-    // DataFusion's own settings may be tuned by `DATAFUSION_*` variables (for example
-    // DATAFUSION_EXECUTION_BATCH_SIZE); the partitions follow the shards.
-    let mut config = SessionConfig::from_env()
-        .unwrap_or_default()
-        .with_target_partitions(memory.shards)
+    // The partitions follow the shards.
+    let config = engine_config(memory.shards)
         .with_default_catalog_and_schema(CATALOG, "default")
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(false);
-    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
-    tarn_defaults(&mut config);
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
@@ -158,8 +153,20 @@ const TARN_DEFAULTS: [(&str, &str); 5] = [
     ),
 ];
 
+/// The engine's settings, for the server and for `tarn bench parquet` alike: DataFusion's own
+/// `DATAFUSION_*` variables (for example DATAFUSION_EXECUTION_BATCH_SIZE), the MySQL dialect,
+/// [`TARN_DEFAULTS`], and `partitions` scan partitions.
+pub fn engine_config(partitions: usize) -> SessionConfig {
+    let mut config = SessionConfig::from_env()
+        .unwrap_or_default()
+        .with_target_partitions(partitions);
+    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
+    tarn_defaults(&mut config);
+    config
+}
+
 /// Applies [`TARN_DEFAULTS`] to `config`, except those a `DATAFUSION_*` variable sets.
-pub fn tarn_defaults(config: &mut SessionConfig) {
+fn tarn_defaults(config: &mut SessionConfig) {
     for (key, value) in TARN_DEFAULTS {
         let env = key.to_uppercase().replace('.', "_");
         if std::env::var_os(&env).is_none() {
