@@ -13,7 +13,7 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{ColumnOption, ObjectName, Value};
 use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::parser::{IsOptional, Parser};
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::error::{CatalogError, Result};
@@ -600,10 +600,7 @@ fn parse_flag(p: &mut Parser, opt: &str) -> Result<bool> {
 /// `(a, b, ...)`: column names, lower-cased, at least one, none twice.
 fn parse_name_list(p: &mut Parser, opt: &str) -> Result<Vec<String>> {
     let names = if p.peek_token().token == Token::LParen {
-        p.expect_token(&Token::LParen)?;
-        let names = p.parse_comma_separated(|p| p.parse_identifier())?;
-        p.expect_token(&Token::RParen)?;
-        names
+        p.parse_parenthesized_column_list(IsOptional::Mandatory, false)?
     } else {
         vec![p.parse_identifier()?]
     };
