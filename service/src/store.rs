@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use arrow::array::{ArrayData, ArrayRef, AsArray, UInt64Array};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use chrono::{DateTime, Utc};
 use datafusion::common::ScalarValue;
@@ -208,6 +208,10 @@ pub struct Shard {
 pub struct TableVersion {
     pub version: u64,
     pub schema: SchemaRef,
+    /// `schema` as queries see this version: a column without a single NULL in it is NOT NULL.
+    /// The planner then needs no NULL handling for it (a `NOT IN` over it becomes a plain anti
+    /// join, which can build on its smaller side). Loads still conform to `schema`.
+    pub query_schema: SchemaRef,
     pub segments: Vec<Arc<Segment>>,
     pub shards: Vec<Shard>,
     pub manifest: Manifest,
@@ -274,6 +278,7 @@ impl TableVersion {
                 shard
             })
             .collect();
+        let query_schema = without_nulls(&schema, &segments);
         let rows = segments.iter().map(|s| s.rows).sum();
         let bytes = segments.iter().map(|s| s.bytes).sum();
         let rejected = segments
@@ -283,6 +288,7 @@ impl TableVersion {
         Self {
             version,
             schema,
+            query_schema,
             segments,
             shards,
             manifest,
@@ -292,6 +298,27 @@ impl TableVersion {
             loaded_at: Utc::now(),
         }
     }
+}
+
+/// `schema` with every column that holds no NULL in `segments` marked NOT NULL.
+fn without_nulls(schema: &SchemaRef, segments: &[Arc<Segment>]) -> SchemaRef {
+    let has_nulls = |c: usize| {
+        segments
+            .iter()
+            .flat_map(|seg| &seg.stats)
+            .any(|s| s.nulls[c] > 0)
+    };
+    let fields: Vec<_> = (0..schema.fields().len())
+        .map(|c| {
+            let f = schema.field(c);
+            if f.is_nullable() && !has_nulls(c) {
+                Arc::new(f.clone().with_nullable(false))
+            } else {
+                schema.fields()[c].clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// LOAD_STATUS values, named as HeatWave's `performance_schema.rpd_tables` names them.

@@ -64,7 +64,7 @@ impl PruningStatistics for ShardStats<'_> {
 #[async_trait]
 impl TableProvider for LoadedTable {
     fn schema(&self) -> SchemaRef {
-        self.version.schema.clone()
+        self.version.query_schema.clone()
     }
 
     fn table_type(&self) -> TableType {

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow::compute::filter_record_batch;
 use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
@@ -82,8 +82,8 @@ impl LoadedScan {
         projection: Option<Vec<usize>>,
     ) -> Result<Self> {
         let schema = match &projection {
-            Some(p) => Arc::new(version.schema.project(p)?),
-            None => version.schema.clone(),
+            Some(p) => Arc::new(version.query_schema.project(p)?),
+            None => version.query_schema.clone(),
         };
         Ok(Self {
             version,
@@ -531,10 +531,13 @@ impl ShardReader {
             }
         }
         let batch = &self.version.shards[self.shard].batches[index];
-        let mut batch = match &self.projection {
-            Some(p) => batch.project(p)?,
-            None => batch.clone(),
+        let columns = match &self.projection {
+            Some(p) => p.iter().map(|&c| batch.column(c).clone()).collect(),
+            None => batch.columns().to_vec(),
         };
+        // In the version's query schema (columns without NULLs are NOT NULL).
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        let mut batch = RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?;
         if let Some(filter) = self.filter.as_mut() {
             let before = batch.num_rows();
             batch = filter.filter(batch)?;
@@ -574,7 +577,7 @@ mod tests {
         let schema = Arc::new(Schema::new(
             columns
                 .iter()
-                .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
                 .collect::<Vec<_>>(),
         ));
         let all = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect())
@@ -660,6 +663,52 @@ mod tests {
             }
             Ok(true)
         }
+    }
+
+    #[tokio::test]
+    async fn a_column_without_nulls_is_not_null_to_queries_and_not_in_keeps_sql_semantics() {
+        let ctx = context();
+        let ints = |v: Vec<Option<i64>>| Arc::new(Int64Array::from(v)) as ArrayRef;
+        let with_null = table(vec![("x", ints(vec![Some(5), None]))], 1000);
+        let without = table(vec![("x", ints(vec![Some(5), Some(7)]))], 1000);
+        let schema = |v: &Arc<TableVersion>| {
+            datafusion::catalog::TableProvider::schema(&LoadedTable::new(v.clone()))
+        };
+        assert!(schema(&with_null).field(0).is_nullable());
+        assert!(!schema(&without).field(0).is_nullable());
+        // Loads still conform to the declared (nullable) schema.
+        assert!(without.schema.field(0).is_nullable());
+        ctx.register_table("with_null", Arc::new(LoadedTable::new(with_null)))
+            .unwrap();
+        ctx.register_table("without", Arc::new(LoadedTable::new(without)))
+            .unwrap();
+        let count = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+                batches[0]
+                    .column(0)
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .value(0)
+            }
+        };
+        let shown = |plan: Arc<dyn ExecutionPlan>| {
+            datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(true)
+                .to_string()
+        };
+        // No NULL among the keys: a plain anti join, answered in full.
+        let sql = "SELECT count(*) FROM small WHERE k NOT IN (SELECT x FROM without)";
+        assert_eq!(count(sql).await, 4);
+        let plan = shown(physical_plan(&ctx, sql).await);
+        assert!(
+            plan.contains("Anti") && !plan.contains("null_aware"),
+            "{plan}"
+        );
+        // A NULL among them: NOT IN is never true (SQL's three-valued logic), as before.
+        let sql = "SELECT count(*) FROM small WHERE k NOT IN (SELECT x FROM with_null)";
+        assert_eq!(count(sql).await, 0);
+        assert!(shown(physical_plan(&ctx, sql).await).contains("null_aware"));
     }
 
     #[tokio::test]
