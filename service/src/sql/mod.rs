@@ -2,6 +2,7 @@
 //! the memory store; everything else is a query planned and run by DataFusion over loaded versions.
 
 mod catalog;
+mod decimal;
 mod provider;
 mod scan;
 
@@ -103,6 +104,7 @@ pub fn new_context(
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(decimal::FastDecimalArithmetic))
         .with_physical_optimizer_rule(Arc::new(scan::WaitForJoinFilters))
         .build();
     let ctx = SessionContext::new_with_state(state);
