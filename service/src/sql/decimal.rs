@@ -19,16 +19,10 @@ use arrow::array::{Array, ArrayRef, AsArray, Datum, PrimitiveArray, RecordBatch}
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::compute::kernels::numeric;
 use arrow::datatypes::{DataType, Decimal128Type, Schema};
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, ScalarValue};
-use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::BinaryExpr;
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::aggregates::AggregateExec;
-use datafusion::physical_plan::projection::ProjectionExec;
 
 const MAX_PRECISION: u8 = 38;
 
@@ -358,83 +352,6 @@ impl PhysicalExpr for DecimalArithmetic {
     }
 }
 
-/// Puts [`DecimalArithmetic`] in place of decimal additions, subtractions and multiplications
-/// in projections and aggregate arguments, where the engine's per-row arithmetic happens.
-#[derive(Debug, Default)]
-pub struct FastDecimalArithmetic;
-
-fn rewrite(
-    expr: &Arc<dyn PhysicalExpr>,
-    schema: &Schema,
-) -> Result<Transformed<Arc<dyn PhysicalExpr>>> {
-    expr.clone().transform_up(|e| {
-        Ok(match DecimalArithmetic::of(&e, schema) {
-            Some(fast) => Transformed::yes(fast),
-            None => Transformed::no(e),
-        })
-    })
-}
-
-impl PhysicalOptimizerRule for FastDecimalArithmetic {
-    fn optimize(
-        &self,
-        plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            if let Some(projection) = node.downcast_ref::<ProjectionExec>() {
-                let schema = projection.input().schema();
-                let mut changed = false;
-                let mut exprs = projection.expr().to_vec();
-                for p in &mut exprs {
-                    let t = rewrite(&p.expr, &schema)?;
-                    changed |= t.transformed;
-                    p.expr = t.data;
-                }
-                if changed {
-                    let new = ProjectionExec::try_new(exprs, projection.input().clone())?;
-                    return Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>));
-                }
-            } else if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
-                let schema = aggregate.input_schema();
-                let mut changed = false;
-                let mut aggr = Vec::with_capacity(aggregate.aggr_expr().len());
-                for a in aggregate.aggr_expr() {
-                    let mut args = Vec::new();
-                    let mut any = false;
-                    for e in a.expressions() {
-                        let t = rewrite(&e, &schema)?;
-                        any |= t.transformed;
-                        args.push(t.data);
-                    }
-                    let order = a.order_bys().iter().map(|s| s.expr.clone()).collect();
-                    match a.with_new_expressions(args, order).filter(|_| any) {
-                        Some(new) => {
-                            changed = true;
-                            aggr.push(Arc::new(new));
-                        }
-                        None => aggr.push(a.clone()),
-                    }
-                }
-                if changed {
-                    let new = aggregate.with_new_aggr_exprs(aggr);
-                    return Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>));
-                }
-            }
-            Ok(Transformed::no(node))
-        })
-        .map(|t| t.data)
-    }
-
-    fn name(&self) -> &str {
-        "tarn_fast_decimal_arithmetic"
-    }
-
-    fn schema_check(&self) -> bool {
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -599,7 +516,7 @@ mod tests {
         let ctx = SessionContext::new_with_state(
             datafusion::execution::SessionStateBuilder::new()
                 .with_default_features()
-                .with_physical_optimizer_rule(Arc::new(super::FastDecimalArithmetic))
+                .with_physical_optimizer_rule(Arc::new(crate::sql::exprs::FastExpressions))
                 .build(),
         );
         let sql = "SELECT g, sum(p * (1 - d)), sum(p * (1 - d) * (1 + t)), max(p - d) FROM \

@@ -3,6 +3,8 @@
 
 mod catalog;
 mod decimal;
+mod exprs;
+mod like;
 mod provider;
 mod scan;
 
@@ -104,7 +106,7 @@ pub fn new_context(
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
-        .with_physical_optimizer_rule(Arc::new(decimal::FastDecimalArithmetic))
+        .with_physical_optimizer_rule(Arc::new(exprs::FastExpressions))
         .with_physical_optimizer_rule(Arc::new(scan::WaitForJoinFilters))
         .build();
     let ctx = SessionContext::new_with_state(state);
