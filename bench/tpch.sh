@@ -2,7 +2,7 @@
 # TPC-H, Tarn beside DuckDB 1.5.5, on this machine, in one run:
 #   - load: the eight tables from Parquet, Tarn's SECONDARY_LOAD against DuckDB's CREATE TABLE AS
 #     SELECT (from local disk, and from SeaweedFS through S3); wall time and memory of each;
-#   - the 22 queries on the loaded tables, warm, median of RUNS runs (default 3), answers compared
+#   - the 22 queries on the loaded tables, warm, median of RUNS runs (default 5), answers compared
 #     (a difference fails the run);
 #   - the same queries over the Parquet files as they are (DuckDB's read_parquet, Tarn's engine
 #     through `tarn bench parquet`).
@@ -13,7 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tarn-target}"
 sf="${SF:-1}"
-runs="${RUNS:-3}"
+runs="${RUNS:-5}"
 data="${TARN_BENCH_DATA:-$HOME/.cache/tarn-bench}/sf$sf"
 venv="$("$root/scripts/venv.sh")"
 tables=region,nation,supplier,customer,part,partsupp,orders,lineitem
