@@ -125,10 +125,12 @@ pub fn new_context(
 /// `./bench/tpch.sh`: TPC-H SF1 geometric mean 1.57 -> 1.32 of DuckDB's time, Q7 96 -> 59 ms.
 ///
 /// Integer join keys get a direct-indexed table (DataFusion's perfect hash join) when their range
-/// is under a million values, or when at least 3 in 100 values of the range are keys: the table
-/// then costs at most about 130 bytes per build row, and both the join's probe and the run-time
-/// filter it hands the scan become an array lookup. Measured: geometric mean 1.06 -> 0.87, Q17
-/// 40 -> 18 ms, Q5 61 -> 33 ms.
+/// is under a million values, or when at least 9 in 1,000 values of the range are keys: the table
+/// (4 bytes a value of the range) then costs at most about 450 bytes per build row, reserved from
+/// the query's memory pool, and both the join's probe and the run-time filter it hands the scan
+/// become an array lookup. Measured: geometric mean 1.06 -> 0.87, Q17 40 -> 18 ms, Q5 61 -> 33 ms
+/// at 3 in 100; then 9 in 1,000, which takes in Q4's 57 K orders spread over 6 M order keys:
+/// Q4 48 -> 20 ms, Q10 54 -> 43 ms, Q21 82 -> 67 ms (the same server state, one run each).
 ///
 /// Partial aggregation is given up once it keeps more than 3 in 10 of its input rows as groups
 /// (DataFusion gives up at 8 in 10): a grouping by a near-unique key (TPC-H Q18's orders) then
@@ -145,7 +147,7 @@ const TARN_DEFAULTS: [(&str, &str); 5] = [
     ),
     (
         "datafusion.execution.perfect_hash_join_min_key_density",
-        "0.03",
+        "0.009",
     ),
     (
         "datafusion.optimizer.hash_join_single_partition_threshold_rows",
@@ -478,6 +480,6 @@ mod tests {
             options.optimizer.hash_join_single_partition_threshold_rows,
             1_000_000
         );
-        assert_eq!(options.execution.perfect_hash_join_min_key_density, 0.03);
+        assert_eq!(options.execution.perfect_hash_join_min_key_density, 0.009);
     }
 }
