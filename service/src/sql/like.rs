@@ -157,31 +157,28 @@ impl SubstringsLike {
         found
     }
 
+    /// Over strings in one buffer with offsets: only the rows [`Self::candidates`] finds are
+    /// checked.
+    fn evaluate_offsets<O: arrow::array::OffsetSizeTrait>(
+        &self,
+        a: &arrow::array::GenericStringArray<O>,
+    ) -> BooleanBuffer {
+        let len = a.len();
+        match self.candidates(a.value_data(), a.value_offsets()) {
+            Some(c) => BooleanBuffer::collect_bool(len, |i| {
+                (c[i] && self.matches(a.value(i))) != self.negated
+            }),
+            None => BooleanBuffer::collect_bool(len, |i| self.matches(a.value(i)) != self.negated),
+        }
+    }
+
     fn evaluate_array(&self, array: &ArrayRef) -> Result<ArrayRef> {
-        let test = |s: &str| self.matches(s) != self.negated;
-        let len = array.len();
         let values = match array.data_type() {
-            DataType::Utf8 => {
-                let a = array.as_string::<i32>();
-                match self.candidates(a.value_data(), a.value_offsets()) {
-                    Some(c) => BooleanBuffer::collect_bool(len, |i| {
-                        (c[i] && self.matches(a.value(i))) != self.negated
-                    }),
-                    None => BooleanBuffer::collect_bool(len, |i| test(a.value(i))),
-                }
-            }
-            DataType::LargeUtf8 => {
-                let a = array.as_string::<i64>();
-                match self.candidates(a.value_data(), a.value_offsets()) {
-                    Some(c) => BooleanBuffer::collect_bool(len, |i| {
-                        (c[i] && self.matches(a.value(i))) != self.negated
-                    }),
-                    None => BooleanBuffer::collect_bool(len, |i| test(a.value(i))),
-                }
-            }
+            DataType::Utf8 => self.evaluate_offsets(array.as_string::<i32>()),
+            DataType::LargeUtf8 => self.evaluate_offsets(array.as_string::<i64>()),
             DataType::Utf8View => {
                 let a = array.as_string_view();
-                BooleanBuffer::collect_bool(len, |i| test(a.value(i)))
+                BooleanBuffer::collect_bool(a.len(), |i| self.matches(a.value(i)) != self.negated)
             }
             other => {
                 return Err(datafusion::error::DataFusionError::Internal(format!(
