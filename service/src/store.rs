@@ -667,10 +667,14 @@ impl MemoryStore {
     /// Makes `version` the table's current one; the previous one is freed once no query holds it.
     pub fn publish(&self, entry: &TableEntry, version: Arc<TableVersion>) {
         entry.swap(Some(version));
+        // What the load or placement decoded and dropped is not needed again soon.
+        crate::allocator::return_unused_soon();
     }
 
     pub fn unload(&self, entry: &TableEntry) -> Option<Arc<TableVersion>> {
-        entry.swap(None)
+        let gone = entry.swap(None);
+        crate::allocator::return_unused_soon();
+        gone
     }
 
     pub fn entries(&self) -> Vec<Arc<TableEntry>> {
