@@ -510,7 +510,8 @@ const HANDOFF_BATCHES: usize = 64;
 /// core of two. `block_in_place` hands this worker's queue, that slot included, to another
 /// thread, where idle workers can take it. Measured with TPC-H Q4 and Q10 (SF1, 12 runs each):
 /// without it a third of the runs took twice as long, with process CPU time equal to wall time;
-/// with it none of Q4's did and one or two in 12 of Q10's (its other scans are smaller). Only on the multi-threaded runtime (elsewhere `block_in_place` panics).
+/// with it none of Q4's did, and one or two in 12 of Q10's. Only on the multi-threaded runtime
+/// (elsewhere `block_in_place` panics).
 fn hands_off_woken_tasks() -> bool {
     tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
