@@ -242,7 +242,7 @@ impl TableVersion {
             }
         }
         let ncols = schema.fields().len();
-        let shards = parts
+        let shards: Vec<Shard> = parts
             .into_iter()
             .map(|part| {
                 let col = |f: &dyn Fn(&BatchStats) -> ScalarValue, c: usize| -> ArrayRef {
@@ -278,7 +278,7 @@ impl TableVersion {
                 shard
             })
             .collect();
-        let query_schema = without_nulls(&schema, &segments);
+        let query_schema = without_nulls(&schema, &shards);
         let rows = segments.iter().map(|s| s.rows).sum();
         let bytes = segments.iter().map(|s| s.bytes).sum();
         let rejected = segments
@@ -300,22 +300,21 @@ impl TableVersion {
     }
 }
 
-/// `schema` with every column that holds no NULL in `segments` marked NOT NULL.
-fn without_nulls(schema: &SchemaRef, segments: &[Arc<Segment>]) -> SchemaRef {
-    let has_nulls = |c: usize| {
-        segments
+/// `schema` with every column that holds no NULL in `shards` (by their column statistics)
+/// marked NOT NULL.
+fn without_nulls(schema: &SchemaRef, shards: &[Shard]) -> SchemaRef {
+    let no_nulls = |c: usize| {
+        shards
             .iter()
-            .flat_map(|seg| &seg.stats)
-            .any(|s| s.nulls[c] > 0)
+            .all(|s| s.columns[c].null_count == datafusion::common::stats::Precision::Exact(0))
     };
-    let fields: Vec<_> = (0..schema.fields().len())
-        .map(|c| {
-            let f = schema.field(c);
-            if f.is_nullable() && !has_nulls(c) {
-                Arc::new(f.clone().with_nullable(false))
-            } else {
-                schema.fields()[c].clone()
-            }
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(c, f)| match f.is_nullable() && no_nulls(c) {
+            true => Arc::new(f.as_ref().clone().with_nullable(false)),
+            false => f.clone(),
         })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
