@@ -79,10 +79,12 @@ pub struct DecimalArithmetic {
     op: Op,
     left: Arc<dyn PhysicalExpr>,
     right: Arc<dyn PhysicalExpr>,
-    /// Operand precisions and scales, and the result's.
-    left_type: (u8, i8),
-    right_type: (u8, i8),
+    /// The result's precision and scale.
     result: (u8, i8),
+    /// The factors that bring each operand to the result's scale (1 for a multiplication).
+    rescale: (i128, i128),
+    /// Whether the declared precisions alone prove that no value can overflow.
+    fits_by_type: bool,
 }
 
 // By hand, as DataFusion's own expressions do (https://github.com/rust-lang/rust/issues/78808).
@@ -124,35 +126,31 @@ impl DecimalArithmetic {
         if decimal(&expr.data_type(schema).ok()?)? != result {
             return None;
         }
-        Some(Arc::new(Self {
+        let rescale = match op {
+            Op::Mul => (1, 1),
+            Op::Add | Op::Sub => (
+                10i128.checked_pow((result.1 - left_type.1) as u32)?,
+                10i128.checked_pow((result.1 - right_type.1) as u32)?,
+            ),
+        };
+        let mut fast = Self {
             op,
             left: binary.left().clone(),
             right: binary.right().clone(),
-            left_type,
-            right_type,
             result,
-        }))
-    }
-
-    /// The factors that bring each operand to the result's scale (additions and subtractions).
-    fn rescale(&self) -> Option<(i128, i128)> {
-        match self.op {
-            Op::Mul => Some((1, 1)),
-            Op::Add | Op::Sub => {
-                let s = self.result.1;
-                Some((
-                    10i128.checked_pow((s - self.left_type.1) as u32)?,
-                    10i128.checked_pow((s - self.right_type.1) as u32)?,
-                ))
-            }
-        }
+            rescale,
+            fits_by_type: false,
+        };
+        let precision_bound = |(p, _): (u8, i8)| 10u128.checked_pow(p as u32);
+        fast.fits_by_type = precision_bound(left_type)
+            .zip(precision_bound(right_type))
+            .is_some_and(|(a, b)| fast.cannot_overflow(a, b));
+        Some(Arc::new(fast))
     }
 
     /// Whether no result can overflow when the operands' magnitudes are at most `a` and `b`.
     fn cannot_overflow(&self, a: u128, b: u128) -> bool {
-        let Some((ma, mb)) = self.rescale() else {
-            return false;
-        };
+        let (ma, mb) = self.rescale;
         let bound = match self.op {
             Op::Mul => a.checked_mul(b),
             Op::Add | Op::Sub => a
@@ -172,16 +170,9 @@ impl DecimalArithmetic {
     }
 
     fn compute(&self, l: Operand, r: Operand) -> Result<ArrayRef> {
-        let (ma, mb) = self.rescale().unwrap_or((1, 1));
-        let precision_bound = |(p, _): (u8, i8)| 10u128.checked_pow(p as u32);
+        let (ma, mb) = self.rescale;
         // Declared precisions settle most cases; otherwise the batch's own magnitudes do.
-        let safe = match (
-            precision_bound(self.left_type),
-            precision_bound(self.right_type),
-        ) {
-            (Some(a), Some(b)) if self.cannot_overflow(a, b) => true,
-            _ => self.cannot_overflow(l.magnitude(), r.magnitude()),
-        };
+        let safe = self.fits_by_type || self.cannot_overflow(l.magnitude(), r.magnitude());
         let len = l.len().max(r.len());
         if !safe || l.is_null_scalar() || r.is_null_scalar() {
             return self.kernel(&l.datum(), &r.datum());
