@@ -23,7 +23,9 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self> {
         let catalog = Arc::new(CatalogStore::open(&config.data_dir)?);
-        let memory = Arc::new(MemoryStore::new(config.memory_limit, config.shards));
+        let memory = Arc::new(
+            MemoryStore::new(config.memory_limit, config.shards).with_plan_cache(config.plan_cache),
+        );
         let stores = Arc::new(StoreRegistry::new(config.store.clone())?);
         let ctx = sql::new_context(
             catalog.clone(),

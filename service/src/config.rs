@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Shards per loaded table; 0 means one per core [default: 0].
     #[arg(long, env = "TARN_SHARDS")]
     pub shards: Option<usize>,
+    /// Optimized plans of queries kept for when the same text runs again; 0 keeps none [default: 256].
+    #[arg(long, env = "TARN_PLAN_CACHE")]
+    pub plan_cache: Option<usize>,
     /// Locations tables may name (comma-separated prefixes) [default: file:// under the working directory].
     #[arg(long, env = "TARN_ALLOWED_LOCATIONS", value_delimiter = ',')]
     pub allowed_locations: Option<Vec<String>>,
@@ -60,6 +63,8 @@ pub struct FileConfig {
     pub instance_name: Option<String>,
     pub memory_limit: Option<String>,
     pub shards: Option<usize>,
+    /// Query plans kept by statement text, 0 for none [default: 256].
+    pub plan_cache: Option<usize>,
     /// How often tables without their own REFRESH_INTERVAL are refreshed, e.g. "5m" [default: never].
     pub refresh_interval: Option<String>,
     pub allowed_locations: Option<Vec<String>>,
@@ -135,6 +140,8 @@ pub struct Config {
     pub instance_name: String,
     pub memory_limit: Option<u64>,
     pub shards: usize,
+    /// Optimized query plans kept by statement text (0: none).
+    pub plan_cache: usize,
     /// Refresh interval of tables that set none themselves.
     pub refresh_interval: Option<std::time::Duration>,
     pub store: StoreConfig,
@@ -289,6 +296,10 @@ impl Config {
                 .unwrap_or_else(host_name),
             memory_limit,
             shards,
+            plan_cache: args
+                .plan_cache
+                .or(file.plan_cache)
+                .unwrap_or(crate::sql::PLAN_CACHE_ENTRIES),
             refresh_interval: file
                 .refresh_interval
                 .map(|s| {

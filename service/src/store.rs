@@ -572,6 +572,8 @@ pub struct MemoryStore {
     /// Refresh triggers that joined a refresh already asked for.
     pub refreshes_coalesced: AtomicU64,
     pub jobs: crate::load::RefreshJobs,
+    /// Optimized plans of queries run before; emptied whenever a version is published or freed.
+    pub plans: crate::sql::PlanCache,
 }
 
 impl MemoryStore {
@@ -585,7 +587,14 @@ impl MemoryStore {
             loads_failed: AtomicU64::new(0),
             refreshes_coalesced: AtomicU64::new(0),
             jobs: Default::default(),
+            plans: crate::sql::PlanCache::new(crate::sql::PLAN_CACHE_ENTRIES),
         }
+    }
+
+    /// Keeps up to `entries` query plans (0: none).
+    pub fn with_plan_cache(mut self, entries: usize) -> Self {
+        self.plans = crate::sql::PlanCache::new(entries);
+        self
     }
 
     pub fn entry(&self, key: &TableKey) -> Arc<TableEntry> {
@@ -628,6 +637,7 @@ impl MemoryStore {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+        self.plans.clear();
     }
 
     pub fn used_bytes(&self) -> u64 {
@@ -666,12 +676,15 @@ impl MemoryStore {
     /// Makes `version` the table's current one; the previous one is freed once no query holds it.
     pub fn publish(&self, entry: &TableEntry, version: Arc<TableVersion>) {
         entry.swap(Some(version));
+        // Plans pinning the previous version would keep it in memory.
+        self.plans.clear();
         // What the load or placement decoded and dropped is not needed again soon.
         crate::allocator::return_unused_soon();
     }
 
     pub fn unload(&self, entry: &TableEntry) -> Option<Arc<TableVersion>> {
         let gone = entry.swap(None);
+        self.plans.clear();
         crate::allocator::return_unused_soon();
         gone
     }

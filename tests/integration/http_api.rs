@@ -327,3 +327,115 @@ async fn a_placement_key_orders_rows_after_the_load_so_ranges_on_it_read_few_bat
         serde_json::json!([c1 + c2, s1 + s2])
     );
 }
+
+/// The value of the metric line starting with `series` (name and labels).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+}
+
+fn amounts_csv(path: &std::path::Path, ids: std::ops::Range<i64>) -> (i64, i64) {
+    let mut text = String::from("id,amount\n");
+    let (mut count, mut sum) = (0, 0);
+    for id in ids {
+        text.push_str(&format!("{id},{}\n", id * 3));
+        if id * 3 > 10 {
+            count += 1;
+            sum += id * 3;
+        }
+    }
+    std::fs::write(path, text).unwrap();
+    (count, sum)
+}
+
+#[tokio::test]
+async fn kept_query_plans_answer_from_the_current_version_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("one")).unwrap();
+    std::fs::create_dir_all(data.join("two")).unwrap();
+    let (c1, s1) = amounts_csv(&data.join("one/a.csv"), 0..100);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &["--shards", "2"]).await;
+    server.ok("CREATE DATABASE s").await;
+    let def = |dir: &str| {
+        format!(
+            "(id BIGINT, amount BIGINT) FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') \
+             FILES = (URI 'file://{}/{dir}/')",
+            data.display()
+        )
+    };
+    server.create_and_load("s.t", &def("one")).await;
+    let q = "SELECT count(*), sum(amount) FROM s.t WHERE amount > 10";
+    let answer = || async { Value::from(server.rows(q).await[0].clone()) };
+    let cache = || async {
+        let m = server.text("/metrics").await;
+        (
+            metric(&m, "tarn_plan_cache_lookups_total{result=\"hit\"}"),
+            metric(&m, "tarn_plan_cache_plans"),
+        )
+    };
+
+    // Run again, the same text reuses its plan and answers the same.
+    assert_eq!(answer().await, serde_json::json!([c1, s1]));
+    let (hits, kept) = cache().await;
+    assert_eq!(kept, 1.0);
+    assert_eq!(answer().await, serde_json::json!([c1, s1]));
+    assert_eq!(cache().await, (hits + 1.0, 1.0));
+
+    // A refresh publishes a new version: the kept plan is dropped, the answer takes the new rows.
+    let (c2, s2) = amounts_csv(&data.join("one/b.csv"), 100..150);
+    let (status, _) = server.post("/v1/tables/s/t/refresh").await;
+    assert_eq!(status, 200);
+    assert_eq!(cache().await.1, 0.0);
+    assert_eq!(answer().await, serde_json::json!([c1 + c2, s1 + s2]));
+
+    // Unloaded, the table does not answer from a kept plan.
+    server.ok("ALTER TABLE s.t SECONDARY_UNLOAD").await;
+    assert_eq!(cache().await.1, 0.0);
+    assert_eq!(server.err(q).await.code, "table_not_loaded");
+
+    // Dropped and declared again over other files, the same name answers from them.
+    server.ok("ALTER TABLE s.t SECONDARY_LOAD").await;
+    assert_eq!(answer().await, serde_json::json!([c1 + c2, s1 + s2]));
+    server.ok("DROP TABLE s.t").await;
+    let (c3, s3) = amounts_csv(&data.join("two/c.csv"), 1000..1010);
+    server.create_and_load("s.t", &def("two")).await;
+    assert_eq!(answer().await, serde_json::json!([c3, s3]));
+
+    // Plans whose answer may change without a new version are never kept: functions folded into
+    // constants when planned (now()), random values, status views.
+    let kept = cache().await.1;
+    for q in [
+        "SELECT count(*) FROM s.t WHERE now() > TIMESTAMP '2000-01-01 00:00:00'",
+        "SELECT count(*) FROM s.t WHERE random() < 2",
+        "SELECT count(*) FROM performance_schema.rpd_tables",
+        "EXPLAIN SELECT count(*) FROM s.t",
+    ] {
+        server.ok(q).await;
+        server.ok(q).await;
+        assert_eq!(cache().await.1, kept, "{q}");
+    }
+
+    // --plan-cache 0 keeps none.
+    drop(server);
+    let server = TestServer::spawn(
+        &tmp.path().join("tarn"),
+        &data,
+        &["--shards", "2", "--plan-cache", "0"],
+    )
+    .await;
+    server.wait_ready().await;
+    for _ in 0..2 {
+        assert_eq!(
+            Value::from(server.rows(q).await[0].clone()),
+            serde_json::json!([c3, s3])
+        );
+    }
+    let m = server.text("/metrics").await;
+    assert_eq!(metric(&m, "tarn_plan_cache_plans"), 0.0);
+    assert_eq!(
+        metric(&m, "tarn_plan_cache_lookups_total{result=\"hit\"}"),
+        0.0
+    );
+}

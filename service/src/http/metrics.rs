@@ -110,6 +110,18 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP tarn_refresh_triggers_coalesced_total Refresh triggers answered by a refresh already asked for.\n# TYPE tarn_refresh_triggers_coalesced_total counter\ntarn_refresh_triggers_coalesced_total {}",
         state.memory.refreshes_coalesced.load(Ordering::Relaxed)
     );
+    let plans = &state.memory.plans;
+    let _ = writeln!(
+        out,
+        "# HELP tarn_plan_cache_lookups_total Queries that looked for a kept plan, by result.\n# TYPE tarn_plan_cache_lookups_total counter\ntarn_plan_cache_lookups_total{{result=\"hit\"}} {}\ntarn_plan_cache_lookups_total{{result=\"miss\"}} {}",
+        plans.hits.load(Ordering::Relaxed),
+        plans.misses.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tarn_plan_cache_plans Query plans kept.\n# TYPE tarn_plan_cache_plans gauge\ntarn_plan_cache_plans {}",
+        plans.kept()
+    );
     let report = crate::regions::report(&state);
     let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
         write_gauge(&mut out, name, help, values)

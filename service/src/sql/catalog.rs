@@ -65,7 +65,7 @@ impl SchemaProvider for Database {
         }
         let entry = self.memory.get(&key);
         match entry.as_ref().and_then(|e| e.current()) {
-            Some(v) => Ok(Some(Arc::new(LoadedTable::new(v)))),
+            Some(v) => Ok(Some(Arc::new(LoadedTable::of_table(key, v)))),
             None if entry.is_some_and(|e| e.status().recovering()) => Err(
                 DataFusionError::External(Box::new(ServiceError::Recovering { table: key })),
             ),

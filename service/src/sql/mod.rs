@@ -5,11 +5,14 @@ mod catalog;
 mod decimal;
 mod exprs;
 mod like;
+mod plans;
 mod provider;
 mod scan;
 
 pub(crate) use scan::column_statistics;
 pub mod system;
+
+pub use plans::{DEFAULT_ENTRIES as PLAN_CACHE_ENTRIES, PlanCache};
 
 use std::sync::Arc;
 
@@ -196,10 +199,32 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
             let stmt = session.sql_to_statement(&q, &datafusion::config::Dialect::MySQL)?;
             refresh_stale_tables(state, &session, &stmt).await;
             // Planned after the refreshes, so the plan pins the versions they published.
-            let plan = state.ctx.state().statement_to_plan(stmt).await?;
-            let df = state.ctx.execute_logical_plan(plan).await?;
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await?;
+            let session = state.ctx.state();
+            let plans = &state.memory.plans;
+            let optimized = match plans.get(&q, &state.memory) {
+                Some(plan) => plan,
+                None => {
+                    let generation = plans.generation();
+                    let plan = session.statement_to_plan(stmt).await?;
+                    let pins = plans.enabled().then(|| plans::reusable(&plan)).flatten();
+                    let Some(pins) = pins else {
+                        let df = state.ctx.execute_logical_plan(plan).await?;
+                        let schema = Arc::new(df.schema().as_arrow().clone());
+                        let batches = df.collect().await?;
+                        return Ok(QueryOutput { schema, batches });
+                    };
+                    let optimized = session.optimize(&plan)?;
+                    plans.keep(&q, generation, pins, &optimized);
+                    optimized
+                }
+            };
+            // The physical plan, with its join tables and run-time filters, is always made anew.
+            let schema = Arc::new(optimized.schema().as_arrow().clone());
+            let physical = session
+                .query_planner()
+                .create_physical_plan(&optimized, &session)
+                .await?;
+            let batches = datafusion::physical_plan::collect(physical, session.task_ctx()).await?;
             Ok(QueryOutput { schema, batches })
         }
         Statement::CreateDatabase {

@@ -17,18 +17,36 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::{PruningPredicateBuilder, PruningStatistics};
 use datafusion::physical_plan::ExecutionPlan;
 
+use tarn_catalog::TableKey;
+
 use super::scan::LoadedScan;
 use crate::store::{Shard, TableVersion};
 
 #[derive(Debug)]
 pub struct LoadedTable {
     version: Arc<TableVersion>,
+    /// The table the version belongs to, when it came from the catalog.
+    key: Option<TableKey>,
 }
 
 impl LoadedTable {
     /// Pins `version`: everything planned against this provider reads it and nothing else.
+    #[cfg(test)]
     pub fn new(version: Arc<TableVersion>) -> Self {
-        Self { version }
+        Self { version, key: None }
+    }
+
+    /// Pins `version`, the current version of table `key`.
+    pub fn of_table(key: TableKey, version: Arc<TableVersion>) -> Self {
+        Self {
+            version,
+            key: Some(key),
+        }
+    }
+
+    /// The table and the version a plan over this provider reads.
+    pub fn pin(&self) -> Option<(TableKey, Arc<TableVersion>)> {
+        Some((self.key.clone()?, self.version.clone()))
     }
 }
 
