@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Number, Value, json};
+use serde_json::{Value, json};
 use tarn_catalog::types::arrow_to_sql_name;
 
 use super::ApiError;
@@ -102,10 +102,7 @@ fn encode(out: QueryOutput, accept: &str) -> Result<Response, ServiceError> {
         }
         ("application/x-ndjson", buf)
     } else {
-        (
-            "application/json",
-            serde_json::to_vec(&to_json(&out)?).expect("JSON serializes"),
-        )
+        ("application/json", to_json(&out)?)
     };
     let mut resp = body.into_response();
     resp.headers_mut()
@@ -114,113 +111,272 @@ fn encode(out: QueryOutput, accept: &str) -> Result<Response, ServiceError> {
 }
 
 /// `{"columns": [{"name", "type"}], "rows": [[...]]}`: numbers and booleans as JSON values,
-/// decimals, dates and times as strings (exact, as MySQL clients show them).
-pub fn to_json(out: &QueryOutput) -> Result<Value, ServiceError> {
+/// decimals, dates and times as strings (exact, as MySQL clients show them). Written straight
+/// from the Arrow columns, a row at a time, without building a JSON value per cell.
+pub fn to_json(out: &QueryOutput) -> Result<Vec<u8>, ServiceError> {
     let columns: Vec<Value> = out
         .schema
         .fields()
         .iter()
         .map(|f| json!({"name": f.name(), "type": arrow_to_sql_name(f.data_type())}))
         .collect();
-    let mut rows = Vec::new();
-    for batch in &out.batches {
-        let cols: Vec<Vec<Value>> = batch
-            .columns()
-            .iter()
-            .map(column_values)
-            .collect::<Result<_, _>>()?;
-        for r in 0..batch.num_rows() {
-            rows.push(Value::Array(cols.iter().map(|c| c[r].clone()).collect()));
-        }
-    }
-    Ok(json!({"columns": columns, "rows": rows}))
+    let batches = out
+        .batches
+        .iter()
+        .map(|b| {
+            let cells = b
+                .columns()
+                .iter()
+                .map(Cells::of)
+                .collect::<Result<_, _>>()?;
+            Ok((b.num_rows(), cells))
+        })
+        .collect::<Result<Vec<(usize, Vec<Cells>)>, ServiceError>>()?;
+    let body = Body {
+        columns,
+        rows: Rows(&batches),
+    };
+    serde_json::to_vec(&body)
+        .map_err(|e| ServiceError::Internal(format!("encoding the result: {e}")))
 }
 
-fn column_values(col: &ArrayRef) -> Result<Vec<Value>, ServiceError> {
-    let n = col.len();
-    let valid = |i: usize| col.is_valid(i);
-    macro_rules! ints {
-        ($t:ty) => {{
-            let a = col.as_primitive::<$t>();
-            (0..n)
-                .map(|i| {
-                    if valid(i) {
-                        Value::from(a.value(i))
-                    } else {
-                        Value::Null
-                    }
-                })
-                .collect()
-        }};
-    }
-    use arrow::datatypes::*;
-    Ok(match col.data_type() {
-        DataType::Null => vec![Value::Null; n],
-        DataType::Boolean => {
-            let a = col.as_boolean();
-            (0..n)
-                .map(|i| {
-                    if valid(i) {
-                        Value::Bool(a.value(i))
-                    } else {
-                        Value::Null
-                    }
-                })
-                .collect()
-        }
-        DataType::Int8 => ints!(Int8Type),
-        DataType::Int16 => ints!(Int16Type),
-        DataType::Int32 => ints!(Int32Type),
-        DataType::Int64 => ints!(Int64Type),
-        DataType::UInt8 => ints!(UInt8Type),
-        DataType::UInt16 => ints!(UInt16Type),
-        DataType::UInt32 => ints!(UInt32Type),
-        DataType::UInt64 => ints!(UInt64Type),
-        DataType::Float32 => {
-            let a = col.as_primitive::<Float32Type>();
-            (0..n)
-                .map(|i| {
-                    if valid(i) {
-                        float(f64::from(a.value(i)))
-                    } else {
-                        Value::Null
-                    }
-                })
-                .collect()
-        }
-        DataType::Float64 => {
-            let a = col.as_primitive::<Float64Type>();
-            (0..n)
-                .map(|i| {
-                    if valid(i) {
-                        float(a.value(i))
-                    } else {
-                        Value::Null
-                    }
-                })
-                .collect()
-        }
-        _ => {
-            let opts = FormatOptions::default();
-            let f = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| {
-                ServiceError::Internal(format!("formatting {}: {e}", col.data_type()))
-            })?;
-            (0..n)
-                .map(|i| {
-                    if valid(i) {
-                        Value::String(f.value(i).to_string())
-                    } else {
-                        Value::Null
-                    }
-                })
-                .collect()
-        }
-    })
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    columns: Vec<Value>,
+    rows: Rows<'a>,
 }
 
-/// JSON has no NaN or infinity: those travel as strings.
-fn float(v: f64) -> Value {
-    Number::from_f64(v)
-        .map(Value::Number)
-        .unwrap_or_else(|| Value::String(v.to_string()))
+/// One column of a batch, as its cells are written.
+enum Cells<'a> {
+    Null,
+    Bool(&'a arrow::array::BooleanArray),
+    Int(ArrayRef),
+    UInt(ArrayRef),
+    Float(ArrayRef),
+    Text(&'a ArrayRef),
+    /// Decimals, dates, times and the rest: as Arrow displays them.
+    Shown(&'a ArrayRef, ArrayFormatter<'a>),
+}
+
+impl<'a> Cells<'a> {
+    fn of(col: &'a ArrayRef) -> Result<Self, ServiceError> {
+        use arrow::datatypes::DataType as T;
+        let widened = |to: &T| {
+            arrow::compute::cast(col, to).map_err(|e| {
+                ServiceError::Internal(format!("encoding a {} column: {e}", col.data_type()))
+            })
+        };
+        Ok(match col.data_type() {
+            T::Null => Cells::Null,
+            T::Boolean => Cells::Bool(col.as_boolean()),
+            T::Int8 | T::Int16 | T::Int32 | T::Int64 => Cells::Int(widened(&T::Int64)?),
+            T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64 => Cells::UInt(widened(&T::UInt64)?),
+            T::Float16 | T::Float32 | T::Float64 => Cells::Float(widened(&T::Float64)?),
+            T::Utf8 | T::LargeUtf8 | T::Utf8View => Cells::Text(col),
+            _ => {
+                let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).map_err(
+                    |e| ServiceError::Internal(format!("formatting {}: {e}", col.data_type())),
+                )?;
+                Cells::Shown(col, f)
+            }
+        })
+    }
+}
+
+/// Per batch, its rows and its columns.
+struct Rows<'a>(&'a [(usize, Vec<Cells<'a>>)]);
+
+impl serde::Serialize for Rows<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.iter().map(|(n, _)| n).sum()))?;
+        for (rows, cells) in self.0 {
+            for row in 0..*rows {
+                seq.serialize_element(&Row(cells, row))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+struct Row<'a>(&'a [Cells<'a>], usize);
+
+impl serde::Serialize for Row<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for cells in self.0 {
+            seq.serialize_element(&Cell(cells, self.1))?;
+        }
+        seq.end()
+    }
+}
+
+struct Cell<'a>(&'a Cells<'a>, usize);
+
+impl serde::Serialize for Cell<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
+        let i = self.1;
+        let valid = |a: &dyn Array| a.is_valid(i);
+        match self.0 {
+            Cells::Null => s.serialize_unit(),
+            Cells::Bool(a) if valid(*a) => s.serialize_bool(a.value(i)),
+            Cells::Int(a) if valid(a) => s.serialize_i64(a.as_primitive::<Int64Type>().value(i)),
+            Cells::UInt(a) if valid(a) => s.serialize_u64(a.as_primitive::<UInt64Type>().value(i)),
+            Cells::Float(a) if valid(a) => {
+                // JSON has no NaN or infinity: those travel as strings.
+                let v = a.as_primitive::<Float64Type>().value(i);
+                if v.is_finite() {
+                    s.serialize_f64(v)
+                } else {
+                    s.serialize_str(&v.to_string())
+                }
+            }
+            Cells::Text(a) if valid(a) => match a.data_type() {
+                arrow::datatypes::DataType::Utf8 => s.serialize_str(a.as_string::<i32>().value(i)),
+                arrow::datatypes::DataType::LargeUtf8 => {
+                    s.serialize_str(a.as_string::<i64>().value(i))
+                }
+                _ => s.serialize_str(a.as_string_view().value(i)),
+            },
+            Cells::Shown(a, f) if valid(a) => s.collect_str(&f.value(i)),
+            _ => s.serialize_unit(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::*;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use serde_json::json;
+
+    use super::to_json;
+    use crate::sql::QueryOutput;
+
+    #[test]
+    fn every_column_type_is_written_as_its_json_value() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("i8", DataType::Int8, true),
+            Field::new("u64", DataType::UInt64, true),
+            Field::new("f32", DataType::Float32, true),
+            Field::new("f64", DataType::Float64, true),
+            Field::new("b", DataType::Boolean, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("ls", DataType::LargeUtf8, true),
+            Field::new("vs", DataType::Utf8View, true),
+            Field::new("d", DataType::Decimal128(10, 2), true),
+            Field::new("day", DataType::Date32, true),
+            Field::new("n", DataType::Null, true),
+        ]));
+        let batch = |i8s: Vec<Option<i8>>, strs: Vec<Option<&str>>| {
+            let n = i8s.len();
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int8Array::from(i8s)),
+                    Arc::new(UInt64Array::from(vec![Some(u64::MAX); n])),
+                    Arc::new(Float32Array::from(vec![Some(0.5f32); n])),
+                    Arc::new(Float64Array::from(
+                        [Some(f64::NAN), None, Some(-2.25)][..n].to_vec(),
+                    )),
+                    Arc::new(BooleanArray::from(
+                        [Some(true), Some(false), None][..n].to_vec(),
+                    )),
+                    Arc::new(StringArray::from(strs.clone())),
+                    Arc::new(LargeStringArray::from(strs.clone())),
+                    Arc::new(StringViewArray::from(strs)),
+                    Arc::new(
+                        Decimal128Array::from([Some(12345), None, Some(-5)][..n].to_vec())
+                            .with_precision_and_scale(10, 2)
+                            .unwrap(),
+                    ),
+                    Arc::new(Date32Array::from(
+                        [Some(0), Some(19000), None][..n].to_vec(),
+                    )),
+                    Arc::new(NullArray::new(n)),
+                ],
+            )
+            .unwrap()
+        };
+        let out = QueryOutput {
+            schema: schema.clone(),
+            batches: vec![
+                batch(
+                    vec![Some(-1), None],
+                    vec![
+                        Some("say \"hi\"\n"),
+                        Some("größe, a longer text than twelve"),
+                    ],
+                ),
+                batch(vec![], vec![]),
+                batch(
+                    vec![Some(7), Some(8), Some(9)],
+                    vec![None, Some(""), Some("\u{1}")],
+                ),
+            ],
+        };
+        let got: serde_json::Value = serde_json::from_slice(&to_json(&out).unwrap()).unwrap();
+        assert_eq!(got["columns"][0], json!({"name": "i8", "type": "TINYINT"}));
+        assert_eq!(got["columns"].as_array().unwrap().len(), 11);
+        let big = u64::MAX;
+        let texts = |s: serde_json::Value| [s.clone(), s.clone(), s];
+        let row = |i: serde_json::Value,
+                   f: serde_json::Value,
+                   b: serde_json::Value,
+                   s: serde_json::Value,
+                   d: serde_json::Value,
+                   day: serde_json::Value| {
+            let [s1, s2, s3] = texts(s);
+            json!([i, big, 0.5, f, b, s1, s2, s3, d, day, null])
+        };
+        assert_eq!(
+            got["rows"],
+            json!([
+                row(
+                    json!(-1),
+                    json!("NaN"),
+                    json!(true),
+                    json!("say \"hi\"\n"),
+                    json!("123.45"),
+                    json!("1970-01-01")
+                ),
+                row(
+                    json!(null),
+                    json!(null),
+                    json!(false),
+                    json!("größe, a longer text than twelve"),
+                    json!(null),
+                    json!("2022-01-08")
+                ),
+                row(
+                    json!(7),
+                    json!("NaN"),
+                    json!(true),
+                    json!(null),
+                    json!("123.45"),
+                    json!("1970-01-01")
+                ),
+                row(
+                    json!(8),
+                    json!(null),
+                    json!(false),
+                    json!(""),
+                    json!(null),
+                    json!("2022-01-08")
+                ),
+                row(
+                    json!(9),
+                    json!(-2.25),
+                    json!(null),
+                    json!("\u{1}"),
+                    json!("-0.05"),
+                    json!(null)
+                ),
+            ])
+        );
+    }
 }

@@ -195,6 +195,7 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
     match stmt {
         Statement::Query(q) => {
             // Parsed once: the statement names the tables to refresh first, then is planned.
+            let started = std::time::Instant::now();
             let session = state.ctx.state();
             let stmt = session.sql_to_statement(&q, &datafusion::config::Dialect::MySQL)?;
             refresh_stale_tables(state, &session, &stmt).await;
@@ -224,7 +225,13 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
                 .query_planner()
                 .create_physical_plan(&optimized, &session)
                 .await?;
+            let planned = started.elapsed();
             let batches = datafusion::physical_plan::collect(physical, session.task_ctx()).await?;
+            tracing::debug!(
+                planning_us = planned.as_micros() as u64,
+                total_us = started.elapsed().as_micros() as u64,
+                "query answered"
+            );
             Ok(QueryOutput { schema, batches })
         }
         Statement::CreateDatabase {

@@ -13,7 +13,7 @@
 //! from real figures.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow::compute::filter_record_batch;
@@ -73,6 +73,9 @@ pub struct LoadedScan {
     wait_for: Arc<Vec<u64>>,
     fetch: Option<usize>,
     metrics: ExecutionPlanMetricsSet,
+    /// Statistics per partition and (last) of the whole scan, each worked out once: the planner
+    /// asks for them again at every rule that looks at a join or an aggregation.
+    statistics: Arc<Vec<OnceLock<Arc<Statistics>>>>,
 }
 
 impl LoadedScan {
@@ -85,8 +88,10 @@ impl LoadedScan {
             Some(p) => Arc::new(version.query_schema.project(p)?),
             None => version.query_schema.clone(),
         };
+        let statistics = Arc::new((0..=keep.len()).map(|_| OnceLock::new()).collect());
         Ok(Self {
             version,
+            statistics,
             keep: Arc::new(keep),
             projection,
             schema,
@@ -292,12 +297,14 @@ impl DataSource for LoadedScan {
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        let shards: Vec<usize> = match partition {
-            Some(p) if p < self.keep.len() => vec![p],
+        let (slot, shards): (usize, Vec<usize>) = match partition {
+            Some(p) if p < self.keep.len() => (p, vec![p]),
             Some(_) => return Ok(Arc::new(Statistics::new_unknown(&self.schema))),
-            None => (0..self.keep.len()).collect(),
+            None => (self.keep.len(), (0..self.keep.len()).collect()),
         };
-        Ok(Arc::new(self.statistics_for(&shards)))
+        Ok(self.statistics[slot]
+            .get_or_init(|| Arc::new(self.statistics_for(&shards)))
+            .clone())
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn DataSource>> {
