@@ -345,6 +345,11 @@ async fn queries_refresh_tables_older_than_their_max_staleness_first() {
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.fresh").await[0][0], 25);
     server.assert_stale("s", "fresh", "c.csv").await;
+
+    // The same text again, now answered from its kept plan: the table is still refreshed first.
+    std::fs::write(data.join("fresh").join("c.csv"), csv(25..26)).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.fresh").await[0][0], 26);
 }
 
 #[tokio::test]

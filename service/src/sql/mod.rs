@@ -194,17 +194,26 @@ pub async fn execute(state: &AppState, sql: &str) -> Result<QueryOutput> {
     let stmt = parse_statement(sql)?;
     match stmt {
         Statement::Query(q) => {
-            // Parsed once: the statement names the tables to refresh first, then is planned.
             let started = std::time::Instant::now();
-            let session = state.ctx.state();
-            let stmt = session.sql_to_statement(&q, &datafusion::config::Dialect::MySQL)?;
-            refresh_stale_tables(state, &session, &stmt).await;
-            // Planned after the refreshes, so the plan pins the versions they published.
-            let session = state.ctx.state();
             let plans = &state.memory.plans;
-            let optimized = match plans.get(&q, &state.memory) {
-                Some(plan) => plan,
+            // A kept plan names its tables: any stale one is refreshed first, and a refresh that
+            // publishes empties the cache, so the plan is made again below.
+            let mut kept = plans.get(&q, &state.memory);
+            if let Some((_, tables)) = &kept
+                && refresh_stale_tables(state, tables).await
+            {
+                kept = plans.get(&q, &state.memory);
+            }
+            let session = state.ctx.state();
+            let optimized = match kept {
+                Some((plan, _)) => plan,
                 None => {
+                    // Parsed once: the statement names the tables to refresh first, then is
+                    // planned.
+                    let stmt = session.sql_to_statement(&q, &datafusion::config::Dialect::MySQL)?;
+                    refresh_stale_tables(state, &referenced_tables(&session, &stmt)).await;
+                    // Planned after the refreshes, so the plan pins the versions they published.
+                    let session = state.ctx.state();
                     let generation = plans.generation();
                     let plan = session.statement_to_plan(stmt).await?;
                     let pins = plans.enabled().then(|| plans::reusable(&plan)).flatten();
@@ -390,24 +399,35 @@ async fn heatwave_load(
 /// Refresh on read: every table the query names whose `MAX_STALENESS` has passed since its last
 /// load or refresh attempt is refreshed first. A refresh that fails leaves the query to the
 /// loaded version (and the table marked stale), so reads never fail because a store is down.
-async fn refresh_stale_tables(
-    state: &AppState,
+/// The tables `stmt` names; a name without a database is in the default one.
+fn referenced_tables(
     session: &datafusion::execution::SessionState,
     stmt: &datafusion::sql::parser::Statement,
-) {
+) -> Vec<tarn_catalog::TableKey> {
     let Ok(refs) = session.resolve_table_references(stmt) else {
-        return;
+        return Vec::new();
     };
-    for r in refs {
-        let Some(db) = r.schema() else { continue };
-        let key = tarn_catalog::TableKey::new(db, r.table());
-        let Ok(def) = state.catalog.get(&key) else {
+    let names = &session.config().options().catalog;
+    refs.into_iter()
+        .map(|r| {
+            let r = r.resolve(&names.default_catalog, &names.default_schema);
+            tarn_catalog::TableKey::new(&r.schema, &r.table)
+        })
+        .collect()
+}
+
+/// Refreshes those of `tables` that declare MAX_STALENESS and were last checked longer ago than
+/// it; true when one of them was refreshed.
+async fn refresh_stale_tables(state: &AppState, tables: &[tarn_catalog::TableKey]) -> bool {
+    let mut refreshed = false;
+    for key in tables {
+        let Ok(def) = state.catalog.get(key) else {
             continue;
         };
         let Some(max) = def.options.max_staleness else {
             continue;
         };
-        let Some(entry) = state.memory.get(&key) else {
+        let Some(entry) = state.memory.get(key) else {
             continue;
         };
         if entry.current().is_none() {
@@ -416,10 +436,16 @@ async fn refresh_stale_tables(
         let checked = entry.status().load_end;
         let stale =
             checked.is_none_or(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default() > max);
-        if stale && let Err(e) = load::refresh_table(state, &key).await {
-            tracing::warn!(table = %key, error = %e, "refresh on read failed; answering from the loaded version");
+        if stale {
+            match load::refresh_table(state, key).await {
+                Ok(_) => refreshed = true,
+                Err(e) => {
+                    tracing::warn!(table = %key, error = %e, "refresh on read failed; answering from the loaded version")
+                }
+            }
         }
     }
+    refreshed
 }
 
 fn check_not_reserved(name: &str) -> Result<()> {

@@ -82,8 +82,9 @@ impl PlanCache {
         self.lock().plans.len()
     }
 
-    /// The plan kept for `sql`, if every table version it pins is still current in `memory`.
-    pub fn get(&self, sql: &str, memory: &MemoryStore) -> Option<LogicalPlan> {
+    /// The plan kept for `sql` and the tables it reads, if every table version it pins is still
+    /// current in `memory`.
+    pub fn get(&self, sql: &str, memory: &MemoryStore) -> Option<(LogicalPlan, Vec<TableKey>)> {
         if self.capacity == 0 {
             return None;
         }
@@ -99,7 +100,10 @@ impl PlanCache {
         match current {
             Some(true) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                inner.plans.get(sql).map(|k| k.plan.clone())
+                inner.plans.get(sql).map(|k| {
+                    let tables = k.pins.iter().map(|(key, _)| key.clone()).collect();
+                    (k.plan.clone(), tables)
+                })
             }
             Some(false) => {
                 inner.plans.remove(sql);
