@@ -396,9 +396,6 @@ async fn heatwave_load(
     ])
 }
 
-/// Refresh on read: every table the query names whose `MAX_STALENESS` has passed since its last
-/// load or refresh attempt is refreshed first. A refresh that fails leaves the query to the
-/// loaded version (and the table marked stale), so reads never fail because a store is down.
 /// The tables `stmt` names; a name without a database is in the default one.
 fn referenced_tables(
     session: &datafusion::execution::SessionState,
@@ -416,8 +413,10 @@ fn referenced_tables(
         .collect()
 }
 
-/// Refreshes those of `tables` that declare MAX_STALENESS and were last checked longer ago than
-/// it; true when one of them was refreshed.
+/// Refresh on read: every one of `tables` (those a query reads) whose `MAX_STALENESS` has passed
+/// since its last load or refresh attempt is refreshed first; true when one of them was. A refresh
+/// that fails leaves the query to the loaded version (and the table marked stale), so reads never
+/// fail because a store is down.
 async fn refresh_stale_tables(state: &AppState, tables: &[tarn_catalog::TableKey]) -> bool {
     let mut refreshed = false;
     for key in tables {

@@ -85,36 +85,26 @@ impl PlanCache {
     /// The plan kept for `sql` and the tables it reads, if every table version it pins is still
     /// current in `memory`.
     pub fn get(&self, sql: &str, memory: &MemoryStore) -> Option<(LogicalPlan, Vec<TableKey>)> {
-        if self.capacity == 0 {
+        if !self.enabled() {
             return None;
         }
         let mut inner = self.lock();
-        let current = inner.plans.get(sql).map(|kept| {
-            kept.pins.iter().all(|(key, pinned)| {
+        if let Some(kept) = inner.plans.get(sql) {
+            let current = kept.pins.iter().all(|(key, pinned)| {
                 memory
                     .get(key)
                     .and_then(|e| e.current())
                     .is_some_and(|v| Arc::ptr_eq(&v, pinned))
-            })
-        });
-        match current {
-            Some(true) => {
+            });
+            if current {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                inner.plans.get(sql).map(|k| {
-                    let tables = k.pins.iter().map(|(key, _)| key.clone()).collect();
-                    (k.plan.clone(), tables)
-                })
+                let tables = kept.pins.iter().map(|(key, _)| key.clone()).collect();
+                return Some((kept.plan.clone(), tables));
             }
-            Some(false) => {
-                inner.plans.remove(sql);
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+            inner.plans.remove(sql);
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        None
     }
 
     /// Whether plans are kept at all.
@@ -131,7 +121,7 @@ impl PlanCache {
         pins: Vec<(TableKey, Arc<TableVersion>)>,
         optimized: &LogicalPlan,
     ) {
-        if self.capacity == 0 {
+        if !self.enabled() {
             return;
         }
         let mut inner = self.lock();

@@ -297,13 +297,19 @@ impl DataSource for LoadedScan {
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
-        let (slot, shards): (usize, Vec<usize>) = match partition {
-            Some(p) if p < self.keep.len() => (p, vec![p]),
+        let slot = match partition {
+            Some(p) if p < self.keep.len() => p,
             Some(_) => return Ok(Arc::new(Statistics::new_unknown(&self.schema))),
-            None => (self.keep.len(), (0..self.keep.len()).collect()),
+            None => self.keep.len(),
         };
         Ok(self.statistics[slot]
-            .get_or_init(|| Arc::new(self.statistics_for(&shards)))
+            .get_or_init(|| {
+                let shards: Vec<usize> = match partition {
+                    Some(p) => vec![p],
+                    None => (0..self.keep.len()).collect(),
+                };
+                Arc::new(self.statistics_for(&shards))
+            })
             .clone())
     }
 
