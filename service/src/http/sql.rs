@@ -1,7 +1,10 @@
 //! `POST /v1/sql`: one statement in (plain text, or JSON `{"sql": "..."}`), its answer out as JSON
 //! (default), CSV, NDJSON or an Arrow IPC stream, by `Accept`.
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, LargeStringArray,
+    StringArray, StringViewArray, UInt64Array,
+};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -146,21 +149,24 @@ struct Body<'a> {
     rows: Rows<'a>,
 }
 
-/// One column of a batch, as its cells are written.
+/// One column of a batch, as its cells are written: the array already taken as its type, so
+/// writing a cell needs no downcast.
 enum Cells<'a> {
     Null,
-    Bool(&'a arrow::array::BooleanArray),
-    Int(ArrayRef),
-    UInt(ArrayRef),
-    Float(ArrayRef),
-    Text(&'a ArrayRef),
+    Bool(&'a BooleanArray),
+    Int(Int64Array),
+    UInt(UInt64Array),
+    Float(Float64Array),
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    Utf8View(&'a StringViewArray),
     /// Decimals, dates, times and the rest: as Arrow displays them.
     Shown(&'a ArrayRef, ArrayFormatter<'a>),
 }
 
 impl<'a> Cells<'a> {
     fn of(col: &'a ArrayRef) -> Result<Self, ServiceError> {
-        use arrow::datatypes::DataType as T;
+        use arrow::datatypes::{DataType as T, Float64Type, Int64Type, UInt64Type};
         let widened = |to: &T| {
             arrow::compute::cast(col, to).map_err(|e| {
                 ServiceError::Internal(format!("encoding a {} column: {e}", col.data_type()))
@@ -169,10 +175,18 @@ impl<'a> Cells<'a> {
         Ok(match col.data_type() {
             T::Null => Cells::Null,
             T::Boolean => Cells::Bool(col.as_boolean()),
-            T::Int8 | T::Int16 | T::Int32 | T::Int64 => Cells::Int(widened(&T::Int64)?),
-            T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64 => Cells::UInt(widened(&T::UInt64)?),
-            T::Float16 | T::Float32 | T::Float64 => Cells::Float(widened(&T::Float64)?),
-            T::Utf8 | T::LargeUtf8 | T::Utf8View => Cells::Text(col),
+            T::Int8 | T::Int16 | T::Int32 | T::Int64 => {
+                Cells::Int(widened(&T::Int64)?.as_primitive::<Int64Type>().clone())
+            }
+            T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64 => {
+                Cells::UInt(widened(&T::UInt64)?.as_primitive::<UInt64Type>().clone())
+            }
+            T::Float16 | T::Float32 | T::Float64 => {
+                Cells::Float(widened(&T::Float64)?.as_primitive::<Float64Type>().clone())
+            }
+            T::Utf8 => Cells::Utf8(col.as_string::<i32>()),
+            T::LargeUtf8 => Cells::LargeUtf8(col.as_string::<i64>()),
+            T::Utf8View => Cells::Utf8View(col.as_string_view()),
             _ => {
                 let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default()).map_err(
                     |e| ServiceError::Internal(format!("formatting {}: {e}", col.data_type())),
@@ -216,31 +230,25 @@ struct Cell<'a>(&'a Cells<'a>, usize);
 
 impl serde::Serialize for Cell<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
         let i = self.1;
-        let valid = |a: &dyn Array| a.is_valid(i);
         match self.0 {
             Cells::Null => s.serialize_unit(),
-            Cells::Bool(a) if valid(*a) => s.serialize_bool(a.value(i)),
-            Cells::Int(a) if valid(a) => s.serialize_i64(a.as_primitive::<Int64Type>().value(i)),
-            Cells::UInt(a) if valid(a) => s.serialize_u64(a.as_primitive::<UInt64Type>().value(i)),
-            Cells::Float(a) if valid(a) => {
+            Cells::Bool(a) if a.is_valid(i) => s.serialize_bool(a.value(i)),
+            Cells::Int(a) if a.is_valid(i) => s.serialize_i64(a.value(i)),
+            Cells::UInt(a) if a.is_valid(i) => s.serialize_u64(a.value(i)),
+            Cells::Float(a) if a.is_valid(i) => {
                 // JSON has no NaN or infinity: those travel as strings.
-                let v = a.as_primitive::<Float64Type>().value(i);
+                let v = a.value(i);
                 if v.is_finite() {
                     s.serialize_f64(v)
                 } else {
                     s.serialize_str(&v.to_string())
                 }
             }
-            Cells::Text(a) if valid(a) => match a.data_type() {
-                arrow::datatypes::DataType::Utf8 => s.serialize_str(a.as_string::<i32>().value(i)),
-                arrow::datatypes::DataType::LargeUtf8 => {
-                    s.serialize_str(a.as_string::<i64>().value(i))
-                }
-                _ => s.serialize_str(a.as_string_view().value(i)),
-            },
-            Cells::Shown(a, f) if valid(a) => s.collect_str(&f.value(i)),
+            Cells::Utf8(a) if a.is_valid(i) => s.serialize_str(a.value(i)),
+            Cells::LargeUtf8(a) if a.is_valid(i) => s.serialize_str(a.value(i)),
+            Cells::Utf8View(a) if a.is_valid(i) => s.serialize_str(a.value(i)),
+            Cells::Shown(a, f) if a.is_valid(i) => s.collect_str(&f.value(i)),
             _ => s.serialize_unit(),
         }
     }
