@@ -389,6 +389,21 @@ ddl = "CREATE DATABASE x"
         assert!(c.store.regions["us-ashburn-1"].allow_http);
         assert_eq!(c.tables.len(), 1);
         assert_eq!(c.data_dir, PathBuf::from("./tarn-data"));
+        assert_eq!(c.plan_cache, crate::sql::PLAN_CACHE_ENTRIES);
+
+        std::fs::write(&path, "plan_cache = 0").unwrap();
+        assert_eq!(Config::load(&args).unwrap().plan_cache, 0);
+        let flagged = ServeArgs {
+            plan_cache: Some(8),
+            ..args.clone()
+        };
+        assert_eq!(Config::load(&flagged).unwrap().plan_cache, 8);
+        std::fs::write(&path, "plan_cache = \"lots\"").unwrap();
+        let e = Config::load(&args).unwrap_err().to_string();
+        assert!(
+            e.contains("plan_cache = \"lots\"") && e.contains("expected usize"),
+            "{e}"
+        );
 
         std::fs::write(&path, "lisen = 1").unwrap();
         let e = Config::load(&args).unwrap_err().to_string();
