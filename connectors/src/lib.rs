@@ -6,7 +6,7 @@
 //! - [`gate`]: a region's gate: reachability as requests see it, operator cuts, aborts on
 //!   failover.
 //! - [`listing`]: a `FILES = (...)` entry expanded to the objects it selects (prefix, glob, regex),
-//!   recorded as a [`listing::Manifest`] (path, size, ETag, last-modified; Delta version).
+//!   recorded as a [`manifest::Manifest`] (path, size, ETag, last-modified; Delta version).
 //! - [`read`]: format readers (CSV, Parquet, JSON, Avro, Delta) producing record batches in the
 //!   table's schema, with bad rows either rejected (and recorded) or failing the read.
 //!
@@ -17,12 +17,13 @@ pub mod error;
 pub mod gate;
 pub mod listing;
 pub mod location;
+pub mod manifest;
 pub mod oci;
 pub mod read;
 pub mod store;
 
 pub use error::{ConnectorError, Result};
-pub use listing::{FileEntry, Manifest};
+pub use manifest::{FileEntry, Manifest};
 pub use location::Location;
 pub use read::{FileBatches, RejectedRow};
 pub use store::{StoreConfig, StoreRegistry};

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::error::{ConnectorError, Result};
-use crate::listing::FileEntry;
+use crate::manifest::FileEntry;
 use crate::location::Location;
 
 #[derive(Debug, Deserialize)]
