@@ -83,6 +83,11 @@ pub enum Statement {
         input: Vec<(String, Vec<String>)>,
         refresh: bool,
     },
+    /// `SET @name = expr [, @name = expr ...]`: the session's user variables, each with its
+    /// expression as SQL (the session evaluates it). Names are lower case, without the `@`.
+    SetVariables {
+        assignments: Vec<(String, String)>,
+    },
     /// Anything else: a query for the engine, passed on as written.
     Query(String),
 }
@@ -177,6 +182,10 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         }
     } else if is_word(&p.peek_token().token, "CALL") {
         return parse_call(sql);
+    } else if p.peek_keyword(Keyword::SET)
+        && matches!(&p.peek_nth_token(1).token, Token::Word(w) if w.value.starts_with('@'))
+    {
+        return parse_set_variables(sql);
     } else if p.parse_keyword(Keyword::USE) {
         Statement::Use {
             database: ident(&mut p)?,
@@ -194,6 +203,36 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             .into());
     }
     Ok(stmt)
+}
+
+/// `SET @a = expr, @b = expr`, parsed by sqlparser.
+fn parse_set_variables(sql: &str) -> Result<Statement> {
+    use datafusion::sql::sqlparser::ast::{Set, Statement as Sql};
+    let dialect = MySqlDialect {};
+    let stmt = Parser::new(&dialect).try_with_sql(sql)?.parse_statement()?;
+    let pairs: Vec<(ObjectName, String)> = match stmt {
+        Sql::Set(Set::SingleAssignment {
+            variable, values, ..
+        }) if values.len() == 1 => vec![(variable, values[0].to_string())],
+        Sql::Set(Set::MultipleAssignments { assignments }) => assignments
+            .into_iter()
+            .map(|a| (a.name, a.value.to_string()))
+            .collect(),
+        _ => return Err(CatalogError::invalid("expected SET @name = value")),
+    };
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let name = name.to_string();
+            match name.strip_prefix('@') {
+                Some(n) if !n.is_empty() && !n.starts_with('@') => Ok((n.to_lowercase(), value)),
+                _ => Err(CatalogError::invalid(format!(
+                    "SET {name}: only user variables (@name) can be set"
+                ))),
+            }
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(|assignments| Statement::SetVariables { assignments })
 }
 
 /// `EXPLAIN t` (MySQL's synonym for DESCRIBE) versus `EXPLAIN SELECT ...`.
@@ -1008,6 +1047,34 @@ mod tests {
             Statement::CreateTable { table, .. } => table,
             other => panic!("not a create: {other:?}"),
         }
+    }
+
+    #[test]
+    fn user_variables_are_set_and_other_sets_are_left_to_the_engine() {
+        assert_eq!(
+            parse_statement("SET @input_list = '[{\"db_name\": \"d\"}]';").unwrap(),
+            Statement::SetVariables {
+                assignments: vec![("input_list".into(), "'[{\"db_name\": \"d\"}]'".into())]
+            }
+        );
+        assert_eq!(
+            parse_statement("SET @A = 1 + 2, @b = @a * 2").unwrap(),
+            Statement::SetVariables {
+                assignments: vec![("a".into(), "1 + 2".into()), ("b".into(), "@a * 2".into())]
+            }
+        );
+        // Engine settings are not variables: they reach the engine as written.
+        assert_eq!(
+            parse_statement("SET datafusion.execution.batch_size = 1").unwrap(),
+            Statement::Query("SET datafusion.execution.batch_size = 1".into())
+        );
+        let e = parse_statement("SET @x = 1, y = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SET y: only user variables (@name) can be set"),
+            "{e}"
+        );
     }
 
     #[test]
