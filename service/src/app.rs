@@ -1,64 +1,124 @@
 //! The application: built from a [`Config`] (binding its listener, so tests can use port 0 and ask
 //! for the address), then served until a shutdown signal.
+//!
+//! This is where the components meet: each is built with the few others it uses, the store's
+//! listeners are subscribed (in the order they are told of a publish: kept plans, freed memory,
+//! snapshots, placement), and the background tasks start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use tarn_catalog::{CatalogStore, Statement, parse_statement};
 use tarn_connectors::StoreRegistry;
+use tarn_engine::store::{MemoryStore, StoreEvent, StoreListener};
+use tarn_engine::{Engine, QueryStream};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
-use crate::state::AppState;
-use crate::store::MemoryStore;
-use crate::{http, load, sql};
+use crate::http::{self, HttpState};
+use crate::load::{Loader, scheduler};
+use crate::placement::Placement;
+use crate::regions::{Regions, monitor};
+use crate::session::{Caller, Lifetime, Sessions};
+use crate::snapshot::Snapshots;
+use crate::snapshot::recovery::Recovery;
+use crate::snapshot::writer::{self, SnapshotWriter};
 
 pub struct Application {
     listener: TcpListener,
-    state: AppState,
+    config: Arc<Config>,
+    http: HttpState,
+}
+
+/// Hands freed memory back to the system soon after a version is published or unloaded (see
+/// [`crate::allocator`]).
+struct ReturnMemory;
+
+impl StoreListener for ReturnMemory {
+    fn on_change(
+        &self,
+        _memory: &Arc<MemoryStore>,
+        event: &StoreEvent<'_>,
+    ) -> Option<BoxFuture<'static, ()>> {
+        if matches!(
+            event,
+            StoreEvent::Published { .. } | StoreEvent::Unloaded { .. }
+        ) {
+            crate::allocator::return_unused_soon();
+        }
+        None
+    }
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self> {
         let catalog = Arc::new(CatalogStore::open(&config.data_dir)?);
-        let memory = Arc::new(
-            MemoryStore::new(config.memory_limit, config.shards).with_plan_cache(config.plan_cache),
-        );
-        let stores = Arc::new(StoreRegistry::new(config.store.clone())?);
-        let ctx = sql::new_context(
+        let memory = Arc::new(MemoryStore::new(config.memory_limit, config.shards));
+        let engine = Arc::new(Engine::new(
             catalog.clone(),
             memory.clone(),
+            config.plan_cache,
             config.instance_name.clone(),
-        );
+        ));
+        memory.subscribe(Arc::new(ReturnMemory));
+        let object_stores = Arc::new(StoreRegistry::new(config.store.clone())?);
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             ServiceError::Config(format!("cannot listen on {}: {e}", config.listen))
         })?;
         let snapshots = Arc::new(
-            crate::snapshot::Snapshots::open(
+            Snapshots::open(
                 &config.data_dir,
                 config.snapshot_location.as_deref(),
-                &stores,
+                &object_stores,
                 config.store.home_region.as_deref(),
             )
             .await?,
         );
-        let regions = Arc::new(crate::regions::Regions::new(
+        let writer = SnapshotWriter::new(snapshots.clone(), catalog.clone(), config.snapshots);
+        memory.subscribe(Arc::new(writer::Listener(writer)));
+        memory.subscribe(Arc::new(Placement::new(catalog.clone())));
+        let regions = Arc::new(Regions::new(
             config.regions.clone(),
             config.store.regions.keys().cloned(),
         ));
-        let state = AppState {
-            regions,
-            config: Arc::new(config),
-            catalog,
-            memory,
-            stores,
+        let loader = Arc::new(Loader::new(
+            catalog.clone(),
+            memory.clone(),
+            object_stores.clone(),
+            regions.clone(),
+        ));
+        let recovery = Arc::new(Recovery::new(
             snapshots,
-            ctx,
+            catalog.clone(),
+            memory.clone(),
+            loader.clone(),
+            config.ready_tables.clone(),
+        ));
+        let sessions = Sessions::new(
+            catalog.clone(),
+            engine.clone(),
+            loader.clone(),
+            object_stores.clone(),
+        );
+        let http = HttpState {
+            sessions,
+            catalog,
+            engine,
+            loader,
+            regions,
+            object_stores,
+            recovery,
         };
-        apply_declared_tables(&state).await;
-        Ok(Self { listener, state })
+        let app = Self {
+            listener,
+            config: Arc::new(config),
+            http,
+        };
+        app.apply_declared_tables().await;
+        Ok(app)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -67,18 +127,19 @@ impl Application {
             .expect("bound listener has an address")
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     pub async fn run_until_stopped(self) -> Result<()> {
         let addr = self.local_addr();
-        info!(instance = %self.state.config.instance_name, data_dir = %self.state.config.data_dir.display(),
+        info!(instance = %self.config.instance_name, data_dir = %self.config.data_dir.display(),
               "listening on http://{addr}");
-        let scheduler = crate::schedule::spawn(self.state.clone());
-        let recovery = tokio::spawn(crate::snapshot::recover_all(self.state.clone()));
-        let monitor = crate::regions::spawn_monitor(self.state.clone());
-        let served = axum::serve(self.listener, http::router(self.state))
+        let s = &self.http;
+        let scheduler = scheduler::spawn(s.loader.clone(), self.config.refresh_interval);
+        let recovery = tokio::spawn(s.recovery.clone().recover_all());
+        let monitor = monitor::spawn(
+            s.regions.clone(),
+            s.object_stores.clone(),
+            Arc::new(s.loader.clone()),
+        );
+        let served = axum::serve(self.listener, http::router(self.http))
             .with_graceful_shutdown(shutdown_signal())
             .await
             .map_err(|e| ServiceError::Internal(format!("server: {e}")));
@@ -87,39 +148,41 @@ impl Application {
         monitor.abort();
         served
     }
-}
 
-/// `[[tables]]` from the config: created if missing, and loaded in the background when asked.
-async fn apply_declared_tables(state: &AppState) {
-    for t in &state.config.tables {
-        let stmt = match parse_statement(&t.ddl) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(ddl = %t.ddl, error = %e, "declared table does not parse");
+    /// `[[tables]]` from the config: created if missing, and loaded in the background when asked.
+    async fn apply_declared_tables(&self) {
+        for t in &self.config.tables {
+            let key = match parse_statement(&t.ddl) {
+                Ok(Statement::CreateTable { table, .. }) => Some(table.key.clone()),
+                Ok(_) => None,
+                Err(e) => {
+                    error!(ddl = %t.ddl, error = %e, "declared table does not parse");
+                    continue;
+                }
+            };
+            let mut session = self
+                .http
+                .sessions
+                .open(Caller::service(), Lifetime::Statement);
+            let applied: Result<QueryStream> = session.execute(&t.ddl).await;
+            if let Err(e) = applied
+                && !matches!(
+                    &e,
+                    ServiceError::Catalog(
+                        tarn_catalog::CatalogError::TableExists { .. }
+                            | tarn_catalog::CatalogError::DatabaseExists { .. }
+                    )
+                )
+            {
+                error!(ddl = %t.ddl, error = %e, "declared table not applied");
                 continue;
             }
-        };
-        let key = match &stmt {
-            Statement::CreateTable { table, .. } => Some(table.key.clone()),
-            _ => None,
-        };
-        if let Err(e) = sql::execute(state, &t.ddl).await
-            && !matches!(
-                &e,
-                ServiceError::Catalog(
-                    tarn_catalog::CatalogError::TableExists { .. }
-                        | tarn_catalog::CatalogError::DatabaseExists { .. }
-                )
-            )
-        {
-            error!(ddl = %t.ddl, error = %e, "declared table not applied");
-            continue;
-        }
-        if let (true, Some(key)) = (t.load, key) {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let _ = load::load_table(&state, &key).await;
-            });
+            if let (true, Some(key)) = (t.load, key) {
+                let loader = self.http.loader.clone();
+                tokio::spawn(async move {
+                    let _ = loader.load(&key).await;
+                });
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use tarn_connectors::StoreConfig;
 use tarn_connectors::store::RegionConfig;
 
 use crate::error::{Result, ServiceError};
+use crate::regions::{FailoverSettings, RegionsConfig, Replica};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -150,7 +151,7 @@ pub struct Config {
     /// Whether loaded tables are written as snapshots (and come back from them after a restart).
     pub snapshots: bool,
     pub ready_tables: Option<Vec<tarn_catalog::TableKey>>,
-    pub regions: crate::regions::RegionsConfig,
+    pub regions: RegionsConfig,
 }
 
 fn duration(
@@ -189,101 +190,16 @@ fn host_name() -> String {
 }
 
 impl Config {
+    /// The configuration from `args` (flags and `TARN_*` variables) over the file they name.
     pub fn load(args: &ServeArgs) -> Result<Self> {
         let file = match &args.config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
-        let listen = args
-            .listen
-            .clone()
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen: SocketAddr = listen.parse().map_err(|e| {
-            ServiceError::Config(format!("listen = '{listen}' is not an address: {e}"))
-        })?;
-        let memory_limit = args
-            .memory_limit
-            .clone()
-            .or(file.memory_limit)
-            .map(|s| {
-                s.parse::<bytesize::ByteSize>()
-                    .map(|b| b.as_u64())
-                    .map_err(|e| ServiceError::Config(format!("memory_limit = '{s}': {e}")))
-            })
-            .transpose()?;
-        let shards = match args.shards.or(file.shards).unwrap_or(0) {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            n => n,
-        };
-        let cwd = std::env::current_dir().map_err(|e| ServiceError::Config(e.to_string()))?;
-        let allowed_locations = args
-            .allowed_locations
-            .clone()
-            .or(file.allowed_locations)
-            .unwrap_or_else(|| vec![format!("file://{}/", cwd.display())]);
-        let home_region = args.home_region.clone().or(file.home_region);
-        let defaults = crate::regions::FailoverSettings::default();
-        let f = &file.failover;
-        let settings = crate::regions::FailoverSettings {
-            probe_interval: duration(
-                "failover.probe_interval",
-                &f.probe_interval,
-                defaults.probe_interval,
-            )?,
-            failure_threshold: match f.failure_threshold {
-                Some(0) => {
-                    return Err(ServiceError::Config(
-                        "failover.failure_threshold = 0: must be at least 1".into(),
-                    ));
-                }
-                Some(n) => n,
-                None => defaults.failure_threshold,
-            },
-            failback_after: duration(
-                "failover.failback_after",
-                &f.failback_after,
-                defaults.failback_after,
-            )?,
-            max_replication_lag: duration(
-                "failover.max_replication_lag",
-                &f.max_replication_lag,
-                defaults.max_replication_lag,
-            )?,
-        };
-        let region_names: Vec<String> = file.regions.keys().cloned().collect();
-        let replicas = crate::regions::RegionsConfig::new(
-            home_region.clone(),
-            file.replicas
-                .into_iter()
-                .map(|r| {
-                    let copy = |c: CopyFile| crate::regions::Copy {
-                        region: c.region,
-                        location: c.location,
-                    };
-                    (copy(r.primary), copy(r.replica))
-                })
-                .collect(),
-            &region_names,
-            settings,
-        )?;
-        let regions = file
-            .regions
-            .into_iter()
-            .map(|(name, r)| {
-                let credentials = r.credentials.unwrap_or_else(|| "env".into());
-                if !(credentials == "env" || credentials == "none" || credentials.starts_with("profile:")) {
-                    return Err(ServiceError::Config(format!(
-                        "regions.{name}.credentials = '{credentials}': expected env, none or profile:<name>"
-                    )));
-                }
-                Ok((name, RegionConfig { endpoint: r.endpoint, allow_http: r.allow_http, credentials }))
-            })
-            .collect::<Result<_>>()?;
+        let home_region = args.home_region.clone().or(file.home_region.clone());
+        let regions = replicas(&file, home_region.clone())?;
         Ok(Self {
-            listen,
+            listen: listen(args.listen.clone().or(file.listen))?,
             data_dir: args
                 .data_dir
                 .clone()
@@ -294,12 +210,17 @@ impl Config {
                 .clone()
                 .or(file.instance_name)
                 .unwrap_or_else(host_name),
-            memory_limit,
-            shards,
+            memory_limit: memory_limit(args.memory_limit.clone().or(file.memory_limit))?,
+            shards: match args.shards.or(file.shards).unwrap_or(0) {
+                0 => std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                n => n,
+            },
             plan_cache: args
                 .plan_cache
                 .or(file.plan_cache)
-                .unwrap_or(crate::sql::PLAN_CACHE_ENTRIES),
+                .unwrap_or(tarn_engine::query::PLAN_CACHE_ENTRIES),
             refresh_interval: file
                 .refresh_interval
                 .map(|s| {
@@ -308,46 +229,141 @@ impl Config {
                 })
                 .transpose()?,
             store: StoreConfig {
-                allowed_locations,
+                allowed_locations: allowed_locations(
+                    args.allowed_locations.clone().or(file.allowed_locations),
+                )?,
                 home_region,
-                regions,
-                ca_certificates: args
-                    .ca_certificates
-                    .clone()
-                    .or(file.ca_certificates)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|p| {
-                        std::fs::read(p).map_err(|e| {
-                            ServiceError::Config(format!(
-                                "ca_certificates: cannot read {}: {e}",
-                                p.display()
-                            ))
-                        })
-                    })
-                    .collect::<Result<_>>()?,
+                regions: store_regions(file.regions)?,
+                ca_certificates: ca_certificates(
+                    args.ca_certificates.clone().or(file.ca_certificates),
+                )?,
             },
             tables: file.tables,
             snapshot_location: args.snapshot_location.clone().or(file.snapshot_location),
             snapshots: args.snapshots.or(file.snapshots).unwrap_or(true),
-            ready_tables: file
-                .ready_tables
-                .map(|ts| {
-                    ts.iter()
-                        .map(|t| match t.split_once('.') {
-                            Some((db, table)) if !db.is_empty() && !table.is_empty() => {
-                                Ok(tarn_catalog::TableKey::new(db, table))
-                            }
-                            _ => Err(ServiceError::Config(format!(
-                                "ready_tables: '{t}' is not db.table"
-                            ))),
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .transpose()?,
-            regions: replicas,
+            ready_tables: file.ready_tables.map(ready_tables).transpose()?,
+            regions,
         })
     }
+}
+
+fn listen(value: Option<String>) -> Result<SocketAddr> {
+    let listen = value.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    listen
+        .parse()
+        .map_err(|e| ServiceError::Config(format!("listen = '{listen}' is not an address: {e}")))
+}
+
+fn memory_limit(value: Option<String>) -> Result<Option<u64>> {
+    value
+        .map(|s| {
+            s.parse::<bytesize::ByteSize>()
+                .map(|b| b.as_u64())
+                .map_err(|e| ServiceError::Config(format!("memory_limit = '{s}': {e}")))
+        })
+        .transpose()
+}
+
+/// The locations tables may name; by default, files under the working directory.
+fn allowed_locations(value: Option<Vec<String>>) -> Result<Vec<String>> {
+    match value {
+        Some(v) => Ok(v),
+        None => {
+            let cwd = std::env::current_dir().map_err(|e| ServiceError::Config(e.to_string()))?;
+            Ok(vec![format!("file://{}/", cwd.display())])
+        }
+    }
+}
+
+fn ca_certificates(paths: Option<Vec<PathBuf>>) -> Result<Vec<Vec<u8>>> {
+    paths
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            std::fs::read(p).map_err(|e| {
+                ServiceError::Config(format!("ca_certificates: cannot read {}: {e}", p.display()))
+            })
+        })
+        .collect()
+}
+
+/// `[regions.NAME]` as the object stores take them.
+fn store_regions(regions: BTreeMap<String, RegionFile>) -> Result<BTreeMap<String, RegionConfig>> {
+    regions
+        .into_iter()
+        .map(|(name, r)| {
+            let credentials = r.credentials.unwrap_or_else(|| "env".into());
+            if !(credentials == "env" || credentials == "none" || credentials.starts_with("profile:")) {
+                return Err(ServiceError::Config(format!(
+                    "regions.{name}.credentials = '{credentials}': expected env, none or profile:<name>"
+                )));
+            }
+            Ok((name, RegionConfig { endpoint: r.endpoint, allow_http: r.allow_http, credentials }))
+        })
+        .collect()
+}
+
+/// `[failover]`, each key defaulted.
+fn failover_settings(f: &FailoverFile) -> Result<FailoverSettings> {
+    let defaults = FailoverSettings::default();
+    Ok(FailoverSettings {
+        probe_interval: duration(
+            "failover.probe_interval",
+            &f.probe_interval,
+            defaults.probe_interval,
+        )?,
+        failure_threshold: match f.failure_threshold {
+            Some(0) => {
+                return Err(ServiceError::Config(
+                    "failover.failure_threshold = 0: must be at least 1".into(),
+                ));
+            }
+            Some(n) => n,
+            None => defaults.failure_threshold,
+        },
+        failback_after: duration(
+            "failover.failback_after",
+            &f.failback_after,
+            defaults.failback_after,
+        )?,
+        max_replication_lag: duration(
+            "failover.max_replication_lag",
+            &f.max_replication_lag,
+            defaults.max_replication_lag,
+        )?,
+    })
+}
+
+/// `[[replicas]]` and `[failover]`, checked against the configured regions.
+fn replicas(file: &FileConfig, home_region: Option<String>) -> Result<RegionsConfig> {
+    let region_names: Vec<String> = file.regions.keys().cloned().collect();
+    let copy = |c: &CopyFile| Replica {
+        region: c.region.clone(),
+        location: c.location.clone(),
+    };
+    RegionsConfig::new(
+        home_region,
+        file.replicas
+            .iter()
+            .map(|r| (copy(&r.primary), copy(&r.replica)))
+            .collect(),
+        &region_names,
+        failover_settings(&file.failover)?,
+    )
+}
+
+fn ready_tables(tables: Vec<String>) -> Result<Vec<tarn_catalog::TableKey>> {
+    tables
+        .iter()
+        .map(|t| match t.split_once('.') {
+            Some((db, table)) if !db.is_empty() && !table.is_empty() => {
+                Ok(tarn_catalog::TableKey::new(db, table))
+            }
+            _ => Err(ServiceError::Config(format!(
+                "ready_tables: '{t}' is not db.table"
+            ))),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -389,7 +405,7 @@ ddl = "CREATE DATABASE x"
         assert!(c.store.regions["us-ashburn-1"].allow_http);
         assert_eq!(c.tables.len(), 1);
         assert_eq!(c.data_dir, PathBuf::from("./tarn-data"));
-        assert_eq!(c.plan_cache, crate::sql::PLAN_CACHE_ENTRIES);
+        assert_eq!(c.plan_cache, tarn_engine::query::PLAN_CACHE_ENTRIES);
 
         std::fs::write(&path, "plan_cache = 0").unwrap();
         assert_eq!(Config::load(&args).unwrap().plan_cache, 0);

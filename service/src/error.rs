@@ -1,9 +1,11 @@
-//! The service's one error type, and how each kind maps to an HTTP status and a stable code.
+//! The service's one error type, and the stable code each kind carries. Which HTTP status a code
+//! answers is the HTTP layer's business (`http::error`), and the other front doors map the same
+//! codes their own way.
 
-use axum::http::StatusCode;
 use datafusion::error::DataFusionError;
 use tarn_catalog::{CatalogError, TableKey};
 use tarn_connectors::ConnectorError;
+use tarn_engine::EngineError;
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -15,22 +17,8 @@ pub enum ServiceError {
     #[error(transparent)]
     Connector(#[from] ConnectorError),
 
-    #[error("table '{table}' is not loaded: run ALTER TABLE {table} SECONDARY_LOAD")]
-    NotLoaded { table: TableKey },
-
-    #[error("table '{table}' is being recovered after a restart; try again shortly")]
-    Recovering { table: TableKey },
-
-    #[error(
-        "loading '{table}' needs {needed} bytes but only {available} of the {limit}-byte memory limit are free; \
-         the load was refused and loaded tables are unchanged"
-    )]
-    MemoryLimit {
-        table: TableKey,
-        needed: u64,
-        available: u64,
-        limit: u64,
-    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 
     #[error("load of '{table}' failed: {source}")]
     LoadFailed {
@@ -58,9 +46,6 @@ pub enum ServiceError {
     #[error("configuration: {0}")]
     Config(String),
 
-    #[error("{0}")]
-    Query(DataFusionError),
-
     #[error("internal error: {0}")]
     Internal(String),
 
@@ -71,22 +56,18 @@ pub enum ServiceError {
 
 impl From<DataFusionError> for ServiceError {
     fn from(e: DataFusionError) -> Self {
-        // Errors Tarn raised inside the engine (a table not loaded) come back as themselves.
-        match e {
-            DataFusionError::External(inner) => match inner.downcast::<ServiceError>() {
-                Ok(s) => *s,
-                Err(other) => Self::Query(DataFusionError::External(other)),
-            },
-            DataFusionError::Context(ctx, inner) => match Self::from(*inner) {
-                Self::Query(q) => Self::Query(DataFusionError::Context(ctx, Box::new(q))),
-                other => other,
-            },
-            other => Self::Query(other),
-        }
+        Self::Engine(EngineError::from(e))
     }
 }
 
 impl ServiceError {
+    /// A table that is not loaded.
+    pub fn not_loaded(table: &TableKey) -> Self {
+        Self::Engine(EngineError::NotLoaded {
+            table: table.clone(),
+        })
+    }
+
     fn root(&self) -> &ServiceError {
         match self {
             Self::LoadFailed { source, .. } => source.root(),
@@ -95,61 +76,110 @@ impl ServiceError {
         }
     }
 
-    /// A stable, machine-readable code for the `error.code` field.
-    pub fn code(&self) -> &'static str {
+    /// A stable, machine-readable code for the error.
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
         match self.root() {
-            Self::Catalog(CatalogError::Syntax { .. }) => "syntax_error",
+            Self::Catalog(CatalogError::Syntax { .. }) => C::SyntaxError,
             Self::Catalog(CatalogError::Invalid { .. } | CatalogError::UnsupportedType { .. }) => {
-                "invalid_definition"
+                C::InvalidDefinition
             }
             Self::Catalog(
                 CatalogError::DatabaseNotFound { .. } | CatalogError::TableNotFound { .. },
-            ) => "not_found",
+            ) => C::NotFound,
             Self::Catalog(
                 CatalogError::DatabaseExists { .. } | CatalogError::TableExists { .. },
-            ) => "already_exists",
-            Self::Catalog(CatalogError::NoDatabaseSelected) => "no_database_selected",
-            Self::Catalog(_) => "catalog_unavailable",
-            Self::Connector(ConnectorError::LocationNotAllowed { .. }) => "location_not_allowed",
+            ) => C::AlreadyExists,
+            Self::Catalog(CatalogError::NoDatabaseSelected) => C::NoDatabaseSelected,
+            Self::Catalog(_) => C::CatalogUnavailable,
+            Self::Connector(ConnectorError::LocationNotAllowed { .. }) => C::LocationNotAllowed,
             Self::Connector(
                 ConnectorError::InvalidLocation { .. } | ConnectorError::InvalidPattern { .. },
-            ) => "invalid_location",
-            Self::Connector(ConnectorError::NoFiles { .. }) => "no_files",
+            ) => C::InvalidLocation,
+            Self::Connector(ConnectorError::NoFiles { .. }) => C::NoFiles,
             Self::Connector(ConnectorError::Data { .. } | ConnectorError::Delta { .. }) => {
-                "bad_data"
+                C::BadData
             }
-            Self::Connector(ConnectorError::Store { .. }) => "store_unavailable",
-            Self::NotLoaded { .. } => "table_not_loaded",
-            Self::Recovering { .. } => "table_recovering",
-            Self::ReplicaBehind { .. } => "replica_behind",
-            Self::MemoryLimit { .. } => "memory_limit",
-            Self::BadRequest(_) => "bad_request",
-            Self::NotFound(_) => "not_found",
-            Self::Config(_) => "config",
-            Self::Query(e) => match e.find_root() {
+            Self::Connector(ConnectorError::Store { .. }) => C::StoreUnavailable,
+            Self::Engine(EngineError::NotLoaded { .. }) => C::TableNotLoaded,
+            Self::Engine(EngineError::Recovering { .. }) => C::TableRecovering,
+            Self::Engine(EngineError::MemoryLimit { .. }) => C::MemoryLimit,
+            Self::Engine(EngineError::Query(e)) => match e.find_root() {
                 DataFusionError::Plan(_)
                 | DataFusionError::SQL(..)
-                | DataFusionError::SchemaError(..) => "query_error",
-                DataFusionError::NotImplemented(_) => "not_supported",
-                DataFusionError::ResourcesExhausted(_) => "resources_exhausted",
-                _ => "internal",
+                | DataFusionError::SchemaError(..) => C::QueryError,
+                DataFusionError::NotImplemented(_) => C::NotSupported,
+                DataFusionError::ResourcesExhausted(_) => C::ResourcesExhausted,
+                _ => C::Internal,
             },
-            Self::Internal(_) | Self::LoadFailed { .. } | Self::Shared(_) => "internal",
+            Self::ReplicaBehind { .. } => C::ReplicaBehind,
+            Self::BadRequest(_) => C::BadRequest,
+            Self::NotFound(_) => C::NotFound,
+            Self::Config(_) => C::Config,
+            Self::Engine(EngineError::Internal(_))
+            | Self::Internal(_)
+            | Self::LoadFailed { .. }
+            | Self::Shared(_) => C::Internal,
         }
     }
+}
 
-    /// 4xx for what the caller got wrong, 5xx for faults of the service or its stores.
-    pub fn status(&self) -> StatusCode {
-        match self.code() {
-            "not_found" => StatusCode::NOT_FOUND,
-            "already_exists" | "table_not_loaded" => StatusCode::CONFLICT,
-            "location_not_allowed" => StatusCode::FORBIDDEN,
-            "memory_limit" | "resources_exhausted" => StatusCode::INSUFFICIENT_STORAGE,
-            "store_unavailable" => StatusCode::BAD_GATEWAY,
-            "table_recovering" | "replica_behind" => StatusCode::SERVICE_UNAVAILABLE,
-            "catalog_unavailable" | "internal" => StatusCode::INTERNAL_SERVER_ERROR,
-            "not_supported" => StatusCode::NOT_IMPLEMENTED,
-            _ => StatusCode::BAD_REQUEST,
+/// The codes errors carry (`error.code` in the HTTP API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    SyntaxError,
+    InvalidDefinition,
+    NotFound,
+    AlreadyExists,
+    NoDatabaseSelected,
+    CatalogUnavailable,
+    LocationNotAllowed,
+    InvalidLocation,
+    NoFiles,
+    BadData,
+    StoreUnavailable,
+    TableNotLoaded,
+    TableRecovering,
+    ReplicaBehind,
+    MemoryLimit,
+    BadRequest,
+    Config,
+    QueryError,
+    NotSupported,
+    ResourcesExhausted,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SyntaxError => "syntax_error",
+            Self::InvalidDefinition => "invalid_definition",
+            Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::NoDatabaseSelected => "no_database_selected",
+            Self::CatalogUnavailable => "catalog_unavailable",
+            Self::LocationNotAllowed => "location_not_allowed",
+            Self::InvalidLocation => "invalid_location",
+            Self::NoFiles => "no_files",
+            Self::BadData => "bad_data",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::TableNotLoaded => "table_not_loaded",
+            Self::TableRecovering => "table_recovering",
+            Self::ReplicaBehind => "replica_behind",
+            Self::MemoryLimit => "memory_limit",
+            Self::BadRequest => "bad_request",
+            Self::Config => "config",
+            Self::QueryError => "query_error",
+            Self::NotSupported => "not_supported",
+            Self::ResourcesExhausted => "resources_exhausted",
+            Self::Internal => "internal",
         }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

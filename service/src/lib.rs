@@ -1,22 +1,20 @@
-//! Tarn's service: the sharded memory store ([`store`]), loading ([`load`]), the SQL session
-//! ([`sql`]), regions and failover ([`regions`]), the HTTP API ([`http`]), configuration and the command line ([`cli`]).
+//! Tarn's service: loading and refresh ([`load`]), snapshots and recovery ([`snapshot`]), regions
+//! and failover ([`regions`]), placement ([`placement`]), the session API every front door uses
+//! ([`session`]), the HTTP API ([`http`]), configuration ([`config`]), and the application that
+//! wires them ([`app`]). The memory store and the query engine are `tarn-engine`'s; the
+//! command-line clients are `tarn-cli`'s.
 
 pub mod allocator;
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod drill;
 pub mod error;
 pub mod http;
 pub mod load;
 pub mod placement;
 pub mod regions;
-pub mod schedule;
+pub mod session;
 pub mod snapshot;
-pub mod sql;
-pub mod state;
-pub mod store;
 
 pub use app::Application;
 pub use config::Config;

@@ -4,9 +4,10 @@
 //! Ordering runs in the background, after the load or refresh has published: the table answers
 //! at once from file order, and a moment later from the same rows in key order (the version
 //! number does not change, the data does not either). The table's status says `pending` until
-//! then and `placed` after. Placement takes the table's load lock, so it never races a load, a
-//! refresh or an unload, and it holds the reordered copy against the memory limit while it runs:
-//! if that copy does not fit, the rows stay in file order and the status says why.
+//! then and `placed` after. Placement listens to the store for publishes, and takes the table's
+//! writer lock, so it never races a load, a refresh or an unload; it holds the reordered copy
+//! against the memory limit while it runs: if that copy does not fit, the rows stay in file order
+//! and the status says why.
 //!
 //! Ordered rows give every batch a narrow min/max on the key, so a filter or a join's run-time
 //! filter on it skips most batches without reading them: a one-year range over seven years of
@@ -21,13 +22,15 @@ use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::{SortColumn, concat, interleave_record_batch, lexsort_to_indices};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
+use futures::future::BoxFuture;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tarn_catalog::TableKey;
+use tarn_catalog::{CatalogStore, TableKey};
+use tarn_engine::store::{
+    MemoryStore, PublishCause, StoreEvent, StoreListener, TableEntry, TableVersion,
+};
 use tracing::{info, warn};
 
 use crate::error::{Result, ServiceError};
-use crate::state::AppState;
-use crate::store::TableVersion;
 
 /// Rows per batch after placement (the size the readers produce).
 const BATCH_ROWS: usize = 8192;
@@ -37,14 +40,42 @@ const BATCH_ROWS: usize = 8192;
 /// that each of its 32 batches spans a thirty-second of the key's range.
 const RUN_ROWS: usize = 32 * BATCH_ROWS;
 
+/// Orders rows by placement keys after each publish: listens to the store.
+pub struct Placement {
+    catalog: Arc<CatalogStore>,
+}
+
+impl Placement {
+    pub fn new(catalog: Arc<CatalogStore>) -> Self {
+        Self { catalog }
+    }
+}
+
+impl StoreListener for Placement {
+    fn on_change(
+        &self,
+        memory: &Arc<MemoryStore>,
+        event: &StoreEvent<'_>,
+    ) -> Option<BoxFuture<'static, ()>> {
+        if let StoreEvent::Published { entry, cause, .. } = event
+            && *cause != PublishCause::Placement
+        {
+            order_in_background(&self.catalog, memory, entry);
+        }
+        None
+    }
+}
+
 /// After a publish: orders the table's rows by its placement key in the background, if it has one
 /// and some rows are not in that order yet.
-pub fn schedule(state: &AppState, key: &TableKey) {
-    let needed = state
-        .catalog
-        .get(key)
+fn order_in_background(
+    catalog: &Arc<CatalogStore>,
+    memory: &Arc<MemoryStore>,
+    entry: &Arc<TableEntry>,
+) {
+    let needed = catalog
+        .get(&entry.key)
         .is_ok_and(|def| !def.options.placement_key.is_empty());
-    let entry = state.memory.entry(key);
     if !needed
         || entry
             .current()
@@ -53,22 +84,23 @@ pub fn schedule(state: &AppState, key: &TableKey) {
         return;
     }
     entry.update_status(|s| s.placement = Some("pending".into()));
-    let (state, key) = (state.clone(), key.clone());
+    let (catalog, memory, entry) = (catalog.clone(), memory.clone(), entry.clone());
     tokio::spawn(async move {
-        if let Err(e) = place_table(&state, &key).await {
-            warn!(table = %key, error = %e, "rows not placed by the key");
-            state
-                .memory
-                .entry(&key)
-                .update_status(|s| s.placement = Some(format!("not placed: {e}")));
+        if let Err(e) = place_table(&catalog, &memory, &entry).await {
+            warn!(table = %entry.key, error = %e, "rows not placed by the key");
+            entry.update_status(|s| s.placement = Some(format!("not placed: {e}")));
         }
     });
 }
 
-async fn place_table(state: &AppState, key: &TableKey) -> Result<()> {
-    let entry = state.memory.entry(key);
-    let _guard = entry.load_lock.lock().await;
-    let def = state.catalog.get(key)?;
+async fn place_table(
+    catalog: &CatalogStore,
+    memory: &Arc<MemoryStore>,
+    entry: &Arc<TableEntry>,
+) -> Result<()> {
+    let key = &entry.key;
+    let _guard = entry.writer.lock().await;
+    let def = catalog.get(key)?;
     let Some(current) = entry.current() else {
         return Ok(());
     };
@@ -83,7 +115,7 @@ async fn place_table(state: &AppState, key: &TableKey) -> Result<()> {
         return Ok(());
     }
     // The reordered copy exists beside the original until the original is freed.
-    let _reservation = state.memory.reserve(key, unplaced)?;
+    let _reservation = memory.reserve(key, unplaced)?;
     let started = Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut segments = Vec::with_capacity(current.segments.len());
@@ -108,10 +140,12 @@ async fn place_table(state: &AppState, key: &TableKey) -> Result<()> {
         current.schema.clone(),
         segments,
         current.manifest.clone(),
-        state.memory.shards,
+        memory.shards,
     );
     next.loaded_at = current.loaded_at;
-    state.memory.publish(&entry, Arc::new(next));
+    memory
+        .publish(entry, Arc::new(next), PublishCause::Placement)
+        .await;
     entry.update_status(|s| s.placement = Some("placed".into()));
     info!(table = %key, version = current.version, bytes = unplaced,
           seconds = started.elapsed().as_secs_f64(), "rows placed by the key");

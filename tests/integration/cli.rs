@@ -149,4 +149,29 @@ fn a_drill_against_an_instance_that_does_not_answer_fails_naming_it() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{url}/v1/regions")), "{err}");
+    // The cause is named, not only reqwest's "error sending request".
+    assert!(err.to_lowercase().contains("connect"), "{err}");
+}
+
+#[test]
+fn a_drill_given_two_instances_in_one_flag_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
+        .args([
+            "drill",
+            "failover",
+            "--region",
+            "a",
+            "--instance",
+            "http://a:1,http://b:2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "--instance 'http://a:1,http://b:2' is not a service URL: give one URL per flag"
+        ),
+        "{err}"
+    );
 }

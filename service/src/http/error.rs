@@ -1,12 +1,13 @@
 //! `{"error": {"code": "...", "message": "..."}}` with a 4xx for the caller's mistakes and a 5xx
-//! for faults; the detail of a fault is logged here, not hidden.
+//! for faults; the detail of a fault is logged here, not hidden. The one place an error code
+//! becomes an HTTP status.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::ServiceError;
+use crate::error::{ErrorCode, ServiceError};
 
 #[derive(Debug)]
 pub struct ApiError(pub ServiceError);
@@ -17,13 +18,38 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+/// 4xx for what the caller got wrong, 5xx for faults of the service or its stores.
+pub fn status(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
+    match code {
+        C::NotFound => StatusCode::NOT_FOUND,
+        C::AlreadyExists | C::TableNotLoaded => StatusCode::CONFLICT,
+        C::LocationNotAllowed => StatusCode::FORBIDDEN,
+        C::MemoryLimit | C::ResourcesExhausted => StatusCode::INSUFFICIENT_STORAGE,
+        C::StoreUnavailable => StatusCode::BAD_GATEWAY,
+        C::TableRecovering | C::ReplicaBehind => StatusCode::SERVICE_UNAVAILABLE,
+        C::CatalogUnavailable | C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        C::NotSupported => StatusCode::NOT_IMPLEMENTED,
+        C::SyntaxError
+        | C::InvalidDefinition
+        | C::NoDatabaseSelected
+        | C::InvalidLocation
+        | C::NoFiles
+        | C::BadData
+        | C::BadRequest
+        | C::Config
+        | C::QueryError => StatusCode::BAD_REQUEST,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.0.status();
+        let code = self.0.code();
+        let status = status(code);
         if status.is_server_error() {
-            tracing::error!(error = %self.0, code = self.0.code(), "request failed");
+            tracing::error!(error = %self.0, code = %code, "request failed");
         }
-        let body = json!({"error": {"code": self.0.code(), "message": self.0.to_string()}});
+        let body = json!({"error": {"code": code.as_str(), "message": self.0.to_string()}});
         (status, Json(body)).into_response()
     }
 }

@@ -7,8 +7,10 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::sql::system::table_rows;
-use crate::state::AppState;
+use tarn_engine::query::system::{TableRow, table_rows};
+
+use super::HttpState;
+use crate::regions::{RegionReport, ReplicatedTables};
 
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -17,7 +19,7 @@ fn label(v: &str) -> String {
 }
 
 /// One of a region's counts.
-type RegionCount = fn(&crate::regions::RegionReport) -> u64;
+type RegionCount = fn(&RegionReport) -> u64;
 
 fn write_gauge(
     out: &mut String,
@@ -31,19 +33,29 @@ fn write_gauge(
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let rows = table_rows(&state.catalog, &state.memory);
+pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let mut out = String::new();
+    table_metrics(&mut out, &state);
+    engine_metrics(&mut out, &state);
+    region_metrics(&mut out, &state);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+fn table_label(r: &TableRow) -> String {
+    format!(
+        "database=\"{}\",table=\"{}\"",
+        label(&r.schema_name),
+        label(&r.table_name)
+    )
+}
+
+/// Per table: rows, memory, load progress and status.
+fn table_metrics(out: &mut String, state: &HttpState) {
+    let rows = table_rows(&state.catalog, state.engine.store());
     let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
-        write_gauge(&mut out, name, help, values)
+        write_gauge(out, name, help, values)
     };
-    let table = |r: &crate::sql::system::TableRow| {
-        format!(
-            "database=\"{}\",table=\"{}\"",
-            label(&r.schema_name),
-            label(&r.table_name)
-        )
-    };
+    let table = table_label;
     gauge(
         "tarn_table_rows",
         "Rows in the table's published version.",
@@ -79,12 +91,19 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             )
         }),
     );
+}
+
+/// Memory, load counters and kept plans.
+fn engine_metrics(out: &mut String, state: &HttpState) {
+    let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
+        write_gauge(out, name, help, values)
+    };
     gauge(
         "tarn_memory_used_bytes",
         "Memory held by all published table versions.",
-        &mut std::iter::once((String::new(), state.memory.used_bytes() as f64)),
+        &mut std::iter::once((String::new(), state.engine.store().used_bytes() as f64)),
     );
-    if let Some(limit) = state.memory.limit() {
+    if let Some(limit) = state.engine.store().limit() {
         gauge(
             "tarn_memory_limit_bytes",
             "The configured memory limit.",
@@ -92,39 +111,49 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         );
     }
     let _ = writeln!(
-        out,
+        *out,
         "# HELP tarn_loads_total Loads finished, by result.\n# TYPE tarn_loads_total counter"
     );
     let _ = writeln!(
-        out,
+        *out,
         "tarn_loads_total{{result=\"ok\"}} {}",
-        state.memory.loads_ok.load(Ordering::Relaxed)
+        state.loader.counters.loads_ok.load(Ordering::Relaxed)
     );
     let _ = writeln!(
-        out,
+        *out,
         "tarn_loads_total{{result=\"error\"}} {}",
-        state.memory.loads_failed.load(Ordering::Relaxed)
+        state.loader.counters.loads_failed.load(Ordering::Relaxed)
     );
     let _ = writeln!(
-        out,
+        *out,
         "# HELP tarn_refresh_triggers_coalesced_total Refresh triggers answered by a refresh already asked for.\n# TYPE tarn_refresh_triggers_coalesced_total counter\ntarn_refresh_triggers_coalesced_total {}",
-        state.memory.refreshes_coalesced.load(Ordering::Relaxed)
+        state
+            .loader
+            .counters
+            .refreshes_coalesced
+            .load(Ordering::Relaxed)
     );
-    let plans = &state.memory.plans;
+    let plans = state.engine.plans();
     let _ = writeln!(
-        out,
+        *out,
         "# HELP tarn_plan_cache_lookups_total Queries that looked for a kept plan, by result.\n# TYPE tarn_plan_cache_lookups_total counter\ntarn_plan_cache_lookups_total{{result=\"hit\"}} {}\ntarn_plan_cache_lookups_total{{result=\"miss\"}} {}",
         plans.hits.load(Ordering::Relaxed),
         plans.misses.load(Ordering::Relaxed)
     );
     let _ = writeln!(
-        out,
+        *out,
         "# HELP tarn_plan_cache_plans Query plans kept.\n# TYPE tarn_plan_cache_plans gauge\ntarn_plan_cache_plans {}",
         plans.kept()
     );
-    let report = crate::regions::report(&state);
+}
+
+/// Region health, failovers and the region each table reads.
+fn region_metrics(out: &mut String, state: &HttpState) {
+    let report = state
+        .regions
+        .report(&state.object_stores, state.loader.tables());
     let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
-        write_gauge(&mut out, name, help, values)
+        write_gauge(out, name, help, values)
     };
     gauge(
         "tarn_region_healthy",
@@ -171,10 +200,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }),
     ];
     for (name, help, count) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        let _ = writeln!(*out, "# HELP {name} {help}\n# TYPE {name} counter");
         for r in &report.regions {
-            let _ = writeln!(out, "{name}{{region=\"{}\"}} {}", label(&r.name), count(r));
+            let _ = writeln!(*out, "{name}{{region=\"{}\"}} {}", label(&r.name), count(r));
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

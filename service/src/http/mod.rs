@@ -1,4 +1,6 @@
 //! The HTTP API: one module per resource, wired by [`router`]; one [`ApiError`] for every failure.
+//! SQL goes through the session API like every other door's; the rest reads status and asks the
+//! loader and the regions for what the endpoints do.
 
 mod error;
 mod health;
@@ -8,10 +10,20 @@ mod regions;
 mod sql;
 mod tables;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::{get, post};
+use tarn_catalog::CatalogStore;
+use tarn_connectors::StoreRegistry;
+use tarn_engine::Engine;
 
 pub use error::ApiError;
+
+use crate::load::Loader;
+use crate::regions::Regions;
+use crate::session::Sessions;
+use crate::snapshot::recovery::Recovery;
 
 /// `Accept` values `POST /v1/sql` answers to.
 pub mod sql_accept {
@@ -21,9 +33,19 @@ pub mod sql_accept {
     pub const ARROW: &str = "application/vnd.apache.arrow.stream";
 }
 
-use crate::state::AppState;
+/// What the handlers use.
+#[derive(Clone)]
+pub struct HttpState {
+    pub sessions: Arc<Sessions>,
+    pub catalog: Arc<CatalogStore>,
+    pub engine: Arc<Engine>,
+    pub loader: Arc<Loader>,
+    pub regions: Arc<Regions>,
+    pub object_stores: Arc<StoreRegistry>,
+    pub recovery: Arc<Recovery>,
+}
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/v1/sql", post(sql::post_sql))
         .route("/v1/tables", get(tables::list))

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use tarn_catalog::TableKey;
 
 use super::ApiError;
+use super::HttpState;
 use crate::error::ServiceError;
-use crate::load::{RefreshJob, refresh_table, request_refresh};
-use crate::state::AppState;
+use crate::load::RefreshJob;
 
 #[derive(Debug, Deserialize)]
 pub struct RefreshParams {
@@ -23,13 +23,13 @@ pub struct RefreshParams {
 }
 
 pub async fn one(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path((db, table)): Path<(String, String)>,
     params: Result<Query<RefreshParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ServiceError::BadRequest(e.body_text()))?;
     let key = TableKey::new(db, table);
-    let job = request_refresh(&state, &key)?;
+    let job = state.loader.request_refresh(&key)?;
     if params.asynchronous {
         return Ok((StatusCode::ACCEPTED, Json(job_json(&job))).into_response());
     }
@@ -39,12 +39,12 @@ pub async fn one(
 /// A refresh asked for with `?async=true`: `running`, `done` with its report, or `failed` with
 /// its error.
 pub async fn poll(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) =
         id.map_err(|e| ServiceError::BadRequest(format!("refresh id: {}", e.body_text())))?;
-    let job = state.memory.jobs.get(id).ok_or_else(|| {
+    let job = state.loader.job(id).ok_or_else(|| {
         ServiceError::NotFound(format!(
             "no refresh with id {id} (the last {} asked for are kept)",
             crate::load::JOBS_KEPT
@@ -68,22 +68,22 @@ fn job_json(job: &RefreshJob) -> Value {
         }
         Some(Err(e)) => {
             v["state"] = json!("failed");
-            v["error"] = json!({"code": e.code(), "message": e.to_string()});
+            v["error"] = json!({"code": e.code().as_str(), "message": e.to_string()});
         }
     }
     v
 }
 
-pub async fn all(State(state): State<AppState>) -> Json<Value> {
+pub async fn all(State(state): State<HttpState>) -> Json<Value> {
     let mut out = Vec::new();
-    for entry in state.memory.entries() {
+    for entry in state.engine.store().entries() {
         if entry.current().is_none() {
             continue;
         }
-        let item = match refresh_table(&state, &entry.key).await {
+        let item = match state.loader.refresh(&entry.key).await {
             Ok(r) => json!({"table": entry.key.to_string(), "report": r}),
             Err(e) => {
-                json!({"table": entry.key.to_string(), "error": {"code": e.code(), "message": e.to_string()}})
+                json!({"table": entry.key.to_string(), "error": {"code": e.code().as_str(), "message": e.to_string()}})
             }
         };
         out.push(item);

@@ -6,26 +6,29 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::ApiError;
-use crate::regions;
-use crate::state::AppState;
+use super::{ApiError, HttpState};
+use crate::regions::{self, RegionsReport, ReplicatedTables};
 
-pub async fn list(State(state): State<AppState>) -> Json<regions::RegionsReport> {
-    Json(regions::report(&state))
+pub async fn list(State(state): State<HttpState>) -> Json<RegionsReport> {
+    Json(
+        state
+            .regions
+            .report(&state.object_stores, state.loader.tables()),
+    )
 }
 
 pub async fn cut(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path(region): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    regions::set_cut(&state, &region, true)?;
+    regions::set_cut(&state.object_stores, &region, true)?;
     Ok(Json(json!({ "region": region, "cut": true })))
 }
 
 pub async fn restore(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path(region): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    regions::set_cut(&state, &region, false)?;
+    regions::set_cut(&state.object_stores, &region, false)?;
     Ok(Json(json!({ "region": region, "cut": false })))
 }

@@ -1,24 +1,33 @@
 //! `POST /v1/sql`: one statement in (plain text, or JSON `{"sql": "..."}`), its answer out as JSON
 //! (default), CSV, NDJSON or an Arrow IPC stream, by `Accept`.
+//!
+//! The answer is encoded as the session produces it, batch by batch, so a large result starts
+//! arriving before the query ends and is never held whole. The first batch is awaited before the
+//! status goes out, so an error met by then answers with its own status; an error after it ends
+//! a JSON answer with an `"error"` member after the rows, and cuts the other formats short (the
+//! body ends without its end marker: the Arrow stream without its end-of-stream, the chunked
+//! transfer without its last chunk).
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, LargeStringArray,
     StringArray, StringViewArray, UInt64Array,
 };
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tarn_catalog::types::arrow_to_sql_name;
+use tarn_engine::QueryStream;
 
-use super::ApiError;
+use super::sql_accept::{ARROW, CSV, JSON, NDJSON};
+use super::{ApiError, HttpState};
 use crate::error::ServiceError;
-use crate::sql::{QueryOutput, execute};
-use crate::state::AppState;
-
-use super::sql_accept::ARROW as ARROW_STREAM;
+use crate::session::{Caller, Lifetime};
 
 fn statement(headers: &HeaderMap, body: &[u8]) -> Result<String, ServiceError> {
     let is_json = headers
@@ -47,106 +56,226 @@ fn statement(headers: &HeaderMap, body: &[u8]) -> Result<String, ServiceError> {
 }
 
 pub async fn post_sql(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let sql = statement(&headers, &body)?;
-    let out = execute(&state, &sql).await?;
+    let mut session = state
+        .sessions
+        .open(Caller::anonymous(), Lifetime::Statement);
+    let answer = session.execute(&sql).await?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    encode(out, accept).map_err(ApiError)
+    respond(answer, Format::from_accept(accept)).await
 }
 
-fn encode(out: QueryOutput, accept: &str) -> Result<Response, ServiceError> {
-    let fail =
-        |e: arrow::error::ArrowError| ServiceError::Internal(format!("encoding the result: {e}"));
-    let (ctype, body) = if accept.contains(ARROW_STREAM) {
-        let mut buf = Vec::new();
-        let mut w =
-            arrow::ipc::writer::StreamWriter::try_new(&mut buf, &out.schema).map_err(fail)?;
-        for b in &out.batches {
-            w.write(b).map_err(fail)?;
-        }
-        w.finish().map_err(fail)?;
-        drop(w);
-        (ARROW_STREAM, buf)
-    } else if accept.contains("text/csv") {
-        let mut buf = Vec::new();
-        if out.batches.is_empty() {
-            // arrow's writer writes the header only with a first batch.
-            let names: Vec<&str> = out
-                .schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
-            buf.extend_from_slice(names.join(",").as_bytes());
-            buf.push(b'\n');
+/// The encodings `POST /v1/sql` answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Csv,
+    Ndjson,
+    Arrow,
+}
+
+impl Format {
+    fn from_accept(accept: &str) -> Self {
+        if accept.contains(ARROW) {
+            Self::Arrow
+        } else if accept.contains(CSV) {
+            Self::Csv
+        } else if accept.contains(NDJSON) {
+            Self::Ndjson
         } else {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut buf);
-            for b in &out.batches {
-                w.write(b).map_err(fail)?;
-            }
+            Self::Json
         }
-        ("text/csv", buf)
-    } else if accept.contains("application/x-ndjson") {
-        let mut buf = Vec::new();
-        {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut buf);
-            for b in &out.batches {
-                w.write(b).map_err(fail)?;
-            }
-            w.finish().map_err(fail)?;
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => JSON,
+            Self::Csv => CSV,
+            Self::Ndjson => NDJSON,
+            Self::Arrow => ARROW,
         }
-        ("application/x-ndjson", buf)
-    } else {
-        ("application/json", to_json(&out)?)
+    }
+}
+
+/// Streams `answer` as `format` (see the module for how errors end it).
+async fn respond(mut answer: QueryStream, format: Format) -> Result<Response, ApiError> {
+    let first = match answer.stream.next().await {
+        Some(Err(e)) => return Err(ServiceError::from(e).into()),
+        Some(Ok(b)) => Some(b),
+        None => None,
     };
-    let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    let mut encoder = Encoder::new(format, answer.schema.clone())?;
+    let mut head = encoder.head();
+    if let Some(b) = &first {
+        head.extend(encoder.batch(b)?);
+    }
+    // The batches after the first, if there was one; then the end.
+    let rest = first.map(|_| answer.stream);
+    let tail = futures::stream::unfold(Some((encoder, rest)), |state| async move {
+        let (mut encoder, rest) = state?;
+        let Some(mut rest) = rest else {
+            return Some((Ok(Bytes::from(encoder.finish())), None));
+        };
+        match rest.next().await {
+            Some(Ok(b)) => match encoder.batch(&b) {
+                Ok(chunk) => Some((Ok(Bytes::from(chunk)), Some((encoder, Some(rest))))),
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            },
+            None => Some((Ok(Bytes::from(encoder.finish())), None)),
+            Some(Err(e)) => {
+                let e = ServiceError::from(e);
+                tracing::warn!(error = %e, code = %e.code(), "query failed while its answer was sent");
+                match encoder.fail(&e) {
+                    Some(trailer) => Some((Ok(Bytes::from(trailer)), None)),
+                    None => Some((Err(std::io::Error::other(e.to_string())), None)),
+                }
+            }
+        }
+    });
+    let head = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(
+        Bytes::from(head),
+    )));
+    let mut resp = Body::from_stream(head.chain(tail)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     Ok(resp)
 }
 
-/// `{"columns": [{"name", "type"}], "rows": [[...]]}`: numbers and booleans as JSON values,
-/// decimals, dates and times as strings (exact, as MySQL clients show them). Written straight
-/// from the Arrow columns, a row at a time, without building a JSON value per cell.
-pub fn to_json(out: &QueryOutput) -> Result<Vec<u8>, ServiceError> {
-    let columns: Vec<Value> = out
-        .schema
+/// Turns batches into the bytes of one format, a piece at a time.
+enum Encoder {
+    Json { schema: SchemaRef, first_row: bool },
+    Csv { schema: SchemaRef, header: bool },
+    Ndjson,
+    Arrow(Box<arrow::ipc::writer::StreamWriter<Vec<u8>>>),
+}
+
+fn encoding(e: arrow::error::ArrowError) -> ServiceError {
+    ServiceError::Internal(format!("encoding the result: {e}"))
+}
+
+impl Encoder {
+    fn new(format: Format, schema: SchemaRef) -> Result<Self, ServiceError> {
+        Ok(match format {
+            Format::Json => Self::Json {
+                schema,
+                first_row: true,
+            },
+            Format::Csv => Self::Csv {
+                schema,
+                header: true,
+            },
+            Format::Ndjson => Self::Ndjson,
+            Format::Arrow => Self::Arrow(Box::new(
+                arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(encoding)?,
+            )),
+        })
+    }
+
+    /// What comes before the first batch.
+    fn head(&mut self) -> Vec<u8> {
+        match self {
+            Self::Json { schema, .. } => json_head(schema),
+            Self::Csv { .. } | Self::Ndjson => Vec::new(),
+            Self::Arrow(w) => std::mem::take(w.get_mut()),
+        }
+    }
+
+    fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ServiceError> {
+        match self {
+            Self::Json { first_row, .. } => json_rows(batch, first_row),
+            Self::Csv { header, .. } => {
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(std::mem::take(header))
+                    .build(Vec::new());
+                w.write(batch).map_err(encoding)?;
+                Ok(w.into_inner())
+            }
+            Self::Ndjson => {
+                let mut w = arrow::json::LineDelimitedWriter::new(Vec::new());
+                w.write(batch).map_err(encoding)?;
+                w.finish().map_err(encoding)?;
+                Ok(w.into_inner())
+            }
+            Self::Arrow(w) => {
+                w.write(batch).map_err(encoding)?;
+                Ok(std::mem::take(w.get_mut()))
+            }
+        }
+    }
+
+    /// What comes after the last batch.
+    fn finish(&mut self) -> Vec<u8> {
+        match self {
+            Self::Json { .. } => b"]}".to_vec(),
+            // arrow's writer writes the header only with a first batch.
+            Self::Csv {
+                schema,
+                header: true,
+            } => {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                format!("{}\n", names.join(",")).into_bytes()
+            }
+            Self::Csv { .. } | Self::Ndjson => Vec::new(),
+            Self::Arrow(w) => match w.finish() {
+                Ok(()) => std::mem::take(w.get_mut()),
+                Err(_) => Vec::new(),
+            },
+        }
+    }
+
+    /// What ends the answer when the query fails after its first batch went out: JSON says so
+    /// after the rows; the other formats have no place for it (`None`: the body is cut short).
+    fn fail(&mut self, e: &ServiceError) -> Option<Vec<u8>> {
+        match self {
+            Self::Json { .. } => {
+                let error = json!({"code": e.code().as_str(), "message": e.to_string()});
+                Some(format!("],\"error\":{error}}}").into_bytes())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The start of a JSON answer: `{"columns": [{"name", "type"}], "rows": [`.
+fn json_head(schema: &SchemaRef) -> Vec<u8> {
+    let columns: Vec<Value> = schema
         .fields()
         .iter()
         .map(|f| json!({"name": f.name(), "type": arrow_to_sql_name(f.data_type())}))
         .collect();
-    let batches = out
-        .batches
-        .iter()
-        .map(|b| {
-            let cells = b
-                .columns()
-                .iter()
-                .map(Cells::of)
-                .collect::<Result<_, _>>()?;
-            Ok((b.num_rows(), cells))
-        })
-        .collect::<Result<Vec<(usize, Vec<Cells>)>, ServiceError>>()?;
-    let body = Body {
-        columns,
-        rows: Rows(&batches),
-    };
-    serde_json::to_vec(&body)
-        .map_err(|e| ServiceError::Internal(format!("encoding the result: {e}")))
+    let mut out = br#"{"columns":"#.to_vec();
+    out.extend(serde_json::to_vec(&columns).unwrap_or_default());
+    out.extend(br#","rows":["#);
+    out
 }
 
-#[derive(serde::Serialize)]
-struct Body<'a> {
-    columns: Vec<Value>,
-    rows: Rows<'a>,
+/// A batch's rows as JSON arrays, comma-separated (and after a comma unless they are the first):
+/// numbers and booleans as JSON values, decimals, dates and times as strings (exact, as MySQL
+/// clients show them). Written straight from the Arrow columns, without a JSON value per cell.
+fn json_rows(batch: &RecordBatch, first_row: &mut bool) -> Result<Vec<u8>, ServiceError> {
+    let cells = batch
+        .columns()
+        .iter()
+        .map(Cells::of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(batch.num_rows() * 16 * cells.len().max(1));
+    for row in 0..batch.num_rows() {
+        if !std::mem::take(first_row) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, &Row(&cells, row))
+            .map_err(|e| ServiceError::Internal(format!("encoding the result: {e}")))?;
+    }
+    Ok(out)
 }
 
 /// One column of a batch, as its cells are written: the array already taken as its type, so
@@ -194,22 +323,6 @@ impl<'a> Cells<'a> {
                 Cells::Shown(col, f)
             }
         })
-    }
-}
-
-/// Per batch, its rows and its columns.
-struct Rows<'a>(&'a [(usize, Vec<Cells<'a>>)]);
-
-impl serde::Serialize for Rows<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.0.iter().map(|(n, _)| n).sum()))?;
-        for (rows, cells) in self.0 {
-            for row in 0..*rows {
-                seq.serialize_element(&Row(cells, row))?;
-            }
-        }
-        seq.end()
     }
 }
 
@@ -262,11 +375,37 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
     use serde_json::json;
 
-    use super::to_json;
-    use crate::sql::QueryOutput;
+    use super::{Format, respond};
+    use datafusion::error::DataFusionError;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use tarn_engine::QueryStream;
 
-    #[test]
-    fn every_column_type_is_written_as_its_json_value() {
+    /// The whole body `respond` streams for `batches` (then `error`, if any).
+    async fn body(
+        format: Format,
+        schema: arrow::datatypes::SchemaRef,
+        batches: Vec<RecordBatch>,
+        error: Option<&str>,
+    ) -> Result<Vec<u8>, String> {
+        let mut items: Vec<datafusion::error::Result<RecordBatch>> =
+            batches.into_iter().map(Ok).collect();
+        if let Some(e) = error {
+            items.push(Err(DataFusionError::Execution(e.to_string())));
+        }
+        let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(items));
+        let answer = QueryStream {
+            schema,
+            stream: Box::pin(stream),
+        };
+        let resp = respond(answer, format).await.map_err(|e| e.0.to_string())?;
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn every_column_type_is_written_as_its_json_value() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("i8", DataType::Int8, true),
             Field::new("u64", DataType::UInt64, true),
@@ -310,24 +449,24 @@ mod tests {
             )
             .unwrap()
         };
-        let out = QueryOutput {
-            schema: schema.clone(),
-            batches: vec![
-                batch(
-                    vec![Some(-1), None],
-                    vec![
-                        Some("say \"hi\"\n"),
-                        Some("größe, a longer text than twelve"),
-                    ],
-                ),
-                batch(vec![], vec![]),
-                batch(
-                    vec![Some(7), Some(8), Some(9)],
-                    vec![None, Some(""), Some("\u{1}")],
-                ),
-            ],
-        };
-        let got: serde_json::Value = serde_json::from_slice(&to_json(&out).unwrap()).unwrap();
+        let batches = vec![
+            batch(
+                vec![Some(-1), None],
+                vec![
+                    Some("say \"hi\"\n"),
+                    Some("größe, a longer text than twelve"),
+                ],
+            ),
+            batch(vec![], vec![]),
+            batch(
+                vec![Some(7), Some(8), Some(9)],
+                vec![None, Some(""), Some("\u{1}")],
+            ),
+        ];
+        let bytes = body(Format::Json, schema.clone(), batches, None)
+            .await
+            .unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(got["columns"][0], json!({"name": "i8", "type": "TINYINT"}));
         assert_eq!(got["columns"].as_array().unwrap().len(), 11);
         let big = u64::MAX;
@@ -386,5 +525,81 @@ mod tests {
                 ),
             ])
         );
+    }
+
+    #[tokio::test]
+    async fn every_format_streams_its_batches_and_an_error_after_the_first_ends_the_answer() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = |lo: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(lo..lo + 3))],
+            )
+            .unwrap()
+        };
+        let batches = vec![batch(0), batch(3)];
+
+        let csv = body(Format::Csv, schema.clone(), batches.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8(csv).unwrap(), "n\n0\n1\n2\n3\n4\n5\n");
+        let empty = body(Format::Csv, schema.clone(), vec![], None)
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8(empty).unwrap(), "n\n");
+        let nd = body(Format::Ndjson, schema.clone(), vec![batch(0)], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(nd).unwrap(),
+            "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n"
+        );
+        let ipc = body(Format::Arrow, schema.clone(), batches.clone(), None)
+            .await
+            .unwrap();
+        let read: Vec<RecordBatch> =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(read, batches);
+        let none = body(Format::Json, schema.clone(), vec![], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&none).unwrap(),
+            json!({"columns": [{"name": "n", "type": "BIGINT"}], "rows": []})
+        );
+
+        // Failing before the first batch: an error answer, not a body.
+        let e = body(Format::Json, schema.clone(), vec![], Some("boom"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("boom"), "{e}");
+        // Failing after it: JSON says so after the rows it sent ...
+        let json_body = body(
+            Format::Json,
+            schema.clone(),
+            batches.clone(),
+            Some("late boom"),
+        )
+        .await
+        .unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&json_body).unwrap();
+        assert_eq!(got["rows"], json!([[0], [1], [2], [3], [4], [5]]));
+        assert_eq!(got["error"]["code"], json!("internal"));
+        assert!(
+            got["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("late boom")
+        );
+        // ... and the other formats end without their end marker.
+        for format in [Format::Arrow, Format::Csv, Format::Ndjson] {
+            let e = body(format, schema.clone(), batches.clone(), Some("late boom"))
+                .await
+                .unwrap_err();
+            assert!(e.contains("late boom"), "{format:?}: {e}");
+        }
     }
 }

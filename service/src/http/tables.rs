@@ -4,17 +4,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 use tarn_catalog::TableKey;
+use tarn_engine::query::system::table_rows;
 
-use super::ApiError;
-use crate::sql::system::table_rows;
-use crate::state::AppState;
+use super::{ApiError, HttpState};
 
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "tables": table_rows(&state.catalog, &state.memory) }))
+pub async fn list(State(state): State<HttpState>) -> Json<Value> {
+    Json(json!({ "tables": table_rows(&state.catalog, state.engine.store()) }))
 }
 
 pub async fn one(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path((db, table)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let key = TableKey::new(db, table);
@@ -26,10 +25,10 @@ pub async fn one(
     for f in &mut def.files {
         f.uri = tarn_connectors::location::redact(&f.uri);
     }
-    let row = table_rows(&state.catalog, &state.memory)
+    let row = table_rows(&state.catalog, state.engine.store())
         .into_iter()
         .find(|r| r.schema_name == key.database && r.table_name == key.table);
-    let current = state.memory.get(&key).and_then(|e| e.current());
+    let current = state.engine.store().get(&key).and_then(|e| e.current());
     let manifest = current.as_ref().map(|v| {
         json!({
             "files": v.manifest.files.len(),
@@ -46,7 +45,7 @@ pub async fn one(
 
 /// `GET /v1/tables/{db}/{table}/refreshes`: the table's last loads and refreshes, newest first.
 pub async fn refreshes(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path((db, table)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let key = TableKey::new(db, table);
@@ -55,7 +54,8 @@ pub async fn refreshes(
         .get(&key)
         .map_err(crate::error::ServiceError::from)?;
     let mut history = state
-        .memory
+        .engine
+        .store()
         .get(&key)
         .map(|e| e.history())
         .unwrap_or_default();

@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::debug;
 
-use crate::load;
-use crate::state::AppState;
+use std::sync::Arc;
+
+use super::Loader;
 
 const TICK: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -33,21 +34,21 @@ fn next_delay(interval: Duration, failures: u32) -> Duration {
     }
 }
 
-pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+/// Starts the scheduler; `default_interval` is the config's `refresh_interval`.
+pub fn spawn(
+    loader: Arc<Loader>,
+    default_interval: Option<Duration>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
-            for (_, def) in state.catalog.all_tables() {
-                let Some(interval) = def
-                    .options
-                    .refresh_interval
-                    .or(state.config.refresh_interval)
-                else {
+            for (_, def) in loader.catalog.all_tables() {
+                let Some(interval) = def.options.refresh_interval.or(default_interval) else {
                     continue;
                 };
-                let Some(entry) = state.memory.get(&def.key) else {
+                let Some(entry) = loader.memory.get(&def.key) else {
                     continue;
                 };
                 if entry.current().is_none() {
@@ -60,15 +61,15 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                     entry.update_status(|s| s.next_refresh = Some(now + first));
                     continue;
                 };
-                if now < next || entry.load_lock.try_lock().is_err() {
+                if now < next || entry.writer.try_lock().is_err() {
                     continue;
                 }
                 // Claim this run before it starts, so the next tick does not start it again.
                 entry.update_status(|s| s.next_refresh = Some(now + interval));
-                let (state, key) = (state.clone(), def.key.clone());
+                let (loader, key) = (loader.clone(), def.key.clone());
                 tokio::spawn(async move {
-                    let result = load::refresh_table(&state, &key).await;
-                    let Some(entry) = state.memory.get(&key) else {
+                    let result = loader.refresh(&key).await;
+                    let Some(entry) = loader.memory.get(&key) else {
                         return;
                     };
                     entry.update_status(|s| {

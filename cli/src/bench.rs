@@ -27,7 +27,7 @@ pub async fn parquet(args: ParquetArgs) -> Result<(), String> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let ctx = SessionContext::new_with_config(crate::sql::engine_config(cores));
+    let ctx = SessionContext::new_with_config(tarn_engine::query::engine_config(cores));
     for t in &args.tables {
         let (name, path) = t
             .split_once('=')

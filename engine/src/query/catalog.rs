@@ -10,7 +10,7 @@ use tarn_catalog::{CatalogStore, TableKey};
 
 use super::provider::LoadedTable;
 use super::system;
-use crate::error::ServiceError;
+use crate::error::EngineError;
 use crate::store::MemoryStore;
 
 pub const PERFORMANCE_SCHEMA: &str = "performance_schema";
@@ -67,10 +67,10 @@ impl SchemaProvider for Database {
         match entry.as_ref().and_then(|e| e.current()) {
             Some(v) => Ok(Some(Arc::new(LoadedTable::of_table(key, v)))),
             None if entry.is_some_and(|e| e.status().recovering()) => Err(
-                DataFusionError::External(Box::new(ServiceError::Recovering { table: key })),
+                DataFusionError::External(Box::new(EngineError::Recovering { table: key })),
             ),
             None => Err(DataFusionError::External(Box::new(
-                ServiceError::NotLoaded { table: key },
+                EngineError::NotLoaded { table: key },
             ))),
         }
     }

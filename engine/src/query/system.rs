@@ -184,7 +184,7 @@ impl SystemSchema {
             Field::new("seconds", DataType::Float64, true),
             Field::new("error", DataType::Utf8, true),
         ]));
-        let rep = |f: &dyn Fn(&crate::load::LoadReport) -> u64| -> ArrayRef {
+        let rep = |f: &dyn Fn(&crate::store::LoadReport) -> u64| -> ArrayRef {
             Arc::new(UInt64Array::from_iter(
                 rows.iter().map(|(_, h)| h.report.as_ref().map(f)),
             ))

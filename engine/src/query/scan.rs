@@ -15,19 +15,16 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::array::{AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
 use arrow::compute::filter_record_batch;
-use arrow::compute::take;
 use arrow::datatypes::SchemaRef;
-use arrow::datatypes::{DataType, UInt64Type};
+use arrow::datatypes::UInt64Type;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{ColumnStatistics, Result, ScalarValue, Statistics};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::source::{DataSource, DataSourceExec};
 use datafusion::execution::TaskContext;
-use datafusion::functions_aggregate::min_max::{MaxAccumulator, MinAccumulator};
-use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::expressions::{DynamicFilterPhysicalExpr, Literal};
 use datafusion::physical_expr::projection::ProjectionExprs;
 use datafusion::physical_expr::utils::conjunction;
@@ -48,7 +45,7 @@ use datafusion::physical_plan::{DisplayFormatType, Partitioning, SendableRecordB
 use futures::StreamExt;
 
 use super::provider::ShardStats;
-use crate::store::{Shard, TableVersion};
+use crate::store::{TableVersion, column_statistics};
 
 /// After this many filtered batches, a dynamic filter that kept more than [`KEEP_RATIO`] of the
 /// rows stops being evaluated row by row.
@@ -144,62 +141,6 @@ impl LoadedScan {
             total_byte_size: Precision::Absent,
             column_statistics: columns,
         }
-    }
-}
-
-/// Min, max and null count of one column over a shard's batches `keep` (all when `None`), from
-/// the per-batch statistics; the bounds are inexact (DataFusion must not answer MIN/MAX from
-/// them).
-pub(crate) fn column_statistics(
-    shard: &Shard,
-    column: usize,
-    data_type: &DataType,
-    keep: Option<&[usize]>,
-) -> ColumnStatistics {
-    let (mins, maxs, nulls) = match keep {
-        None => {
-            let nulls = shard.nulls[column].as_primitive::<UInt64Type>();
-            (
-                Some(shard.mins[column].clone()),
-                Some(shard.maxs[column].clone()),
-                nulls.values().iter().sum::<u64>(),
-            )
-        }
-        Some(keep) => {
-            let kept = UInt32Array::from_iter_values(keep.iter().map(|&b| b as u32));
-            let counts = shard.nulls[column].as_primitive::<UInt64Type>();
-            (
-                take(shard.mins[column].as_ref(), &kept, None).ok(),
-                take(shard.maxs[column].as_ref(), &kept, None).ok(),
-                keep.iter().map(|&b| counts.value(b)).sum::<u64>(),
-            )
-        }
-    };
-    let bound = |acc: Result<Box<dyn Accumulator>>, values: Option<ArrayRef>| {
-        let folded = acc.and_then(|mut acc| {
-            if let Some(v) = values {
-                acc.update_batch(&[v])?;
-            }
-            acc.evaluate()
-        });
-        match folded {
-            Ok(v) if !v.is_null() => Precision::Inexact(v),
-            _ => Precision::Absent,
-        }
-    };
-    let min = bound(
-        MinAccumulator::try_new(data_type).map(|a| Box::new(a) as Box<dyn Accumulator>),
-        mins,
-    );
-    let max = bound(
-        MaxAccumulator::try_new(data_type).map(|a| Box::new(a) as Box<dyn Accumulator>),
-        maxs,
-    );
-    ColumnStatistics {
-        null_count: Precision::Exact(nulls as usize),
-        min_value: min,
-        max_value: max,
-        ..ColumnStatistics::new_unknown()
     }
 }
 
@@ -600,7 +541,7 @@ impl ShardReader {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, StringArray};
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
     use datafusion::physical_plan::{
         ExecutionPlan, ExecutionPlanVisitor, StatisticsArgs, StatisticsContext, accept, collect,
@@ -609,7 +550,7 @@ mod tests {
     use tarn_connectors::Manifest;
 
     use super::*;
-    use crate::sql::provider::LoadedTable;
+    use crate::query::provider::LoadedTable;
     use crate::store::Segment;
 
     fn table(columns: Vec<(&str, ArrayRef)>, batch_rows: usize) -> Arc<TableVersion> {

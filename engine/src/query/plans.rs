@@ -23,8 +23,10 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use std::sync::Arc;
 use tarn_catalog::TableKey;
 
+use futures::future::BoxFuture;
+
 use super::provider::LoadedTable;
-use crate::store::{MemoryStore, TableVersion};
+use crate::store::{MemoryStore, StoreEvent, StoreListener, TableVersion};
 
 /// Plans kept when the configuration names no number.
 pub const DEFAULT_ENTRIES: usize = 256;
@@ -142,6 +144,19 @@ impl PlanCache {
                 pins,
             },
         );
+    }
+}
+
+/// Every publish, unload or drop empties the cache: a kept plan pinning the version replaced
+/// would keep it in memory.
+impl StoreListener for PlanCache {
+    fn on_change(
+        &self,
+        _store: &Arc<MemoryStore>,
+        _event: &StoreEvent<'_>,
+    ) -> Option<BoxFuture<'static, ()>> {
+        self.clear();
+        None
     }
 }
 

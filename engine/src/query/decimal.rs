@@ -507,7 +507,7 @@ mod tests {
         let ctx = SessionContext::new_with_state(
             datafusion::execution::SessionStateBuilder::new()
                 .with_default_features()
-                .with_physical_optimizer_rule(Arc::new(crate::sql::exprs::FastExpressions))
+                .with_physical_optimizer_rule(Arc::new(crate::query::exprs::FastExpressions))
                 .build(),
         );
         let sql = "SELECT g, sum(p * (1 - d)), sum(p * (1 - d) * (1 + t)), max(p - d) FROM \

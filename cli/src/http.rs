@@ -1,0 +1,62 @@
+//! What the clients share about talking to a service: checking the URLs they are given, and
+//! errors that say what went wrong (reqwest's own message is often only "builder error" or
+//! "error sending request").
+
+/// `url` as a service's base URL (`http://host:port`, no trailing `/`), or why it is not one;
+/// `what` names where it came from (`--instance`, say).
+pub fn base_url(url: &str, what: &str) -> Result<String, String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let bad = |why: &str| format!("{what} '{url}' is not a service URL: {why}");
+    if trimmed.contains(',') {
+        return Err(bad("give one URL per flag (it holds a comma)"));
+    }
+    let parsed = url::Url::parse(trimmed).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("expected http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// A request error with its causes: `cannot reach http://h:1: error sending request: connection
+/// refused`.
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls_are_checked_and_named_in_errors() {
+        assert_eq!(
+            base_url("http://127.0.0.1:8080/", "--url").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        let e = base_url("http://a,http://b", "--instance").unwrap_err();
+        assert_eq!(
+            e,
+            "--instance 'http://a,http://b' is not a service URL: give one URL per flag (it holds a comma)"
+        );
+        let e = base_url("127.0.0.1:8080", "--instance").unwrap_err();
+        assert!(
+            e.starts_with("--instance '127.0.0.1:8080' is not a service URL"),
+            "{e}"
+        );
+        let e = base_url("ftp://h/", "--url").unwrap_err();
+        assert!(e.ends_with("expected http:// or https://"), "{e}");
+    }
+}

@@ -1,0 +1,297 @@
+//! The query side: queries planned and run by DataFusion over the loaded versions, with Tarn's
+//! catalog ([`catalog`]), loaded tables and their scan ([`provider`], [`scan`]), kept plans
+//! ([`plans`]), the status views ([`system`]) and the faster forms of some expressions
+//! ([`exprs`], [`decimal`], [`like`]).
+//!
+//! [`Engine::prepare`] looks at a query (its kept plan, or its parsed statement) and names the
+//! tables it reads, so the caller can refresh stale ones first; [`Engine::run`] then plans what
+//! is not kept and answers a stream of batches.
+
+mod catalog;
+mod context;
+mod decimal;
+mod exprs;
+mod like;
+mod plans;
+mod provider;
+mod scan;
+pub mod system;
+
+pub use catalog::PERFORMANCE_SCHEMA;
+pub use context::{CATALOG, DEFAULT_SCHEMA, engine_config};
+pub use plans::{DEFAULT_ENTRIES as PLAN_CACHE_ENTRIES, PlanCache};
+pub use provider::LoadedTable;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::var_provider::{VarProvider, VarType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
+use tarn_catalog::{CatalogStore, TableKey};
+
+use crate::error::Result;
+use crate::store::MemoryStore;
+
+/// A statement's answer as it is produced: its schema, then its batches.
+pub struct QueryStream {
+    pub schema: SchemaRef,
+    pub stream: SendableRecordBatchStream,
+}
+
+impl std::fmt::Debug for QueryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl QueryStream {
+    /// An answer already in hand.
+    pub fn from_batches(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        let stream = futures::stream::iter(batches.into_iter().map(Ok));
+        Self {
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), stream)),
+            schema,
+        }
+    }
+
+    /// Every batch, once the statement has finished.
+    pub async fn collect(mut self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        while let Some(b) = self.stream.next().await {
+            out.push(b?);
+        }
+        Ok(out)
+    }
+}
+
+/// What a query runs with besides its text: the session's default database (unqualified table
+/// names resolve in it) and its user variables (`@name`).
+#[derive(Debug, Clone, Default)]
+pub struct QueryContext {
+    pub database: Option<String>,
+    pub variables: Arc<HashMap<String, ScalarValue>>,
+}
+
+/// A query looked at, not yet planned: the plan kept for its text, or its parsed statement.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The kept-plan key: the default database and the text.
+    key: String,
+    kind: PreparedKind,
+    tables: Vec<TableKey>,
+    context: QueryContext,
+}
+
+#[derive(Debug)]
+enum PreparedKind {
+    Kept(LogicalPlan),
+    Parsed(Box<datafusion::sql::parser::Statement>),
+}
+
+impl Prepared {
+    /// The tables the query reads.
+    pub fn tables(&self) -> &[TableKey] {
+        &self.tables
+    }
+
+    /// Whether it will run from a kept plan.
+    pub fn is_kept(&self) -> bool {
+        matches!(self.kind, PreparedKind::Kept(_))
+    }
+}
+
+/// The store, the catalog as DataFusion sees it, and the kept plans.
+pub struct Engine {
+    store: Arc<MemoryStore>,
+    plans: Arc<PlanCache>,
+    ctx: SessionContext,
+}
+
+impl Engine {
+    /// The engine over `store`, keeping up to `plan_cache` plans; `hostname` is what
+    /// `SELECT @@hostname` answers.
+    pub fn new(
+        catalog: Arc<CatalogStore>,
+        store: Arc<MemoryStore>,
+        plan_cache: usize,
+        hostname: String,
+    ) -> Self {
+        let plans = Arc::new(PlanCache::new(plan_cache));
+        // Plans pinning a version would keep it in memory: every publish, unload or drop
+        // empties the cache.
+        store.subscribe(plans.clone());
+        let ctx = context::new_context(catalog, store.clone(), hostname);
+        Self { store, plans, ctx }
+    }
+
+    pub fn store(&self) -> &Arc<MemoryStore> {
+        &self.store
+    }
+
+    pub fn plans(&self) -> &PlanCache {
+        &self.plans
+    }
+
+    /// The session state a query of `context` is planned in.
+    fn state(&self, context: &QueryContext) -> SessionState {
+        let mut state = self.ctx.state();
+        if let Some(db) = &context.database {
+            state.config_mut().options_mut().catalog.default_schema = db.clone();
+        }
+        if !context.variables.is_empty() {
+            state.execution_props_mut().add_var_provider(
+                VarType::UserDefined,
+                Arc::new(UserVariables(context.variables.clone())),
+            );
+        }
+        state
+    }
+
+    /// Looks at `sql`: takes its kept plan if there is one whose versions are all current, else
+    /// parses it. Either way the answer names the tables it reads.
+    pub fn prepare(&self, sql: &str, context: &QueryContext) -> Result<Prepared> {
+        let key = match &context.database {
+            Some(db) => format!("{db}\u{0}{sql}"),
+            None => sql.to_string(),
+        };
+        if let Some((plan, tables)) = self.plans.get(&key, &self.store) {
+            return Ok(Prepared {
+                key,
+                kind: PreparedKind::Kept(plan),
+                tables,
+                context: context.clone(),
+            });
+        }
+        let state = self.state(context);
+        let stmt = state.sql_to_statement(sql, &datafusion::config::Dialect::MySQL)?;
+        let tables = referenced_tables(&state, &stmt);
+        Ok(Prepared {
+            key,
+            kind: PreparedKind::Parsed(Box::new(stmt)),
+            tables,
+            context: context.clone(),
+        })
+    }
+
+    /// Plans (unless kept) and starts `prepared`. A plan is made against the versions current
+    /// now, so whatever refreshed a table before this call is what the query reads.
+    pub async fn run(&self, prepared: Prepared) -> Result<QueryStream> {
+        let started = Instant::now();
+        let state = self.state(&prepared.context);
+        let optimized = match prepared.kind {
+            PreparedKind::Kept(plan) => plan,
+            PreparedKind::Parsed(stmt) => {
+                let generation = self.plans.generation();
+                let plan = state.statement_to_plan(*stmt).await?;
+                let pins = self
+                    .plans
+                    .enabled()
+                    .then(|| plans::reusable(&plan))
+                    .flatten();
+                let Some(pins) = pins else {
+                    return self.run_once(state, plan).await;
+                };
+                let optimized = state.optimize(&plan)?;
+                self.plans.keep(&prepared.key, generation, pins, &optimized);
+                optimized
+            }
+        };
+        // The physical plan, with its join tables and run-time filters, is always made anew.
+        let schema = Arc::new(optimized.schema().as_arrow().clone());
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await?;
+        let planned = started.elapsed();
+        let stream = execute_stream(physical, state.task_ctx())?;
+        Ok(QueryStream {
+            stream: timed(schema.clone(), stream, started, planned),
+            schema,
+        })
+    }
+
+    /// A plan that is not kept: statements DataFusion runs itself, and queries that must be
+    /// planned every time (the status views, `now()`, variables).
+    async fn run_once(&self, state: SessionState, plan: LogicalPlan) -> Result<QueryStream> {
+        let df = match &plan {
+            LogicalPlan::Ddl(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_) => self.ctx.execute_logical_plan(plan).await?,
+            _ => DataFrame::new(state, plan),
+        };
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        Ok(QueryStream { schema, stream })
+    }
+}
+
+/// `stream`, logging at debug level how long the query took to plan and to finish.
+fn timed(
+    schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+    started: Instant,
+    planned: std::time::Duration,
+) -> SendableRecordBatchStream {
+    let done = futures::stream::once(async move {
+        tracing::debug!(
+            planning_us = planned.as_micros() as u64,
+            total_us = started.elapsed().as_micros() as u64,
+            "query answered"
+        );
+        None
+    });
+    let stream = stream
+        .map(Some)
+        .chain(done)
+        .filter_map(futures::future::ready);
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+/// A session's `@name` variables.
+#[derive(Debug)]
+struct UserVariables(Arc<HashMap<String, ScalarValue>>);
+
+impl VarProvider for UserVariables {
+    fn get_value(&self, var_names: Vec<String>) -> datafusion::error::Result<ScalarValue> {
+        let name = var_names
+            .first()
+            .map(|s| s.trim_start_matches('@').to_lowercase())
+            .unwrap_or_default();
+        // MySQL: a variable never set is NULL.
+        Ok(self.0.get(&name).cloned().unwrap_or(ScalarValue::Null))
+    }
+
+    fn get_type(&self, var_names: &[String]) -> Option<DataType> {
+        let name = var_names.first()?.trim_start_matches('@').to_lowercase();
+        Some(self.0.get(&name).map_or(DataType::Null, |v| v.data_type()))
+    }
+}
+
+/// The tables `stmt` names; a name without a database is in the default one.
+fn referenced_tables(
+    state: &SessionState,
+    stmt: &datafusion::sql::parser::Statement,
+) -> Vec<TableKey> {
+    let Ok(refs) = state.resolve_table_references(stmt) else {
+        return Vec::new();
+    };
+    let names = &state.config().options().catalog;
+    refs.into_iter()
+        .map(|r| {
+            let r = r.resolve(&names.default_catalog, &names.default_schema);
+            TableKey::new(&r.schema, &r.table)
+        })
+        .collect()
+}

@@ -1,0 +1,423 @@
+//! The sharded in-memory store: per table, the published [`TableVersion`] and the status.
+//!
+//! A version is immutable: N shards of Arrow batches with per-batch statistics, grouped by source
+//! file into segments. Publishing swaps one `Arc`, so a query that took a version keeps reading it
+//! while the next is published, and a failed load never touches the published one.
+//!
+//! The store holds data and status only. It knows nothing of where data comes from (loading,
+//! snapshots, regions are the service's): what must react to a publish, an unload or a drop
+//! subscribes to it ([`StoreListener`]) and is told, in order, right after the change.
+
+mod events;
+mod segment;
+mod status;
+mod version;
+
+pub use events::{PublishCause, StoreEvent, StoreListener};
+pub use segment::{BatchStats, Segment, memory_size};
+pub use status::{HISTORY_LEN, HistoryEntry, LoadReport, LoadState, RecoverySource, TableStatus};
+pub use version::{Shard, TableVersion, column_statistics};
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::future::BoxFuture;
+use tarn_catalog::TableKey;
+
+use crate::error::{EngineError, Result};
+
+#[derive(Debug)]
+pub struct TableEntry {
+    pub key: TableKey,
+    current: RwLock<Option<Arc<TableVersion>>>,
+    status: Mutex<TableStatus>,
+    /// The table's one writer: held for the length of anything that publishes or frees a
+    /// version of it (a load, a refresh, an unload, a recovery, a placement), so two never run
+    /// at once on one table.
+    pub writer: tokio::sync::Mutex<()>,
+    next_version: AtomicU64,
+    /// Bytes of source files read by the load in progress, and how many it will read.
+    pub progress: Arc<AtomicU64>,
+    progress_total: AtomicU64,
+    history: Mutex<VecDeque<HistoryEntry>>,
+}
+
+impl TableEntry {
+    fn new(key: TableKey) -> Self {
+        Self {
+            key,
+            current: RwLock::new(None),
+            status: Mutex::new(TableStatus::default()),
+            writer: tokio::sync::Mutex::new(()),
+            next_version: AtomicU64::new(0),
+            progress: Arc::new(AtomicU64::new(0)),
+            progress_total: AtomicU64::new(0),
+            history: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn record(&self, entry: HistoryEntry) {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if h.len() == HISTORY_LEN {
+            h.pop_front();
+        }
+        h.push_back(entry);
+    }
+
+    /// Oldest first.
+    pub fn history(&self) -> Vec<HistoryEntry> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub fn start_progress(&self, total_bytes: u64) {
+        self.progress.store(0, Ordering::Relaxed);
+        self.progress_total
+            .store(total_bytes.max(1), Ordering::Relaxed);
+    }
+
+    pub fn current(&self) -> Option<Arc<TableVersion>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The status; while a load runs, its progress is the share of source bytes read so far.
+    pub fn status(&self) -> TableStatus {
+        let mut s = self
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if s.load_status == LoadState::Loading {
+            let total = self.progress_total.load(Ordering::Relaxed);
+            if total > 0 {
+                let done = self.progress.load(Ordering::Relaxed);
+                s.load_progress = (done as f64 / total as f64 * 100.0).min(99.9);
+            }
+        }
+        s
+    }
+
+    pub fn update_status(&self, f: impl FnOnce(&mut TableStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Versions published from now on are numbered from `next` (a recovered table goes on
+    /// from its snapshot's version).
+    pub fn set_next_version(&self, next: u64) {
+        self.next_version
+            .fetch_max(next.saturating_sub(1), Ordering::SeqCst);
+    }
+
+    pub fn next_version(&self) -> u64 {
+        self.next_version.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn swap(&self, v: Option<Arc<TableVersion>>) -> Option<Arc<TableVersion>> {
+        std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            v,
+        )
+    }
+}
+
+pub struct MemoryStore {
+    tables: RwLock<HashMap<TableKey, Arc<TableEntry>>>,
+    limit: Option<u64>,
+    /// Bytes held by loads in progress, counted against the limit before they publish.
+    reserved: AtomicU64,
+    pub shards: usize,
+    listeners: RwLock<Vec<Arc<dyn StoreListener>>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("limit", &self.limit)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    pub fn new(limit: Option<u64>, shards: usize) -> Self {
+        Self {
+            tables: RwLock::new(HashMap::new()),
+            limit,
+            reserved: AtomicU64::new(0),
+            shards: shards.max(1),
+            listeners: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Tells `listener` of every publish, unload and drop from now on, after those it was
+    /// subscribed after.
+    pub fn subscribe(&self, listener: Arc<dyn StoreListener>) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener);
+    }
+
+    /// Tells every listener of `event`; answers what they asked to be waited for.
+    fn notify(self: &Arc<Self>, event: StoreEvent<'_>) -> Vec<BoxFuture<'static, ()>> {
+        let listeners = self
+            .listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        listeners
+            .iter()
+            .filter_map(|l| l.on_change(self, &event))
+            .collect()
+    }
+
+    pub fn entry(&self, key: &TableKey) -> Arc<TableEntry> {
+        if let Some(e) = self.get(key) {
+            return e;
+        }
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        t.entry(key.clone())
+            .or_insert_with(|| Arc::new(TableEntry::new(key.clone())))
+            .clone()
+    }
+
+    pub fn get(&self, key: &TableKey) -> Option<Arc<TableEntry>> {
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Frees the table's data and forgets it (DROP TABLE); queries already running keep their
+    /// version.
+    pub async fn drop_table(self: &Arc<Self>, key: &TableKey) {
+        let gone = self
+            .tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let waits = self.notify(StoreEvent::Dropped { key });
+        drop(gone);
+        futures::future::join_all(waits).await;
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
+        t.values()
+            .filter_map(|e| e.current())
+            .map(|v| v.bytes)
+            .sum()
+    }
+
+    pub fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
+    /// Counts `bytes` more of a load in progress against the limit; refuses when it would exceed it.
+    /// The previous version of the table being loaded still counts: it serves until the swap.
+    pub fn reserve(&self, key: &TableKey, bytes: u64) -> Result<Reservation<'_>> {
+        if let Some(limit) = self.limit {
+            let used = self.used_bytes();
+            let reserved = self.reserved.fetch_add(bytes, Ordering::SeqCst) + bytes;
+            if used + reserved > limit {
+                self.reserved.fetch_sub(bytes, Ordering::SeqCst);
+                return Err(EngineError::MemoryLimit {
+                    table: key.clone(),
+                    needed: bytes,
+                    available: limit.saturating_sub(used + reserved - bytes),
+                    limit,
+                });
+            }
+        } else {
+            self.reserved.fetch_add(bytes, Ordering::SeqCst);
+        }
+        Ok(Reservation { store: self, bytes })
+    }
+
+    /// Makes `version` the table's current one; the previous one is freed once no query holds
+    /// it. The listeners are told before this returns (see [`StoreListener`]).
+    pub async fn publish(
+        self: &Arc<Self>,
+        entry: &Arc<TableEntry>,
+        version: Arc<TableVersion>,
+        cause: PublishCause,
+    ) {
+        let previous = entry.swap(Some(version.clone()));
+        let waits = self.notify(StoreEvent::Published {
+            entry,
+            version: &version,
+            cause,
+        });
+        // Freed here, unless a query still reads it (the listeners let go of theirs above), before
+        // anything is waited for.
+        drop(previous);
+        futures::future::join_all(waits).await;
+    }
+
+    /// Frees the table's data (SECONDARY_UNLOAD); queries already running keep their version.
+    pub async fn unload(self: &Arc<Self>, entry: &Arc<TableEntry>) -> Option<Arc<TableVersion>> {
+        let gone = entry.swap(None);
+        let waits = self.notify(StoreEvent::Unloaded { entry });
+        futures::future::join_all(waits).await;
+        gone
+    }
+
+    pub fn entries(&self) -> Vec<Arc<TableEntry>> {
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Bytes held against the memory limit by a load in progress; released when dropped (after the
+/// version is published, its bytes count as used instead).
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    store: &'a MemoryStore,
+    bytes: u64,
+}
+
+impl Reservation<'_> {
+    pub fn grow(&mut self, key: &TableKey, bytes: u64) -> Result<()> {
+        let r = self.store.reserve(key, bytes)?;
+        std::mem::forget(r);
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.store.reserved.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use tarn_connectors::Manifest;
+
+    use super::*;
+
+    #[test]
+    fn progress_is_live_while_loading() {
+        let store = MemoryStore::new(None, 2);
+        let e = store.entry(&TableKey::new("d", "t"));
+        e.update_status(|s| s.load_status = LoadState::Loading);
+        e.start_progress(1000);
+        e.progress.fetch_add(250, Ordering::Relaxed);
+        assert_eq!(e.status().load_progress, 25.0);
+        e.progress.fetch_add(750, Ordering::Relaxed);
+        assert_eq!(e.status().load_progress, 99.9, "100 only once published");
+        e.update_status(|s| {
+            s.load_status = LoadState::Avail;
+            s.load_progress = 100.0;
+        });
+        assert_eq!(e.status().load_progress, 100.0);
+    }
+
+    /// Records what it is told, and whether the replaced version was already freed by then.
+    struct Recorder {
+        seen: Mutex<Vec<String>>,
+        weak: Mutex<Option<std::sync::Weak<TableVersion>>>,
+        waited: Arc<AtomicBool>,
+    }
+
+    impl StoreListener for Recorder {
+        fn on_change(
+            &self,
+            _store: &Arc<MemoryStore>,
+            event: &StoreEvent<'_>,
+        ) -> Option<BoxFuture<'static, ()>> {
+            let what = match event {
+                StoreEvent::Published { version, cause, .. } => {
+                    format!("published {} by {cause:?}", version.version)
+                }
+                StoreEvent::Unloaded { .. } => "unloaded".to_string(),
+                StoreEvent::Dropped { .. } => "dropped".to_string(),
+            };
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("{} {what}", event.key()));
+            let weak = self.weak.lock().unwrap().clone();
+            let waited = self.waited.clone();
+            Some(Box::pin(async move {
+                // The version replaced is gone before anything is waited for.
+                assert!(weak.is_none_or(|w| w.upgrade().is_none()));
+                tokio::task::yield_now().await;
+                waited.store(true, Ordering::SeqCst);
+            }))
+        }
+    }
+
+    fn version(v: u64) -> Arc<TableVersion> {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..10))],
+        )
+        .unwrap();
+        let seg = Segment::new("f".into(), vec![batch], vec![]);
+        Arc::new(TableVersion::build(
+            v,
+            schema,
+            vec![Arc::new(seg)],
+            Manifest::default(),
+            1,
+        ))
+    }
+
+    #[tokio::test]
+    async fn listeners_hear_every_change_in_order_and_the_caller_waits_for_them() {
+        let store = Arc::new(MemoryStore::new(None, 1));
+        let recorder = Arc::new(Recorder {
+            seen: Mutex::new(vec![]),
+            weak: Mutex::new(None),
+            waited: Arc::new(AtomicBool::new(false)),
+        });
+        store.subscribe(recorder.clone());
+        let key = TableKey::new("d", "t");
+        let entry = store.entry(&key);
+        let v1 = version(1);
+        store.publish(&entry, v1.clone(), PublishCause::Load).await;
+        assert!(recorder.waited.swap(false, Ordering::SeqCst));
+        *recorder.weak.lock().unwrap() = Some(Arc::downgrade(&v1));
+        drop(v1);
+        store
+            .publish(&entry, version(2), PublishCause::Refresh)
+            .await;
+        assert!(recorder.waited.swap(false, Ordering::SeqCst));
+        *recorder.weak.lock().unwrap() = None;
+        assert_eq!(entry.current().unwrap().version, 2);
+        assert!(store.unload(&entry).await.is_some());
+        assert!(entry.current().is_none());
+        store.drop_table(&key).await;
+        assert!(store.get(&key).is_none());
+        assert_eq!(
+            *recorder.seen.lock().unwrap(),
+            vec![
+                "d.t published 1 by Load",
+                "d.t published 2 by Refresh",
+                "d.t unloaded",
+                "d.t dropped"
+            ]
+        );
+    }
+}

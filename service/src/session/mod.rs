@@ -1,0 +1,315 @@
+//! The session API: the one way any front door runs SQL.
+//!
+//! A [`Session`] carries who is asking, the default database and the session's variables, and
+//! runs one statement at a time: Tarn's own statements ([`statements`]: DDL, loads, SHOW,
+//! DESCRIBE, `CALL sys.HEATWAVE_LOAD`) against the catalog and the loader, and queries through the
+//! engine, refreshing stale tables first (refresh on read) and reusing kept plans. Every answer is
+//! a stream of Arrow batches that the door encodes as it arrives.
+//!
+//! Access rules and limits belong here too, so that no door has its own copy of them.
+
+mod statements;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use tarn_catalog::{CatalogStore, Statement, TableKey, parse_statement};
+use tarn_connectors::StoreRegistry;
+use tarn_engine::query::PERFORMANCE_SCHEMA;
+use tarn_engine::{Engine, QueryContext, QueryStream};
+
+use crate::error::{Result, ServiceError};
+use crate::load::Loader;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The name the caller is known by (in logs and, later, in access rules).
+    pub name: String,
+}
+
+impl Caller {
+    /// A caller the service does not tell apart from others (no access control yet).
+    pub fn anonymous() -> Self {
+        Self {
+            name: "anonymous".into(),
+        }
+    }
+
+    /// The service itself (the config's declared tables).
+    pub fn service() -> Self {
+        Self {
+            name: "tarn".into(),
+        }
+    }
+}
+
+/// How long a session lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// One statement (an HTTP request): nothing it sets outlives it, so `USE` is refused.
+    Statement,
+    /// A connection of a protocol with sessions: `USE` and variables last until it closes.
+    Connection,
+}
+
+/// What every session works with.
+pub struct Sessions {
+    catalog: Arc<CatalogStore>,
+    engine: Arc<Engine>,
+    loader: Arc<Loader>,
+    object_stores: Arc<StoreRegistry>,
+}
+
+impl Sessions {
+    pub fn new(
+        catalog: Arc<CatalogStore>,
+        engine: Arc<Engine>,
+        loader: Arc<Loader>,
+        object_stores: Arc<StoreRegistry>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            catalog,
+            engine,
+            loader,
+            object_stores,
+        })
+    }
+
+    /// A session for `caller`.
+    pub fn open(self: &Arc<Self>, caller: Caller, lifetime: Lifetime) -> Session {
+        Session {
+            shared: self.clone(),
+            caller,
+            lifetime,
+            database: None,
+            variables: Arc::new(HashMap::new()),
+        }
+    }
+}
+
+/// One client's session (see the module).
+pub struct Session {
+    shared: Arc<Sessions>,
+    pub caller: Caller,
+    lifetime: Lifetime,
+    database: Option<String>,
+    variables: Arc<HashMap<String, ScalarValue>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("caller", &self.caller)
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+impl Session {
+    /// The default database (`USE`), if any.
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
+    /// Runs one statement and answers its batches as they come.
+    pub async fn execute(&mut self, sql: &str) -> Result<QueryStream> {
+        let stmt = parse_statement(sql)?;
+        match stmt {
+            Statement::Query(q) => self.query(&q).await,
+            Statement::Use { database } => self.use_database(database),
+            Statement::SetVariables { assignments } => self.set_variables(assignments).await,
+            other => statements::run(&self.shared, self.database.as_deref(), other).await,
+        }
+    }
+
+    /// A query: stale tables it reads are refreshed first, then it runs from its kept plan or is
+    /// planned against the versions current after the refreshes.
+    async fn query(&mut self, sql: &str) -> Result<QueryStream> {
+        let engine = &self.shared.engine;
+        let context = QueryContext {
+            database: self.database.clone(),
+            variables: self.variables.clone(),
+        };
+        let mut prepared = engine.prepare(sql, &context)?;
+        // A refresh that publishes empties the kept plans: the query is looked at again.
+        if self.refresh_stale(prepared.tables()).await && prepared.is_kept() {
+            prepared = engine.prepare(sql, &context)?;
+        }
+        Ok(engine.run(prepared).await?)
+    }
+
+    fn use_database(&mut self, database: String) -> Result<QueryStream> {
+        if self.lifetime == Lifetime::Statement {
+            return Err(ServiceError::BadRequest(
+                "USE is not supported: each request stands alone, so name tables as database.table"
+                    .into(),
+            ));
+        }
+        let database = database.to_lowercase();
+        if database != PERFORMANCE_SCHEMA && !self.shared.catalog.database_exists(&database) {
+            return Err(tarn_catalog::CatalogError::DatabaseNotFound { database }.into());
+        }
+        self.database = Some(database);
+        Ok(statements::empty())
+    }
+
+    /// `SET @name = expr, ...`: each expression is evaluated in turn (seeing the variables set
+    /// before it) and kept for the rest of the session.
+    async fn set_variables(&mut self, assignments: Vec<(String, String)>) -> Result<QueryStream> {
+        if self.lifetime == Lifetime::Statement {
+            return Err(ServiceError::BadRequest(
+                "SET @variable is not supported here: each request stands alone, so write the value into the statement"
+                    .into(),
+            ));
+        }
+        for (name, expr) in assignments {
+            let answer = self
+                .query(&format!("SELECT {expr}"))
+                .await?
+                .collect()
+                .await?;
+            let value = answer
+                .iter()
+                .find(|b| b.num_rows() > 0)
+                .map(|b| ScalarValue::try_from_array(b.column(0), 0))
+                .transpose()?
+                .ok_or_else(|| {
+                    ServiceError::BadRequest(format!("SET @{name}: {expr} has no value"))
+                })?;
+            Arc::make_mut(&mut self.variables).insert(name, value);
+        }
+        Ok(statements::empty())
+    }
+
+    /// Refresh on read: every one of `tables` (those a query reads) whose `MAX_STALENESS` has
+    /// passed since its last load or refresh attempt is refreshed first; true when one of them
+    /// was. A refresh that fails leaves the query to the loaded version (and the table marked
+    /// stale), so reads never fail because a store is down.
+    async fn refresh_stale(&self, tables: &[TableKey]) -> bool {
+        let mut refreshed = false;
+        for key in tables {
+            let Ok(def) = self.shared.catalog.get(key) else {
+                continue;
+            };
+            let Some(max) = def.options.max_staleness else {
+                continue;
+            };
+            let Some(entry) = self.shared.engine.store().get(key) else {
+                continue;
+            };
+            if entry.current().is_none() {
+                continue;
+            }
+            let checked = entry.status().load_end;
+            let stale =
+                checked.is_none_or(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default() > max);
+            if stale {
+                match self.shared.loader.refresh(key).await {
+                    Ok(_) => refreshed = true,
+                    Err(e) => {
+                        tracing::warn!(table = %key, error = %e, "refresh on read failed; answering from the loaded version")
+                    }
+                }
+            }
+        }
+        refreshed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use tarn_connectors::StoreConfig;
+    use tarn_engine::MemoryStore;
+
+    use super::*;
+    use crate::regions::{Regions, RegionsConfig};
+
+    /// The components a session uses, wired in-process over a temporary directory.
+    fn sessions(dir: &std::path::Path) -> Arc<Sessions> {
+        let catalog = Arc::new(CatalogStore::open(&dir.join("data")).unwrap());
+        let memory = Arc::new(MemoryStore::new(None, 2));
+        let engine = Arc::new(Engine::new(
+            catalog.clone(),
+            memory.clone(),
+            16,
+            "test-host".into(),
+        ));
+        let object_stores = Arc::new(
+            StoreRegistry::new(StoreConfig {
+                allowed_locations: vec![format!("file://{}/", dir.display())],
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        let regions = Arc::new(Regions::new(RegionsConfig::default(), []));
+        let loader = Arc::new(Loader::new(
+            catalog.clone(),
+            memory,
+            object_stores.clone(),
+            regions,
+        ));
+        Sessions::new(catalog, engine, loader, object_stores)
+    }
+
+    async fn rows(session: &mut Session, sql: &str) -> Vec<String> {
+        let batches = session.execute(sql).await.unwrap().collect().await.unwrap();
+        let mut out = Vec::new();
+        for b in &batches {
+            let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+            out.extend(
+                col.as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap_or("NULL").to_string()),
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_connection_keeps_its_database_and_variables_and_a_request_refuses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.csv"), "1,one\n2,two\n3,three\n").unwrap();
+        let sessions = sessions(dir.path());
+        let mut s = sessions.open(Caller::anonymous(), Lifetime::Connection);
+        rows(&mut s, "CREATE DATABASE d").await;
+        rows(&mut s, "USE d").await;
+        assert_eq!(s.database(), Some("d"));
+        // Unqualified names resolve in the default database, for Tarn's statements and queries.
+        let uri = format!("file://{}/t.csv", dir.path().display());
+        rows(
+            &mut s,
+            &format!(
+                "CREATE EXTERNAL TABLE t (a INT, b TEXT) FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY ',') FILES = (URI '{uri}')"
+            ),
+        )
+        .await;
+        assert_eq!(rows(&mut s, "SHOW TABLES").await, vec!["t"]);
+        rows(&mut s, "ALTER TABLE t SECONDARY_LOAD").await;
+        rows(&mut s, "SET @x = 1 + 1, @y = @x + 1").await;
+        assert_eq!(
+            rows(&mut s, "SELECT b FROM t WHERE a = @y").await,
+            vec!["three"]
+        );
+        assert_eq!(rows(&mut s, "SELECT @nothing").await, vec!["NULL"]);
+        assert_eq!(rows(&mut s, "SELECT count(*) FROM d.t").await, vec!["3"]);
+        let e = s.execute("USE nowhere").await.unwrap_err().to_string();
+        assert!(e.contains("nowhere"), "{e}");
+        assert_eq!(s.database(), Some("d"), "a failed USE keeps the database");
+
+        // One statement per session: nothing may be set for later.
+        let mut r = sessions.open(Caller::anonymous(), Lifetime::Statement);
+        let e = r.execute("USE d").await.unwrap_err().to_string();
+        assert!(e.starts_with("USE is not supported"), "{e}");
+        let e = r.execute("SET @x = 1").await.unwrap_err().to_string();
+        assert!(e.starts_with("SET @variable is not supported here"), "{e}");
+        let e = r.execute("SELECT * FROM t").await.unwrap_err();
+        assert_eq!(e.code().as_str(), "query_error", "{e}");
+        assert_eq!(
+            rows(&mut r, "SELECT b FROM d.t WHERE a = 2").await,
+            vec!["two"]
+        );
+    }
+}

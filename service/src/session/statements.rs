@@ -1,0 +1,276 @@
+//! Tarn's own statements: databases and tables in the catalog, loads and unloads, SHOW, DESCRIBE
+//! and `CALL sys.HEATWAVE_LOAD`. Each answers a small result of its own.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::RecordBatch;
+use tarn_catalog::types::{arrow_to_sql_name, schema_of};
+use tarn_catalog::{CatalogError, Statement, TableDef, TableKey};
+use tarn_engine::QueryStream;
+use tarn_engine::query::{PERFORMANCE_SCHEMA, system};
+
+use super::Sessions;
+use crate::error::{Result, ServiceError};
+
+/// An answer without columns (DDL, USE).
+pub(super) fn empty() -> QueryStream {
+    QueryStream::from_batches(Arc::new(Schema::empty()), vec![])
+}
+
+/// A one-batch answer of the named columns.
+fn single(fields: Vec<(&str, ArrayRef)>) -> Result<QueryStream> {
+    let schema = Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(schema.clone(), fields.into_iter().map(|(_, a)| a).collect())
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(QueryStream::from_batches(schema, vec![batch]))
+}
+
+fn strings<I: IntoIterator<Item = S>, S: AsRef<str>>(v: I) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(v))
+}
+
+/// Runs one of Tarn's statements (not a query, not `USE`); `database` is the session's default.
+pub(super) async fn run(
+    s: &Sessions,
+    database: Option<&str>,
+    stmt: Statement,
+) -> Result<QueryStream> {
+    match stmt {
+        Statement::CreateDatabase {
+            name,
+            if_not_exists,
+        } => {
+            check_not_reserved(&name)?;
+            s.catalog.create_database(&name, if_not_exists)?;
+            Ok(empty())
+        }
+        Statement::DropDatabase { name, if_exists } => {
+            check_not_reserved(&name)?;
+            for key in s.catalog.drop_database(&name, if_exists)? {
+                s.loader.forget(&key).await;
+            }
+            Ok(empty())
+        }
+        Statement::CreateTable {
+            mut table,
+            if_not_exists,
+        } => {
+            if table.key.database.is_empty() {
+                table.key.database = database
+                    .ok_or(CatalogError::NoDatabaseSelected)?
+                    .to_string();
+            }
+            validate(s, &table)?;
+            table.key = tarn_catalog::TableKey::new(&table.key.database, &table.key.table);
+            s.catalog.create_table(table, if_not_exists)?;
+            Ok(empty())
+        }
+        Statement::DropTable { table, if_exists } => {
+            let key = table.resolve(database)?;
+            if s.catalog.drop_table(&key, if_exists)? {
+                s.loader.forget(&key).await;
+            }
+            Ok(empty())
+        }
+        Statement::ShowDatabases => {
+            let mut dbs = s.catalog.databases();
+            dbs.push(PERFORMANCE_SCHEMA.to_string());
+            dbs.sort();
+            single(vec![("Database", strings(dbs))])
+        }
+        Statement::ShowTables { database: db } => {
+            let db = db
+                .or(database.map(str::to_string))
+                .ok_or(CatalogError::NoDatabaseSelected)?;
+            let tables = if db == PERFORMANCE_SCHEMA {
+                system::TABLES.iter().map(|s| s.to_string()).collect()
+            } else {
+                s.catalog.tables(&db)?
+            };
+            let name = format!("Tables_in_{db}");
+            single(vec![(name.as_str(), strings(tables))])
+        }
+        Statement::Describe { table } => describe(s, &table.resolve(database)?),
+        Statement::SecondaryLoad { table } => {
+            let key = table.resolve(database)?;
+            let r = s.loader.load(&key).await?;
+            single(vec![
+                ("table", strings([r.table])),
+                (
+                    "version",
+                    Arc::new(UInt64Array::from(vec![r.version])) as ArrayRef,
+                ),
+                ("files", Arc::new(UInt64Array::from(vec![r.files as u64]))),
+                ("rows", Arc::new(UInt64Array::from(vec![r.rows]))),
+                ("bytes", Arc::new(UInt64Array::from(vec![r.bytes]))),
+                (
+                    "rejected_rows",
+                    Arc::new(UInt64Array::from(vec![r.rejected_rows as u64])),
+                ),
+                ("seconds", Arc::new(Float64Array::from(vec![r.seconds]))),
+            ])
+        }
+        Statement::SecondaryUnload { table } => {
+            s.loader.unload(&table.resolve(database)?).await?;
+            Ok(empty())
+        }
+        Statement::HeatwaveLoad { input, refresh } => heatwave_load(s, &input, refresh).await,
+        Statement::Query(_) | Statement::Use { .. } | Statement::SetVariables { .. } => Err(
+            ServiceError::Internal("queries, USE and SET are the session's".into()),
+        ),
+    }
+}
+
+/// `CALL sys.HEATWAVE_LOAD`: loads the listed tables that are not loaded, or with
+/// `refresh_external_tables` refreshes the listed tables that are. One row per table with what
+/// was done; a table that fails does not stop the others.
+async fn heatwave_load(
+    s: &Sessions,
+    input: &[(String, Vec<String>)],
+    refresh: bool,
+) -> Result<QueryStream> {
+    let mut keys = Vec::new();
+    for (db, tables) in input {
+        let names = if tables.is_empty() {
+            s.catalog.tables(db)?
+        } else {
+            tables.clone()
+        };
+        for t in names {
+            let key = tarn_catalog::TableKey::new(db, &t);
+            s.catalog.get(&key)?;
+            keys.push(key);
+        }
+    }
+    let (mut names, mut actions, mut versions, mut rows, mut read, mut errors) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for key in keys {
+        let loaded = s
+            .engine
+            .store()
+            .get(&key)
+            .and_then(|e| e.current())
+            .is_some();
+        let result = match (refresh, loaded) {
+            (true, true) => Some(s.loader.refresh(&key).await),
+            (false, false) => Some(s.loader.load(&key).await),
+            _ => None,
+        };
+        names.push(key.to_string());
+        match result {
+            None => {
+                actions.push(if refresh {
+                    "skipped: not loaded"
+                } else {
+                    "skipped: already loaded"
+                });
+                versions.push(None);
+                rows.push(None);
+                read.push(None);
+                errors.push(None);
+            }
+            Some(Ok(r)) => {
+                actions.push(r.kind);
+                versions.push(Some(r.version));
+                rows.push(Some(r.rows));
+                read.push(Some(r.bytes_read));
+                errors.push(None);
+            }
+            Some(Err(e)) => {
+                actions.push(if refresh { "refresh" } else { "load" });
+                versions.push(None);
+                rows.push(None);
+                read.push(None);
+                errors.push(Some(e.to_string()));
+            }
+        }
+    }
+    single(vec![
+        ("table", strings(names)),
+        ("action", strings(actions)),
+        ("version", Arc::new(UInt64Array::from(versions)) as ArrayRef),
+        ("rows", Arc::new(UInt64Array::from(rows))),
+        ("bytes_read", Arc::new(UInt64Array::from(read))),
+        ("error", Arc::new(StringArray::from(errors))),
+    ])
+}
+
+fn check_not_reserved(name: &str) -> Result<()> {
+    if name == PERFORMANCE_SCHEMA {
+        return Err(CatalogError::invalid("performance_schema is reserved").into());
+    }
+    Ok(())
+}
+
+/// Refuses a definition whose locations the config does not allow or whose patterns do not
+/// compile, before it is stored.
+fn validate(s: &Sessions, def: &TableDef) -> Result<()> {
+    check_not_reserved(&def.key.database)?;
+    for spec in &def.files {
+        s.object_stores.check(&spec.uri)?;
+        if let Some(p) = &spec.pattern {
+            regex::Regex::new(p).map_err(|e| tarn_connectors::ConnectorError::InvalidPattern {
+                pattern: p.clone(),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    if let Some(cols) = &def.columns {
+        schema_of(cols)?;
+    }
+    Ok(())
+}
+
+fn describe(s: &Sessions, key: &TableKey) -> Result<QueryStream> {
+    let key = key.clone();
+    let def = s.catalog.get(&key)?;
+    let (names, types, nulls): (Vec<String>, Vec<String>, Vec<&str>) = match (
+        &def.columns,
+        s.engine.store().get(&key).and_then(|e| e.current()),
+    ) {
+        (Some(cols), _) => (
+            cols.iter().map(|c| c.name.clone()).collect(),
+            cols.iter().map(|c| c.sql_type.clone()).collect(),
+            cols.iter()
+                .map(|c| if c.nullable { "YES" } else { "NO" })
+                .collect(),
+        ),
+        (None, Some(v)) => (
+            v.schema.fields().iter().map(|f| f.name().clone()).collect(),
+            v.schema
+                .fields()
+                .iter()
+                .map(|f| arrow_to_sql_name(f.data_type()))
+                .collect(),
+            v.schema
+                .fields()
+                .iter()
+                .map(|f| if f.is_nullable() { "YES" } else { "NO" })
+                .collect(),
+        ),
+        (None, None) => {
+            return Err(ServiceError::BadRequest(format!(
+                "the columns of '{key}' are inferred from its files when it loads: run ALTER TABLE {key} SECONDARY_LOAD first"
+            )));
+        }
+    };
+    let n = names.len();
+    single(vec![
+        ("Field", strings(names)),
+        ("Type", strings(types)),
+        ("Null", strings(nulls)),
+        ("Key", strings(vec![""; n])),
+        (
+            "Default",
+            Arc::new(StringArray::from(vec![None::<&str>; n])),
+        ),
+        ("Extra", strings(vec![""; n])),
+    ])
+}

@@ -1,0 +1,376 @@
+//! Snapshots: each published table version persisted in Tarn's own columnar form (Arrow IPC), so
+//! a restart recovers tables without reading and parsing their sources again.
+//!
+//! Layout under the snapshot root (`data_dir/snapshots/` by default, or a bucket):
+//!
+//! ```text
+//! <db>/<table>/loaded                 the table was loaded: recover it (written before the load answers)
+//! <db>/<table>/snapshot.json          the latest complete snapshot: format, definition, version, manifest, segments
+//! <db>/<table>/segments/<name>.arrow  one Arrow IPC file per segment (source file), with its CRC-32 in snapshot.json
+//! ```
+//!
+//! A segment file is written once and shared by every later snapshot that keeps the segment, so a
+//! refresh writes only the files it read. `snapshot.json` is put last (a put is atomic on local
+//! disk and on object stores): until then the previous snapshot stands, so a crash mid-write never
+//! leaves a torn snapshot in use. Segment files no snapshot refers to are deleted afterwards.
+//! Writes run in the background, one at a time per table, always of the newest version
+//! ([`writer`], which listens to the store); a restart reads them back ([`recovery`]).
+
+mod format;
+pub mod recovery;
+pub mod writer;
+
+pub use format::FORMAT_VERSION;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tarn_catalog::{TableDef, TableKey};
+use tarn_engine::store::{Segment, TableVersion};
+use tracing::warn;
+
+use crate::error::{Result, ServiceError};
+use format::{
+    Meta, SegmentMeta, chunk_crcs, decode_ipc, definition_crc, hex, ipc_bytes, map_file,
+    stats_batch, stats_from_batch, table_dir, unhex,
+};
+
+/// Where snapshots live and what has been written of each table.
+pub struct Snapshots {
+    store: Arc<dyn ObjectStore>,
+    /// Shown in logs and status.
+    root: String,
+    /// Per table: segment (by address) -> its file, for segments already persisted.
+    written: std::sync::Mutex<HashMap<TableKey, HashMap<usize, SegmentMeta>>>,
+    /// The directory, when snapshots are on local disk (read by mapping the files).
+    local: Option<std::path::PathBuf>,
+    /// `TARN_TEST_SNAPSHOT_DELAY_MS`, for tests only: a delay before `snapshot.json` is put (to
+    /// kill the process mid-write) and before a snapshot is read (to query a recovering table).
+    test_delay: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for Snapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshots")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl Snapshots {
+    /// Snapshots under `data_dir/snapshots/`, or at `location` (an object store URI) when given.
+    pub async fn open(
+        data_dir: &std::path::Path,
+        location: Option<&str>,
+        object_stores: &tarn_connectors::StoreRegistry,
+        region: Option<&str>,
+    ) -> Result<Self> {
+        let (store, root, local): (Arc<dyn ObjectStore>, String, _) = match location {
+            None => {
+                let dir = data_dir.join("snapshots");
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    ServiceError::Config(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| ServiceError::Config(format!("{}: {e}", dir.display())))?;
+                (
+                    Arc::new(store),
+                    format!("file://{}/", dir.display()),
+                    Some(dir),
+                )
+            }
+            Some(uri) => {
+                let loc = tarn_connectors::Location::parse(uri)?;
+                let store = object_stores.store_for(&loc, region).await?;
+                let prefix = loc.key().trim_end_matches('/').to_string();
+                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                    store
+                } else {
+                    Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+                };
+                (store, uri.to_string(), None)
+            }
+        };
+        let test_delay = std::env::var("TARN_TEST_SNAPSHOT_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis);
+        Ok(Self {
+            store,
+            root,
+            written: Default::default(),
+            local,
+            test_delay,
+        })
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    fn path(&self, key: &TableKey, rest: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}/{rest}", table_dir(key)))
+    }
+
+    /// Marks `key` as loaded, so a restart recovers it. Called before a load answers.
+    pub async fn mark_loaded(&self, key: &TableKey) -> Result<()> {
+        self.store
+            .put(&self.path(key, "loaded"), PutPayload::from_static(b"1"))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("snapshot store {}: {e}", self.root)))?;
+        Ok(())
+    }
+
+    /// Tables marked as loaded.
+    pub async fn loaded_tables(&self) -> Result<Vec<TableKey>> {
+        let mut out = Vec::new();
+        let mut list = self.store.list(None);
+        while let Some(meta) = list.next().await {
+            let meta = meta.map_err(|e| {
+                ServiceError::Internal(format!("snapshot store {}: {e}", self.root))
+            })?;
+            let parts: Vec<_> = meta.location.parts().collect();
+            if parts.len() == 3 && parts[2].as_ref() == "loaded" {
+                out.push(TableKey::new(parts[0].as_ref(), parts[1].as_ref()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Forgets `key` (unloaded or dropped): its snapshot is deleted and it is not recovered.
+    pub async fn forget(&self, key: &TableKey) {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let prefix = ObjectPath::from(table_dir(key));
+        let mut list = self.store.list(Some(&prefix));
+        let mut paths = Vec::new();
+        while let Some(Ok(meta)) = list.next().await {
+            paths.push(meta.location);
+        }
+        // The marker first: a crash half-way leaves files a later load overwrites or cleans up.
+        paths.sort_by_key(|p| !p.as_ref().ends_with("/loaded"));
+        for p in paths {
+            if let Err(e) = self.store.delete(&p).await {
+                warn!(table = %key, path = %p, error = %e, "could not delete snapshot file");
+            }
+        }
+    }
+
+    /// Writes `version` of `def` unless a newer snapshot was written meanwhile. Answers the bytes
+    /// written (new segment files and metadata).
+    pub(crate) async fn write(&self, def: &TableDef, version: &TableVersion) -> Result<u64> {
+        let key = &def.key;
+        let err = |e: object_store::Error| {
+            ServiceError::Internal(format!("snapshot store {}: {e}", self.root))
+        };
+        let known = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+            .unwrap_or_default();
+        let mut segments = Vec::with_capacity(version.segments.len());
+        let mut by_addr = HashMap::new();
+        let mut bytes_written = 0u64;
+        for (i, seg) in version.segments.iter().enumerate() {
+            let addr = Arc::as_ptr(seg) as usize;
+            let meta = match known.get(&addr) {
+                Some(m) => m.clone(),
+                None => {
+                    let (schema, seg2) = (version.schema.clone(), seg.clone());
+                    let (data, crc32, stats) = tokio::task::spawn_blocking(move || {
+                        let data = ipc_bytes(&schema, &seg2.batches)?;
+                        let crc32 = chunk_crcs(&data);
+                        let stats = stats_batch(&schema, &seg2.stats)
+                            .and_then(|b| ipc_bytes(&b.schema(), &[b]).ok())
+                            .map(|b| hex(&b));
+                        Ok::<_, ServiceError>((data, crc32, stats))
+                    })
+                    .await
+                    .map_err(|e| ServiceError::Internal(format!("snapshot encoding: {e}")))??;
+                    let name = format!("v{}-{i}.arrow", version.version);
+                    let m = SegmentMeta {
+                        source: seg.file.clone(),
+                        name: name.clone(),
+                        size: data.len() as u64,
+                        crc32,
+                        rows: seg.rows,
+                        rejected: seg.rejected.clone(),
+                        stats,
+                    };
+                    bytes_written += data.len() as u64;
+                    self.store
+                        .put(
+                            &self.path(key, &format!("segments/{name}")),
+                            PutPayload::from(data),
+                        )
+                        .await
+                        .map_err(err)?;
+                    m
+                }
+            };
+            by_addr.insert(addr, meta.clone());
+            segments.push(meta);
+        }
+        let meta = Meta {
+            format: FORMAT_VERSION,
+            table: key.to_string(),
+            definition: definition_crc(def),
+            version: version.version,
+            written_at: chrono::Utc::now(),
+            schema: hex(&ipc_bytes(&version.schema, &[])?),
+            manifest: version.manifest.clone(),
+            segments,
+        };
+        let json = serde_json::to_vec(&meta)
+            .map_err(|e| ServiceError::Internal(format!("snapshot metadata: {e}")))?;
+        bytes_written += json.len() as u64;
+        if let Some(d) = self.test_delay {
+            tokio::time::sleep(d).await;
+        }
+        self.store
+            .put(&self.path(key, "snapshot.json"), PutPayload::from(json))
+            .await
+            .map_err(err)?;
+        // Segment files the new snapshot does not use are garbage now.
+        let keep: HashSet<String> = meta.segments.iter().map(|s| s.name.clone()).collect();
+        let prefix = self.path(key, "segments");
+        let mut list = self.store.list(Some(&prefix));
+        while let Some(Ok(obj)) = list.next().await {
+            if obj.location.filename().is_some_and(|n| !keep.contains(n)) {
+                let _ = self.store.delete(&obj.location).await;
+            }
+        }
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), by_addr);
+        Ok(bytes_written)
+    }
+
+    /// Reads the snapshot of `def`, checking that it is complete, intact, of this format and of
+    /// this definition. The error says why it cannot be used.
+    pub(crate) async fn read(
+        &self,
+        def: &TableDef,
+        nshards: usize,
+    ) -> std::result::Result<(TableVersion, u64), String> {
+        let key = &def.key;
+        if let Some(d) = self.test_delay {
+            tokio::time::sleep(d).await;
+        }
+        let raw = match self.store.get(&self.path(key, "snapshot.json")).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map_err(|e| format!("cannot read the snapshot: {e}"))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err("no snapshot was written".into());
+            }
+            Err(e) => return Err(format!("cannot read the snapshot: {e}")),
+        };
+        let meta: Meta = serde_json::from_slice(&raw)
+            .map_err(|e| format!("snapshot metadata is corrupt: {e}"))?;
+        if meta.format != FORMAT_VERSION {
+            return Err(format!(
+                "snapshot format {} is not this build's ({FORMAT_VERSION})",
+                meta.format
+            ));
+        }
+        if meta.definition != definition_crc(def) {
+            return Err("the snapshot was built from a different table definition".into());
+        }
+        let schema = unhex(&meta.schema)
+            .and_then(|b| decode_ipc(Bytes::from(b)).ok())
+            .map(|(s, _)| s)
+            .ok_or("the snapshot's schema is corrupt")?;
+        type Read<'a> =
+            futures::future::BoxFuture<'a, std::result::Result<(SegmentMeta, Segment), String>>;
+        let reads: Vec<Read<'_>> = meta
+            .segments
+            .iter()
+            .map(|s| {
+                let schema = schema.clone();
+                async move {
+                    let path = self.path(key, &format!("segments/{}", s.name));
+                    let data = match &self.local {
+                        // Mapped, not copied: snapshot files never change once written.
+                        Some(dir) => map_file(&dir.join(path.as_ref()))
+                            .map_err(|e| format!("segment {} is missing: {e}", s.name))?,
+                        None => self
+                            .store
+                            .get(&path)
+                            .await
+                            .map_err(|e| format!("segment {} is missing: {e}", s.name))?
+                            .bytes()
+                            .await
+                            .map_err(|e| format!("segment {}: {e}", s.name))?,
+                    };
+                    let s = s.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if data.len() as u64 != s.size || chunk_crcs(&data) != s.crc32 {
+                            return Err(format!(
+                                "segment {} is corrupt (size or checksum)",
+                                s.name
+                            ));
+                        }
+                        let (seg_schema, batches) = decode_ipc(data)
+                            .map_err(|e| format!("segment {} is corrupt: {e}", s.name))?;
+                        if seg_schema.fields() != schema.fields() {
+                            return Err(format!("segment {} has other columns", s.name));
+                        }
+                        let stats = s
+                            .stats
+                            .as_deref()
+                            .and_then(unhex)
+                            .and_then(|b| decode_ipc(Bytes::from(b)).ok())
+                            .and_then(|(_, b)| b.into_iter().next())
+                            .and_then(|b| {
+                                stats_from_batch(&b, schema.fields().len(), batches.len())
+                            });
+                        let seg = Segment::recovered(
+                            s.source.clone(),
+                            batches,
+                            stats,
+                            s.rejected.clone(),
+                            s.size,
+                        );
+                        Ok((s, seg))
+                    })
+                    .await
+                    .map_err(|e| format!("segment: {e}"))?
+                }
+                .boxed()
+            })
+            .collect();
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let results: Vec<_> = futures::stream::iter(reads)
+            .buffered(parallel)
+            .collect()
+            .await;
+        let mut segments = Vec::with_capacity(results.len());
+        let mut by_addr = HashMap::new();
+        let mut bytes = 0;
+        for r in results {
+            let (m, seg) = r?;
+            bytes += m.size;
+            let seg = Arc::new(seg);
+            by_addr.insert(Arc::as_ptr(&seg) as usize, m);
+            segments.push(seg);
+        }
+        let version = TableVersion::build(meta.version, schema, segments, meta.manifest, nshards);
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), by_addr);
+        Ok((version, bytes))
+    }
+}
