@@ -451,15 +451,18 @@ impl Drill {
         eprintln!("drill: taking region '{}' away", self.region);
         match &self.args.cut_command {
             Some(cmd) => run_command(cmd).await,
-            None => {
-                for i in &self.instances {
-                    self.c
-                        .post(&format!("{i}/v1/regions/{}/cut", self.region))
-                        .await?;
-                }
-                Ok(())
-            }
+            None => self.on_every_instance("cut").await,
         }
+    }
+
+    /// `POST /v1/regions/{region}/{action}` to every instance.
+    async fn on_every_instance(&self, action: &str) -> Result<(), String> {
+        for i in &self.instances {
+            self.c
+                .post(&format!("{i}/v1/regions/{}/{action}", self.region))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Waits until every affected table was refreshed from another copy after `cut_wall`;
@@ -532,14 +535,7 @@ impl Drill {
         match (&self.args.cut_command, &self.args.restore_command) {
             (Some(_), Some(cmd)) => run_command(cmd).await,
             (Some(_), None) => Ok(()),
-            (None, _) => {
-                for i in &self.instances {
-                    self.c
-                        .post(&format!("{i}/v1/regions/{}/restore", self.region))
-                        .await?;
-                }
-                Ok(())
-            }
+            (None, _) => self.on_every_instance("restore").await,
         }
     }
 

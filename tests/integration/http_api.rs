@@ -233,6 +233,53 @@ async fn errors_are_json_with_codes() {
     assert_eq!(resp.status(), 404);
 }
 
+#[tokio::test]
+async fn answers_stream_and_a_query_failing_after_its_first_rows_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = parquet_server(tmp.path()).await;
+    // 100,001 rows in batches of 8,192: only the last batch divides by zero.
+    let q = "SELECT value, 10 / (value - 99000) AS q FROM generate_series(0, 100000)";
+    let resp = server.post_sql(q, "application/json").await;
+    assert_eq!(resp.status(), 200, "the first rows went out before the failure");
+    assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+    let v: Value = resp.json().await.unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert!(
+        !rows.is_empty() && rows.len() < 100_001,
+        "{} rows",
+        rows.len()
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("divide by zero"),
+        "{}",
+        v["error"]
+    );
+    // An Arrow stream is cut short: the client sees an incomplete body, not a clean end.
+    let resp = server
+        .post_sql(q, "application/vnd.apache.arrow.stream")
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await;
+    let complete = body.is_ok_and(|b| {
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(b), None)
+            .is_ok_and(|r| r.into_iter().all(|b| b.is_ok()))
+    });
+    assert!(!complete, "a failed query's stream must not look complete");
+    // Failing before any row: the error answer with its status, as always.
+    let e = server
+        .err("SELECT 10 / (value - 0) FROM generate_series(0, 10)")
+        .await;
+    assert!(
+        e.message.to_lowercase().contains("divide by zero"),
+        "{}",
+        e.message
+    );
+}
+
 /// Writes `rows` CSV rows `id,day,amount` with `day` scrambled against `id`, starting at `first`.
 fn scrambled_csv(path: &std::path::Path, first: i64, rows: i64) -> (i64, i64) {
     let mut text = String::from("id,day,amount\n");

@@ -193,10 +193,10 @@ fn region_metrics(out: &mut String, state: &HttpState) {
     );
     let counters: [(&str, &str, RegionCount); 2] = [
         ("tarn_region_failovers_total", "Regions failed over.", |r| {
-            r.failovers
+            r.health.failovers
         }),
         ("tarn_region_failbacks_total", "Regions failed back.", |r| {
-            r.failbacks
+            r.health.failbacks
         }),
     ];
     for (name, help, count) in counters {

@@ -122,12 +122,7 @@ impl Regions {
                     requests_ok: gate.map_or(0, |g| g.requests_ok()),
                     requests_failed: gate.map_or(0, |g| g.requests_failed()),
                     last_error: gate.and_then(|g| g.last_error()),
-                    failovers: h.failovers,
-                    failbacks: h.failbacks,
-                    last_failover: h.last_failover,
-                    last_failback: h.last_failback,
-                    last_probe: h.last_probe,
-                    last_probe_ok: h.last_probe_ok,
+                    health: h.clone(),
                 }
             })
             .collect();
@@ -187,12 +182,9 @@ pub struct RegionReport {
     pub requests_ok: u64,
     pub requests_failed: u64,
     pub last_error: Option<String>,
-    pub failovers: u64,
-    pub failbacks: u64,
-    pub last_failover: Option<DateTime<Utc>>,
-    pub last_failback: Option<DateTime<Utc>>,
-    pub last_probe: Option<DateTime<Utc>>,
-    pub last_probe_ok: Option<bool>,
+    /// Failovers and failbacks, their last times, and the last probe's outcome.
+    #[serde(flatten)]
+    pub health: Health,
 }
 
 #[derive(Debug, Serialize)]
