@@ -23,7 +23,7 @@ pub mod read;
 pub mod store;
 
 pub use error::{ConnectorError, Result};
-pub use manifest::{FileEntry, Manifest};
 pub use location::Location;
+pub use manifest::{FileEntry, Manifest};
 pub use read::{FileBatches, RejectedRow};
 pub use store::{StoreConfig, StoreRegistry};

@@ -38,4 +38,3 @@ impl Manifest {
         self.files.iter().map(|f| f.size).sum()
     }
 }
-

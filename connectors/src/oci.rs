@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::error::{ConnectorError, Result};
-use crate::manifest::FileEntry;
 use crate::location::Location;
+use crate::manifest::FileEntry;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -240,7 +240,11 @@ async fn answers_stream_and_a_query_failing_after_its_first_rows_says_so() {
     // 100,001 rows in batches of 8,192: only the last batch divides by zero.
     let q = "SELECT value, 10 / (value - 99000) AS q FROM generate_series(0, 100000)";
     let resp = server.post_sql(q, "application/json").await;
-    assert_eq!(resp.status(), 200, "the first rows went out before the failure");
+    assert_eq!(
+        resp.status(),
+        200,
+        "the first rows went out before the failure"
+    );
     assert_eq!(resp.headers()["transfer-encoding"], "chunked");
     let v: Value = resp.json().await.unwrap();
     let rows = v["rows"].as_array().unwrap();
