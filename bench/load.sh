@@ -20,6 +20,8 @@ if [ ! -f "$data/csv/lineitem.csv" ]; then
 fi
 
 (cd "$root" && cargo build --release -p tarn-service)
+# The servers' admin token (bench/benchauth.py sends the same).
+export TARN_ADMIN_TOKEN="${TARN_BENCH_TOKEN:-tarn-bench-admin-token}"
 tarn="$CARGO_TARGET_DIR/release/tarn"
 work="$(mktemp -d)"
 port="${TARN_BENCH_PORT:-18181}"
@@ -29,7 +31,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 
-sql() { curl -sf -H 'accept: application/json' --data-binary "$1" "http://127.0.0.1:$port/v1/sql"; }
+sql() { curl -sf -H 'accept: application/json' -H "authorization: Bearer $TARN_ADMIN_TOKEN" --data-binary "$1" "http://127.0.0.1:$port/v1/sql"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$pid/status"; }
 

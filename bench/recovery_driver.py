@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
+from benchauth import HEADERS, env
 from tpch_schema import COLUMNS, ddl
 
 tarn, data, work, runs, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
@@ -19,13 +20,13 @@ def start():
     t0 = time.monotonic()
     p = subprocess.Popen([tarn, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/data",
                           "--allowed-locations", f"file://{data}/"],
-                         stdout=subprocess.DEVNULL, stderr=open(f"{work}/tarn.log", "a"))
+                         stdout=subprocess.DEVNULL, stderr=open(f"{work}/tarn.log", "a"), env=env())
     return p, t0
 
 
 def get(path):
     try:
-        with urllib.request.urlopen(base + path) as r:
+        with urllib.request.urlopen(urllib.request.Request(base + path, headers=HEADERS)) as r:
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, None
@@ -35,7 +36,7 @@ def get(path):
 
 def sql(q):
     req = urllib.request.Request(base + "/v1/sql", data=q.encode(), method="POST",
-                                 headers={"accept": "application/json"})
+                                 headers={"accept": "application/json", **HEADERS})
     with urllib.request.urlopen(req) as r:
         res = json.loads(r.read())
     return [dict(zip([c["name"] for c in res["columns"]], row)) for row in res["rows"]]

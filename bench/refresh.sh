@@ -36,6 +36,8 @@ PY
 fi
 
 (cd "$root" && cargo build --release -p tarn-service)
+# The servers' admin token (bench/benchauth.py sends the same).
+export TARN_ADMIN_TOKEN="${TARN_BENCH_TOKEN:-tarn-bench-admin-token}"
 tarn="$CARGO_TARGET_DIR/release/tarn"
 work="$(mktemp -d)"
 port="${TARN_BENCH_PORT:-18182}"

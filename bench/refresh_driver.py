@@ -8,6 +8,8 @@ import sys
 import time
 import urllib.request
 
+from benchauth import HEADERS
+
 base, data, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 table_dir, incoming = f"{data}/table", f"{data}/incoming"
 landed = 0
@@ -15,7 +17,7 @@ landed = 0
 
 def post(path, body=b""):
     req = urllib.request.Request(base + path, data=body, method="POST",
-                                 headers={"accept": "application/json"})
+                                 headers={"accept": "application/json", **HEADERS})
     with urllib.request.urlopen(req) as r:
         return json.loads(r.read())
 

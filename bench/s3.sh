@@ -33,13 +33,15 @@ endpoint = "$TARN_TEST_S3_ENDPOINT"
 allow_http = true
 credentials = "env"
 TOML
+# The servers' admin token (bench/benchauth.py sends the same).
+export TARN_ADMIN_TOKEN="${TARN_BENCH_TOKEN:-tarn-bench-admin-token}"
 port="${TARN_BENCH_PORT:-18182}"
 AWS_ACCESS_KEY_ID="$TARN_TEST_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$TARN_TEST_S3_SECRET_KEY" \
   "$CARGO_TARGET_DIR/release/tarn" serve --config "$work/tarn.toml" --listen "127.0.0.1:$port" --data-dir "$work/data" \
   >"$work/tarn.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-sql() { curl -sf -H 'accept: application/json' --data-binary "$1" "http://127.0.0.1:$port/v1/sql"; }
+sql() { curl -sf -H 'accept: application/json' -H "authorization: Bearer $TARN_ADMIN_TOKEN" --data-binary "$1" "http://127.0.0.1:$port/v1/sql"; }
 sql "CREATE DATABASE b" >/dev/null
 sql "CREATE EXTERNAL TABLE b.local FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://$data/parquet/lineitem.parquet')" >/dev/null
 sql "CREATE EXTERNAL TABLE b.s3 FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://lake/bench/lineitem.parquet')" >/dev/null

@@ -7,13 +7,14 @@ import threading
 import time
 import urllib.request
 
+from benchauth import HEADERS, env
 from tpch_schema import ddl
 
 tarn, data, work, runs, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 base = f"http://127.0.0.1:{port}"
 server = subprocess.Popen([tarn, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/data",
                            "--allowed-locations", f"file://{data}/", "--snapshots", "false"],
-                          stdout=subprocess.DEVNULL, stderr=open(f"{work}/tarn.log", "a"))
+                          stdout=subprocess.DEVNULL, stderr=open(f"{work}/tarn.log", "a"), env=env())
 
 
 def rss():
@@ -26,7 +27,7 @@ def rss():
 
 def sql(q):
     req = urllib.request.Request(base + "/v1/sql", data=q.encode(), method="POST",
-                                 headers={"accept": "application/json"})
+                                 headers={"accept": "application/json", **HEADERS})
     with urllib.request.urlopen(req) as r:
         return json.loads(r.read())
 
@@ -58,7 +59,7 @@ try:
         conn = http.client.HTTPConnection("127.0.0.1", port)
         t0 = time.monotonic()
         conn.request("POST", "/v1/sql", body="SELECT * FROM tpch.lineitem",
-                     headers={"accept": "application/vnd.apache.arrow.stream"})
+                     headers={"accept": "application/vnd.apache.arrow.stream", **HEADERS})
         resp = conn.getresponse()
         first = resp.read(1)
         t_first = time.monotonic() - t0

@@ -18,6 +18,9 @@ import time
 import urllib.error
 import urllib.request
 
+from benchauth import HEADERS
+from benchauth import env as with_token
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Memory is read this long after the load (both engines), once freed memory has gone back.
 SETTLE = 2.0
@@ -45,7 +48,7 @@ class Tarn:
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/tarn-data",
              "--snapshots", "false", "--config", f"{work}/tarn.toml"],
-            stdout=subprocess.DEVNULL, stderr=open(f"{work}/tarn.log", "a"), env=env)
+            stdout=subprocess.DEVNULL, stderr=open(f"{work}/tarn.log", "a"), env=with_token(env))
         for _ in range(300):
             try:
                 urllib.request.urlopen(self.base + "/healthz")
@@ -55,7 +58,7 @@ class Tarn:
         raise SystemExit("tarn did not start; see " + work + "/tarn.log")
 
     def sql(self, q):
-        req = urllib.request.Request(self.base + "/v1/sql", data=q.encode(), method="POST")
+        req = urllib.request.Request(self.base + "/v1/sql", data=q.encode(), method="POST", headers=HEADERS)
         try:
             with urllib.request.urlopen(req) as r:
                 return json.loads(r.read())
@@ -68,7 +71,7 @@ class Tarn:
         return tuple(int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM"))
 
     def placement(self, table):
-        with urllib.request.urlopen(f"{self.base}/v1/tables/default/{table}") as r:
+        with urllib.request.urlopen(urllib.request.Request(f"{self.base}/v1/tables/default/{table}", headers=HEADERS)) as r:
             return json.loads(r.read())["status"]["status"].get("placement")
 
     def wait_placed(self, tables):
@@ -80,7 +83,7 @@ class Tarn:
             raise SystemExit(f"tarn: rows not placed: {states}")
 
     def memory_used(self):
-        with urllib.request.urlopen(self.base + "/metrics") as r:
+        with urllib.request.urlopen(urllib.request.Request(self.base + "/metrics", headers=HEADERS)) as r:
             for line in r.read().decode().splitlines():
                 if line.startswith("tarn_memory_used_bytes"):
                     return int(float(line.split()[-1]))

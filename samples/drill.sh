@@ -74,6 +74,9 @@ TOML
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$3/healthz" >/dev/null && return; sleep 0.1; done
   cat "$work/$1.log" >&2; exit 1
 }
+# Both instances run with one admin token, which `tarn sql` and `tarn drill` send.
+export TARN_ADMIN_TOKEN="tarn-drill-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')"
+export TARN_TOKEN="$TARN_ADMIN_TOKEN"
 start one east 18181
 start two west 18182
 for port in 18181 18182; do

@@ -26,4 +26,5 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 sed "s#@SAMPLES@#$root/samples/data#g" samples/quickstart.sql > "$data/quickstart.sql"
-"$tarn" sql --url "http://127.0.0.1:$port" -f "$data/quickstart.sql"
+# `tarn sql` finds the admin token the server generated in its data directory.
+TARN_DATA_DIR="$data/tarn-data" "$tarn" sql --url "http://127.0.0.1:$port" -f "$data/quickstart.sql"

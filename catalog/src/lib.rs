@@ -14,4 +14,4 @@ pub use error::{CatalogError, Result};
 pub use model::{
     ColumnDef, Compression, FileFormat, FileSpec, FormatKind, TableDef, TableKey, TableOptions,
 };
-pub use store::CatalogStore;
+pub use store::{CatalogStore, write_atomic};

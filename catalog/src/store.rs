@@ -271,7 +271,7 @@ impl CatalogStore {
 
 /// Writes `bytes` to `path` so that a crash leaves the old or the new content, never a mix:
 /// a temporary file, fsynced, renamed over, and the directory fsynced.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| CatalogError::Io {
         path: path.to_path_buf(),

@@ -29,6 +29,10 @@ pub struct FailoverArgs {
     /// A running instance's URL (repeat for each region's instance).
     #[arg(long = "instance", required = true)]
     pub instances: Vec<String>,
+    /// The token to send (an admin's: the drill cuts and restores regions) [default: the admin
+    /// token in <data_dir>/admin.token, if there].
+    #[arg(long, env = "TARN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// The region to take away.
     #[arg(long)]
     pub region: String,
@@ -374,10 +378,10 @@ impl Drill {
     /// What each instance serves, and from where.
     async fn survey(args: FailoverArgs) -> Result<Self, String> {
         let c = Arc::new(Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .map_err(|e| crate::http::describe(&e))?,
+            http: crate::http::client(
+                crate::http::token(args.token.clone(), None).as_deref(),
+                Some(Duration::from_secs(30)),
+            )?,
         });
         let instances = args
             .instances

@@ -36,6 +36,41 @@ pub fn describe(e: &reqwest::Error) -> String {
     out
 }
 
+/// The token to send: `explicit` (`--token` / `TARN_TOKEN`), else the admin token a service on
+/// this machine generated into `<data_dir>/admin.token` (`data_dir` from the config or
+/// `TARN_DATA_DIR`, else `./tarn-data`), if it is there.
+pub fn token(explicit: Option<String>, data_dir: Option<std::path::PathBuf>) -> Option<String> {
+    if let Some(t) = explicit.filter(|t| !t.trim().is_empty()) {
+        return Some(t.trim().to_string());
+    }
+    let dir = data_dir
+        .or_else(|| std::env::var_os("TARN_DATA_DIR").map(Into::into))
+        .unwrap_or_else(|| "tarn-data".into());
+    std::fs::read_to_string(dir.join("admin.token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// A client that sends `token` with every request, and times out after `timeout` if given.
+pub fn client(
+    token: Option<&str>,
+    timeout: Option<std::time::Duration>,
+) -> Result<reqwest::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| "the token holds characters a header cannot carry".to_string())?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    builder.build().map_err(|e| describe(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! Tarn's command-line clients: `tarn sql` ([`sql`]) sends statements to a running service and
 //! prints the answers, `tarn drill` ([`drill`]) rehearses a region's failure against running
-//! instances, `tarn bench` ([`bench`]) runs Tarn's engine over Parquet files as they are.
+//! instances, `tarn bench` ([`bench`]) runs Tarn's engine over Parquet files as they are, and
+//! `tarn token` ([`token`]) manages access tokens.
 //!
 //! Architecture invariant: the clients know the service only by its public HTTP API (this crate
 //! does not depend on `tarn-service`); `tarn bench` uses the engine's settings, not a server.
@@ -9,6 +10,7 @@ pub mod bench;
 pub mod drill;
 mod http;
 pub mod sql;
+pub mod token;
 
 use clap::Subcommand;
 
@@ -23,6 +25,9 @@ pub enum Command {
     /// Benchmark helpers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Create, list and delete access tokens (with an admin token).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +48,7 @@ pub async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Sql(args) => sql::run(args).await,
         Command::Bench(BenchCommand::Parquet(args)) => bench::parquet(args).await,
+        Command::Token(command) => token::run(command).await,
         Command::Drill(DrillCommand::Failover(args)) => {
             if drill::failover(args).await? {
                 Ok(())

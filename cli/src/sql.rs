@@ -18,10 +18,12 @@ const ARROW: &str = "application/vnd.apache.arrow.stream";
 const CSV: &str = "text/csv";
 const JSON: &str = "application/json";
 
-/// The one key of `tarn.toml` the client reads.
-#[derive(Debug, serde::Deserialize)]
-struct ListenOnly {
+/// The keys of `tarn.toml` the client reads: where the service listens, and where its data
+/// (with a generated admin token) is.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ClientKeys {
     listen: Option<String>,
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -48,6 +50,9 @@ pub struct SqlArgs {
     /// How to print answers.
     #[arg(long, value_enum, default_value = "table", env = "TARN_OUTPUT")]
     output: OutputFormat,
+    /// The token to send [default: the admin token in <data_dir>/admin.token, if there].
+    #[arg(long, env = "TARN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Splits a script into statements: each ends with `;` at the end of a line. `--` comment lines
@@ -73,27 +78,22 @@ pub fn split_script(text: &str) -> Vec<String> {
 
 /// `tarn sql`: runs each statement in turn, stopping at the first that fails.
 pub async fn run(args: SqlArgs) -> Result<(), String> {
+    let keys = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => ClientKeys::default(),
+    };
     let url = match args.url {
         Some(u) => u,
-        None => {
-            let listen = match &args.config {
-                Some(p) => {
-                    let text =
-                        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                    let f: ListenOnly =
-                        toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
-                    f.listen
-                }
-                None => None,
-            };
-            format!(
-                "http://{}",
-                std::env::var("TARN_LISTEN")
-                    .ok()
-                    .or(listen)
-                    .unwrap_or_else(|| DEFAULT_LISTEN.into())
-            )
-        }
+        None => format!(
+            "http://{}",
+            std::env::var("TARN_LISTEN")
+                .ok()
+                .or(keys.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.into())
+        ),
     };
     let url = crate::http::base_url(&url, "--url")?;
     let mut statements = args.execute.clone();
@@ -111,7 +111,8 @@ pub async fn run(args: SqlArgs) -> Result<(), String> {
     if statements.is_empty() {
         return Err("nothing to run: give statements with -e or a file with -f".into());
     }
-    let http = reqwest::Client::new();
+    let token = crate::http::token(args.token, keys.data_dir);
+    let http = crate::http::client(token.as_deref(), None)?;
     for stmt in statements {
         run_one(&http, &url, &stmt, args.output).await?;
     }

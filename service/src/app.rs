@@ -16,13 +16,15 @@ use tarn_engine::{Engine, QueryStream};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
+use crate::access::Caller;
+use crate::access::tokens::Tokens;
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
 use crate::http::{self, HttpState};
 use crate::load::{Loader, scheduler};
 use crate::placement::Placement;
 use crate::regions::{Regions, monitor};
-use crate::session::{Caller, Lifetime, Sessions};
+use crate::session::{Lifetime, Sessions};
 use crate::snapshot::Snapshots;
 use crate::snapshot::recovery::Recovery;
 use crate::snapshot::writer::{self, SnapshotWriter};
@@ -56,6 +58,10 @@ impl StoreListener for ReturnMemory {
 impl Application {
     pub async fn build(config: Config) -> Result<Self> {
         let catalog = Arc::new(CatalogStore::open(&config.data_dir)?);
+        let tokens = Arc::new(Tokens::open(
+            &config.data_dir,
+            config.admin_token.as_deref(),
+        )?);
         let memory = Arc::new(MemoryStore::new(config.memory_limit, config.shards));
         let engine = Arc::new(Engine::new(
             catalog.clone(),
@@ -105,6 +111,7 @@ impl Application {
         );
         let http = HttpState {
             sessions,
+            tokens,
             catalog,
             engine,
             loader,

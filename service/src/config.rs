@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Write snapshots of loaded tables, so a restart recovers them [default: true].
     #[arg(long, env = "TARN_SNAPSHOTS")]
     pub snapshots: Option<bool>,
+    /// The admin token (at least 16 characters) [default: generated into <data_dir>/admin.token].
+    #[arg(long, env = "TARN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// The keys of `tarn.toml`.
@@ -74,6 +77,8 @@ pub struct FileConfig {
     pub ca_certificates: Option<Vec<PathBuf>>,
     pub snapshot_location: Option<String>,
     pub snapshots: Option<bool>,
+    /// The admin token [default: generated into `<data_dir>/admin.token`].
+    pub admin_token: Option<String>,
     /// Tables (`db.table`) `/readyz` waits for; [default: every table being recovered].
     pub ready_tables: Option<Vec<String>>,
     #[serde(default)]
@@ -152,6 +157,8 @@ pub struct Config {
     pub snapshots: bool,
     pub ready_tables: Option<Vec<tarn_catalog::TableKey>>,
     pub regions: RegionsConfig,
+    /// The admin token, when configured (else one is generated into the data directory).
+    pub admin_token: Option<String>,
 }
 
 fn duration(
@@ -243,6 +250,11 @@ impl Config {
             snapshots: args.snapshots.or(file.snapshots).unwrap_or(true),
             ready_tables: file.ready_tables.map(ready_tables).transpose()?,
             regions,
+            admin_token: args
+                .admin_token
+                .clone()
+                .filter(|t| !t.is_empty())
+                .or(file.admin_token),
         })
     }
 }

@@ -40,6 +40,17 @@ pub enum ServiceError {
     #[error("{0}")]
     BadRequest(String),
 
+    /// No token, or one that is not known or has expired.
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// The token does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+
+    #[error("{0}")]
+    AlreadyExists(String),
+
     #[error("{0}")]
     NotFound(String),
 
@@ -114,6 +125,9 @@ impl ServiceError {
             },
             Self::ReplicaBehind { .. } => C::ReplicaBehind,
             Self::BadRequest(_) => C::BadRequest,
+            Self::Unauthorized(_) => C::Unauthorized,
+            Self::Forbidden(_) => C::Forbidden,
+            Self::AlreadyExists(_) => C::AlreadyExists,
             Self::NotFound(_) => C::NotFound,
             Self::Config(_) => C::Config,
             Self::Engine(EngineError::Internal(_))
@@ -143,6 +157,8 @@ pub enum ErrorCode {
     ReplicaBehind,
     MemoryLimit,
     BadRequest,
+    Unauthorized,
+    Forbidden,
     Config,
     QueryError,
     NotSupported,
@@ -169,6 +185,8 @@ impl ErrorCode {
             Self::ReplicaBehind => "replica_behind",
             Self::MemoryLimit => "memory_limit",
             Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::Config => "config",
             Self::QueryError => "query_error",
             Self::NotSupported => "not_supported",

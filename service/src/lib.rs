@@ -4,6 +4,7 @@
 //! wires them ([`app`]). The memory store and the query engine are `tarn-engine`'s; the
 //! command-line clients are `tarn-cli`'s.
 
+pub mod access;
 pub mod allocator;
 pub mod app;
 pub mod cli;

@@ -7,6 +7,7 @@ use crate::support::*;
 fn tarn_sql(server: &TestServer, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
         .args(["sql", "--url", &server.url("")])
+        .env("TARN_TOKEN", ADMIN_TOKEN)
         .args(args)
         .output()
         .unwrap();

@@ -25,7 +25,7 @@ async fn sigkill_during_ddl_keeps_every_committed_definition() {
             data.display().to_string(),
         );
         writers.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = client();
             for i in 0.. {
                 if stop.load(Ordering::SeqCst) {
                     break;

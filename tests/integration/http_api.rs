@@ -73,7 +73,7 @@ async fn answers_in_every_encoding() {
     );
 
     // JSON request bodies work too.
-    let v: Value = reqwest::Client::new()
+    let v: Value = client()
         .post(server.url("/v1/sql"))
         .json(&serde_json::json!({"sql": "SELECT @@hostname"}))
         .send()
@@ -169,7 +169,9 @@ async fn status_views_follow_the_life_of_a_table() {
     );
     assert!(server.rows("SHOW TABLES FROM s").await.is_empty());
     assert_eq!(
-        reqwest::get(server.url("/healthz"))
+        client()
+            .get(server.url("/healthz"))
+            .send()
             .await
             .unwrap()
             .text()
@@ -229,7 +231,11 @@ async fn errors_are_json_with_codes() {
     assert_eq!((e.status, e.code.as_str()), (400, "bad_request"));
     let e = server.err("ALTER TABLE nope.t SECONDARY_LOAD").await;
     assert_eq!((e.status, e.code.as_str()), (404, "not_found"));
-    let resp = reqwest::get(server.url("/v2/nothing")).await.unwrap();
+    let resp = client()
+        .get(server.url("/v2/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
 }
 

@@ -1,5 +1,6 @@
 //! Tarn's integration suite: one binary; every test spawns the real server process.
 
+mod access;
 mod architecture;
 mod bad_input;
 mod cli;

@@ -185,7 +185,7 @@ async fn refresh_of_parquet_reads_just_the_new_file_and_refresh_all_covers_loade
     server.ok(&format!("CREATE EXTERNAL TABLE s.unloaded FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/p/')", data.display())).await;
     server.ok("ALTER TABLE s.p SECONDARY_LOAD").await;
     copy_sample("parquet/orders-1.parquet", &data.join("p/b.parquet"));
-    let v: Value = reqwest::Client::new()
+    let v: Value = client()
         .post(server.url("/v1/refresh"))
         .send()
         .await
@@ -434,7 +434,7 @@ async fn triggers_during_a_load_coalesce_into_one_refresh_that_async_callers_pol
     )
     .await;
     std::fs::write(data.join("b.csv"), csv(400_000..400_010)).unwrap();
-    let http = reqwest::Client::new();
+    let http = client();
     let mut ids = Vec::new();
     for _ in 0..5 {
         let resp = http

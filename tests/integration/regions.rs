@@ -260,7 +260,7 @@ impl QueryLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = client();
             let mut problems = Vec::new();
             let mut last: BTreeMap<(String, String), i64> = BTreeMap::new();
             let mut n = 0;
@@ -623,7 +623,8 @@ async fn replication_lag_never_moves_a_table_backwards() {
 /// Runs `tarn drill failover` against the instances; answers its exit status and JSON report.
 fn drill(instances: &[&TestServer], region: &str, extra: &[String], out: &Path) -> (bool, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"));
-    cmd.args(["drill", "failover", "--region", region, "--timeout", "60s"]);
+    cmd.args(["drill", "failover", "--region", region, "--timeout", "60s"])
+        .env("TARN_TOKEN", ADMIN_TOKEN);
     for i in instances {
         cmd.args(["--instance", &i.url("")]);
     }

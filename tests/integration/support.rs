@@ -28,6 +28,27 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// The admin token every test server runs with (`TARN_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A client that sends `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A client that sends the test servers' admin token.
+pub fn client() -> reqwest::Client {
+    client_with(ADMIN_TOKEN)
+}
+
 pub struct TestServer {
     pub addr: String,
     pub data_dir: PathBuf,
@@ -72,6 +93,7 @@ impl TestServer {
             .arg(&data_dir)
             .args(&extra_args)
             .env("TARN_LOG", "info")
+            .env("TARN_ADMIN_TOKEN", ADMIN_TOKEN)
             .env_remove("TARN_CONFIG")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -115,7 +137,7 @@ impl TestServer {
             log,
             extra_args,
             env,
-            http: reqwest::Client::new(),
+            http: client(),
         }
     }
 

@@ -38,7 +38,7 @@ async fn queries_see_one_version_while_reloads_publish_others() {
     for _ in 0..3 {
         let (stop, addr, v1, v2) = (stop.clone(), server.addr.clone(), v1.clone(), v2.clone());
         readers.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = client();
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 let r: Value = http

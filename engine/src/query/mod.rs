@@ -76,11 +76,13 @@ impl QueryStream {
 }
 
 /// What a query runs with besides its text: the session's default database (unqualified table
-/// names resolve in it) and its user variables (`@name`).
+/// names resolve in it), its user variables (`@name`), and the databases whose rows the status
+/// views show it.
 #[derive(Debug, Clone, Default)]
 pub struct QueryContext {
     pub database: Option<String>,
     pub variables: Arc<HashMap<String, ScalarValue>>,
+    pub visible: system::VisibleDatabases,
 }
 
 /// A query looked at, not yet planned: the plan kept for its text, or its parsed statement.
@@ -148,6 +150,11 @@ impl Engine {
         let mut state = self.ctx.state();
         if let Some(db) = &context.database {
             state.config_mut().options_mut().catalog.default_schema = db.clone();
+        }
+        if context.visible.0.is_some() {
+            state
+                .config_mut()
+                .set_extension(Arc::new(context.visible.clone()));
         }
         if !context.variables.is_empty() {
             state.execution_props_mut().add_var_provider(

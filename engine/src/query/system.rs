@@ -2,15 +2,18 @@
 //! `tarn_rejected_rows`, built from the current status whenever a query names them. Column names
 //! are lower case so that any unquoted spelling (`LOAD_STATUS`, `load_status`) finds them.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, StringArray, TimestampMicrosecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::datasource::MemTable;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 use tarn_catalog::CatalogStore;
 
 use crate::store::{LoadState, MemoryStore, TableStatus};
@@ -22,10 +25,21 @@ pub const TABLES: [&str; 4] = [
     "tarn_refresh_history",
 ];
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SystemSchema {
     pub catalog: Arc<CatalogStore>,
     pub memory: Arc<MemoryStore>,
+}
+
+/// The databases a query may see, as a session setting (a `SessionConfig` extension): the status
+/// views leave the others out. None: all of them.
+#[derive(Debug, Clone, Default)]
+pub struct VisibleDatabases(pub Option<Arc<BTreeSet<String>>>);
+
+impl VisibleDatabases {
+    pub fn sees(&self, db: &str) -> bool {
+        self.0.as_ref().is_none_or(|dbs| dbs.contains(db))
+    }
 }
 
 fn ts() -> DataType {
@@ -73,8 +87,11 @@ pub fn table_rows(catalog: &CatalogStore, memory: &MemoryStore) -> Vec<TableRow>
 }
 
 impl SystemSchema {
-    fn rpd_tables(&self) -> Result<Arc<dyn TableProvider>> {
-        let rows = table_rows(&self.catalog, &self.memory);
+    fn rpd_tables(&self, visible: &VisibleDatabases) -> Result<Arc<dyn TableProvider>> {
+        let rows: Vec<TableRow> = table_rows(&self.catalog, &self.memory)
+            .into_iter()
+            .filter(|r| visible.sees(&r.schema_name))
+            .collect();
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::UInt64, false),
             Field::new("nrows", DataType::UInt64, false),
@@ -135,8 +152,9 @@ impl SystemSchema {
         )
     }
 
-    fn rpd_table_id(&self) -> Result<Arc<dyn TableProvider>> {
-        let tables = self.catalog.all_tables();
+    fn rpd_table_id(&self, visible: &VisibleDatabases) -> Result<Arc<dyn TableProvider>> {
+        let mut tables = self.catalog.all_tables();
+        tables.retain(|(_, def)| visible.sees(&def.key.database));
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::UInt64, false),
             Field::new("name", DataType::Utf8, false),
@@ -161,9 +179,12 @@ impl SystemSchema {
     }
 
     /// Every table's remembered loads and refreshes, oldest first.
-    fn refresh_history(&self) -> Result<Arc<dyn TableProvider>> {
+    fn refresh_history(&self, visible: &VisibleDatabases) -> Result<Arc<dyn TableProvider>> {
         let mut rows = Vec::new();
         for (_, def) in self.catalog.all_tables() {
+            if !visible.sees(&def.key.database) {
+                continue;
+            }
             if let Some(e) = self.memory.get(&def.key) {
                 rows.extend(e.history().into_iter().map(|h| (def.key.clone(), h)));
             }
@@ -226,9 +247,12 @@ impl SystemSchema {
         )
     }
 
-    fn rejected_rows(&self) -> Result<Arc<dyn TableProvider>> {
+    fn rejected_rows(&self, visible: &VisibleDatabases) -> Result<Arc<dyn TableProvider>> {
         let mut rows = Vec::new();
         for (_, def) in self.catalog.all_tables() {
+            if !visible.sees(&def.key.database) {
+                continue;
+            }
             if let Some(v) = self.memory.get(&def.key).and_then(|e| e.current()) {
                 for r in &v.rejected {
                     rows.push((def.key.clone(), v.version, r.clone()));
@@ -269,6 +293,62 @@ impl SystemSchema {
     }
 }
 
+impl SystemSchema {
+    /// The view `name` with the rows `visible` lets a query see.
+    fn build(
+        &self,
+        name: &str,
+        visible: &VisibleDatabases,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        match name {
+            "rpd_tables" => self.rpd_tables(visible).map(Some),
+            "rpd_table_id" => self.rpd_table_id(visible).map(Some),
+            "tarn_rejected_rows" => self.rejected_rows(visible).map(Some),
+            "tarn_refresh_history" => self.refresh_history(visible).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// A status view: its rows are built when it is scanned, from the status then, for the
+/// databases the query's session may see.
+#[derive(Debug)]
+struct StatusView {
+    name: String,
+    schema: SchemaRef,
+    system: SystemSchema,
+}
+
+#[async_trait]
+impl TableProvider for StatusView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let visible = state
+            .config()
+            .get_extension::<VisibleDatabases>()
+            .map(|v| v.as_ref().clone())
+            .unwrap_or_default();
+        let rows = self
+            .system
+            .build(&self.name, &visible)?
+            .expect("a view that exists");
+        rows.scan(state, projection, filters, limit).await
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
@@ -276,13 +356,16 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        match name.to_lowercase().as_str() {
-            "rpd_tables" => self.rpd_tables().map(Some),
-            "rpd_table_id" => self.rpd_table_id().map(Some),
-            "tarn_rejected_rows" => self.rejected_rows().map(Some),
-            "tarn_refresh_history" => self.refresh_history().map(Some),
-            _ => Ok(None),
-        }
+        let name = name.to_lowercase();
+        // The columns come from a build with no row to hide; the rows, when it is scanned.
+        let Some(all) = self.build(&name, &VisibleDatabases(Some(Arc::default())))? else {
+            return Ok(None);
+        };
+        Ok(Some(Arc::new(StatusView {
+            name,
+            schema: all.schema(),
+            system: self.clone(),
+        })))
     }
 
     fn table_exist(&self, name: &str) -> bool {

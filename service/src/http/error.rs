@@ -23,6 +23,8 @@ pub fn status(code: ErrorCode) -> StatusCode {
     use ErrorCode as C;
     match code {
         C::NotFound => StatusCode::NOT_FOUND,
+        C::Unauthorized => StatusCode::UNAUTHORIZED,
+        C::Forbidden => StatusCode::FORBIDDEN,
         C::AlreadyExists | C::TableNotLoaded => StatusCode::CONFLICT,
         C::LocationNotAllowed => StatusCode::FORBIDDEN,
         C::MemoryLimit | C::ResourcesExhausted => StatusCode::INSUFFICIENT_STORAGE,

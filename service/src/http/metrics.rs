@@ -3,13 +3,14 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 
 use tarn_engine::query::system::{TableRow, table_rows};
 
-use super::HttpState;
+use super::{ApiError, HttpState};
+use crate::access::{Caller, Role};
 use crate::regions::{RegionReport, ReplicatedTables};
 
 fn label(v: &str) -> String {
@@ -33,12 +34,16 @@ fn write_gauge(
     }
 }
 
-pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+pub async fn metrics(
+    State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Role::Reader, "reading metrics")?;
     let mut out = String::new();
-    table_metrics(&mut out, &state);
+    table_metrics(&mut out, &state, &caller);
     engine_metrics(&mut out, &state);
-    region_metrics(&mut out, &state);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    region_metrics(&mut out, &state, &caller);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
 fn table_label(r: &TableRow) -> String {
@@ -50,8 +55,9 @@ fn table_label(r: &TableRow) -> String {
 }
 
 /// Per table: rows, memory, load progress and status.
-fn table_metrics(out: &mut String, state: &HttpState) {
-    let rows = table_rows(&state.catalog, state.engine.store());
+fn table_metrics(out: &mut String, state: &HttpState, caller: &Caller) {
+    let mut rows = table_rows(&state.catalog, state.engine.store());
+    rows.retain(|r| caller.sees(&r.schema_name));
     let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
         write_gauge(out, name, help, values)
     };
@@ -148,10 +154,10 @@ fn engine_metrics(out: &mut String, state: &HttpState) {
 }
 
 /// Region health, failovers and the region each table reads.
-fn region_metrics(out: &mut String, state: &HttpState) {
-    let report = state
-        .regions
-        .report(&state.object_stores, state.loader.tables());
+fn region_metrics(out: &mut String, state: &HttpState, caller: &Caller) {
+    let mut tables = state.loader.tables();
+    tables.retain(|t| caller.sees(&t.key.database));
+    let report = state.regions.report(&state.object_stores, tables);
     let mut gauge = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
         write_gauge(out, name, help, values)
     };

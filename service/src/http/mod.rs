@@ -1,7 +1,9 @@
 //! The HTTP API: one module per resource, wired by [`router`]; one [`ApiError`] for every failure.
-//! SQL goes through the session API like every other door's; the rest reads status and asks the
-//! loader and the regions for what the endpoints do.
+//! Every request but `/healthz` and `/readyz` carries a token ([`auth`]); each endpoint asks the
+//! caller's role for what it does. SQL goes through the session API like every other door's; the
+//! rest reads status and asks the loader and the regions for what the endpoints do.
 
+mod auth;
 mod error;
 mod health;
 mod metrics;
@@ -9,17 +11,19 @@ mod refresh;
 mod regions;
 mod sql;
 mod tables;
+mod tokens;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tarn_catalog::CatalogStore;
 use tarn_connectors::StoreRegistry;
 use tarn_engine::Engine;
 
 pub use error::ApiError;
 
+use crate::access::tokens::Tokens;
 use crate::load::Loader;
 use crate::regions::Regions;
 use crate::session::Sessions;
@@ -37,6 +41,7 @@ pub mod sql_accept {
 #[derive(Clone)]
 pub struct HttpState {
     pub sessions: Arc<Sessions>,
+    pub tokens: Arc<Tokens>,
     pub catalog: Arc<CatalogStore>,
     pub engine: Arc<Engine>,
     pub loader: Arc<Loader>,
@@ -57,9 +62,15 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/regions", get(regions::list))
         .route("/v1/regions/{region}/cut", post(regions::cut))
         .route("/v1/regions/{region}/restore", post(regions::restore))
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{name}", delete(tokens::delete))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
 }

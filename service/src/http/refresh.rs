@@ -4,15 +4,15 @@
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_catalog::TableKey;
 
-use super::ApiError;
-use super::HttpState;
+use super::{ApiError, HttpState};
+use crate::access::{Caller, Role};
 use crate::error::ServiceError;
 use crate::load::RefreshJob;
 
@@ -24,11 +24,13 @@ pub struct RefreshParams {
 
 pub async fn one(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path((db, table)): Path<(String, String)>,
     params: Result<Query<RefreshParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ServiceError::BadRequest(e.body_text()))?;
     let key = TableKey::new(db, table);
+    caller.require_in(Role::Loader, &key.database, "a refresh")?;
     let job = state.loader.request_refresh(&key)?;
     if params.asynchronous {
         return Ok((StatusCode::ACCEPTED, Json(job_json(&job))).into_response());
@@ -40,8 +42,10 @@ pub async fn one(
 /// its error.
 pub async fn poll(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Reader, "polling a refresh")?;
     let Path(id) =
         id.map_err(|e| ServiceError::BadRequest(format!("refresh id: {}", e.body_text())))?;
     let job = state.loader.job(id).ok_or_else(|| {
@@ -50,6 +54,7 @@ pub async fn poll(
             crate::load::JOBS_KEPT
         ))
     })?;
+    caller.require_database(&job.table.database)?;
     Ok(Json(job_json(&job)))
 }
 
@@ -74,10 +79,14 @@ fn job_json(job: &RefreshJob) -> Value {
     v
 }
 
-pub async fn all(State(state): State<HttpState>) -> Json<Value> {
+pub async fn all(
+    State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Loader, "a refresh")?;
     let mut out = Vec::new();
     for entry in state.engine.store().entries() {
-        if entry.current().is_none() {
+        if entry.current().is_none() || !caller.sees(&entry.key.database) {
             continue;
         }
         let item = match state.loader.refresh(&entry.key).await {
@@ -88,5 +97,5 @@ pub async fn all(State(state): State<HttpState>) -> Json<Value> {
         };
         out.push(item);
     }
-    Json(json!({ "tables": out }))
+    Ok(Json(json!({ "tables": out })))
 }

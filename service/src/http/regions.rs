@@ -3,32 +3,39 @@
 //! region's stores (every request to them fails at once) and reconnect it.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use serde_json::{Value, json};
 
 use super::{ApiError, HttpState};
+use crate::access::{Caller, Role};
 use crate::regions::{self, RegionsReport, ReplicatedTables};
 
-pub async fn list(State(state): State<HttpState>) -> Json<RegionsReport> {
-    Json(
-        state
-            .regions
-            .report(&state.object_stores, state.loader.tables()),
-    )
+pub async fn list(
+    State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<RegionsReport>, ApiError> {
+    caller.require(Role::Reader, "reading the regions")?;
+    let mut tables = state.loader.tables();
+    tables.retain(|t| caller.sees(&t.key.database));
+    Ok(Json(state.regions.report(&state.object_stores, tables)))
 }
 
 pub async fn cut(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(region): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin, "cutting a region off")?;
     regions::set_cut(&state.object_stores, &region, true)?;
     Ok(Json(json!({ "region": region, "cut": true })))
 }
 
 pub async fn restore(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(region): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin, "restoring a region")?;
     regions::set_cut(&state.object_stores, &region, false)?;
     Ok(Json(json!({ "region": region, "cut": false })))
 }

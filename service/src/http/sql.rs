@@ -16,7 +16,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -26,8 +26,9 @@ use tarn_engine::QueryStream;
 
 use super::sql_accept::{ARROW, CSV, JSON, NDJSON};
 use super::{ApiError, HttpState};
+use crate::access::Caller;
 use crate::error::ServiceError;
-use crate::session::{Caller, Lifetime};
+use crate::session::Lifetime;
 
 fn statement(headers: &HeaderMap, body: &[u8]) -> Result<String, ServiceError> {
     let is_json = headers
@@ -57,13 +58,12 @@ fn statement(headers: &HeaderMap, body: &[u8]) -> Result<String, ServiceError> {
 
 pub async fn post_sql(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let sql = statement(&headers, &body)?;
-    let mut session = state
-        .sessions
-        .open(Caller::anonymous(), Lifetime::Statement);
+    let mut session = state.sessions.open(caller, Lifetime::Statement);
     let answer = session.execute(&sql).await?;
     let accept = headers
         .get(header::ACCEPT)

@@ -1,22 +1,31 @@
 //! `GET /v1/tables` and `GET /v1/tables/{db}/{table}`: definitions, status and manifests.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use serde_json::{Value, json};
 use tarn_catalog::TableKey;
 use tarn_engine::query::system::table_rows;
 
 use super::{ApiError, HttpState};
+use crate::access::{Caller, Role};
 
-pub async fn list(State(state): State<HttpState>) -> Json<Value> {
-    Json(json!({ "tables": table_rows(&state.catalog, state.engine.store()) }))
+pub async fn list(
+    State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Reader, "listing tables")?;
+    let mut rows = table_rows(&state.catalog, state.engine.store());
+    rows.retain(|r| caller.sees(&r.schema_name));
+    Ok(Json(json!({ "tables": rows })))
 }
 
 pub async fn one(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path((db, table)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let key = TableKey::new(db, table);
+    caller.require_in(Role::Reader, &key.database, "reading a table's status")?;
     let mut def = state
         .catalog
         .get(&key)
@@ -46,9 +55,11 @@ pub async fn one(
 /// `GET /v1/tables/{db}/{table}/refreshes`: the table's last loads and refreshes, newest first.
 pub async fn refreshes(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path((db, table)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let key = TableKey::new(db, table);
+    caller.require_in(Role::Reader, &key.database, "reading a table's refreshes")?;
     state
         .catalog
         .get(&key)

@@ -17,33 +17,12 @@ use datafusion::common::ScalarValue;
 use tarn_catalog::{CatalogStore, Statement, TableKey, parse_statement};
 use tarn_connectors::StoreRegistry;
 use tarn_engine::query::PERFORMANCE_SCHEMA;
+use tarn_engine::query::system::VisibleDatabases;
 use tarn_engine::{Engine, QueryContext, QueryStream};
 
+use crate::access::{Caller, Role};
 use crate::error::{Result, ServiceError};
 use crate::load::Loader;
-
-/// Who is asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The name the caller is known by (in logs and, later, in access rules).
-    pub name: String,
-}
-
-impl Caller {
-    /// A caller the service does not tell apart from others (no access control yet).
-    pub fn anonymous() -> Self {
-        Self {
-            name: "anonymous".into(),
-        }
-    }
-
-    /// The service itself (the config's declared tables).
-    pub fn service() -> Self {
-        Self {
-            name: "tarn".into(),
-        }
-    }
-}
 
 /// How long a session lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,26 +92,38 @@ impl Session {
         self.database.as_deref()
     }
 
-    /// Runs one statement and answers its batches as they come.
+    /// Runs one statement and answers its batches as they come. The caller's role and
+    /// databases are checked first: nothing is done for a statement they do not allow.
     pub async fn execute(&mut self, sql: &str) -> Result<QueryStream> {
         let stmt = parse_statement(sql)?;
         match stmt {
             Statement::Query(q) => self.query(&q).await,
             Statement::Use { database } => self.use_database(database),
             Statement::SetVariables { assignments } => self.set_variables(assignments).await,
-            other => statements::run(&self.shared, self.database.as_deref(), other).await,
+            other => {
+                statements::run(&self.shared, &self.caller, self.database.as_deref(), other).await
+            }
         }
     }
 
-    /// A query: stale tables it reads are refreshed first, then it runs from its kept plan or is
-    /// planned against the versions current after the refreshes.
+    /// A query: the tables it reads must be the caller's to read; stale ones are refreshed
+    /// first, then it runs from its kept plan or is planned against the versions current after
+    /// the refreshes.
     async fn query(&mut self, sql: &str) -> Result<QueryStream> {
+        self.caller.require(Role::Reader, "a query")?;
         let engine = &self.shared.engine;
         let context = QueryContext {
             database: self.database.clone(),
             variables: self.variables.clone(),
+            visible: VisibleDatabases(self.caller.databases.clone()),
         };
         let mut prepared = engine.prepare(sql, &context)?;
+        for table in prepared.tables() {
+            // The status views show every caller only what it may see.
+            if table.database != PERFORMANCE_SCHEMA {
+                self.caller.require_database(&table.database)?;
+            }
+        }
         // A refresh that publishes empties the kept plans: the query is looked at again.
         if self.refresh_stale(prepared.tables()).await && prepared.is_kept() {
             prepared = engine.prepare(sql, &context)?;
@@ -148,6 +139,9 @@ impl Session {
             ));
         }
         let database = database.to_lowercase();
+        if database != PERFORMANCE_SCHEMA {
+            self.caller.require_database(&database)?;
+        }
         if database != PERFORMANCE_SCHEMA && !self.shared.catalog.database_exists(&database) {
             return Err(tarn_catalog::CatalogError::DatabaseNotFound { database }.into());
         }
@@ -158,6 +152,7 @@ impl Session {
     /// `SET @name = expr, ...`: each expression is evaluated in turn (seeing the variables set
     /// before it) and kept for the rest of the session.
     async fn set_variables(&mut self, assignments: Vec<(String, String)>) -> Result<QueryStream> {
+        self.caller.require(Role::Reader, "SET")?;
         if self.lifetime == Lifetime::Statement {
             return Err(ServiceError::BadRequest(
                 "SET @variable is not supported here: each request stands alone, so write the value into the statement"
@@ -273,7 +268,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t.csv"), "1,one\n2,two\n3,three\n").unwrap();
         let sessions = sessions(dir.path());
-        let mut s = sessions.open(Caller::anonymous(), Lifetime::Connection);
+        let mut s = sessions.open(Caller::service(), Lifetime::Connection);
         rows(&mut s, "CREATE DATABASE d").await;
         rows(&mut s, "USE d").await;
         assert_eq!(s.database(), Some("d"));
@@ -300,7 +295,7 @@ mod tests {
         assert_eq!(s.database(), Some("d"), "a failed USE keeps the database");
 
         // One statement per session: nothing may be set for later.
-        let mut r = sessions.open(Caller::anonymous(), Lifetime::Statement);
+        let mut r = sessions.open(Caller::service(), Lifetime::Statement);
         let e = r.execute("USE d").await.unwrap_err().to_string();
         assert!(e.starts_with("USE is not supported"), "{e}");
         let e = r.execute("SET @x = 1").await.unwrap_err().to_string();

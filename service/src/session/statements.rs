@@ -12,6 +12,7 @@ use tarn_engine::QueryStream;
 use tarn_engine::query::{PERFORMANCE_SCHEMA, system};
 
 use super::Sessions;
+use crate::access::{Caller, Role};
 use crate::error::{Result, ServiceError};
 
 /// An answer without columns (DDL, USE).
@@ -36,9 +37,12 @@ fn strings<I: IntoIterator<Item = S>, S: AsRef<str>>(v: I) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v))
 }
 
-/// Runs one of Tarn's statements (not a query, not `USE`); `database` is the session's default.
+/// Runs one of Tarn's statements (not a query, not `USE`) for `caller`; `database` is the
+/// session's default. DDL is the admin's; loads and unloads a loader's within its databases;
+/// SHOW and DESCRIBE a reader's, showing only the databases it may see.
 pub(super) async fn run(
     s: &Sessions,
+    caller: &Caller,
     database: Option<&str>,
     stmt: Statement,
 ) -> Result<QueryStream> {
@@ -47,11 +51,13 @@ pub(super) async fn run(
             name,
             if_not_exists,
         } => {
+            caller.require(Role::Admin, "CREATE DATABASE")?;
             check_not_reserved(&name)?;
             s.catalog.create_database(&name, if_not_exists)?;
             Ok(empty())
         }
         Statement::DropDatabase { name, if_exists } => {
+            caller.require(Role::Admin, "DROP DATABASE")?;
             check_not_reserved(&name)?;
             for key in s.catalog.drop_database(&name, if_exists)? {
                 s.loader.forget(&key).await;
@@ -62,6 +68,7 @@ pub(super) async fn run(
             mut table,
             if_not_exists,
         } => {
+            caller.require(Role::Admin, "CREATE TABLE")?;
             if table.key.database.is_empty() {
                 table.key.database = database
                     .ok_or(CatalogError::NoDatabaseSelected)?
@@ -73,6 +80,7 @@ pub(super) async fn run(
             Ok(empty())
         }
         Statement::DropTable { table, if_exists } => {
+            caller.require(Role::Admin, "DROP TABLE")?;
             let key = table.resolve(database)?;
             if s.catalog.drop_table(&key, if_exists)? {
                 s.loader.forget(&key).await;
@@ -80,7 +88,9 @@ pub(super) async fn run(
             Ok(empty())
         }
         Statement::ShowDatabases => {
+            caller.require(Role::Reader, "SHOW DATABASES")?;
             let mut dbs = s.catalog.databases();
+            dbs.retain(|db| caller.sees(db));
             dbs.push(PERFORMANCE_SCHEMA.to_string());
             dbs.sort();
             single(vec![("Database", strings(dbs))])
@@ -90,16 +100,23 @@ pub(super) async fn run(
                 .or(database.map(str::to_string))
                 .ok_or(CatalogError::NoDatabaseSelected)?;
             let tables = if db == PERFORMANCE_SCHEMA {
+                caller.require(Role::Reader, "SHOW TABLES")?;
                 system::TABLES.iter().map(|s| s.to_string()).collect()
             } else {
+                caller.require_in(Role::Reader, &db, "SHOW TABLES")?;
                 s.catalog.tables(&db)?
             };
             let name = format!("Tables_in_{db}");
             single(vec![(name.as_str(), strings(tables))])
         }
-        Statement::Describe { table } => describe(s, &table.resolve(database)?),
+        Statement::Describe { table } => {
+            let key = table.resolve(database)?;
+            caller.require_in(Role::Reader, &key.database, "DESCRIBE")?;
+            describe(s, &key)
+        }
         Statement::SecondaryLoad { table } => {
             let key = table.resolve(database)?;
+            caller.require_in(Role::Loader, &key.database, "SECONDARY_LOAD")?;
             let r = s.loader.load(&key).await?;
             single(vec![
                 ("table", strings([r.table])),
@@ -118,10 +135,18 @@ pub(super) async fn run(
             ])
         }
         Statement::SecondaryUnload { table } => {
-            s.loader.unload(&table.resolve(database)?).await?;
+            let key = table.resolve(database)?;
+            caller.require_in(Role::Loader, &key.database, "SECONDARY_UNLOAD")?;
+            s.loader.unload(&key).await?;
             Ok(empty())
         }
-        Statement::HeatwaveLoad { input, refresh } => heatwave_load(s, &input, refresh).await,
+        Statement::HeatwaveLoad { input, refresh } => {
+            caller.require(Role::Loader, "CALL sys.HEATWAVE_LOAD")?;
+            for (db, _) in &input {
+                caller.require_database(db)?;
+            }
+            heatwave_load(s, &input, refresh).await
+        }
         Statement::Query(_) | Statement::Use { .. } | Statement::SetVariables { .. } => Err(
             ServiceError::Internal("queries, USE and SET are the session's".into()),
         ),
