@@ -108,6 +108,15 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             }
         } else {
             let external = p.parse_keyword(Keyword::EXTERNAL);
+            if !external
+                && let Token::Word(w) = &p.peek_token().token
+                && w.keyword != Keyword::TABLE
+            {
+                // CREATE VIEW, CREATE INDEX, CREATE FUNCTION, ...
+                return Err(CatalogError::Unsupported {
+                    what: format!("CREATE {}", w.value.to_uppercase()),
+                });
+            }
             if !p.parse_keyword(Keyword::TABLE) {
                 return Err(p
                     .expected::<()>("DATABASE, SCHEMA or [EXTERNAL] TABLE", p.peek_token())
@@ -450,6 +459,11 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = p.parse_object_name(false)?;
     let tref = object_to_ref(&name)?;
+    if p.peek_keyword(Keyword::AS) || p.peek_keyword(Keyword::SELECT) {
+        return Err(CatalogError::Unsupported {
+            what: "CREATE TABLE ... AS SELECT".into(),
+        });
+    }
     let (columns, comment_key) = if p.peek_token().token == Token::LParen {
         let (cols, _constraints) = p.parse_columns()?;
         (Some(column_defs(&cols)?), placement_from_comments(&cols)?)

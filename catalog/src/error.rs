@@ -14,6 +14,12 @@ pub enum CatalogError {
     #[error("invalid definition: {message}")]
     Invalid { message: String },
 
+    /// A statement Tarn does not run (a view, a table made from a query).
+    #[error(
+        "{what} is not supported: Tarn declares external tables over files (CREATE EXTERNAL TABLE ... FILES = (...)) and runs queries over them"
+    )]
+    Unsupported { what: String },
+
     #[error("unsupported column type {sql_type} for column {column}")]
     UnsupportedType { column: String, sql_type: String },
 

@@ -25,6 +25,11 @@ pub enum EngineError {
         limit: u64,
     },
 
+    /// A statement the engine does not run (one that writes files, changes engine settings,
+    /// reads a file by its path).
+    #[error("{0}")]
+    Unsupported(String),
+
     /// What DataFusion refused (a plan error, say) or failed at while running a query.
     #[error("{0}")]
     Query(DataFusionError),

@@ -92,6 +92,7 @@ impl ServiceError {
         use ErrorCode as C;
         match self.root() {
             Self::Catalog(CatalogError::Syntax { .. }) => C::SyntaxError,
+            Self::Catalog(CatalogError::Unsupported { .. }) => C::UnsupportedStatement,
             Self::Catalog(CatalogError::Invalid { .. } | CatalogError::UnsupportedType { .. }) => {
                 C::InvalidDefinition
             }
@@ -115,6 +116,7 @@ impl ServiceError {
             Self::Engine(EngineError::NotLoaded { .. }) => C::TableNotLoaded,
             Self::Engine(EngineError::Recovering { .. }) => C::TableRecovering,
             Self::Engine(EngineError::MemoryLimit { .. }) => C::MemoryLimit,
+            Self::Engine(EngineError::Unsupported(_)) => C::UnsupportedStatement,
             Self::Engine(EngineError::Query(e)) => match e.find_root() {
                 DataFusionError::Plan(_)
                 | DataFusionError::SQL(..)
@@ -161,6 +163,7 @@ pub enum ErrorCode {
     Forbidden,
     Config,
     QueryError,
+    UnsupportedStatement,
     NotSupported,
     ResourcesExhausted,
     Internal,
@@ -189,6 +192,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::Config => "config",
             Self::QueryError => "query_error",
+            Self::UnsupportedStatement => "unsupported_statement",
             Self::NotSupported => "not_supported",
             Self::ResourcesExhausted => "resources_exhausted",
             Self::Internal => "internal",

@@ -446,3 +446,57 @@ async fn a_server_without_an_admin_token_generates_one_for_the_clients_on_its_ma
     let (ok, _, err) = tarn(&["token", "delete", "bi"], &[("TARN_TOKEN", token)]);
     assert!(!ok && err.contains("ERROR (forbidden)"), "{err}");
 }
+
+#[tokio::test]
+async fn statements_that_write_or_reconfigure_are_refused_and_leave_nothing_behind() {
+    let f = fixture().await;
+    let s = &f.server;
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("written.csv");
+    let before = s.rows("SELECT COUNT(*) FROM s.p").await;
+    for sql in [
+        format!("COPY (SELECT * FROM s.p) TO '{}'", target.display()),
+        format!("EXPLAIN COPY (SELECT 1) TO '{}'", target.display()),
+        "INSERT INTO s.p SELECT * FROM s.p".to_string(),
+        "DELETE FROM s.p".to_string(),
+        "UPDATE s.p SET order_id = 0".to_string(),
+        "CREATE VIEW s.v AS SELECT * FROM s.p".to_string(),
+        "CREATE TABLE s.copy AS SELECT * FROM s.p".to_string(),
+        "SET datafusion.execution.target_partitions = 64".to_string(),
+        "RESET datafusion.execution.target_partitions".to_string(),
+        "PREPARE q AS SELECT 1".to_string(),
+        "EXECUTE q".to_string(),
+        format!(
+            "SELECT * FROM '{}'",
+            s.data_dir.join("tokens.json").display()
+        ),
+        "SELECT * FROM read_csv('/etc/passwd')".to_string(),
+    ] {
+        // Even the admin: the surface is closed to everyone.
+        let e = s.err(&sql).await;
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (400, "unsupported_statement"),
+            "{sql}: {}",
+            e.message
+        );
+        assert!(
+            e.message.contains("is not supported"),
+            "{sql}: {}",
+            e.message
+        );
+    }
+    assert!(!target.exists(), "COPY wrote {}", target.display());
+    assert_eq!(s.rows("SELECT COUNT(*) FROM s.p").await, before);
+    assert_eq!(s.err("SELECT * FROM s.v").await.code, "query_error");
+    assert_eq!(s.err("SELECT * FROM s.copy").await.code, "query_error");
+    // What the surface keeps: queries, WITH, VALUES, EXPLAIN, computed table functions.
+    for sql in [
+        "WITH x AS (SELECT order_id FROM s.p) SELECT COUNT(*) FROM x",
+        "VALUES (1, 'a'), (2, 'b')",
+        "EXPLAIN SELECT * FROM s.p WHERE order_id = 3",
+        "SELECT SUM(value) FROM generate_series(1, 10)",
+    ] {
+        s.ok(sql).await;
+    }
+}

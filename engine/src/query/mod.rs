@@ -15,6 +15,7 @@ mod like;
 mod plans;
 mod provider;
 mod scan;
+mod surface;
 pub mod system;
 
 pub use catalog::PERFORMANCE_SCHEMA;
@@ -182,6 +183,7 @@ impl Engine {
         }
         let state = self.state(context);
         let stmt = state.sql_to_statement(sql, &datafusion::config::Dialect::MySQL)?;
+        surface::check(&stmt)?;
         let tables = referenced_tables(&state, &stmt);
         Ok(Prepared {
             key,
@@ -228,16 +230,10 @@ impl Engine {
         })
     }
 
-    /// A plan that is not kept: statements DataFusion runs itself, and queries that must be
-    /// planned every time (the status views, `now()`, variables).
+    /// A plan that is not kept: queries that must be planned every time (the status views,
+    /// `now()`, variables). Only queries get here ([`surface`]).
     async fn run_once(&self, state: SessionState, plan: LogicalPlan) -> Result<QueryStream> {
-        let df = match &plan {
-            LogicalPlan::Ddl(_)
-            | LogicalPlan::Dml(_)
-            | LogicalPlan::Copy(_)
-            | LogicalPlan::Statement(_) => self.ctx.execute_logical_plan(plan).await?,
-            _ => DataFrame::new(state, plan),
-        };
+        let df = DataFrame::new(state, plan);
         let schema = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await?;
         Ok(QueryStream { schema, stream })

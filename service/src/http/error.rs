@@ -40,7 +40,8 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | C::BadData
         | C::BadRequest
         | C::Config
-        | C::QueryError => StatusCode::BAD_REQUEST,
+        | C::QueryError
+        | C::UnsupportedStatement => StatusCode::BAD_REQUEST,
     }
 }
 
