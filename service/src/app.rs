@@ -56,7 +56,9 @@ impl StoreListener for ReturnMemory {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self> {
+    /// Builds the application; queries run on `queries` (a runtime of their own, apart from
+    /// this one's API, loads and refreshes).
+    pub async fn build(config: Config, queries: tokio::runtime::Handle) -> Result<Self> {
         let catalog = Arc::new(CatalogStore::open(&config.data_dir)?);
         let tokens = Arc::new(Tokens::open(
             &config.data_dir,
@@ -68,6 +70,7 @@ impl Application {
             memory.clone(),
             config.plan_cache,
             config.instance_name.clone(),
+            queries,
         ));
         memory.subscribe(Arc::new(ReturnMemory));
         let object_stores = Arc::new(StoreRegistry::new(config.store.clone())?);
@@ -108,6 +111,7 @@ impl Application {
             engine.clone(),
             loader.clone(),
             object_stores.clone(),
+            config.limits.clone(),
         );
         let http = HttpState {
             sessions,

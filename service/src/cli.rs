@@ -49,7 +49,10 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => rt.block_on(serve(args)),
+        Command::Serve(args) => match query_runtime() {
+            Ok(queries) => rt.block_on(serve(args, queries.handle().clone())),
+            Err(e) => Err(format!("cannot start the query runtime: {e}")),
+        },
         Command::Client(command) => rt.block_on(tarn_cli::run(command)),
     };
     match result {
@@ -61,9 +64,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+/// The runtime queries run on: one worker per core, apart from the service's runtime (its API,
+/// loads, refreshes, health checks), so that a heavy query cannot hold those up.
+fn query_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("tarn-query")
+        .enable_all()
+        .build()
+}
+
+async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> Result<(), String> {
     let config = Config::load(&args).map_err(|e| e.to_string())?;
-    let app = crate::Application::build(config)
+    let app = crate::Application::build(config, queries)
         .await
         .map_err(|e| e.to_string())?;
     app.run_until_stopped().await.map_err(|e| e.to_string())

@@ -88,7 +88,25 @@ pub struct FileConfig {
     #[serde(default)]
     pub failover: FailoverFile,
     #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
     pub tables: Vec<DeclaredTable>,
+}
+
+/// `[limits]`: what one query may take, and how many run at once.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// How long a query may run, e.g. "30s" [default: 5m].
+    pub query_timeout: Option<String>,
+    /// Memory one query's operators may hold, e.g. "2GiB" [default: no limit of its own].
+    pub query_memory: Option<String>,
+    /// Queries running at once; more wait up to `queue_timeout` [default: 32].
+    pub max_concurrent_queries: Option<usize>,
+    /// How long a query waits for its turn before `too_many_queries` [default: 30s].
+    pub queue_timeout: Option<String>,
+    /// Bytes of Arrow data one answer may carry, e.g. "1GiB" [default: no limit].
+    pub max_result_bytes: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -159,6 +177,29 @@ pub struct Config {
     pub regions: RegionsConfig,
     /// The admin token, when configured (else one is generated into the data directory).
     pub admin_token: Option<String>,
+    pub limits: Limits,
+}
+
+/// `[limits]` with their defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub query_timeout: std::time::Duration,
+    pub query_memory: Option<u64>,
+    pub max_concurrent_queries: usize,
+    pub queue_timeout: std::time::Duration,
+    pub max_result_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            query_timeout: std::time::Duration::from_secs(300),
+            query_memory: None,
+            max_concurrent_queries: 32,
+            queue_timeout: std::time::Duration::from_secs(30),
+            max_result_bytes: None,
+        }
+    }
 }
 
 fn duration(
@@ -255,6 +296,7 @@ impl Config {
                 .clone()
                 .filter(|t| !t.is_empty())
                 .or(file.admin_token),
+            limits: limits(&file.limits)?,
         })
     }
 }
@@ -267,13 +309,46 @@ fn listen(value: Option<String>) -> Result<SocketAddr> {
 }
 
 fn memory_limit(value: Option<String>) -> Result<Option<u64>> {
+    bytes("memory_limit", value)
+}
+
+/// A size such as "16GiB" under `key`.
+fn bytes(key: &str, value: Option<String>) -> Result<Option<u64>> {
     value
         .map(|s| {
             s.parse::<bytesize::ByteSize>()
                 .map(|b| b.as_u64())
-                .map_err(|e| ServiceError::Config(format!("memory_limit = '{s}': {e}")))
+                .map_err(|e| ServiceError::Config(format!("{key} = '{s}': {e}")))
         })
         .transpose()
+}
+
+/// `[limits]`, each key defaulted.
+fn limits(f: &LimitsFile) -> Result<Limits> {
+    let defaults = Limits::default();
+    Ok(Limits {
+        query_timeout: duration(
+            "limits.query_timeout",
+            &f.query_timeout,
+            defaults.query_timeout,
+        )?,
+        query_memory: bytes("limits.query_memory", f.query_memory.clone())?,
+        max_concurrent_queries: match f.max_concurrent_queries {
+            Some(0) => {
+                return Err(ServiceError::Config(
+                    "limits.max_concurrent_queries = 0: must be at least 1".into(),
+                ));
+            }
+            Some(n) => n,
+            None => defaults.max_concurrent_queries,
+        },
+        queue_timeout: duration(
+            "limits.queue_timeout",
+            &f.queue_timeout,
+            defaults.queue_timeout,
+        )?,
+        max_result_bytes: bytes("limits.max_result_bytes", f.max_result_bytes.clone())?,
+    })
 }
 
 /// The locations tables may name; by default, files under the working directory.
@@ -479,6 +554,31 @@ ddl = "CREATE DATABASE x"
             std::time::Duration::from_secs(2)
         );
         assert_eq!(c.regions.settings.failure_threshold, 3);
+
+        assert_eq!(c.limits, Limits::default());
+        std::fs::write(
+            &path,
+            "[limits]\nquery_timeout = \"2s\"\nquery_memory = \"1MiB\"\nmax_concurrent_queries = 3\nmax_result_bytes = \"10KiB\"",
+        )
+        .unwrap();
+        let l = Config::load(&args).unwrap().limits;
+        assert_eq!(l.query_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            (l.query_memory, l.max_concurrent_queries, l.max_result_bytes),
+            (Some(1 << 20), 3, Some(10 << 10))
+        );
+        for (bad, key) in [
+            ("query_timeout = \"0s\"", "limits.query_timeout = '0s'"),
+            ("query_memory = \"lots\"", "limits.query_memory = 'lots'"),
+            (
+                "max_concurrent_queries = 0",
+                "limits.max_concurrent_queries = 0",
+            ),
+        ] {
+            std::fs::write(&path, format!("[limits]\n{bad}")).unwrap();
+            let e = Config::load(&args).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
 
         std::fs::write(&path, "ready_tables = [\"orders\"]").unwrap();
         let e = Config::load(&args).unwrap_err().to_string();

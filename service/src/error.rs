@@ -51,6 +51,22 @@ pub enum ServiceError {
     #[error("{0}")]
     AlreadyExists(String),
 
+    #[error("the query ran longer than limits.query_timeout ({limit:?}) and was stopped")]
+    QueryTimeout { limit: std::time::Duration },
+
+    #[error(
+        "{max} queries are running (limits.max_concurrent_queries) and this one waited {waited:?} for its turn; try again shortly"
+    )]
+    TooManyQueries {
+        max: usize,
+        waited: std::time::Duration,
+    },
+
+    #[error(
+        "the answer is larger than limits.max_result_bytes ({limit} bytes of Arrow data): narrow the query or add LIMIT"
+    )]
+    ResultTooLarge { limit: u64 },
+
     #[error("{0}")]
     NotFound(String),
 
@@ -67,7 +83,14 @@ pub enum ServiceError {
 
 impl From<DataFusionError> for ServiceError {
     fn from(e: DataFusionError) -> Self {
-        Self::Engine(EngineError::from(e))
+        // A limit the session applied to a running answer comes back as itself.
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<ServiceError>() {
+                Ok(s) => *s,
+                Err(other) => Self::Engine(EngineError::from(DataFusionError::External(other))),
+            },
+            other => Self::Engine(EngineError::from(other)),
+        }
     }
 }
 
@@ -122,9 +145,15 @@ impl ServiceError {
                 | DataFusionError::SQL(..)
                 | DataFusionError::SchemaError(..) => C::QueryError,
                 DataFusionError::NotImplemented(_) => C::NotSupported,
-                DataFusionError::ResourcesExhausted(_) => C::ResourcesExhausted,
+                DataFusionError::ResourcesExhausted(_) => C::QueryMemoryExceeded,
+                // What the data made of the query while it ran: a division by zero, a value
+                // that does not cast, an overflow.
+                DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => C::QueryFailed,
                 _ => C::Internal,
             },
+            Self::QueryTimeout { .. } => C::QueryTimeout,
+            Self::TooManyQueries { .. } => C::TooManyQueries,
+            Self::ResultTooLarge { .. } => C::ResultTooLarge,
             Self::ReplicaBehind { .. } => C::ReplicaBehind,
             Self::BadRequest(_) => C::BadRequest,
             Self::Unauthorized(_) => C::Unauthorized,
@@ -163,9 +192,13 @@ pub enum ErrorCode {
     Forbidden,
     Config,
     QueryError,
+    QueryFailed,
+    QueryTimeout,
+    QueryMemoryExceeded,
+    TooManyQueries,
+    ResultTooLarge,
     UnsupportedStatement,
     NotSupported,
-    ResourcesExhausted,
     Internal,
 }
 
@@ -192,9 +225,13 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::Config => "config",
             Self::QueryError => "query_error",
+            Self::QueryFailed => "query_failed",
+            Self::QueryTimeout => "query_timeout",
+            Self::QueryMemoryExceeded => "query_memory_exceeded",
+            Self::TooManyQueries => "too_many_queries",
+            Self::ResultTooLarge => "result_too_large",
             Self::UnsupportedStatement => "unsupported_statement",
             Self::NotSupported => "not_supported",
-            Self::ResourcesExhausted => "resources_exhausted",
             Self::Internal => "internal",
         }
     }

@@ -8,6 +8,7 @@ mod config;
 mod durability;
 mod formats;
 mod http_api;
+mod limits;
 mod oci;
 mod proxy;
 mod recovery;

@@ -14,6 +14,7 @@ use tarn_catalog::CatalogStore;
 use super::catalog::TarnCatalog;
 use super::exprs::FastExpressions;
 use super::scan::WaitForJoinFilters;
+use super::yields::YieldInJoins;
 use crate::store::MemoryStore;
 
 /// The DataFusion catalog Tarn's databases live in.
@@ -68,6 +69,7 @@ pub(super) fn new_context(
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(FastExpressions))
         .with_physical_optimizer_rule(Arc::new(WaitForJoinFilters))
+        .with_physical_optimizer_rule(Arc::new(YieldInJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(CATALOG, Arc::new(TarnCatalog { catalog, memory }));

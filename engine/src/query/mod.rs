@@ -12,11 +12,13 @@ mod context;
 mod decimal;
 mod exprs;
 mod like;
+mod memory;
 mod plans;
 mod provider;
 mod scan;
 mod surface;
 pub mod system;
+mod yields;
 
 pub use catalog::PERFORMANCE_SCHEMA;
 pub use context::{CATALOG, DEFAULT_SCHEMA, engine_config};
@@ -30,11 +32,13 @@ use std::time::Instant;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use datafusion::execution::SessionState;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::var_provider::{VarProvider, VarType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 use tarn_catalog::{CatalogStore, TableKey};
@@ -84,6 +88,9 @@ pub struct QueryContext {
     pub database: Option<String>,
     pub variables: Arc<HashMap<String, ScalarValue>>,
     pub visible: system::VisibleDatabases,
+    /// Memory the query's operators may hold (`limits.query_memory`); none: only the store's
+    /// `memory_limit` bounds it.
+    pub memory: Option<u64>,
 }
 
 /// A query looked at, not yet planned: the plan kept for its text, or its parsed statement.
@@ -114,28 +121,35 @@ impl Prepared {
     }
 }
 
-/// The store, the catalog as DataFusion sees it, and the kept plans.
+/// The store, the catalog as DataFusion sees it, the kept plans, and the runtime queries run on.
 pub struct Engine {
     store: Arc<MemoryStore>,
     plans: Arc<PlanCache>,
     ctx: SessionContext,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Engine {
-    /// The engine over `store`, keeping up to `plan_cache` plans; `hostname` is what
-    /// `SELECT @@hostname` answers.
+    /// The engine over `store`, keeping up to `plan_cache` plans and running queries on
+    /// `runtime`; `hostname` is what `SELECT @@hostname` answers.
     pub fn new(
         catalog: Arc<CatalogStore>,
         store: Arc<MemoryStore>,
         plan_cache: usize,
         hostname: String,
+        runtime: tokio::runtime::Handle,
     ) -> Self {
         let plans = Arc::new(PlanCache::new(plan_cache));
         // Plans pinning a version would keep it in memory: every publish, unload or drop
         // empties the cache.
         store.subscribe(plans.clone());
         let ctx = context::new_context(catalog, store.clone(), hostname);
-        Self { store, plans, ctx }
+        Self {
+            store,
+            plans,
+            ctx,
+            runtime,
+        }
     }
 
     pub fn store(&self) -> &Arc<MemoryStore> {
@@ -147,8 +161,20 @@ impl Engine {
     }
 
     /// The session state a query of `context` is planned in.
-    fn state(&self, context: &QueryContext) -> SessionState {
+    fn state(&self, context: &QueryContext) -> Result<SessionState> {
         let mut state = self.ctx.state();
+        // A pool of the query's own when some limit applies (without one, the shared,
+        // unbounded pool, as DataFusion has it).
+        if context.memory.is_some() || self.store.limit().is_some() {
+            let pool =
+                memory::QueryPool::new(self.store.clone(), context.memory.map(|m| m as usize));
+            let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+                .with_memory_pool(Arc::new(pool))
+                .build_arc()?;
+            state = SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build();
+        }
         if let Some(db) = &context.database {
             state.config_mut().options_mut().catalog.default_schema = db.clone();
         }
@@ -163,7 +189,7 @@ impl Engine {
                 Arc::new(UserVariables(context.variables.clone())),
             );
         }
-        state
+        Ok(state)
     }
 
     /// Looks at `sql`: takes its kept plan if there is one whose versions are all current, else
@@ -181,7 +207,7 @@ impl Engine {
                 context: context.clone(),
             });
         }
-        let state = self.state(context);
+        let state = self.state(context)?;
         let stmt = state.sql_to_statement(sql, &datafusion::config::Dialect::MySQL)?;
         surface::check(&stmt)?;
         let tables = referenced_tables(&state, &stmt);
@@ -197,7 +223,7 @@ impl Engine {
     /// now, so whatever refreshed a table before this call is what the query reads.
     pub async fn run(&self, prepared: Prepared) -> Result<QueryStream> {
         let started = Instant::now();
-        let state = self.state(&prepared.context);
+        let state = self.state(&prepared.context)?;
         let optimized = match prepared.kind {
             PreparedKind::Kept(plan) => plan,
             PreparedKind::Parsed(stmt) => {
@@ -223,43 +249,69 @@ impl Engine {
             .create_physical_plan(&optimized, &state)
             .await?;
         let planned = started.elapsed();
-        let stream = execute_stream(physical, state.task_ctx())?;
-        Ok(QueryStream {
-            stream: timed(schema.clone(), stream, started, planned),
-            schema,
-        })
+        Ok(self.execute(schema, physical, state.task_ctx(), started, planned))
     }
 
     /// A plan that is not kept: queries that must be planned every time (the status views,
     /// `now()`, variables). Only queries get here ([`surface`]).
     async fn run_once(&self, state: SessionState, plan: LogicalPlan) -> Result<QueryStream> {
+        let started = Instant::now();
+        let task = state.task_ctx();
         let df = DataFrame::new(state, plan);
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await?;
-        Ok(QueryStream { schema, stream })
+        let physical = df.create_physical_plan().await?;
+        Ok(self.execute(schema, physical, task, started, started.elapsed()))
     }
-}
 
-/// `stream`, logging at debug level how long the query took to plan and to finish.
-fn timed(
-    schema: SchemaRef,
-    stream: SendableRecordBatchStream,
-    started: Instant,
-    planned: std::time::Duration,
-) -> SendableRecordBatchStream {
-    let done = futures::stream::once(async move {
-        tracing::debug!(
-            planning_us = planned.as_micros() as u64,
-            total_us = started.elapsed().as_micros() as u64,
-            "query answered"
-        );
-        None
-    });
-    let stream = stream
-        .map(Some)
-        .chain(done)
-        .filter_map(futures::future::ready);
-    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    /// Runs `physical` on the query runtime, apart from the service's own (its API, loads,
+    /// refreshes, health), so that a heavy query cannot keep those from running; its batches
+    /// come back through a short channel. When the answer is dropped (its client went away, a
+    /// limit stopped it), the query is dropped on its runtime and its tasks stop at their next
+    /// yield.
+    fn execute(
+        &self,
+        schema: SchemaRef,
+        physical: Arc<dyn ExecutionPlan>,
+        task: Arc<TaskContext>,
+        started: Instant,
+        planned: std::time::Duration,
+    ) -> QueryStream {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
+        self.runtime.spawn(async move {
+            let mut stream = match execute_stream(physical, task) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = tx.closed() => return,
+                    next = stream.next() => match next {
+                        Some(item) => {
+                            let failed = item.is_err();
+                            if tx.send(item).await.is_err() || failed {
+                                return;
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            }
+            tracing::debug!(
+                planning_us = planned.as_micros() as u64,
+                total_us = started.elapsed().as_micros() as u64,
+                "query answered"
+            );
+        });
+        let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        QueryStream {
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), batches)),
+            schema,
+        }
+    }
 }
 
 /// A session's `@name` variables.

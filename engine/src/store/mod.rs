@@ -133,6 +133,8 @@ pub struct MemoryStore {
     limit: Option<u64>,
     /// Bytes held by loads in progress, counted against the limit before they publish.
     reserved: AtomicU64,
+    /// Bytes held by running queries' operators (hash tables, sorts), counted against the limit.
+    queries: AtomicU64,
     pub shards: usize,
     listeners: RwLock<Vec<Arc<dyn StoreListener>>>,
 }
@@ -152,6 +154,7 @@ impl MemoryStore {
             tables: RwLock::new(HashMap::new()),
             limit,
             reserved: AtomicU64::new(0),
+            queries: AtomicU64::new(0),
             shards: shards.max(1),
             listeners: RwLock::new(Vec::new()),
         }
@@ -222,11 +225,41 @@ impl MemoryStore {
         self.limit
     }
 
+    /// Bytes running queries hold.
+    pub fn query_bytes(&self) -> u64 {
+        self.queries.load(Ordering::SeqCst)
+    }
+
+    /// Counts `bytes` more held by running queries; false (and nothing counted) when that would
+    /// pass the limit beside the loaded data, the loads in progress and the other queries.
+    pub fn try_grow_queries(&self, bytes: u64) -> bool {
+        let Some(limit) = self.limit else {
+            self.queries.fetch_add(bytes, Ordering::SeqCst);
+            return true;
+        };
+        let others = self.used_bytes() + self.reserved.load(Ordering::SeqCst);
+        self.queries
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                (others + q + bytes <= limit).then_some(q + bytes)
+            })
+            .is_ok()
+    }
+
+    /// Counts `bytes` more held by running queries, whatever the limit (memory already taken).
+    pub fn grow_queries(&self, bytes: u64) {
+        self.queries.fetch_add(bytes, Ordering::SeqCst);
+    }
+
+    pub fn shrink_queries(&self, bytes: u64) {
+        self.queries.fetch_sub(bytes, Ordering::SeqCst);
+    }
+
     /// Counts `bytes` more of a load in progress against the limit; refuses when it would exceed it.
-    /// The previous version of the table being loaded still counts: it serves until the swap.
+    /// The previous version of the table being loaded still counts: it serves until the swap, and
+    /// so does what running queries hold.
     pub fn reserve(&self, key: &TableKey, bytes: u64) -> Result<Reservation<'_>> {
         if let Some(limit) = self.limit {
-            let used = self.used_bytes();
+            let used = self.used_bytes() + self.queries.load(Ordering::SeqCst);
             let reserved = self.reserved.fetch_add(bytes, Ordering::SeqCst) + bytes;
             if used + reserved > limit {
                 self.reserved.fetch_sub(bytes, Ordering::SeqCst);

@@ -24,10 +24,14 @@ pub fn status(code: ErrorCode) -> StatusCode {
     match code {
         C::NotFound => StatusCode::NOT_FOUND,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
+        C::QueryTimeout => StatusCode::REQUEST_TIMEOUT,
+        C::TooManyQueries => StatusCode::TOO_MANY_REQUESTS,
+        C::ResultTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::QueryMemoryExceeded => StatusCode::UNPROCESSABLE_ENTITY,
         C::Forbidden => StatusCode::FORBIDDEN,
         C::AlreadyExists | C::TableNotLoaded => StatusCode::CONFLICT,
         C::LocationNotAllowed => StatusCode::FORBIDDEN,
-        C::MemoryLimit | C::ResourcesExhausted => StatusCode::INSUFFICIENT_STORAGE,
+        C::MemoryLimit => StatusCode::INSUFFICIENT_STORAGE,
         C::StoreUnavailable => StatusCode::BAD_GATEWAY,
         C::TableRecovering | C::ReplicaBehind => StatusCode::SERVICE_UNAVAILABLE,
         C::CatalogUnavailable | C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -41,6 +45,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | C::BadRequest
         | C::Config
         | C::QueryError
+        | C::QueryFailed
         | C::UnsupportedStatement => StatusCode::BAD_REQUEST,
     }
 }

@@ -587,7 +587,7 @@ mod tests {
         .unwrap();
         let got: serde_json::Value = serde_json::from_slice(&json_body).unwrap();
         assert_eq!(got["rows"], json!([[0], [1], [2], [3], [4], [5]]));
-        assert_eq!(got["error"]["code"], json!("internal"));
+        assert_eq!(got["error"]["code"], json!("query_failed"));
         assert!(
             got["error"]["message"]
                 .as_str()

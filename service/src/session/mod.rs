@@ -8,7 +8,10 @@
 //!
 //! Access rules and limits belong here too, so that no door has its own copy of them.
 
+mod limits;
 mod statements;
+
+pub use limits::Limiter;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +42,7 @@ pub struct Sessions {
     engine: Arc<Engine>,
     loader: Arc<Loader>,
     object_stores: Arc<StoreRegistry>,
+    limiter: Limiter,
 }
 
 impl Sessions {
@@ -47,12 +51,14 @@ impl Sessions {
         engine: Arc<Engine>,
         loader: Arc<Loader>,
         object_stores: Arc<StoreRegistry>,
+        limits: crate::config::Limits,
     ) -> Arc<Self> {
         Arc::new(Self {
             catalog,
             engine,
             loader,
             object_stores,
+            limiter: Limiter::new(limits),
         })
     }
 
@@ -111,11 +117,19 @@ impl Session {
     /// the refreshes.
     async fn query(&mut self, sql: &str) -> Result<QueryStream> {
         self.caller.require(Role::Reader, "a query")?;
+        let turn = self.shared.limiter.turn().await?;
+        let answer = turn.within(self.start(sql)).await?;
+        Ok(turn.limit(answer))
+    }
+
+    /// Plans `sql` (after the refreshes on read) and starts it.
+    async fn start(&self, sql: &str) -> Result<QueryStream> {
         let engine = &self.shared.engine;
         let context = QueryContext {
             database: self.database.clone(),
             variables: self.variables.clone(),
             visible: VisibleDatabases(self.caller.databases.clone()),
+            memory: self.shared.limiter.limits().query_memory,
         };
         let mut prepared = engine.prepare(sql, &context)?;
         for table in prepared.tables() {
@@ -231,6 +245,7 @@ mod tests {
             memory.clone(),
             16,
             "test-host".into(),
+            tokio::runtime::Handle::current(),
         ));
         let object_stores = Arc::new(
             StoreRegistry::new(StoreConfig {
@@ -246,7 +261,13 @@ mod tests {
             object_stores.clone(),
             regions,
         ));
-        Sessions::new(catalog, engine, loader, object_stores)
+        Sessions::new(
+            catalog,
+            engine,
+            loader,
+            object_stores,
+            crate::config::Limits::default(),
+        )
     }
 
     async fn rows(session: &mut Session, sql: &str) -> Vec<String> {
