@@ -18,6 +18,7 @@ use tracing::{error, info};
 
 use crate::access::Caller;
 use crate::access::tokens::Tokens;
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::{Result, ServiceError};
 use crate::http::{self, HttpState};
@@ -106,14 +107,17 @@ impl Application {
             loader.clone(),
             config.ready_tables.clone(),
         ));
+        let audit = Arc::new(Audit::open(config.audit_log.as_deref())?);
         let sessions = Sessions::new(
             catalog.clone(),
             engine.clone(),
             loader.clone(),
             object_stores.clone(),
             config.limits.clone(),
+            audit.clone(),
         );
         let http = HttpState {
+            audit,
             sessions,
             tokens,
             catalog,

@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// The admin token (at least 16 characters) [default: generated into <data_dir>/admin.token].
     #[arg(long, env = "TARN_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The audit log file; "" writes none [default: <data_dir>/audit.log].
+    #[arg(long, env = "TARN_AUDIT_LOG")]
+    pub audit_log: Option<String>,
 }
 
 /// The keys of `tarn.toml`.
@@ -79,6 +82,8 @@ pub struct FileConfig {
     pub snapshots: Option<bool>,
     /// The admin token [default: generated into `<data_dir>/admin.token`].
     pub admin_token: Option<String>,
+    /// The audit log file; "" writes none [default: `<data_dir>/audit.log`].
+    pub audit_log: Option<String>,
     /// Tables (`db.table`) `/readyz` waits for; [default: every table being recovered].
     pub ready_tables: Option<Vec<String>>,
     #[serde(default)]
@@ -178,6 +183,8 @@ pub struct Config {
     /// The admin token, when configured (else one is generated into the data directory).
     pub admin_token: Option<String>,
     pub limits: Limits,
+    /// Where the audit log goes; none: nowhere.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// `[limits]` with their defaults.
@@ -244,15 +251,21 @@ impl Config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./tarn-data"));
+        let audit_log = match args.audit_log.clone().or(file.audit_log.clone()) {
+            Some(p) if p.is_empty() => None,
+            Some(p) => Some(PathBuf::from(p)),
+            None => Some(data_dir.join("audit.log")),
+        };
         let home_region = args.home_region.clone().or(file.home_region.clone());
         let regions = replicas(&file, home_region.clone())?;
         Ok(Self {
             listen: listen(args.listen.clone().or(file.listen))?,
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./tarn-data")),
+            data_dir,
             instance_name: args
                 .instance_name
                 .clone()
@@ -297,6 +310,7 @@ impl Config {
                 .filter(|t| !t.is_empty())
                 .or(file.admin_token),
             limits: limits(&file.limits)?,
+            audit_log,
         })
     }
 }

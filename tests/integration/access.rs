@@ -500,3 +500,66 @@ async fn statements_that_write_or_reconfigure_are_refused_and_leave_nothing_behi
         s.ok(sql).await;
     }
 }
+
+#[tokio::test]
+async fn the_audit_log_says_who_changed_what_and_how_it_ended() {
+    let f = fixture().await;
+    let s = &f.server;
+    sql_as(s, &f.reader_s, "ALTER TABLE s.p SECONDARY_UNLOAD").await;
+    sql_as(s, &f.loader_s, "ALTER TABLE s.p SECONDARY_UNLOAD").await;
+    sql_as(s, &f.loader_s, "ALTER TABLE s.p SECONDARY_LOAD").await;
+    sql_as(s, &f.reader_s, "SELECT COUNT(*) FROM s.p").await;
+    client_with(&f.loader_s)
+        .post(s.url("/v1/tables/s/p/refresh"))
+        .send()
+        .await
+        .unwrap();
+    client()
+        .post(s.url("/v1/regions/nowhere/cut"))
+        .send()
+        .await
+        .unwrap();
+    client()
+        .delete(s.url("/v1/tokens/reader-all"))
+        .send()
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(s.data_dir.join("audit.log")).unwrap();
+    for secret in [&f.reader_s, &f.loader_s, &f.reader_all] {
+        assert!(!log.contains(secret.as_str()), "a token in the audit log");
+    }
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen: Vec<(String, String, String, String)> = lines
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            (s("who"), s("action"), s("target"), s("outcome"))
+        })
+        .collect();
+    let want = |who: &str, action: &str, target: &str, outcome: &str| {
+        (who.into(), action.into(), target.into(), outcome.into())
+    };
+    for line in [
+        want("admin", "create_database", "s", "ok"),
+        want("admin", "create_table", "s.p", "ok"),
+        want("admin", "create_token", "reader-s", "ok"),
+        want("reader-s", "secondary_unload", "s.p", "error"),
+        want("loader-s", "secondary_unload", "s.p", "ok"),
+        want("loader-s", "secondary_load", "s.p", "ok"),
+        want("loader-s", "refresh", "s.p", "ok"),
+        want("admin", "cut_region", "nowhere", "error"),
+        want("admin", "delete_token", "reader-all", "ok"),
+    ] {
+        assert!(seen.contains(&line), "{line:?} not in {seen:?}");
+    }
+    // The refused unload says why; queries are not logged.
+    let refused = lines
+        .iter()
+        .find(|l| l["who"] == "reader-s" && l["action"] == "secondary_unload")
+        .unwrap();
+    assert_eq!(refused["error"]["code"], "forbidden");
+    assert!(!log.contains("SELECT"));
+}

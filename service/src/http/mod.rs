@@ -40,6 +40,7 @@ pub mod sql_accept {
 /// What the handlers use.
 #[derive(Clone)]
 pub struct HttpState {
+    pub audit: Arc<crate::audit::Audit>,
     pub sessions: Arc<Sessions>,
     pub tokens: Arc<Tokens>,
     pub catalog: Arc<CatalogStore>,

@@ -30,12 +30,20 @@ pub async fn one(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ServiceError::BadRequest(e.body_text()))?;
     let key = TableKey::new(db, table);
-    caller.require_in(Role::Loader, &key.database, "a refresh")?;
-    let job = state.loader.request_refresh(&key)?;
-    if params.asynchronous {
+    let target = key.to_string();
+    let job = caller
+        .require_in(Role::Loader, &key.database, "a refresh")
+        .and_then(|_| state.loader.request_refresh(&key));
+    if params.asynchronous || job.is_err() {
+        state
+            .audit
+            .record(&caller, "refresh_requested", &target, &job);
+        let job = job?;
         return Ok((StatusCode::ACCEPTED, Json(job_json(&job))).into_response());
     }
-    Ok(Json(job.wait().await?).into_response())
+    let done = job?.wait().await;
+    state.audit.record(&caller, "refresh", &target, &done);
+    Ok(Json(done?).into_response())
 }
 
 /// A refresh asked for with `?async=true`: `running`, `done` with its report, or `failed` with
@@ -83,7 +91,9 @@ pub async fn all(
     State(state): State<HttpState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Loader, "a refresh")?;
+    let allowed = caller.require(Role::Loader, "a refresh");
+    state.audit.record(&caller, "refresh_all", "*", &allowed);
+    allowed?;
     let mut out = Vec::new();
     for entry in state.engine.store().entries() {
         if entry.current().is_none() || !caller.sees(&entry.key.database) {

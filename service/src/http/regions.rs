@@ -25,8 +25,11 @@ pub async fn cut(
     Extension(caller): Extension<Caller>,
     Path(region): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Admin, "cutting a region off")?;
-    regions::set_cut(&state.object_stores, &region, true)?;
+    let done = caller
+        .require(Role::Admin, "cutting a region off")
+        .and_then(|_| regions::set_cut(&state.object_stores, &region, true));
+    state.audit.record(&caller, "cut_region", &region, &done);
+    done?;
     Ok(Json(json!({ "region": region, "cut": true })))
 }
 
@@ -35,7 +38,12 @@ pub async fn restore(
     Extension(caller): Extension<Caller>,
     Path(region): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Admin, "restoring a region")?;
-    regions::set_cut(&state.object_stores, &region, false)?;
+    let done = caller
+        .require(Role::Admin, "restoring a region")
+        .and_then(|_| regions::set_cut(&state.object_stores, &region, false));
+    state
+        .audit
+        .record(&caller, "restore_region", &region, &done);
+    done?;
     Ok(Json(json!({ "region": region, "cut": false })))
 }

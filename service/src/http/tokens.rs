@@ -17,14 +17,23 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     body: Result<Json<NewToken>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require(Role::Admin, "creating a token")?;
-    let Json(new) = body.map_err(|e| {
-        ServiceError::BadRequest(format!(
-            "expected {{\"name\", \"role\", \"databases\"?, \"expires_in\"?}}: {}",
-            e.body_text()
-        ))
-    })?;
-    let (token, info) = state.tokens.create(new)?;
+    let created = caller
+        .require(Role::Admin, "creating a token")
+        .and_then(|_| {
+            body.map_err(|e| {
+                ServiceError::BadRequest(format!(
+                    "expected {{\"name\", \"role\", \"databases\"?, \"expires_in\"?}}: {}",
+                    e.body_text()
+                ))
+            })
+        })
+        .and_then(|Json(new)| state.tokens.create(new));
+    let name = created
+        .as_ref()
+        .map(|(_, i)| i.name.clone())
+        .unwrap_or_default();
+    state.audit.record(&caller, "create_token", &name, &created);
+    let (token, info) = created?;
     tracing::info!(by = %caller.name, name = %info.name, role = info.role.as_str(), "token created");
     let mut v = json!(info);
     v["token"] = json!(token);
@@ -44,8 +53,11 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Role::Admin, "deleting a token")?;
-    state.tokens.delete(&name)?;
+    let deleted = caller
+        .require(Role::Admin, "deleting a token")
+        .and_then(|_| state.tokens.delete(&name));
+    state.audit.record(&caller, "delete_token", &name, &deleted);
+    deleted?;
     tracing::info!(by = %caller.name, name, "token deleted");
     Ok(Json(json!({ "deleted": name })))
 }

@@ -24,6 +24,7 @@ use tarn_engine::query::system::VisibleDatabases;
 use tarn_engine::{Engine, QueryContext, QueryStream};
 
 use crate::access::{Caller, Role};
+use crate::audit::Audit;
 use crate::error::{Result, ServiceError};
 use crate::load::Loader;
 
@@ -43,6 +44,7 @@ pub struct Sessions {
     loader: Arc<Loader>,
     object_stores: Arc<StoreRegistry>,
     limiter: Limiter,
+    audit: Arc<Audit>,
 }
 
 impl Sessions {
@@ -52,6 +54,7 @@ impl Sessions {
         loader: Arc<Loader>,
         object_stores: Arc<StoreRegistry>,
         limits: crate::config::Limits,
+        audit: Arc<Audit>,
     ) -> Arc<Self> {
         Arc::new(Self {
             catalog,
@@ -59,6 +62,7 @@ impl Sessions {
             loader,
             object_stores,
             limiter: Limiter::new(limits),
+            audit,
         })
     }
 
@@ -107,7 +111,16 @@ impl Session {
             Statement::Use { database } => self.use_database(database),
             Statement::SetVariables { assignments } => self.set_variables(assignments).await,
             other => {
-                statements::run(&self.shared, &self.caller, self.database.as_deref(), other).await
+                let audited = statements::audited(&other, self.database.as_deref());
+                let done =
+                    statements::run(&self.shared, &self.caller, self.database.as_deref(), other)
+                        .await;
+                if let Some((action, target)) = audited {
+                    self.shared
+                        .audit
+                        .record(&self.caller, action, &target, &done);
+                }
+                done
             }
         }
     }
@@ -267,6 +280,7 @@ mod tests {
             loader,
             object_stores,
             crate::config::Limits::default(),
+            Arc::new(Audit::open(None).unwrap()),
         )
     }
 

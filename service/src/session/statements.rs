@@ -37,6 +37,43 @@ fn strings<I: IntoIterator<Item = S>, S: AsRef<str>>(v: I) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v))
 }
 
+/// What the audit log records of `stmt` (run with default database `database`): the action and
+/// its target; none for statements that change nothing (SHOW, DESCRIBE).
+pub(super) fn audited(stmt: &Statement, database: Option<&str>) -> Option<(&'static str, String)> {
+    let table = |t: &tarn_catalog::TableRef| {
+        t.resolve(database)
+            .map(|k| k.to_string())
+            .unwrap_or_else(|_| t.table.clone())
+    };
+    Some(match stmt {
+        Statement::CreateDatabase { name, .. } => ("create_database", name.clone()),
+        Statement::DropDatabase { name, .. } => ("drop_database", name.clone()),
+        Statement::CreateTable { table: t, .. } => {
+            let db = match t.key.database.as_str() {
+                "" => database.unwrap_or_default(),
+                db => db,
+            };
+            ("create_table", format!("{db}.{}", t.key.table))
+        }
+        Statement::DropTable { table: t, .. } => ("drop_table", table(t)),
+        Statement::SecondaryLoad { table: t } => ("secondary_load", table(t)),
+        Statement::SecondaryUnload { table: t } => ("secondary_unload", table(t)),
+        Statement::HeatwaveLoad { input, refresh } => (
+            if *refresh {
+                "heatwave_load_refresh"
+            } else {
+                "heatwave_load"
+            },
+            input
+                .iter()
+                .map(|(db, _)| db.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => return None,
+    })
+}
+
 /// Runs one of Tarn's statements (not a query, not `USE`) for `caller`; `database` is the
 /// session's default. DDL is the admin's; loads and unloads a loader's within its databases;
 /// SHOW and DESCRIBE a reader's, showing only the databases it may see.
