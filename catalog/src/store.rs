@@ -39,6 +39,12 @@ struct StoredTable {
     def: TableDef,
 }
 
+/// What a change to the catalog did: changed it (and is written), or left it as it was.
+enum Change<T> {
+    Changed(T),
+    Unchanged(T),
+}
+
 /// The catalog as persisted in `<data_dir>/catalog.json`.
 #[derive(Debug)]
 pub struct CatalogStore {
@@ -109,16 +115,23 @@ impl CatalogStore {
         })
     }
 
-    /// Applies `change` to a copy of the catalog and persists it; the copy becomes current only once
-    /// it is on disk.
-    fn update<T>(&self, change: impl FnOnce(&mut CatalogFile) -> Result<T>) -> Result<T> {
+    /// Applies `change` to a copy of the catalog and persists it; the copy becomes current only
+    /// once it is on disk. The whole change, its checks included, runs under the catalog's lock,
+    /// so two changes never both pass a check that only one of them may pass (two CREATE TABLEs of
+    /// one name, a CREATE TABLE in a database being dropped). A change that changes nothing
+    /// (`IF NOT EXISTS` of what exists) writes nothing.
+    fn update<T>(&self, change: impl FnOnce(&mut CatalogFile) -> Result<Change<T>>) -> Result<T> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = guard.clone();
-        let out = change(&mut next)?;
-        next.generation += 1;
-        self.persist(&next)?;
-        *guard = next;
-        Ok(out)
+        match change(&mut next)? {
+            Change::Unchanged(out) => Ok(out),
+            Change::Changed(out) => {
+                next.generation += 1;
+                self.persist(&next)?;
+                *guard = next;
+                Ok(out)
+            }
+        }
     }
 
     fn persist(&self, state: &CatalogFile) -> Result<()> {
@@ -142,75 +155,66 @@ impl CatalogStore {
     /// Returns false when it existed and `if_not_exists` was set.
     pub fn create_database(&self, name: &str, if_not_exists: bool) -> Result<bool> {
         let name = name.to_lowercase();
-        if self.read(|s| s.databases.contains_key(&name)) {
-            return if if_not_exists {
-                Ok(false)
-            } else {
-                Err(CatalogError::DatabaseExists { database: name })
-            };
-        }
         self.update(|s| {
+            if s.databases.contains_key(&name) {
+                return match if_not_exists {
+                    true => Ok(Change::Unchanged(false)),
+                    false => Err(CatalogError::DatabaseExists { database: name }),
+                };
+            }
             s.databases.insert(name, BTreeMap::new());
-            Ok(true)
+            Ok(Change::Changed(true))
         })
     }
 
     /// Drops a database and every table in it; returns the keys of the dropped tables.
     pub fn drop_database(&self, name: &str, if_exists: bool) -> Result<Vec<TableKey>> {
         let name = name.to_lowercase();
-        if !self.read(|s| s.databases.contains_key(&name)) {
-            return if if_exists {
-                Ok(vec![])
-            } else {
-                Err(CatalogError::DatabaseNotFound { database: name })
-            };
-        }
-        self.update(|s| {
-            let tables = s.databases.remove(&name).unwrap_or_default();
-            Ok(tables.into_values().map(|t| t.def.key).collect())
+        self.update(|s| match s.databases.remove(&name) {
+            Some(tables) => Ok(Change::Changed(
+                tables.into_values().map(|t| t.def.key).collect(),
+            )),
+            None if if_exists => Ok(Change::Unchanged(vec![])),
+            None => Err(CatalogError::DatabaseNotFound { database: name }),
         })
     }
 
     /// Returns the new table's id, or `None` when it existed and `if_not_exists` was set.
     pub fn create_table(&self, def: TableDef, if_not_exists: bool) -> Result<Option<u64>> {
         let TableKey { database, table } = def.key.clone();
-        let exists = self.read(|s| match s.databases.get(&database) {
-            None => Err(CatalogError::DatabaseNotFound {
-                database: database.clone(),
-            }),
-            Some(tables) => Ok(tables.contains_key(&table)),
-        })?;
-        if exists {
-            return if if_not_exists {
-                Ok(None)
-            } else {
-                Err(CatalogError::TableExists { database, table })
-            };
-        }
         self.update(|s| {
-            let id = s.next_table_id.max(1);
-            s.next_table_id = id + 1;
-            s.databases
-                .entry(database)
-                .or_default()
-                .insert(table, StoredTable { id, def });
-            Ok(Some(id))
+            let next_id = s.next_table_id.max(1);
+            let Some(tables) = s.databases.get_mut(&database) else {
+                return Err(CatalogError::DatabaseNotFound { database });
+            };
+            if tables.contains_key(&table) {
+                return match if_not_exists {
+                    true => Ok(Change::Unchanged(None)),
+                    false => Err(CatalogError::TableExists { database, table }),
+                };
+            }
+            tables.insert(table, StoredTable { id: next_id, def });
+            s.next_table_id = next_id + 1;
+            Ok(Change::Changed(Some(next_id)))
         })
     }
 
     /// Returns false when it did not exist and `if_exists` was set.
     pub fn drop_table(&self, key: &TableKey, if_exists: bool) -> Result<bool> {
-        if self.get(key).is_err() {
-            if if_exists && self.read(|s| s.databases.contains_key(&key.database)) {
-                return Ok(false);
-            }
-            return Err(self.get(key).unwrap_err());
-        }
         self.update(|s| {
-            if let Some(t) = s.databases.get_mut(&key.database) {
-                t.remove(&key.table);
+            let Some(tables) = s.databases.get_mut(&key.database) else {
+                return Err(CatalogError::DatabaseNotFound {
+                    database: key.database.clone(),
+                });
+            };
+            match tables.remove(&key.table) {
+                Some(_) => Ok(Change::Changed(true)),
+                None if if_exists => Ok(Change::Unchanged(false)),
+                None => Err(CatalogError::TableNotFound {
+                    database: key.database.clone(),
+                    table: key.table.clone(),
+                }),
             }
-            Ok(true)
         })
     }
 
@@ -400,5 +404,81 @@ mod tests {
         fs::write(dir.path().join("catalog.json"), b"{\"half").unwrap();
         let err = CatalogStore::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("catalog.json is not a valid catalog"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_changes_are_checked_and_written_under_one_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(CatalogStore::open(dir.path()).unwrap());
+        store.create_database("d", false).unwrap();
+        let def = |t: &str| {
+            crate::parse_statement(&format!(
+            "CREATE EXTERNAL TABLE d.{t} (a INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///x/')"
+        ))
+        .map(|s| match s {
+            crate::Statement::CreateTable { table, .. } => table,
+            other => panic!("{other:?}"),
+        })
+        .unwrap()
+        };
+        // Eight creates of one table: exactly one wins, the others are told it exists.
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, def) = (store.clone(), def("same"));
+                    scope.spawn(move || store.create_table(def, false))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+        assert!(
+            results
+                .iter()
+                .all(|r| r.is_ok() || matches!(r, Err(CatalogError::TableExists { .. })))
+        );
+        // Creates of distinct tables beside a drop of their database: each create either
+        // happened before the drop (and was dropped with it) or failed; none brings the
+        // database back.
+        let created: Vec<bool> = std::thread::scope(|scope| {
+            let creates: Vec<_> = (0..8)
+                .map(|i| {
+                    let (store, def) = (store.clone(), def(&format!("t{i}")));
+                    scope.spawn(move || store.create_table(def, false).is_ok())
+                })
+                .collect();
+            let dropper = {
+                let store = store.clone();
+                scope.spawn(move || store.drop_database("d", false).unwrap())
+            };
+            let created = creates.into_iter().map(|h| h.join().unwrap()).collect();
+            dropper.join().unwrap();
+            created
+        });
+        assert!(!store.database_exists("d"), "{created:?}");
+        // Then, every acknowledged table survives a reopen.
+        store.create_database("e", false).unwrap();
+        let names: Vec<String> = (0..16).map(|i| format!("u{i}")).collect();
+        std::thread::scope(|scope| {
+            for n in &names {
+                let store = store.clone();
+                let d = def(n);
+                let d = TableDef {
+                    key: TableKey::new("e", n),
+                    ..d
+                };
+                scope.spawn(move || store.create_table(d, false).unwrap());
+            }
+        });
+        let reopened = CatalogStore::open(dir.path()).unwrap();
+        let mut tables = reopened.tables("e").unwrap();
+        tables.sort();
+        let mut want = names.clone();
+        want.sort();
+        assert_eq!(tables, want);
+        // Nothing changed, nothing written: the generation stays.
+        let g = reopened.generation();
+        assert_eq!(reopened.create_database("e", true).unwrap(), false);
+        assert_eq!(reopened.generation(), g);
     }
 }
