@@ -58,6 +58,9 @@ impl BatchStats {
 /// versions that keep the file.
 #[derive(Debug)]
 pub struct Segment {
+    /// Unique in the process: what a segment is known by (snapshots keep its file by it), never
+    /// reused, unlike its address.
+    pub id: u64,
     pub file: String,
     /// Rows of this file left out of a non-strict load.
     pub rejected: Vec<RejectedRow>,
@@ -87,7 +90,9 @@ impl Segment {
         bytes: u64,
     ) -> Self {
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             file,
             rejected,
             batches,

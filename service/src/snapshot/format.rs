@@ -150,8 +150,64 @@ pub(super) fn stats_from_batch(
         .collect()
 }
 
+/// `<db>/<table>` under the snapshot root, each name as it is when it is plain (lower-case
+/// letters, digits, `_`, `-`), else `h.` and its bytes in hex: a name holding `/` or `..` can
+/// neither nest nor climb, and two tables never share a directory.
 pub(super) fn table_dir(key: &TableKey) -> String {
-    format!("{}/{}", key.database, key.table)
+    format!("{}/{}", path_name(&key.database), path_name(&key.table))
+}
+
+fn path_name(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if plain {
+        name.to_string()
+    } else {
+        format!("h.{}", hex(name.as_bytes()))
+    }
+}
+
+/// `manifest` as it is written into a snapshot: pre-authenticated request tokens redacted from
+/// the files' keys (their names are redacted as they are listed; the catalog keeps the token,
+/// apart, in the owner-only secrets file).
+pub(super) fn redacted(manifest: &Manifest) -> Manifest {
+    let mut m = manifest.clone();
+    for f in &mut m.files {
+        f.uri = tarn_connectors::location::redact(&f.uri);
+        f.key = tarn_catalog::model::redact_path(&f.key);
+    }
+    m
+}
+
+/// `text` (a file's name or key, redacted) with the token of `real` put back where `shown` (the
+/// same location, redacted) has it: both are cut where the object names start (`.../o/`).
+fn put_back(text: &str, shown: &str, real: &str) -> Option<String> {
+    let (s, r) = (shown.find("/o/")?, real.find("/o/")?);
+    let rest = text.strip_prefix(&shown[..s + 3])?;
+    Some(format!("{}{rest}", &real[..r + 3]))
+}
+
+/// A file's key read back from a snapshot, with the token of the definition's location that
+/// covers it put back (the inverse of [`redacted`] for the files of `def`).
+pub(super) fn restored_key(key: &str, def: &TableDef) -> String {
+    def.files
+        .iter()
+        .find_map(|spec| {
+            let path = spec.uri.split_once("://")?.1.split_once('/')?.1;
+            let shown = tarn_catalog::model::redact_path(path);
+            (shown != path).then(|| put_back(key, &shown, path))?
+        })
+        .unwrap_or_else(|| key.to_string())
+}
+
+/// The name [`path_name`] made `part` of.
+pub(super) fn name_of_path(part: &str) -> Option<String> {
+    match part.strip_prefix("h.") {
+        Some(h) => unhex(h).and_then(|b| String::from_utf8(b).ok()),
+        None => Some(part.to_string()),
+    }
 }
 
 pub(super) fn definition_crc(def: &TableDef) -> u32 {
@@ -232,6 +288,70 @@ fn block_data(buffer: &Buffer, block: &Block) -> std::result::Result<Buffer, Str
         return Err("a block lies outside the file".into());
     }
     Ok(buffer.slice_with_length(start, len))
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn par_tokens_are_kept_out_of_the_manifest_and_put_back_from_the_definition() {
+        let base = "http://127.0.0.1:1234/p/TOK-123/n/ns/b/bucket/o/";
+        let def = match tarn_catalog::parse_statement(&format!(
+            "CREATE EXTERNAL TABLE o.par FILE_FORMAT = (FORMAT parquet) FILES = (URI '{base}parquet/')"
+        ))
+        .unwrap()
+        {
+            tarn_catalog::Statement::CreateTable { table, .. } => table,
+            _ => unreachable!(),
+        };
+        let file = tarn_connectors::FileEntry {
+            // Listed names come redacted already; keys carry the token.
+            uri: tarn_connectors::location::redact(&format!("{base}parquet/orders-0.parquet")),
+            key: "p/TOK-123/n/ns/b/bucket/o/parquet/orders-0.parquet".into(),
+            size: 1,
+            etag: None,
+            last_modified: chrono::DateTime::UNIX_EPOCH,
+        };
+        let manifest = Manifest {
+            files: vec![file.clone()],
+            ..Default::default()
+        };
+        let shown = redacted(&manifest);
+        let text = serde_json::to_string(&shown).unwrap();
+        assert!(!text.contains("TOK-123"), "{text}");
+        assert_eq!(restored_key(&shown.files[0].key, &def), file.key);
+    }
+
+    #[test]
+    fn names_that_could_nest_or_climb_get_paths_of_their_own() {
+        let dirs: Vec<String> = [("a/b", "c"), ("a", "b/c"), ("..", "x"), ("s", "orders")]
+            .iter()
+            .map(|(d, t)| {
+                table_dir(&TableKey {
+                    database: d.to_string(),
+                    table: t.to_string(),
+                })
+            })
+            .collect();
+        assert_eq!(dirs[3], "s/orders");
+        assert_ne!(dirs[0], dirs[1]);
+        for d in &dirs {
+            assert_eq!(d.matches('/').count(), 1, "{d}");
+            assert!(!d.split('/').any(|p| p == ".." || p == "."), "{d}");
+        }
+        for (d, t) in [("a/b", "c"), ("..", "x"), ("sales", "t-1")] {
+            let dir = table_dir(&TableKey {
+                database: d.into(),
+                table: t.into(),
+            });
+            let (pd, pt) = dir.split_once('/').unwrap();
+            assert_eq!(
+                (name_of_path(pd).unwrap(), name_of_path(pt).unwrap()),
+                (d.to_string(), t.to_string())
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use tracing::warn;
 use crate::error::{Result, ServiceError};
 use format::{
     Meta, SegmentMeta, chunk_crcs, decode_ipc, definition_crc, hex, ipc_bytes, map_file,
-    stats_batch, stats_from_batch, table_dir, unhex,
+    name_of_path, redacted, restored_key, stats_batch, stats_from_batch, table_dir, unhex,
 };
 
 /// Where snapshots live and what has been written of each table.
@@ -44,8 +44,8 @@ pub struct Snapshots {
     store: Arc<dyn ObjectStore>,
     /// Shown in logs and status.
     root: String,
-    /// Per table: segment (by address) -> its file, for segments already persisted.
-    written: std::sync::Mutex<HashMap<TableKey, HashMap<usize, SegmentMeta>>>,
+    /// Per table: segment (by its id) -> its file, for segments already persisted.
+    written: std::sync::Mutex<HashMap<TableKey, HashMap<u64, SegmentMeta>>>,
     /// The directory, when snapshots are on local disk (read by mapping the files).
     local: Option<std::path::PathBuf>,
     /// `TARN_TEST_SNAPSHOT_DELAY_MS`, for tests only: a delay before `snapshot.json` is put (to
@@ -134,8 +134,14 @@ impl Snapshots {
                 ServiceError::Internal(format!("snapshot store {}: {e}", self.root))
             })?;
             let parts: Vec<_> = meta.location.parts().collect();
-            if parts.len() == 3 && parts[2].as_ref() == "loaded" {
-                out.push(TableKey::new(parts[0].as_ref(), parts[1].as_ref()));
+            if parts.len() == 3
+                && parts[2].as_ref() == "loaded"
+                && let (Some(database), Some(table)) = (
+                    name_of_path(parts[0].as_ref()),
+                    name_of_path(parts[1].as_ref()),
+                )
+            {
+                out.push(TableKey { database, table });
             }
         }
         out.sort();
@@ -178,11 +184,11 @@ impl Snapshots {
             .cloned()
             .unwrap_or_default();
         let mut segments = Vec::with_capacity(version.segments.len());
-        let mut by_addr = HashMap::new();
+        let mut by_id = HashMap::new();
         let mut bytes_written = 0u64;
+        let mut written = Vec::new();
         for (i, seg) in version.segments.iter().enumerate() {
-            let addr = Arc::as_ptr(seg) as usize;
-            let meta = match known.get(&addr) {
+            let meta = match known.get(&seg.id) {
                 Some(m) => m.clone(),
                 None => {
                     let (schema, seg2) = (version.schema.clone(), seg.clone());
@@ -198,7 +204,7 @@ impl Snapshots {
                     .map_err(|e| ServiceError::Internal(format!("snapshot encoding: {e}")))??;
                     let name = format!("v{}-{i}.arrow", version.version);
                     let m = SegmentMeta {
-                        source: seg.file.clone(),
+                        source: tarn_connectors::location::redact(&seg.file),
                         name: name.clone(),
                         size: data.len() as u64,
                         crc32,
@@ -207,17 +213,16 @@ impl Snapshots {
                         stats,
                     };
                     bytes_written += data.len() as u64;
+                    let path = self.path(key, &format!("segments/{name}"));
                     self.store
-                        .put(
-                            &self.path(key, &format!("segments/{name}")),
-                            PutPayload::from(data),
-                        )
+                        .put(&path, PutPayload::from(data))
                         .await
                         .map_err(err)?;
+                    written.push(path);
                     m
                 }
             };
-            by_addr.insert(addr, meta.clone());
+            by_id.insert(seg.id, meta.clone());
             segments.push(meta);
         }
         let meta = Meta {
@@ -227,19 +232,23 @@ impl Snapshots {
             version: version.version,
             written_at: chrono::Utc::now(),
             schema: hex(&ipc_bytes(&version.schema, &[])?),
-            manifest: version.manifest.clone(),
+            manifest: redacted(&version.manifest),
             segments,
         };
         let json = serde_json::to_vec(&meta)
             .map_err(|e| ServiceError::Internal(format!("snapshot metadata: {e}")))?;
         bytes_written += json.len() as u64;
+        // On local disk, the segment files are made durable before the metadata that names them.
+        self.sync(written).await?;
         if let Some(d) = self.test_delay {
             tokio::time::sleep(d).await;
         }
+        let meta_path = self.path(key, "snapshot.json");
         self.store
-            .put(&self.path(key, "snapshot.json"), PutPayload::from(json))
+            .put(&meta_path, PutPayload::from(json))
             .await
             .map_err(err)?;
+        self.sync(vec![meta_path]).await?;
         // Segment files the new snapshot does not use are garbage now.
         let keep: HashSet<String> = meta.segments.iter().map(|s| s.name.clone()).collect();
         let prefix = self.path(key, "segments");
@@ -252,8 +261,33 @@ impl Snapshots {
         self.written
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), by_addr);
+            .insert(key.clone(), by_id);
         Ok(bytes_written)
+    }
+
+    /// On local disk: fsyncs `paths` and the directories holding them (object stores make a put
+    /// durable themselves).
+    async fn sync(&self, paths: Vec<ObjectPath>) -> Result<()> {
+        let Some(dir) = self.local.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut dirs = HashSet::new();
+            for p in &paths {
+                let file = dir.join(p.as_ref());
+                std::fs::File::open(&file).and_then(|f| f.sync_all())?;
+                if let Some(parent) = file.parent() {
+                    dirs.insert(parent.to_path_buf());
+                }
+            }
+            for d in dirs {
+                std::fs::File::open(&d).and_then(|f| f.sync_all())?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("snapshot sync: {e}")))?
+        .map_err(|e| ServiceError::Internal(format!("snapshot sync {}: {e}", self.root)))
     }
 
     /// Reads the snapshot of `def`, checking that it is complete, intact, of this format and of
@@ -357,20 +391,111 @@ impl Snapshots {
             .collect()
             .await;
         let mut segments = Vec::with_capacity(results.len());
-        let mut by_addr = HashMap::new();
+        let mut by_id = HashMap::new();
         let mut bytes = 0;
         for r in results {
             let (m, seg) = r?;
             bytes += m.size;
             let seg = Arc::new(seg);
-            by_addr.insert(Arc::as_ptr(&seg) as usize, m);
+            by_id.insert(seg.id, m);
             segments.push(seg);
         }
-        let version = TableVersion::build(meta.version, schema, segments, meta.manifest, nshards);
+        let mut manifest = meta.manifest;
+        for f in &mut manifest.files {
+            f.key = restored_key(&f.key, def);
+        }
+        let version = TableVersion::build(meta.version, schema, segments, manifest, nshards);
         self.written
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), by_addr);
+            .insert(key.clone(), by_id);
         Ok((version, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use tarn_connectors::{Manifest, StoreConfig, StoreRegistry};
+    use tarn_engine::store::{Segment, TableVersion};
+
+    use super::Snapshots;
+
+    fn def() -> tarn_catalog::TableDef {
+        match tarn_catalog::parse_statement(
+            "CREATE EXTERNAL TABLE d.t (a BIGINT) FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///x/')",
+        )
+        .unwrap()
+        {
+            tarn_catalog::Statement::CreateTable { table, .. } => table,
+            _ => unreachable!(),
+        }
+    }
+
+    fn segment(from: i64) -> Segment {
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(Int64Array::from_iter_values(from..from + 5))],
+        )
+        .unwrap();
+        Segment::new("file:///x/a.csv".into(), vec![batch], vec![])
+    }
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]))
+    }
+
+    fn version(v: u64, seg: Arc<Segment>) -> TableVersion {
+        TableVersion::build(v, schema(), vec![seg], Manifest::default(), 1)
+    }
+
+    fn values(v: &TableVersion) -> Vec<i64> {
+        v.segments
+            .iter()
+            .flat_map(|s| s.batches.iter())
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    /// A segment is known by what it is, not where it lives: a new segment that the allocator
+    /// puts where a freed one was is written, not taken for the freed one's file.
+    #[tokio::test]
+    async fn each_new_segment_is_written_even_at_a_freed_segments_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = StoreRegistry::new(StoreConfig::default()).unwrap();
+        let snapshots = Snapshots::open(dir.path(), None, &stores, None)
+            .await
+            .unwrap();
+        let def = def();
+        let mut collisions = 0;
+        for round in 0..20i64 {
+            let first = version(2 * round as u64 + 1, Arc::new(segment(round * 100)));
+            let addr = Arc::as_ptr(&first.segments[0]) as usize;
+            snapshots.write(&def, &first).await.unwrap();
+            let next = segment(round * 100 + 50);
+            drop(first);
+            // The freed segment's place is the first one of its size asked for.
+            let next = Arc::new(next);
+            collisions += usize::from(Arc::as_ptr(&next) as usize == addr);
+            let second = version(2 * round as u64 + 2, next);
+            snapshots.write(&def, &second).await.unwrap();
+            let (back, _) = snapshots.read(&def, 1).await.unwrap();
+            assert_eq!(
+                values(&back),
+                values(&second),
+                "round {round} ({collisions} reused addresses so far)"
+            );
+        }
     }
 }
