@@ -249,6 +249,26 @@ pub fn redact_path(key: &str) -> String {
     parts.join("/")
 }
 
+/// Any text (an error message, a store's answer) with every pre-authenticated request token in
+/// it redacted: the segment after `/p/` wherever `/n/` follows it.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("/p/") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest
+            .find(['/', ' ', '"', '\'', '?', ')'])
+            .unwrap_or(rest.len());
+        if rest[end..].starts_with("/n/") && end > 0 {
+            out.push_str("<redacted>");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A URI as it may be shown: pre-authenticated request tokens redacted.
 pub fn redact_uri(uri: &str) -> String {
     match uri.split_once("://") {
@@ -257,5 +277,22 @@ pub fn redact_uri(uri: &str) -> String {
             None => uri.to_string(),
         },
         _ => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_redacted_wherever_they_stand_in_a_text() {
+        let t = "Error performing GET https://objectstorage.r.oraclecloud.com/p/SeCrEt-1/n/ns/b/bkt/o/a.csv in 30s (timeout); \
+                 retried /p/Other_2/n/x";
+        let r = redact_text(t);
+        assert!(!r.contains("SeCrEt-1") && !r.contains("Other_2"), "{r}");
+        assert_eq!(r.matches("/p/<redacted>/n/").count(), 2, "{r}");
+        // Not a token: a p/ segment without n/ after it stays.
+        assert_eq!(redact_text("s3://b/p/q/data"), "s3://b/p/q/data");
+        assert_eq!(redact_text("/p/"), "/p/");
     }
 }

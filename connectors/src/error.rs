@@ -11,6 +11,11 @@ pub enum ConnectorError {
     #[error("location '{uri}' is not allowed by the configuration (allowed_locations)")]
     LocationNotAllowed { uri: String },
 
+    /// A location the configuration may not open to tables: Tarn's own files, a path that
+    /// leads out of the allowed directories, a private address not named in the allow-list.
+    #[error("location '{uri}' is not allowed: {reason}")]
+    LocationRefused { uri: String, reason: String },
+
     #[error("no files match '{uri}' (set ALLOW_MISSING_FILES = 1 to load a table without them)")]
     NoFiles { uri: String },
 
@@ -64,8 +69,9 @@ impl ConnectorError {
             }
         };
         Self::Store {
-            location: location.into(),
-            message,
+            location: tarn_catalog::model::redact_text(&location.into()),
+            // A store's message may quote the request's URL, token and all.
+            message: tarn_catalog::model::redact_text(&message),
         }
     }
 

@@ -27,6 +27,9 @@ struct Object {
     time_modified: Option<DateTime<Utc>>,
 }
 
+/// Pages of a listing followed at most (a thousand objects a page: a billion objects).
+const MAX_PAGES: usize = 1_000_000;
+
 /// Every object whose name starts with `name_prefix`, below `head` (`[p/<token>/]n/<ns>/b/<bucket>/o/`),
 /// following `nextStartWith` until the last page.
 pub async fn list(
@@ -43,7 +46,15 @@ pub async fn list(
     let url = format!("{}/{head}", base.trim_end_matches('/'));
     let mut out = Vec::new();
     let mut start: Option<String> = None;
+    let mut pages = 0usize;
     loop {
+        // A listing that never ends (a server handing out pages forever) is cut off.
+        pages += 1;
+        if pages > MAX_PAGES {
+            return Err(fail(format!(
+                "the listing did not end after {MAX_PAGES} pages; narrow the location or its PATTERN"
+            )));
+        }
         let mut query = vec![
             ("prefix", name_prefix.to_string()),
             ("fields", "name,size,etag,timeModified".to_string()),

@@ -39,6 +39,9 @@ pub struct StoreConfig {
     pub regions: BTreeMap<String, RegionConfig>,
     /// Extra trusted CA certificates (PEM), for stores behind a private CA.
     pub ca_certificates: Vec<Vec<u8>>,
+    /// Locations refused whatever `allowed_locations` says: Tarn's data directory and snapshot
+    /// location.
+    pub reserved_locations: Vec<String>,
 }
 
 /// How long requests may take and how they are retried.
@@ -107,7 +110,9 @@ impl StoreRegistry {
     pub fn new(config: StoreConfig) -> Result<Self> {
         let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60));
+            .timeout(Duration::from_secs(60))
+            // A redirect could lead a request (and its token) to another host.
+            .redirect(reqwest::redirect::Policy::none());
         for pem in &config.ca_certificates {
             let certs =
                 reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ConnectorError::Store {
@@ -152,18 +157,57 @@ impl StoreRegistry {
     /// Parses `uri` and refuses it unless the config allows it; no request is sent.
     pub fn check(&self, uri: &str) -> Result<Location> {
         let loc = Location::parse(uri)?;
-        if self
-            .config
-            .allowed_locations
-            .iter()
-            .any(|a| loc.is_allowed_by(a))
-        {
-            Ok(loc)
-        } else {
-            Err(ConnectorError::LocationNotAllowed {
+        let refused = |reason: &str| ConnectorError::LocationRefused {
+            uri: crate::location::redact(uri),
+            reason: reason.to_string(),
+        };
+        if !self.allowed(&loc) {
+            return Err(ConnectorError::LocationNotAllowed {
                 uri: crate::location::redact(uri),
-            })
+            });
         }
+        if self.reserved(&loc) {
+            return Err(refused(
+                "it holds Tarn's own data (data_dir, snapshot_location)",
+            ));
+        }
+        // A local path is judged by where it leads: a symbolic link or `..` must not take it out
+        // of the allowed directories or into Tarn's own.
+        if let Location::File { path } = &loc {
+            let real = Location::File {
+                path: canonical(path)
+                    .ok_or_else(|| refused("the path has '..' after a missing part"))?,
+            };
+            if !self.allowed(&real) {
+                return Err(refused(&format!(
+                    "it leads to {real}, outside allowed_locations"
+                )));
+            }
+            if self.reserved(&real) {
+                return Err(refused(
+                    "it leads into Tarn's own data (data_dir, snapshot_location)",
+                ));
+            }
+        }
+        Ok(loc)
+    }
+
+    fn allowed(&self, loc: &Location) -> bool {
+        self.config.allowed_locations.iter().any(|a| {
+            loc.is_allowed_by(a) || canonical_entry(a).is_some_and(|a| loc.is_allowed_by(&a))
+        })
+    }
+
+    fn reserved(&self, loc: &Location) -> bool {
+        self.config.reserved_locations.iter().any(|r| {
+            loc.is_allowed_by(r) || canonical_entry(r).is_some_and(|r| loc.is_allowed_by(&r))
+        })
+    }
+
+    /// Whether `region` is one the configuration knows (a `[regions.NAME]` or the home region).
+    pub fn knows_region(&self, region: &str) -> bool {
+        self.config.regions.contains_key(region)
+            || self.config.home_region.as_deref() == Some(region)
     }
 
     /// The store holding `loc` (which must have passed [`Self::check`]), read in `region` (the
@@ -215,6 +259,15 @@ impl StoreRegistry {
         probe: bool,
     ) -> Result<Arc<dyn ObjectStore>> {
         let fail = |e: object_store::Error| ConnectorError::store(loc.store_uri(), e);
+        // A region becomes part of a host name: only configured ones, and only plain names.
+        if let Some(r) = region
+            && (!self.knows_region(r) || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(ConnectorError::InvalidLocation {
+                uri: loc.to_string(),
+                reason: format!("region '{r}' is not configured: add [regions.{r}] to the config"),
+            });
+        }
         let retry = if probe { probe_retry() } else { retry() };
         let region_cfg = region.and_then(|r| self.config.regions.get(r));
         let allow_http = region_cfg.is_some_and(|r| r.allow_http);
@@ -249,6 +302,7 @@ impl StoreRegistry {
                         probe,
                     )?);
                 if let Some(ep) = &endpoint {
+                    // The endpoint is the operator's (or OCI's): its address is not judged.
                     resolve(loc, ep).await?;
                     // S3-compatible servers (OCI, SeaweedFS) are addressed path-style.
                     b = b.with_endpoint(ep).with_virtual_hosted_style_request(false);
@@ -270,6 +324,8 @@ impl StoreRegistry {
                 Arc::new(b.build().map_err(fail)?)
             }
             Location::Http { base, .. } => {
+                // Allowed only by an entry that names this host (an https entry always does),
+                // so an internal address is reached only where the operator named it.
                 resolve(loc, base).await?;
                 Arc::new(
                     HttpBuilder::new()
@@ -299,12 +355,53 @@ async fn resolve(loc: &Location, endpoint: &str) -> Result<()> {
     let port = url.port_or_known_default().unwrap_or(443);
     match tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map(|mut a| a.next())
+        .map(|a| a.collect::<Vec<_>>())
     {
-        Ok(Some(_)) => Ok(()),
+        Ok(addrs) if !addrs.is_empty() => Ok(()),
         _ => Err(ConnectorError::Store {
             location: loc.to_string(),
             message: format!("unknown host '{host}'"),
         }),
+    }
+}
+
+/// `path` (a file location's, without its leading `/`) with symbolic links and `.` / `..`
+/// resolved, in the same form: the longest part that exists is resolved by the file system, the
+/// rest (which does not exist yet) must hold no `..`.
+fn canonical(path: &str) -> Option<String> {
+    let absolute = format!("/{path}");
+    let p = std::path::Path::new(&absolute);
+    let mut existing = p;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            let mut s = out.to_string_lossy().trim_start_matches('/').to_string();
+            if path.ends_with('/') && !s.ends_with('/') {
+                s.push('/');
+            }
+            return Some(s);
+        }
+        let name = existing.file_name()?;
+        if name == ".." {
+            return None;
+        }
+        rest.push(name.to_os_string());
+        existing = existing.parent()?;
+    }
+}
+
+/// An allow-list entry for local files, with its own links resolved (so `/tmp/` also allows what
+/// `/private/tmp/` names, say); none for other entries.
+fn canonical_entry(entry: &str) -> Option<String> {
+    match Location::parse(entry).ok()? {
+        Location::File { path } => {
+            let c = canonical(&path)?;
+            (c != path).then(|| format!("file:///{c}"))
+        }
+        _ => None,
     }
 }

@@ -256,6 +256,11 @@ impl Config {
             .clone()
             .or(file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./tarn-data"));
+        let snapshot_location = args
+            .snapshot_location
+            .clone()
+            .or(file.snapshot_location.clone());
+        let reserved = reserved_locations(&data_dir, snapshot_location.as_deref())?;
         let audit_log = match args.audit_log.clone().or(file.audit_log.clone()) {
             Some(p) if p.is_empty() => None,
             Some(p) => Some(PathBuf::from(p)),
@@ -290,6 +295,7 @@ impl Config {
                 })
                 .transpose()?,
             store: StoreConfig {
+                reserved_locations: reserved,
                 allowed_locations: allowed_locations(
                     args.allowed_locations.clone().or(file.allowed_locations),
                 )?,
@@ -300,7 +306,7 @@ impl Config {
                 )?,
             },
             tables: file.tables,
-            snapshot_location: args.snapshot_location.clone().or(file.snapshot_location),
+            snapshot_location,
             snapshots: args.snapshots.or(file.snapshots).unwrap_or(true),
             ready_tables: file.ready_tables.map(ready_tables).transpose()?,
             regions,
@@ -363,6 +369,16 @@ fn limits(f: &LimitsFile) -> Result<Limits> {
         )?,
         max_result_bytes: bytes("limits.max_result_bytes", f.max_result_bytes.clone())?,
     })
+}
+
+/// What no table may read, whatever `allowed_locations` says: the data directory (the catalog,
+/// its secrets, the tokens, the snapshots) and the snapshot location.
+fn reserved_locations(data_dir: &Path, snapshots: Option<&str>) -> Result<Vec<String>> {
+    let cwd = std::env::current_dir().map_err(|e| ServiceError::Config(e.to_string()))?;
+    let dir = cwd.join(data_dir);
+    let mut out = vec![format!("file://{}/", dir.display())];
+    out.extend(snapshots.map(|s| s.to_string()));
+    Ok(out)
 }
 
 /// The locations tables may name; by default, files under the working directory.

@@ -127,7 +127,9 @@ impl ServiceError {
             ) => C::AlreadyExists,
             Self::Catalog(CatalogError::NoDatabaseSelected) => C::NoDatabaseSelected,
             Self::Catalog(_) => C::CatalogUnavailable,
-            Self::Connector(ConnectorError::LocationNotAllowed { .. }) => C::LocationNotAllowed,
+            Self::Connector(
+                ConnectorError::LocationNotAllowed { .. } | ConnectorError::LocationRefused { .. },
+            ) => C::LocationNotAllowed,
             Self::Connector(
                 ConnectorError::InvalidLocation { .. } | ConnectorError::InvalidPattern { .. },
             ) => C::InvalidLocation,

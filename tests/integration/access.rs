@@ -563,3 +563,99 @@ async fn the_audit_log_says_who_changed_what_and_how_it_ended() {
     assert_eq!(refused["error"]["code"], "forbidden");
     assert!(!log.contains("SELECT"));
 }
+
+#[tokio::test]
+async fn locations_that_lead_to_tarns_own_files_or_out_of_the_allow_list_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let data = root.join("data");
+    copy_sample("parquet", &data);
+    // The allow-list covers the whole directory, the data directory included.
+    let server = TestServer::spawn(&root.join("tarn"), root, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    let own = server.data_dir.join("catalog.json");
+    std::os::unix::fs::symlink(&own, data.join("sneaky.json")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", data.join("outside.csv")).unwrap();
+    let create = |name: &str, format: &str, uri: String| {
+        format!(
+            "CREATE EXTERNAL TABLE s.{name} FILE_FORMAT = (FORMAT {format}) FILES = (URI '{uri}')"
+        )
+    };
+    for (sql, why) in [
+        (
+            create("own", "json", format!("file://{}", own.display())),
+            "Tarn's own data",
+        ),
+        (
+            create(
+                "catalog",
+                "json",
+                format!("file://{}/", server.data_dir.display()),
+            ),
+            "Tarn's own data",
+        ),
+        (
+            create(
+                "link",
+                "json",
+                format!("file://{}/sneaky.json", data.display()),
+            ),
+            "leads into Tarn's own data",
+        ),
+        (
+            create(
+                "passwd",
+                "csv",
+                format!("file://{}/outside.csv", data.display()),
+            ),
+            "outside allowed_locations",
+        ),
+    ] {
+        let e = server.err(&sql).await;
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (403, "location_not_allowed"),
+            "{sql}: {}",
+            e.message
+        );
+        assert!(e.message.contains(why), "{sql}: {}", e.message);
+    }
+    // A directory that is allowed, holding a link that leads out: its load fails, naming it.
+    let links = root.join("links");
+    std::fs::create_dir_all(&links).unwrap();
+    std::fs::copy(data.join("orders-0.parquet"), links.join("a.parquet")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", links.join("b.parquet")).unwrap();
+    server
+        .ok(&create(
+            "l",
+            "parquet",
+            format!("file://{}/", links.display()),
+        ))
+        .await;
+    let e = server.err("ALTER TABLE s.l SECONDARY_LOAD").await;
+    assert_eq!(e.code, "location_not_allowed", "{}", e.message);
+    assert!(
+        e.message.contains("b.parquet") && e.message.contains("outside allowed_locations"),
+        "{}",
+        e.message
+    );
+    // A region must be one the config names: it becomes part of a host name.
+    let e = server
+        .err(
+            r#"CREATE TABLE s.r ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{"file": [{"bucket": "b", "namespace": "ns", "region": "evil.example.com/x", "prefix": "d/"}], "dialect": {"format": "csv"}}'"#,
+        )
+        .await;
+    assert_eq!(e.code, "invalid_definition", "{}", e.message);
+    assert!(
+        e.message.contains("region 'evil.example.com/x'") && e.message.contains("not configured"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        server
+            .rows("SELECT COUNT(*) FROM performance_schema.rpd_table_id")
+            .await,
+        vec![vec![json!(1)]],
+        "only s.l was created"
+    );
+}

@@ -162,6 +162,10 @@ pub async fn list_files(
         .await?;
         for f in &mut found {
             f.uri = route.logical(&f.uri);
+            // A local file is judged by where it leads (a link out of the allowed directory).
+            if matches!(loc, Location::File { .. }) {
+                object_stores.check(&f.uri)?;
+            }
         }
         if found.is_empty() && !def.options.allow_missing_files {
             return Err(ConnectorError::NoFiles {

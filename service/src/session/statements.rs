@@ -276,6 +276,16 @@ fn check_not_reserved(name: &str) -> Result<()> {
 fn validate(s: &Sessions, def: &TableDef) -> Result<()> {
     check_not_reserved(&def.key.database)?;
     for spec in &def.files {
+        // A region becomes part of a host name: only configured ones.
+        if let Some(region) = &spec.region
+            && !s.object_stores.knows_region(region)
+        {
+            return Err(CatalogError::invalid(format!(
+                "region '{region}' of {} is not configured: add [regions.{region}] to the config",
+                tarn_connectors::location::redact(&spec.uri)
+            ))
+            .into());
+        }
         s.object_stores.check(&spec.uri)?;
         if let Some(p) = &spec.pattern {
             regex::Regex::new(p).map_err(|e| tarn_connectors::ConnectorError::InvalidPattern {
