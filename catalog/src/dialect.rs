@@ -1312,3 +1312,54 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Pieces of Tarn's dialect, put together at random: most make no sense, some do.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("CREATE EXTERNAL TABLE ".to_string()),
+            Just("CREATE TABLE ".to_string()),
+            Just("d.t ".to_string()),
+            Just("(a INT, b DECIMAL(10,2), c VARCHAR(5)) ".to_string()),
+            Just("FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') ".to_string()),
+            Just("FILES = (URI 'file:///x/' PATTERN '.*') ".to_string()),
+            Just("ENGINE_ATTRIBUTE='{\"file\": [{\"uri\": \"s3://b/p/\"}]}' ".to_string()),
+            Just("STORED AS PARQUET LOCATION 's3://b/' ".to_string()),
+            Just("ALTER TABLE d.t SECONDARY_LOAD".to_string()),
+            Just(
+                "CALL sys.HEATWAVE_LOAD(CAST('[{\"db_name\": \"d\"}]' AS JSON), NULL)".to_string()
+            ),
+            Just("SET @x = ".to_string()),
+            Just("DATA_PLACEMENT_KEY = (a) ".to_string()),
+            Just("REFRESH_INTERVAL = '1s' ".to_string()),
+            "[ -~]{0,12}".prop_map(|s| s),
+            any::<char>().prop_map(|c| c.to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+        ))]
+
+        /// Whatever the text, the parser answers (a statement or an error); it never panics.
+        #[test]
+        fn any_text_parses_or_is_refused(text in ".{0,200}") {
+            let _ = parse_statement(&text);
+        }
+
+        #[test]
+        fn any_mix_of_the_dialect_parses_or_is_refused(parts in prop::collection::vec(fragment(), 0..8)) {
+            let text: String = parts.concat();
+            if let Err(e) = parse_statement(&text) {
+                // Every refusal says something.
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+}

@@ -283,3 +283,45 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+        ))]
+
+        /// Any text is a location or an error; a location has no `..` and shows no token.
+        #[test]
+        fn any_text_is_a_location_or_an_error(text in ".{0,120}") {
+            if let Ok(loc) = Location::parse(&text) {
+                prop_assert!(!loc.key().split('/').any(|p| p == ".."));
+                let shown = loc.to_string();
+                prop_assert_eq!(redact(&shown), shown.clone());
+            }
+        }
+
+        #[test]
+        fn locations_built_from_parts_parse_and_keep_their_token_hidden(
+            scheme in prop_oneof![Just("s3://"), Just("oci://"), Just("https://"), Just("file:///")],
+            bucket in "[a-z0-9][a-z0-9.@_-]{0,11}",
+            path in prop::collection::vec("[a-zA-Z0-9._*?\\[\\]-]{0,8}", 0..5),
+            token in "[A-Za-z0-9_-]{1,16}",
+        ) {
+            let text = format!("{scheme}{bucket}/p/{token}/n/ns/{}", path.join("/"));
+            let secret = format!("/p/{token}/n/");
+            if let Ok(loc) = Location::parse(&text)
+                && scheme == "https://"
+            {
+                let shown = loc.to_string();
+                prop_assert!(!shown.contains(&secret), "{}", shown);
+            }
+            let redacted = redact(&format!("https://h{secret}x"));
+            prop_assert!(!redacted.contains(&secret), "{}", redacted);
+        }
+    }
+}

@@ -602,4 +602,52 @@ mod tests {
             assert!(e.contains("late boom"), "{format:?}: {e}");
         }
     }
+
+    mod properties {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        use proptest::prelude::*;
+
+        use super::super::statement;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+            ))]
+
+            /// Any body, as text or as JSON, gives a statement or a 400 naming what is wrong.
+            #[test]
+            fn any_request_body_is_a_statement_or_a_bad_request(
+                body in prop::collection::vec(any::<u8>(), 0..300),
+                json in any::<bool>(),
+            ) {
+                let mut headers = HeaderMap::new();
+                if json {
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                }
+                match statement(&headers, &body) {
+                    Ok(sql) => prop_assert!(!sql.trim().is_empty()),
+                    Err(e) => prop_assert_eq!(e.code().as_str(), "bad_request"),
+                }
+            }
+
+            #[test]
+            fn any_json_shape_is_a_statement_or_a_bad_request(
+                sql in proptest::option::of(".{0,50}"),
+                extra in "[a-z]{0,5}",
+            ) {
+                let extra = format!("x{extra}");
+                let body = match &sql {
+                    Some(s) => serde_json::json!({"sql": s, extra: 1}).to_string(),
+                    None => serde_json::json!({extra: "x"}).to_string(),
+                };
+                let mut headers = HeaderMap::new();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                let got = statement(&headers, body.as_bytes());
+                match sql {
+                    Some(s) if !s.trim().is_empty() => prop_assert_eq!(got.unwrap(), s),
+                    _ => prop_assert!(got.is_err()),
+                }
+            }
+        }
+    }
 }
