@@ -52,7 +52,9 @@ pub fn token(explicit: Option<String>, data_dir: Option<std::path::PathBuf>) -> 
         .filter(|t| !t.is_empty())
 }
 
-/// A client that sends `token` with every request, and times out after `timeout` if given.
+/// A client that sends `token` with every request, and times out after `timeout` if given. It
+/// trusts the system's CAs and, when `TARN_CA_CERT` names a PEM file, the certificates in it (a
+/// service serving HTTPS with its own or a private CA's certificate).
 pub fn client(
     token: Option<&str>,
     timeout: Option<std::time::Duration>,
@@ -67,6 +69,19 @@ pub fn client(
     let mut builder = reqwest::Client::builder().default_headers(headers);
     if let Some(t) = timeout {
         builder = builder.timeout(t);
+    }
+    if let Some(path) = std::env::var_os("TARN_CA_CERT").filter(|p| !p.is_empty()) {
+        let shown = std::path::Path::new(&path).display().to_string();
+        let pem = std::fs::read(&path).map_err(|e| format!("TARN_CA_CERT {shown}: {e}"))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "TARN_CA_CERT {shown}: not PEM certificates: {}",
+                describe(&e)
+            )
+        })?;
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
     }
     builder.build().map_err(|e| describe(&e))
 }

@@ -36,6 +36,20 @@ pub enum ConnectorError {
 
     #[error("Delta table at '{location}': {message}")]
     Delta { location: String, message: String },
+
+    /// A read that would pass the memory limit, stopped before it took the memory.
+    #[error(
+        "reading '{file}' needs {} more (it holds {} already) but only {} of memory_limit ({}) are free; \
+         the load was refused and loaded tables are unchanged",
+        bytesize::ByteSize(*.needed), bytesize::ByteSize(*.held), bytesize::ByteSize(*.available), bytesize::ByteSize(*.limit)
+    )]
+    MemoryLimit {
+        file: String,
+        held: u64,
+        needed: u64,
+        available: u64,
+        limit: u64,
+    },
 }
 
 impl ConnectorError {

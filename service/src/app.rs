@@ -32,6 +32,8 @@ use crate::snapshot::writer::{self, SnapshotWriter};
 
 pub struct Application {
     listener: TcpListener,
+    /// The certificate HTTPS (and later the other doors' TLS) serves; none: plain text.
+    certificates: Option<Arc<crate::tls::Certificates>>,
     config: Arc<Config>,
     http: HttpState,
 }
@@ -75,6 +77,11 @@ impl Application {
         ));
         memory.subscribe(Arc::new(ReturnMemory));
         let object_stores = Arc::new(StoreRegistry::new(config.store.clone())?);
+        let certificates = config
+            .tls
+            .clone()
+            .map(crate::tls::Certificates::load)
+            .transpose()?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             ServiceError::Config(format!("cannot listen on {}: {e}", config.listen))
         })?;
@@ -129,6 +136,7 @@ impl Application {
         };
         let app = Self {
             listener,
+            certificates,
             config: Arc::new(config),
             http,
         };
@@ -144,8 +152,13 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> Result<()> {
         let addr = self.local_addr();
+        let scheme = if self.certificates.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         info!(instance = %self.config.instance_name, data_dir = %self.config.data_dir.display(),
-              "listening on http://{addr}");
+              "listening on {scheme}://{addr}");
         let s = &self.http;
         let scheduler = scheduler::spawn(s.loader.clone(), self.config.refresh_interval);
         let recovery = tokio::spawn(s.recovery.clone().recover_all());
@@ -154,10 +167,26 @@ impl Application {
             s.object_stores.clone(),
             Arc::new(s.loader.clone()),
         );
-        let served = axum::serve(self.listener, http::router(self.http))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| ServiceError::Internal(format!("server: {e}")));
+        let router = http::router(self.http);
+        let served = match &self.certificates {
+            None => {
+                axum::serve(self.listener, router)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }
+            Some(certificates) => {
+                let reload = certificates.spawn_reload();
+                let listener =
+                    crate::tls::TlsListener::new(self.listener, certificates.server_config())
+                        .map_err(|e| ServiceError::Internal(format!("TLS listener: {e}")))?;
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await;
+                reload.abort();
+                served
+            }
+        }
+        .map_err(|e| ServiceError::Internal(format!("server: {e}")));
         scheduler.abort();
         recovery.abort();
         monitor.abort();

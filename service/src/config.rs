@@ -29,7 +29,8 @@ pub struct ServeArgs {
     /// What `SELECT @@hostname` answers [default: the machine's host name].
     #[arg(long, env = "TARN_INSTANCE_NAME")]
     pub instance_name: Option<String>,
-    /// Memory for loaded tables, e.g. `16GiB`; a load that would exceed it is refused [default: none].
+    /// Memory for loaded tables and queries, e.g. `16GiB`, or `none`; a load that would exceed it
+    /// is refused [default: 75% of the machine's (or the cgroup's) memory].
     #[arg(long, env = "TARN_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
     /// Shards per loaded table; 0 means one per core [default: 0].
@@ -59,6 +60,12 @@ pub struct ServeArgs {
     /// The audit log file; "" writes none [default: <data_dir>/audit.log].
     #[arg(long, env = "TARN_AUDIT_LOG")]
     pub audit_log: Option<String>,
+    /// Certificate chain (PEM) to serve HTTPS with; needs --tls-key [default: plain HTTP].
+    #[arg(long, env = "TARN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "TARN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The keys of `tarn.toml`.
@@ -84,6 +91,10 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     /// The audit log file; "" writes none [default: `<data_dir>/audit.log`].
     pub audit_log: Option<String>,
+    /// Certificate chain (PEM) the doors serve TLS with; reloaded when it changes [default: none].
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
     /// Tables (`db.table`) `/readyz` waits for; [default: every table being recovered].
     pub ready_tables: Option<Vec<String>>,
     #[serde(default)]
@@ -185,6 +196,8 @@ pub struct Config {
     pub limits: Limits,
     /// Where the audit log goes; none: nowhere.
     pub audit_log: Option<PathBuf>,
+    /// The certificate and key the doors serve TLS with; none: plain text.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// `[limits]` with their defaults.
@@ -317,7 +330,25 @@ impl Config {
                 .or(file.admin_token),
             limits: limits(&file.limits)?,
             audit_log,
+            tls: tls(
+                args.tls_cert.clone().or(file.tls_cert),
+                args.tls_key.clone().or(file.tls_key),
+            )?,
         })
+    }
+}
+
+fn tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<crate::tls::TlsFiles>> {
+    let empty = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+    match (empty(cert), empty(key)) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles { cert, key })),
+        (Some(_), None) => Err(ServiceError::Config(
+            "tls_cert is set but tls_key is not: give both, or neither".into(),
+        )),
+        (None, Some(_)) => Err(ServiceError::Config(
+            "tls_key is set but tls_cert is not: give both, or neither".into(),
+        )),
     }
 }
 
@@ -328,8 +359,36 @@ fn listen(value: Option<String>) -> Result<SocketAddr> {
         .map_err(|e| ServiceError::Config(format!("listen = '{listen}' is not an address: {e}")))
 }
 
+/// `memory_limit`: as given ("none" for no limit), else [`DEFAULT_MEMORY_SHARE`] of the memory the
+/// process may use (the machine's, or its cgroup's limit when lower), so that a load or a query
+/// that would not fit fails with an error instead of taking the process down.
 fn memory_limit(value: Option<String>) -> Result<Option<u64>> {
-    bytes("memory_limit", value)
+    match value.as_deref().map(str::trim) {
+        Some(s) if s.eq_ignore_ascii_case("none") => Ok(None),
+        Some(_) => bytes("memory_limit", value),
+        None => Ok(available_memory().map(|m| (m as f64 * DEFAULT_MEMORY_SHARE) as u64)),
+    }
+}
+
+/// The share of the process's memory the default `memory_limit` gives to loaded data and queries;
+/// the rest is for the service itself, readers' buffers and the allocator's slack.
+pub const DEFAULT_MEMORY_SHARE: f64 = 0.75;
+
+/// Memory the process may use: the machine's, or its cgroup's limit if lower.
+fn available_memory() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
 }
 
 /// A size such as "16GiB" under `key`.

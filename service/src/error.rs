@@ -140,7 +140,8 @@ impl ServiceError {
             Self::Connector(ConnectorError::Store { .. }) => C::StoreUnavailable,
             Self::Engine(EngineError::NotLoaded { .. }) => C::TableNotLoaded,
             Self::Engine(EngineError::Recovering { .. }) => C::TableRecovering,
-            Self::Engine(EngineError::MemoryLimit { .. }) => C::MemoryLimit,
+            Self::Engine(EngineError::MemoryLimit { .. })
+            | Self::Connector(ConnectorError::MemoryLimit { .. }) => C::MemoryLimit,
             Self::Engine(EngineError::Unsupported(_)) => C::UnsupportedStatement,
             Self::Engine(EngineError::Query(e)) => match e.find_root() {
                 DataFusionError::Plan(_)

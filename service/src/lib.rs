@@ -17,6 +17,7 @@ pub mod placement;
 pub mod regions;
 pub mod session;
 pub mod snapshot;
+pub mod tls;
 
 pub use app::Application;
 pub use config::Config;

@@ -265,7 +265,7 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     let server = TestServer::spawn(
         &tmp.path().join("tarn"),
         &data,
-        &["--memory-limit", "20KiB"],
+        &["--memory-limit", "32KiB"],
     )
     .await;
     server.ok("CREATE DATABASE s").await;
@@ -281,12 +281,173 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     server.ok("ALTER TABLE s.p SECONDARY_LOAD").await;
     let e = server.err("ALTER TABLE s.c SECONDARY_LOAD").await;
     assert_eq!((e.status, e.code.as_str()), (507, "memory_limit"));
+    // Refused while the files were read, naming the file and the limit.
     assert!(
-        e.message.contains("20480-byte memory limit"),
+        e.message.contains("data/c/") && e.message.contains("memory_limit (32.0 KiB)"),
         "{}",
         e.message
     );
     assert_eq!(server.rows("SELECT COUNT(*) FROM s.p").await[0][0], 200);
     let e = server.err("SELECT * FROM s.c").await;
     assert_eq!(e.code, "table_not_loaded");
+}
+
+/// A gzip file of `members` gzip members, each `block` compressed: what it expands to is
+/// `members * block.len()` bytes, from a file a thousandth of that.
+fn gzip_bomb(path: &std::path::Path, block: &[u8], members: usize) {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(block).unwrap();
+    let member = enc.finish().unwrap();
+    let mut f = std::fs::File::create(path).unwrap();
+    for _ in 0..members {
+        f.write_all(&member).unwrap();
+    }
+}
+
+/// The server's peak resident memory so far (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test]
+async fn files_that_expand_past_the_memory_limit_stop_the_load_and_the_process_stays_small() {
+    const LIMIT: u64 = 256 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_sample("csv", &data.join("ok"));
+    for d in ["rows", "line", "json", "claimed"] {
+        std::fs::create_dir_all(data.join(d)).unwrap();
+    }
+    // 4 GiB of CSV rows, 4 GiB of one endless line, 4 GiB of JSON lines: a few MB each on disk.
+    const ROW: &[u8] = b"123456,a row of some length for the bomb\n";
+    let rows: Vec<u8> = ROW.repeat((16 << 20) / ROW.len());
+    gzip_bomb(&data.join("rows/bomb.csv.gz"), &rows, 256);
+    gzip_bomb(&data.join("line/bomb.csv.gz"), &vec![b'7'; 16 << 20], 256);
+    const LINE: &[u8] = b"{\"a\": 123456, \"b\": \"a json line for the bomb\"}\n";
+    let json: Vec<u8> = LINE.repeat((16 << 20) / LINE.len());
+    gzip_bomb(&data.join("json/bomb.json.gz"), &json, 256);
+    // A file whose size claims 100 GiB (sparse: it takes no disk).
+    std::fs::File::create(data.join("claimed/huge.csv"))
+        .unwrap()
+        .set_len(100 << 30)
+        .unwrap();
+    assert!(
+        std::fs::metadata(data.join("rows/bomb.csv.gz"))
+            .unwrap()
+            .len()
+            < 64 << 20
+    );
+
+    let server = TestServer::spawn(
+        &tmp.path().join("tarn"),
+        &data,
+        &["--memory-limit", "256MiB"],
+    )
+    .await;
+    server.ok("CREATE DATABASE s").await;
+    let d = data.display();
+    server
+        .ok(&format!("CREATE EXTERNAL TABLE s.ok {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') FILES = (URI 'file://{d}/ok/')"))
+        .await;
+    server.ok("ALTER TABLE s.ok SECONDARY_LOAD").await;
+    let before = server.rows("SELECT COUNT(*) FROM s.ok").await;
+    for (table, def, file) in [
+        (
+            "rows",
+            format!(
+                "(a INT, b TEXT) FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY ',') FILES = (URI 'file://{d}/rows/')"
+            ),
+            "rows/bomb.csv.gz",
+        ),
+        (
+            "json",
+            format!("(a INT, b TEXT) FILE_FORMAT = (FORMAT json) FILES = (URI 'file://{d}/json/')"),
+            "json/bomb.json.gz",
+        ),
+        (
+            "claimed",
+            format!("(a TEXT) FILE_FORMAT = (FORMAT csv) FILES = (URI 'file://{d}/claimed/')"),
+            "claimed/huge.csv",
+        ),
+        // Schema inference reads only the start of a file, whatever its size.
+        (
+            "inferred",
+            format!(
+                "FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY ',') FILES = (URI 'file://{d}/rows/')"
+            ),
+            "rows/bomb.csv.gz",
+        ),
+    ] {
+        server
+            .ok(&format!("CREATE EXTERNAL TABLE s.{table} {def}"))
+            .await;
+        let e = server
+            .err(&format!("ALTER TABLE s.{table} SECONDARY_LOAD"))
+            .await;
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (507, "memory_limit"),
+            "{table}: {}",
+            e.message
+        );
+        assert!(
+            e.message.contains(file) && e.message.contains("memory_limit (256.0 MiB)"),
+            "{table}: {}",
+            e.message
+        );
+        let e = server.err(&format!("SELECT * FROM s.{table}")).await;
+        assert_eq!(e.code, "table_not_loaded", "{table}");
+        let peak = peak_rss(server.pid());
+        assert!(
+            peak < LIMIT * 3,
+            "{table}: the server's peak RSS reached {} MiB under a 256 MiB limit",
+            peak >> 20
+        );
+    }
+    // One endless line is bad data, found before it grows past a bound of its own.
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.line (a TEXT) FILE_FORMAT = (FORMAT csv) FILES = (URI 'file://{d}/line/')"
+        ))
+        .await;
+    let e = server.err("ALTER TABLE s.line SECONDARY_LOAD").await;
+    assert_eq!(
+        (e.status, e.code.as_str()),
+        (400, "bad_data"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("line/bomb.csv.gz, line 1")
+            && e.message.contains("a line longer than 64 MiB"),
+        "{}",
+        e.message
+    );
+    let peak = peak_rss(server.pid());
+    assert!(peak < LIMIT * 3, "peak RSS {} MiB", peak >> 20);
+    // What was loaded before is still there, and the memory the bombs took is free again.
+    assert_eq!(server.rows("SELECT COUNT(*) FROM s.ok").await, before);
+    let tables = server.get("/v1/tables").await;
+    assert!(tables.to_string().contains("AVAIL"), "{tables}");
+    let metrics = server.text("/metrics").await;
+    let reserved = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tarn_memory_reserved_bytes "))
+        .unwrap_or_else(|| panic!("no tarn_memory_reserved_bytes in {metrics}"));
+    assert_eq!(
+        reserved.trim(),
+        "0",
+        "memory still held after the loads failed"
+    );
 }

@@ -17,4 +17,5 @@ mod refresh_s3;
 mod regions;
 mod s3;
 mod support;
+mod tls;
 mod versions;

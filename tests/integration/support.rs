@@ -108,12 +108,16 @@ impl TestServer {
         let log2 = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("listening on http://") {
-                    let rest = &line[i + "listening on http://".len()..];
+                // "listening on http://127.0.0.1:N" (or https://): the address after the scheme.
+                if let Some(i) = line.find("listening on http") {
+                    let url = line[i + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default();
                     let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
+                        url.split_once("://")
+                            .map(|(_, a)| a)
+                            .unwrap_or(url)
                             .to_string(),
                     );
                 }
@@ -174,6 +178,10 @@ impl TestServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// CPU seconds the server process has used so far (user and system).

@@ -17,7 +17,9 @@ use chrono::{NaiveDate, NaiveDateTime};
 use tarn_catalog::{Compression, FileFormat};
 
 use super::RowOrigin;
+use super::memory::Releaser;
 use super::{BATCH_ROWS, FileBatches, ReadOptions, counting, decompressed};
+use super::{LineGuard, LineTooLong};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
 
@@ -55,7 +57,13 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
             opts.format.compression,
             Some(opts.progress.clone()),
         )?;
-        return read_records(file, input, opts, skip, 0);
+        if plain {
+            return read_records(file, input, opts, skip, 0, None);
+        }
+        // Decompressed text is taken from the memory account as it comes, and given back once
+        // each batch is built: a file that expands past the limit (or one endless line) stops.
+        let (input, releaser) = opts.charged(input);
+        return read_records(file, input, opts, skip, 0, releaser.as_ref());
     }
     let ranges = chunk_ranges(&bytes, &opts.format, threads);
     let term = opts.format.line_terminator.unwrap_or(b'\n');
@@ -74,7 +82,7 @@ pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result
             .map(|(i, (r, first_line))| {
                 let input = counting(bytes.slice(r.clone()), opts.progress.clone());
                 let skip = if i == 0 { skip } else { 0 };
-                scope.spawn(move || read_records(file, input, opts, skip, *first_line))
+                scope.spawn(move || read_records(file, input, opts, skip, *first_line, None))
             })
             .collect();
         handles
@@ -144,15 +152,17 @@ fn chunk_ranges(bytes: &[u8], format: &FileFormat, n: usize) -> Vec<std::ops::Ra
 }
 
 /// Reads records from `input`: skips the first `skip` records, numbers lines from
-/// `first_line + 1`.
+/// `first_line + 1`; after each batch, `releaser` gives back the text read for it.
 fn read_records(
     file: &FileEntry,
     input: impl Read,
     opts: &ReadOptions,
     skip: u64,
     first_line: u64,
+    releaser: Option<&Releaser>,
 ) -> Result<FileBatches> {
-    let mut rdr = reader_builder(&opts.format).from_reader(input);
+    let term = opts.format.line_terminator.unwrap_or(b'\n');
+    let mut rdr = reader_builder(&opts.format).from_reader(LineGuard::new(input, term));
     let target = &opts.schema;
     let ncols = target.fields().len();
     let string_col: Vec<bool> = target
@@ -212,9 +222,11 @@ fn read_records(
         }
         if batch.lines.len() == BATCH_ROWS {
             flush(file, &mut batch, opts, &mut out)?;
+            releaser.inspect(|r| r.release());
         }
     }
     flush(file, &mut batch, opts, &mut out)?;
+    releaser.inspect(|r| r.release());
     Ok(out)
 }
 
@@ -328,7 +340,20 @@ fn custom_formats(
 fn csv_error(file: &FileEntry, e: csv::Error, first_line: u64) -> ConnectorError {
     let line = e.position().map(|p| first_line + p.line());
     let message = match e.into_kind() {
-        csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
+        csv::ErrorKind::Io(io) => {
+            if let Some(e) = super::memory::from_io(&io) {
+                return e;
+            }
+            if let Some(long) = LineTooLong::within(&io) {
+                return ConnectorError::Data {
+                    file: file.uri.clone(),
+                    line: Some(first_line + long.line),
+                    column: None,
+                    message: long.to_string(),
+                };
+            }
+            format!("cannot read: {io}")
+        }
         other => format!("{other:?}"),
     };
     ConnectorError::Data {
@@ -523,6 +548,7 @@ mod tests {
             &opts(f.clone(), true),
             0,
             0,
+            None,
         )
         .unwrap();
         let want =
@@ -541,6 +567,7 @@ mod tests {
                     &opts(f.clone(), true),
                     0,
                     0,
+                    None,
                 )
                 .unwrap();
                 batches.extend(part.batches);

@@ -206,6 +206,7 @@ async fn read_delta_file(
     opts: &ReadOptions,
 ) -> Result<FileBatches> {
     let file = &snap.manifest.files[index];
+    let opts = &opts.for_file(&file.uri);
     let err = |e: &dyn std::fmt::Display| ConnectorError::Delta {
         location: file.uri.clone(),
         message: e.to_string(),
@@ -234,5 +235,6 @@ async fn read_delta_file(
     }
     opts.progress
         .fetch_add(2 * file.size, std::sync::atomic::Ordering::Relaxed);
+    out.memory = opts.file_memory.clone();
     Ok(out)
 }

@@ -2,7 +2,7 @@
 //! a time; a batch that fails is decoded again line by line to single out the bad lines.
 //! Keys match the table's column names case-insensitively; keys the table lacks are ignored.
 
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tarn_catalog::FileFormat;
 
 use super::RowOrigin;
-use super::{BATCH_ROWS, FileBatches, ReadOptions, decompressed};
+use super::{BATCH_ROWS, FileBatches, LineGuard, LineTooLong, ReadOptions, decompressed};
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
 
@@ -24,47 +24,109 @@ pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Resu
 }
 
 pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result<FileBatches> {
-    let mut text = Vec::new();
-    decompressed(file, bytes, opts.format.compression, None)?
-        .read_to_end(&mut text)
-        .map_err(|e| ConnectorError::data(&file.uri, format!("cannot read: {e}")))?;
-    // Decode with the file's own spelling of each key.
-    let file_keys =
-        arrow::json::reader::infer_json_schema(&text[..text.len().min(1 << 20)], Some(100))
-            .map(|(s, _)| s)
-            .ok();
-    let decode_schema: SchemaRef = Arc::new(Schema::new(
-        opts.schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let name = file_keys
-                    .as_ref()
-                    .and_then(|s| {
-                        s.fields()
-                            .iter()
-                            .find(|k| k.name().eq_ignore_ascii_case(f.name()))
-                    })
-                    .map(|k| k.name().clone())
-                    .unwrap_or_else(|| f.name().clone());
-                Field::new(name, f.data_type().clone(), true)
-            })
-            .collect::<Vec<_>>(),
-    ));
+    // Lines are read a batch at a time; their text is taken from the memory account as it is
+    // decompressed and given back once the batch is built, so a file that expands past the limit
+    // (or one endless line) stops.
+    let (input, releaser) = opts.charged(decompressed(file, bytes, opts.format.compression, None)?);
+    let mut input = BufReader::new(LineGuard::new(input, b'\n'));
     let mut out = FileBatches::default();
-    let mut chunk: Vec<(u64, &[u8])> = Vec::with_capacity(BATCH_ROWS);
-    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
+    let mut schema = None;
+    // The batch's lines back to back, and where each is (with its line number).
+    let mut text: Vec<u8> = Vec::new();
+    let mut lines: Vec<(u64, std::ops::Range<usize>)> = Vec::with_capacity(BATCH_ROWS);
+    let mut line = 0u64;
+    loop {
+        let start = text.len();
+        let n = input
+            .read_until(b'\n', &mut text)
+            .map_err(|e| read_error(file, &e, line + 1))?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        let end = text.len() - usize::from(text.ends_with(b"\n"));
+        if text[start..end].iter().all(u8::is_ascii_whitespace) {
+            text.truncate(start);
             continue;
         }
-        chunk.push((i as u64 + 1, line));
-        if chunk.len() == BATCH_ROWS {
-            decode_chunk(file, &chunk, &decode_schema, opts, &mut out)?;
-            chunk.clear();
+        lines.push((line, start..end));
+        if lines.len() == BATCH_ROWS {
+            decode_lines(file, &text, &lines, &mut schema, opts, &mut out)?;
+            text.clear();
+            lines.clear();
+            if let Some(r) = &releaser {
+                r.release();
+            }
         }
     }
-    decode_chunk(file, &chunk, &decode_schema, opts, &mut out)?;
+    decode_lines(file, &text, &lines, &mut schema, opts, &mut out)?;
+    if let Some(r) = &releaser {
+        r.release();
+    }
     Ok(out)
+}
+
+fn read_error(file: &FileEntry, e: &std::io::Error, line: u64) -> ConnectorError {
+    if let Some(e) = super::memory::from_io(e) {
+        return e;
+    }
+    if let Some(long) = LineTooLong::within(e) {
+        return ConnectorError::Data {
+            file: file.uri.clone(),
+            line: Some(line),
+            column: None,
+            message: long.to_string(),
+        };
+    }
+    ConnectorError::data(&file.uri, format!("cannot read: {e}"))
+}
+
+/// Decodes one batch of lines; the first batch also settles the schema to decode with: the
+/// table's columns under the file's own spelling of each key.
+fn decode_lines(
+    file: &FileEntry,
+    text: &[u8],
+    lines: &[(u64, std::ops::Range<usize>)],
+    schema: &mut Option<SchemaRef>,
+    opts: &ReadOptions,
+    out: &mut FileBatches,
+) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let decode_schema = schema
+        .get_or_insert_with(|| {
+            let sample_end = lines
+                .iter()
+                .map(|(_, r)| r.end)
+                .take_while(|&e| e <= 1 << 20)
+                .last()
+                .unwrap_or(lines[0].1.end);
+            let file_keys = arrow::json::reader::infer_json_schema(&text[..sample_end], Some(100))
+                .map(|(s, _)| s)
+                .ok();
+            Arc::new(Schema::new(
+                opts.schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        let name = file_keys
+                            .as_ref()
+                            .and_then(|s| {
+                                s.fields()
+                                    .iter()
+                                    .find(|k| k.name().eq_ignore_ascii_case(f.name()))
+                            })
+                            .map(|k| k.name().clone())
+                            .unwrap_or_else(|| f.name().clone());
+                        Field::new(name, f.data_type().clone(), true)
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        })
+        .clone();
+    let chunk: Vec<(u64, &[u8])> = lines.iter().map(|(n, r)| (*n, &text[r.clone()])).collect();
+    decode_chunk(file, &chunk, &decode_schema, opts, out)
 }
 
 fn decode(

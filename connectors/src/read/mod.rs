@@ -11,6 +11,7 @@ pub mod conform;
 mod csv;
 mod delta;
 mod json;
+pub mod memory;
 mod parquet;
 
 use std::io::Read;
@@ -31,6 +32,7 @@ use crate::listing::FileEntry;
 pub use delta::{DeltaSnapshot, delta_snapshot, read_delta_files};
 /// A Delta table's log as last read; kept to replay only newer commits next time.
 pub use deltalake::DeltaTable;
+pub use memory::{FileMemory, MemoryRefused, ReadMemory};
 
 /// Rows per batch the readers aim for.
 pub const BATCH_ROWS: usize = 8192;
@@ -50,6 +52,9 @@ pub struct RejectedRow {
 pub struct FileBatches {
     pub batches: Vec<RecordBatch>,
     pub rejected: Vec<RejectedRow>,
+    /// What the read holds of the load's memory account (when it has one): settle it with
+    /// [`FileMemory::keep`] once the loaded size of the batches is known.
+    pub memory: Option<Arc<FileMemory>>,
 }
 
 /// Where the rows of a batch came from, for messages: the file, and the line (or row number) of
@@ -90,6 +95,7 @@ impl FileBatches {
             pre_rejected,
             &mut self.rejected,
         )? {
+            opts.take(b.get_array_memory_size() as u64)?;
             self.batches.push(b);
         }
         Ok(())
@@ -127,6 +133,10 @@ pub struct ReadOptions {
     /// fetching (as bytes arrive) and once for decoding (as it goes for CSV and Parquet, at the
     /// end for JSON and Avro). A load's total is twice its bytes.
     pub progress: Arc<AtomicU64>,
+    /// The load's memory account; without one, reads take memory unchecked.
+    pub memory: Option<Arc<dyn ReadMemory>>,
+    /// What the file being read holds of `memory` (set per file by [`Self::for_file`]).
+    pub(crate) file_memory: Option<Arc<FileMemory>>,
 }
 
 impl ReadOptions {
@@ -136,6 +146,50 @@ impl ReadOptions {
             schema,
             strict,
             progress: Arc::new(AtomicU64::new(0)),
+            memory: None,
+            file_memory: None,
+        }
+    }
+
+    /// Progress is counted into `progress` (see the field).
+    pub fn with_progress(mut self, progress: Arc<AtomicU64>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Reads take their memory from `account` first.
+    pub fn with_memory(mut self, account: Arc<dyn ReadMemory>) -> Self {
+        self.memory = Some(account);
+        self
+    }
+
+    /// The options for reading `file`: its own share of the memory account.
+    pub(crate) fn for_file(&self, file: &str) -> Self {
+        let mut opts = self.clone();
+        opts.file_memory = self.memory.clone().map(|m| FileMemory::new(m, file));
+        opts
+    }
+
+    /// Takes `bytes` for the file being read, if there is an account.
+    pub(crate) fn take(&self, bytes: u64) -> Result<()> {
+        match &self.file_memory {
+            Some(m) => m.take(bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// `input`, taking memory for what is read through it when there is an account.
+    pub(crate) fn charged<R: Read + Send + 'static>(
+        &self,
+        input: R,
+    ) -> (Box<dyn Read + Send>, Option<memory::Releaser>) {
+        match &self.file_memory {
+            Some(m) => {
+                let c = memory::Charged::new(input, m.clone());
+                let releaser = c.releaser();
+                (Box::new(c), Some(releaser))
+            }
+            None => (Box::new(input), None),
         }
     }
 
@@ -165,7 +219,8 @@ pub async fn read_file(
     file: &FileEntry,
     opts: &ReadOptions,
 ) -> Result<FileBatches> {
-    match opts.format.kind {
+    let opts = &opts.for_file(&file.uri);
+    let mut out = match opts.format.kind {
         FormatKind::Parquet => parquet::read(store, file, opts).await,
         FormatKind::Csv | FormatKind::Json | FormatKind::Avro => {
             let started = std::time::Instant::now();
@@ -199,7 +254,9 @@ pub async fn read_file(
             &file.uri,
             "Delta tables are read through their log, not file by file",
         )),
-    }
+    }?;
+    out.memory = opts.file_memory.clone();
+    Ok(out)
 }
 
 /// Infers a table's schema from one of its files (names lower-cased).
@@ -211,16 +268,56 @@ pub async fn infer_schema(
     let schema = match format.kind {
         FormatKind::Parquet => parquet::infer(store, file).await?,
         FormatKind::Csv | FormatKind::Json | FormatKind::Avro => {
-            let bytes = fetch(&store, file, None).await?;
+            // Inference looks at the start of the file only: a bounded range, however large the
+            // listing says the file is.
+            let size = file.size.min(INFER_BYTES);
+            let bytes = if size == 0 {
+                Bytes::new()
+            } else {
+                store
+                    .get_range(&file.path(), 0..size)
+                    .await
+                    .map_err(|e| ConnectorError::store(&file.uri, e))?
+            };
+            let truncated = file.size > size;
             let owned = file.clone();
             let format = format.clone();
-            tokio::task::spawn_blocking(move || match format.kind {
-                FormatKind::Csv => csv::infer(&owned, bytes, &format),
-                FormatKind::Json => json::infer(&owned, bytes, &format),
-                _ => avro::infer(&owned, bytes),
+            let store = store.clone();
+            let avro = tokio::task::spawn_blocking(move || match format.kind {
+                FormatKind::Csv | FormatKind::Json => {
+                    let sample = sample_text(&owned, bytes, &format, truncated)?;
+                    let plain = FileFormat {
+                        compression: Compression::None,
+                        ..format.clone()
+                    };
+                    if format.kind == FormatKind::Csv {
+                        csv::infer(&owned, sample, &plain).map(Some)
+                    } else {
+                        json::infer(&owned, sample, &plain).map(Some)
+                    }
+                }
+                _ => match avro::infer(&owned, bytes) {
+                    Ok(s) => Ok(Some(s)),
+                    // A header (schema) longer than the range: read the whole file, if it is not
+                    // too large to.
+                    Err(_) if truncated && owned.size <= INFER_WHOLE_AVRO => Ok(None),
+                    Err(e) => Err(e),
+                },
             })
             .await
-            .map_err(|e| ConnectorError::data(&file.uri, format!("inference failed: {e}")))??
+            .map_err(|e| ConnectorError::data(&file.uri, format!("inference failed: {e}")))??;
+            match avro {
+                Some(s) => s,
+                None => {
+                    let bytes = fetch(&store, file, None).await?;
+                    let owned = file.clone();
+                    tokio::task::spawn_blocking(move || avro::infer(&owned, bytes))
+                        .await
+                        .map_err(|e| {
+                            ConnectorError::data(&file.uri, format!("inference failed: {e}"))
+                        })??
+                }
+            }
         }
         FormatKind::Delta => {
             return Err(ConnectorError::data(
@@ -230,6 +327,40 @@ pub async fn infer_schema(
         }
     };
     Ok(lowercase_names(&schema))
+}
+
+/// Bytes of a file (compressed or not) schema inference reads at most, and text it decodes.
+const INFER_BYTES: u64 = 16 << 20;
+/// An Avro file whose schema does not fit in [`INFER_BYTES`] is read whole up to this size.
+const INFER_WHOLE_AVRO: u64 = 256 << 20;
+
+/// The first whole lines of a CSV or JSON file's text (decompressed), at most [`INFER_BYTES`]:
+/// when the file goes on past them (`truncated`, or more text than that), the partial last line
+/// is cut off.
+fn sample_text(
+    file: &FileEntry,
+    bytes: Bytes,
+    format: &FileFormat,
+    truncated: bool,
+) -> Result<Bytes> {
+    let mut input = decompressed(file, bytes, format.compression, None)?.take(INFER_BYTES);
+    let mut text = Vec::new();
+    let mut cut = truncated;
+    if let Err(e) = input.read_to_end(&mut text) {
+        // A compressed stream cut by the range ends early; anything else is a bad file.
+        if !truncated {
+            return Err(ConnectorError::data(&file.uri, format!("cannot read: {e}")));
+        }
+    }
+    if text.len() as u64 >= INFER_BYTES {
+        cut = true;
+    }
+    if cut {
+        let term = format.line_terminator.unwrap_or(b'\n');
+        let end = memchr::memrchr(term, &text).map_or(0, |i| i + 1);
+        text.truncate(end);
+    }
+    Ok(Bytes::from(text))
 }
 
 pub(crate) fn lowercase_names(schema: &Schema) -> SchemaRef {
@@ -256,20 +387,27 @@ pub(super) async fn fetch(
 ) -> Result<Bytes> {
     let path = file.path();
     let fail = |e| ConnectorError::store(&file.uri, e);
+    // The listed size is taken before anything is fetched: a listing that claims more than fits
+    // fails here, naming the limit.
+    if let Some(o) = progress {
+        o.take(file.size)?;
+    }
     let advance = |n: usize| {
         if let Some(o) = progress {
             o.advance(n as u64);
         }
     };
+    if file.size == 0 {
+        return Ok(Bytes::new());
+    }
     if file.size <= FETCH_RANGE {
-        let b = store
-            .get(&path)
-            .await
-            .map_err(fail)?
-            .bytes()
-            .await
-            .map_err(fail)?;
+        // A range, not the whole object: an object that grew after it was listed must not bring
+        // more than the listing (and the memory account) allowed for.
+        let b = store.get_range(&path, 0..file.size).await.map_err(fail)?;
         advance(b.len());
+        if b.len() as u64 != file.size {
+            return Err(changed(file, b.len()));
+        }
         return Ok(b);
     }
     let ranges: Vec<futures::future::BoxFuture<'static, object_store::Result<Bytes>>> = (0..file
@@ -282,23 +420,103 @@ pub(super) async fn fetch(
         })
         .collect();
     let mut parts = futures::stream::iter(ranges).buffered(FETCH_CONCURRENCY);
-    let mut buf = Vec::with_capacity(file.size as usize);
+    // Without an account nothing has vouched for the listed size: do not trust it with an
+    // allocation up front.
+    let vouched = progress.is_some_and(|o| o.file_memory.is_some());
+    let capacity = if vouched {
+        file.size
+    } else {
+        file.size.min(FETCH_RANGE * 16)
+    };
+    let mut buf = Vec::with_capacity(capacity as usize);
     while let Some(part) = parts.next().await {
         let part = part.map_err(fail)?;
         advance(part.len());
         buf.extend_from_slice(&part);
     }
     if buf.len() as u64 != file.size {
-        return Err(ConnectorError::data(
-            &file.uri,
-            format!(
-                "the object changed while it was read ({} bytes listed, {} read)",
-                file.size,
-                buf.len()
-            ),
-        ));
+        return Err(changed(file, buf.len()));
     }
     Ok(Bytes::from(buf))
+}
+
+fn changed(file: &FileEntry, read: usize) -> ConnectorError {
+    ConnectorError::data(
+        &file.uri,
+        format!(
+            "the object changed while it was read ({} bytes listed, {read} read)",
+            file.size
+        ),
+    )
+}
+
+/// The longest line a CSV or JSON file may hold. A line is held whole while it is parsed (in a buffer that
+/// doubles as it grows), so one endless line (say, a compressed file of a single byte repeated)
+/// would otherwise grow without bound before any batch is built and counted.
+pub(crate) const MAX_LINE_BYTES: u64 = 64 << 20;
+
+/// A line past [`MAX_LINE_BYTES`]; `line` is its 1-based number in the stream the guard watched.
+#[derive(Debug)]
+pub(crate) struct LineTooLong {
+    pub line: u64,
+}
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a line longer than {} MiB: is the line terminator the table's?",
+            MAX_LINE_BYTES >> 20
+        )
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
+impl LineTooLong {
+    /// The guard's error inside `e`, if that is what it is.
+    pub(crate) fn within(e: &std::io::Error) -> Option<&Self> {
+        e.get_ref()?.downcast_ref::<Self>()
+    }
+}
+
+/// Fails the read once more than [`MAX_LINE_BYTES`] come without a line terminator.
+pub(crate) struct LineGuard<R> {
+    inner: R,
+    term: u8,
+    since_term: u64,
+    /// Terminators seen so far.
+    lines: u64,
+}
+
+impl<R> LineGuard<R> {
+    pub(crate) fn new(inner: R, term: u8) -> Self {
+        Self {
+            inner,
+            term,
+            since_term: 0,
+            lines: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for LineGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match memchr::memrchr(self.term, &buf[..n]) {
+            Some(i) => {
+                self.since_term = (n - i - 1) as u64;
+                self.lines += memchr::memchr_iter(self.term, &buf[..n]).count() as u64;
+            }
+            None => self.since_term += n as u64,
+        }
+        if self.since_term > MAX_LINE_BYTES {
+            return Err(std::io::Error::other(LineTooLong {
+                line: self.lines + 1,
+            }));
+        }
+        Ok(n)
+    }
 }
 
 /// Logs how long a file took to fetch and to decode, when dropped.

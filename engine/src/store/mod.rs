@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use futures::future::BoxFuture;
 use tarn_catalog::TableKey;
+use tarn_connectors::read::{MemoryRefused, ReadMemory};
 
 use crate::error::{EngineError, Result};
 
@@ -225,6 +226,11 @@ impl MemoryStore {
         self.limit
     }
 
+    /// Bytes loads and refreshes in progress hold.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reserved.load(Ordering::SeqCst)
+    }
+
     /// Bytes running queries hold.
     pub fn query_bytes(&self) -> u64 {
         self.queries.load(Ordering::SeqCst)
@@ -257,23 +263,35 @@ impl MemoryStore {
     /// Counts `bytes` more of a load in progress against the limit; refuses when it would exceed it.
     /// The previous version of the table being loaded still counts: it serves until the swap, and
     /// so does what running queries hold.
-    pub fn reserve(&self, key: &TableKey, bytes: u64) -> Result<Reservation<'_>> {
+    pub fn reserve(self: &Arc<Self>, key: &TableKey, bytes: u64) -> Result<Reservation> {
+        self.take_reserved(bytes)
+            .map_err(|r| EngineError::MemoryLimit {
+                table: key.clone(),
+                needed: r.needed,
+                available: r.available,
+                limit: r.limit,
+            })?;
+        Ok(Reservation {
+            store: self.clone(),
+            key: key.clone(),
+            bytes: AtomicU64::new(bytes),
+        })
+    }
+
+    fn take_reserved(&self, bytes: u64) -> std::result::Result<(), MemoryRefused> {
+        let reserved = self.reserved.fetch_add(bytes, Ordering::SeqCst) + bytes;
         if let Some(limit) = self.limit {
             let used = self.used_bytes() + self.queries.load(Ordering::SeqCst);
-            let reserved = self.reserved.fetch_add(bytes, Ordering::SeqCst) + bytes;
             if used + reserved > limit {
                 self.reserved.fetch_sub(bytes, Ordering::SeqCst);
-                return Err(EngineError::MemoryLimit {
-                    table: key.clone(),
+                return Err(MemoryRefused {
                     needed: bytes,
                     available: limit.saturating_sub(used + reserved - bytes),
                     limit,
                 });
             }
-        } else {
-            self.reserved.fetch_add(bytes, Ordering::SeqCst);
         }
-        Ok(Reservation { store: self, bytes })
+        Ok(())
     }
 
     /// Makes `version` the table's current one; the previous one is freed once no query holds
@@ -315,25 +333,54 @@ impl MemoryStore {
 }
 
 /// Bytes held against the memory limit by a load in progress; released when dropped (after the
-/// version is published, its bytes count as used instead).
+/// version is published, its bytes count as used instead). The load's readers take from it as they
+/// read ([`ReadMemory`]), so a file that would pass the limit stops while it is read.
 #[derive(Debug)]
-pub struct Reservation<'a> {
-    store: &'a MemoryStore,
-    bytes: u64,
+pub struct Reservation {
+    store: Arc<MemoryStore>,
+    key: TableKey,
+    bytes: AtomicU64,
 }
 
-impl Reservation<'_> {
-    pub fn grow(&mut self, key: &TableKey, bytes: u64) -> Result<()> {
-        let r = self.store.reserve(key, bytes)?;
-        std::mem::forget(r);
-        self.bytes += bytes;
+impl Reservation {
+    pub fn grow(&self, bytes: u64) -> Result<()> {
+        self.store
+            .take_reserved(bytes)
+            .map_err(|r| EngineError::MemoryLimit {
+                table: self.key.clone(),
+                needed: r.needed,
+                available: r.available,
+                limit: r.limit,
+            })?;
+        self.bytes.fetch_add(bytes, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::SeqCst)
     }
 }
 
-impl Drop for Reservation<'_> {
+impl ReadMemory for Reservation {
+    fn take(&self, bytes: u64) -> std::result::Result<(), MemoryRefused> {
+        self.store.take_reserved(bytes)?;
+        self.bytes.fetch_add(bytes, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn give_back(&self, bytes: u64) {
+        let bytes = bytes.min(self.bytes.load(Ordering::SeqCst));
+        self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+        self.store.reserved.fetch_sub(bytes, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Reservation {
     fn drop(&mut self) {
-        self.store.reserved.fetch_sub(self.bytes, Ordering::SeqCst);
+        self.store
+            .reserved
+            .fetch_sub(*self.bytes.get_mut(), Ordering::SeqCst);
     }
 }
 

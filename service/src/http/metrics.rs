@@ -109,6 +109,16 @@ fn engine_metrics(out: &mut String, state: &HttpState) {
         "Memory held by all published table versions.",
         &mut std::iter::once((String::new(), state.engine.store().used_bytes() as f64)),
     );
+    gauge(
+        "tarn_memory_reserved_bytes",
+        "Memory held by loads and refreshes in progress (files being read).",
+        &mut std::iter::once((String::new(), state.engine.store().reserved_bytes() as f64)),
+    );
+    gauge(
+        "tarn_memory_query_bytes",
+        "Memory held by running queries' operators.",
+        &mut std::iter::once((String::new(), state.engine.store().query_bytes() as f64)),
+    );
     if let Some(limit) = state.engine.store().limit() {
         gauge(
             "tarn_memory_limit_bytes",

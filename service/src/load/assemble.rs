@@ -27,7 +27,7 @@ use crate::regions::{Regions, Route};
 pub(super) struct Build<'a> {
     pub object_stores: &'a StoreRegistry,
     pub regions: &'a Regions,
-    pub memory: &'a MemoryStore,
+    pub memory: &'a Arc<MemoryStore>,
     pub def: &'a TableDef,
     pub entry: &'a TableEntry,
     pub loads: &'a TableLoads,
@@ -69,7 +69,7 @@ impl Build<'_> {
     /// change. `None` for the version means nothing changed.
     pub async fn run(&self) -> Result<(Option<TableVersion>, LoadReport)> {
         let declared = self.def.columns.as_deref().map(schema_of).transpose()?;
-        let mut reservation = self.memory.reserve(self.key(), 0)?;
+        let reservation = Arc::new(self.memory.reserve(self.key(), 0)?);
         let mut report = LoadReport::default();
         // The copy each FILES entry is read from now, and what changed since the last read.
         let routes = source::routes(self.regions, self.def);
@@ -81,7 +81,7 @@ impl Build<'_> {
         }
         report.source_region = copy.region.clone();
         let result = self
-            .build(&routes, &mut copy, &mut report, &declared, &mut reservation)
+            .build(&routes, &mut copy, &mut report, &declared, &reservation)
             .await;
         match &result {
             Ok(_) => {
@@ -112,7 +112,7 @@ impl Build<'_> {
         copy: &mut CopyState,
         report: &mut LoadReport,
         declared: &Option<SchemaRef>,
-        reservation: &mut Reservation<'_>,
+        reservation: &Arc<Reservation>,
     ) -> Result<Option<TableVersion>> {
         let key = self.key();
         let Some(files) = self.files(routes, copy, report).await? else {
@@ -164,14 +164,12 @@ impl Build<'_> {
             .new_columns(declared, &files, &to_read, schema, &mut segments, report)
             .await?;
 
-        let opts = ReadOptions {
-            progress: self.entry.progress.clone(),
-            ..ReadOptions::new(
-                self.def.format.clone(),
-                schema.clone(),
-                self.def.options.strict_load,
-            )
-        };
+        let opts = ReadOptions::new(
+            self.def.format.clone(),
+            schema.clone(),
+            self.def.options.strict_load,
+        )
+        .with_progress(self.entry.progress.clone());
         self.entry.start_progress(2 * report.bytes_read.max(1));
         let manifest = files.manifest();
         info!(

@@ -37,8 +37,9 @@ pub async fn read_listed(
     to_read: &[usize],
     opts: &ReadOptions,
     route: &Route,
-    reservation: &mut Reservation<'_>,
+    reservation: &Arc<Reservation>,
 ) -> Result<Vec<(usize, Segment)>> {
+    let opts = &opts.clone().with_memory(reservation.clone());
     let parallel = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -56,9 +57,7 @@ pub async fn read_listed(
     let mut out = Vec::with_capacity(to_read.len());
     while let Some((i, (f, read))) = reads.next().await {
         let read = read.map_err(|e| read_error(key, e, route))?;
-        let seg = Segment::new(f.uri.clone(), read.batches, read.rejected);
-        reservation.grow(key, seg.bytes)?;
-        out.push((i, seg));
+        out.push((i, segment(f.uri.clone(), read, reservation)?));
     }
     Ok(out)
 }
@@ -70,22 +69,31 @@ pub async fn read_delta(
     to_read: &[usize],
     opts: &ReadOptions,
     route: &Route,
-    reservation: &mut Reservation<'_>,
+    reservation: &Arc<Reservation>,
 ) -> Result<Vec<(usize, Segment)>> {
+    let opts = &opts.clone().with_memory(reservation.clone());
     let reads = read::read_delta_files(snap, to_read, opts)
         .await
         .map_err(|e| read_error(key, e, route))?;
     let mut out = Vec::with_capacity(to_read.len());
     for (&i, read) in to_read.iter().zip(reads) {
-        let seg = Segment::new(
-            snap.manifest.files[i].uri.clone(),
-            read.batches,
-            read.rejected,
-        );
-        reservation.grow(key, seg.bytes)?;
-        out.push((i, seg));
+        out.push((
+            i,
+            segment(snap.manifest.files[i].uri.clone(), read, reservation)?,
+        ));
     }
     Ok(out)
+}
+
+/// The segment of a file read, its loaded size held in the reservation: what the read took beyond
+/// it (the file's bytes, builders' headroom) is given back.
+fn segment(uri: String, read: read::FileBatches, reservation: &Reservation) -> Result<Segment> {
+    let seg = Segment::new(uri, read.batches, read.rejected);
+    match read.memory {
+        Some(m) => m.keep(seg.bytes)?,
+        None => reservation.grow(seg.bytes)?,
+    }
+    Ok(seg)
 }
 
 async fn read_one(

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Load test, Tarn beside DuckDB 1.5.5 on TPC-H: CLIENTS concurrent clients (default 16, one
+# connection each) for SECONDS seconds (default 60) of mixed queries, while a table gets a new
+# file and a refresh every second; zero errors allowed. Tarn runs as a new user runs it (plain
+# DDL, snapshots on, a token on every request). Writes bench/results/loadtest-sf<SF>.{json,md}.
+#
+#   ./bench/loadtest.sh                                  # this tree's release build
+#   TARN_COMPARE=/path/to/other/tarn ./bench/loadtest.sh # and another build beside it (e.g. one
+#                                                        # from before access control: "noauth")
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tarn-target}"
+sf="${SF:-1}"
+data="${TARN_BENCH_DATA:-$HOME/.cache/tarn-bench}/sf$sf"
+venv="$("$root/scripts/venv.sh")"
+for t in region nation supplier customer part partsupp orders lineitem; do
+  [ -f "$data/parquet/$t.parquet" ] || "$venv/bin/tpchgen-cli" parquet -s "$sf" --tables="$t" --output-dir="$data/parquet"
+done
+(cd "$root" && cargo build --release -p tarn-service)
+binaries=("auth=$CARGO_TARGET_DIR/release/tarn")
+if [ -n "${TARN_COMPARE:-}" ]; then
+  binaries+=("${TARN_COMPARE_NAME:-noauth}=$TARN_COMPARE")
+fi
+"$venv/bin/python" "$root/bench/loadtest_driver.py" "$data" "$root/bench/results" \
+  "${CLIENTS:-16}" "${SECONDS_:-60}" "${TARN_BENCH_PORT:-18185}" "${binaries[@]}"
