@@ -261,11 +261,15 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     copy_sample("parquet", &data.join("p"));
-    copy_sample("csv", &data.join("c"));
+    // Forty copies of the CSV sample: many times what the limit leaves once `s.p` is loaded, while
+    // `s.p` (its files read side by side) fits well within it.
+    for i in 0..40 {
+        copy_sample("csv", &data.join(format!("c/{i}")));
+    }
     let server = TestServer::spawn(
         &tmp.path().join("tarn"),
         &data,
-        &["--memory-limit", "32KiB"],
+        &["--memory-limit", "192KiB"],
     )
     .await;
     server.ok("CREATE DATABASE s").await;
@@ -283,7 +287,7 @@ async fn memory_limit_refuses_a_load_before_dropping_anything() {
     assert_eq!((e.status, e.code.as_str()), (507, "memory_limit"));
     // Refused while the files were read, naming the file and the limit.
     assert!(
-        e.message.contains("data/c/") && e.message.contains("memory_limit (32.0 KiB)"),
+        e.message.contains("data/c/") && e.message.contains("memory_limit (192.0 KiB)"),
         "{}",
         e.message
     );
