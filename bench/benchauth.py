@@ -10,4 +10,6 @@ def env(base=None):
     """`base` (default: this process's environment) with the servers' admin token."""
     e = dict(os.environ if base is None else base)
     e["TARN_ADMIN_TOKEN"] = TOKEN
+    # Benchmark servers speak HTTP only: several may run side by side.
+    e["TARN_MYSQL_LISTEN"] = ""
     return e

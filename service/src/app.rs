@@ -32,6 +32,8 @@ use crate::snapshot::writer::{self, SnapshotWriter};
 
 pub struct Application {
     listener: TcpListener,
+    /// The MySQL protocol door, when `mysql_listen` is set.
+    mysql: Option<crate::mysql::Door>,
     /// The certificate HTTPS (and later the other doors' TLS) serves; none: plain text.
     certificates: Option<Arc<crate::tls::Certificates>>,
     config: Arc<Config>,
@@ -123,6 +125,18 @@ impl Application {
             config.limits.clone(),
             audit.clone(),
         );
+        let mysql = match config.mysql_listen {
+            Some(addr) => Some(
+                crate::mysql::Door::bind(
+                    addr,
+                    sessions.clone(),
+                    tokens.clone(),
+                    &config.instance_name,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let http = HttpState {
             audit,
             sessions,
@@ -136,6 +150,7 @@ impl Application {
         };
         let app = Self {
             listener,
+            mysql,
             certificates,
             config: Arc::new(config),
             http,
@@ -150,7 +165,12 @@ impl Application {
             .expect("bound listener has an address")
     }
 
-    pub async fn run_until_stopped(self) -> Result<()> {
+    /// Where the MySQL protocol door listens, if it is on.
+    pub fn mysql_addr(&self) -> Option<SocketAddr> {
+        self.mysql.as_ref().map(crate::mysql::Door::local_addr)
+    }
+
+    pub async fn run_until_stopped(mut self) -> Result<()> {
         let addr = self.local_addr();
         let scheme = if self.certificates.is_some() {
             "https"
@@ -167,6 +187,7 @@ impl Application {
             s.object_stores.clone(),
             Arc::new(s.loader.clone()),
         );
+        let mysql = self.mysql.take().map(crate::mysql::Door::spawn);
         let router = http::router(self.http);
         let served = match &self.certificates {
             None => {
@@ -187,6 +208,9 @@ impl Application {
             }
         }
         .map_err(|e| ServiceError::Internal(format!("server: {e}")));
+        if let Some(m) = mysql {
+            m.abort();
+        }
         scheduler.abort();
         recovery.abort();
         monitor.abort();

@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// The audit log file; "" writes none [default: <data_dir>/audit.log].
     #[arg(long, env = "TARN_AUDIT_LOG")]
     pub audit_log: Option<String>,
+    /// Address for the MySQL protocol; "" turns it off [default: 127.0.0.1:3306].
+    #[arg(long, env = "TARN_MYSQL_LISTEN")]
+    pub mysql_listen: Option<String>,
     /// Certificate chain (PEM) to serve HTTPS with; needs --tls-key [default: plain HTTP].
     #[arg(long, env = "TARN_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -91,6 +94,8 @@ pub struct FileConfig {
     pub admin_token: Option<String>,
     /// The audit log file; "" writes none [default: `<data_dir>/audit.log`].
     pub audit_log: Option<String>,
+    /// Address of the MySQL protocol door; "" turns it off [default: 127.0.0.1:3306].
+    pub mysql_listen: Option<String>,
     /// Certificate chain (PEM) the doors serve TLS with; reloaded when it changes [default: none].
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
@@ -198,6 +203,8 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// The certificate and key the doors serve TLS with; none: plain text.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Where the MySQL protocol door listens; none: it is off.
+    pub mysql_listen: Option<SocketAddr>,
 }
 
 /// `[limits]` with their defaults.
@@ -330,6 +337,7 @@ impl Config {
                 .or(file.admin_token),
             limits: limits(&file.limits)?,
             audit_log,
+            mysql_listen: mysql_listen(args.mysql_listen.clone().or(file.mysql_listen))?,
             tls: tls(
                 args.tls_cert.clone().or(file.tls_cert),
                 args.tls_key.clone().or(file.tls_key),
@@ -350,6 +358,20 @@ fn tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<crate::tls:
             "tls_key is set but tls_cert is not: give both, or neither".into(),
         )),
     }
+}
+
+pub const DEFAULT_MYSQL_LISTEN: &str = "127.0.0.1:3306";
+
+fn mysql_listen(value: Option<String>) -> Result<Option<SocketAddr>> {
+    let value = value.unwrap_or_else(|| DEFAULT_MYSQL_LISTEN.to_string());
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    value.trim().parse().map(Some).map_err(|e| {
+        ServiceError::Config(format!(
+            "mysql_listen = '{value}' is not an address (\"\" turns the door off): {e}"
+        ))
+    })
 }
 
 fn listen(value: Option<String>) -> Result<SocketAddr> {

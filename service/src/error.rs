@@ -144,9 +144,9 @@ impl ServiceError {
             | Self::Connector(ConnectorError::MemoryLimit { .. }) => C::MemoryLimit,
             Self::Engine(EngineError::Unsupported(_)) => C::UnsupportedStatement,
             Self::Engine(EngineError::Query(e)) => match e.find_root() {
-                DataFusionError::Plan(_)
-                | DataFusionError::SQL(..)
-                | DataFusionError::SchemaError(..) => C::QueryError,
+                // sqlparser could not read the text.
+                DataFusionError::SQL(..) => C::SyntaxError,
+                DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => C::QueryError,
                 DataFusionError::NotImplemented(_) => C::NotSupported,
                 DataFusionError::ResourcesExhausted(_) => C::QueryMemoryExceeded,
                 // What the data made of the query while it ran: a division by zero, a value

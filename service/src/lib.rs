@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod load;
+pub mod mysql;
 pub mod placement;
 pub mod regions;
 pub mod session;

@@ -9,6 +9,7 @@ mod durability;
 mod formats;
 mod http_api;
 mod limits;
+mod mysql;
 mod oci;
 mod proxy;
 mod recovery;

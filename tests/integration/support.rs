@@ -51,6 +51,8 @@ pub fn client() -> reqwest::Client {
 
 pub struct TestServer {
     pub addr: String,
+    /// Where the MySQL door listens, once the server said so.
+    mysql: Arc<Mutex<Option<String>>>,
     pub data_dir: PathBuf,
     child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
@@ -94,6 +96,8 @@ impl TestServer {
             .args(&extra_args)
             .env("TARN_LOG", "info")
             .env("TARN_ADMIN_TOKEN", ADMIN_TOKEN)
+            // Any free port for the MySQL door (a test may set its own).
+            .env("TARN_MYSQL_LISTEN", "127.0.0.1:0")
             .env_remove("TARN_CONFIG")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -106,6 +110,8 @@ impl TestServer {
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let log2 = log.clone();
+        let mysql = Arc::new(Mutex::new(None));
+        let mysql2 = mysql.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // "listening on http://127.0.0.1:N" (or https://): the address after the scheme.
@@ -120,6 +126,14 @@ impl TestServer {
                             .unwrap_or(url)
                             .to_string(),
                     );
+                }
+                if let Some(i) = line.find("MySQL protocol listening on ") {
+                    let addr = line[i + "MySQL protocol listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    *mysql2.lock().unwrap() = Some(addr);
                 }
                 log2.lock().unwrap().push(line);
             }
@@ -136,6 +150,7 @@ impl TestServer {
         };
         Self {
             addr,
+            mysql,
             data_dir,
             child,
             log,
@@ -178,6 +193,20 @@ impl TestServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The MySQL door's address (`127.0.0.1:port`).
+    pub async fn mysql_addr(&self) -> String {
+        let mysql = self.mysql.clone();
+        wait_until(
+            || {
+                let m = mysql.clone();
+                async move { m.lock().unwrap().is_some() }
+            },
+            "the MySQL door to listen",
+        )
+        .await;
+        self.mysql.lock().unwrap().clone().unwrap()
     }
 
     pub fn pid(&self) -> u32 {

@@ -23,33 +23,98 @@ pub const CATALOG: &str = "tarn";
 /// exists by that name, so such a name is not found).
 pub const DEFAULT_SCHEMA: &str = "default";
 
-/// `@@hostname` and friends.
+/// What `SELECT @@version` answers: the MySQL version whose dialect Tarn speaks, then Tarn's own.
+pub fn server_version() -> String {
+    format!("9.4.0-tarn-{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The system variables (`@@name`, `@@session.name`, `SHOW VARIABLES`) with the values MySQL
+/// clients and drivers look for when they connect; besides `hostname`, fixed. Names are lower case.
+pub fn system_variables(hostname: &str) -> Vec<(&'static str, ScalarValue)> {
+    let s = |v: &str| ScalarValue::Utf8(Some(v.to_string()));
+    let n = |v: i64| ScalarValue::Int64(Some(v));
+    vec![
+        ("auto_increment_increment", n(1)),
+        ("autocommit", n(1)),
+        ("character_set_client", s("utf8mb4")),
+        ("character_set_connection", s("utf8mb4")),
+        ("character_set_database", s("utf8mb4")),
+        ("character_set_results", s("utf8mb4")),
+        ("character_set_server", s("utf8mb4")),
+        ("collation_connection", s("utf8mb4_0900_ai_ci")),
+        ("collation_database", s("utf8mb4_0900_ai_ci")),
+        ("collation_server", s("utf8mb4_0900_ai_ci")),
+        ("hostname", s(hostname)),
+        ("init_connect", s("")),
+        ("interactive_timeout", n(28800)),
+        ("license", s("Apache-2.0")),
+        ("lower_case_table_names", n(1)),
+        ("max_allowed_packet", n(67108864)),
+        ("net_buffer_length", n(16384)),
+        ("net_write_timeout", n(60)),
+        ("performance_schema", n(1)),
+        ("query_cache_size", n(0)),
+        ("query_cache_type", s("OFF")),
+        (
+            "sql_mode",
+            s(
+                "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION",
+            ),
+        ),
+        ("sql_select_limit", n(i64::MAX)),
+        ("system_time_zone", s("UTC")),
+        ("time_zone", s("+00:00")),
+        ("transaction_isolation", s("REPEATABLE-READ")),
+        ("transaction_read_only", n(0)),
+        ("tx_isolation", s("REPEATABLE-READ")),
+        ("tx_read_only", n(0)),
+        ("version", s(&server_version())),
+        ("version_comment", s("Tarn lakehouse query service")),
+        ("version_compile_machine", s(std::env::consts::ARCH)),
+        ("version_compile_os", s(std::env::consts::OS)),
+        ("wait_timeout", n(28800)),
+    ]
+}
+
+/// `@@hostname` and the other [`system_variables`].
 #[derive(Debug)]
 struct SystemVariables {
-    hostname: String,
+    values: Vec<(&'static str, ScalarValue)>,
+}
+
+impl SystemVariables {
+    /// The variable `@@name`, `@@session.name` or `@@global.name`.
+    fn get(&self, var_names: &[String]) -> Option<&ScalarValue> {
+        let name = var_names
+            .iter()
+            .map(|s| s.trim_start_matches('@').to_lowercase())
+            .filter(|s| !matches!(s.as_str(), "session" | "global" | "local"))
+            .collect::<Vec<_>>()
+            .join(".");
+        let name = name
+            .strip_prefix("session.")
+            .or_else(|| name.strip_prefix("global."))
+            .or_else(|| name.strip_prefix("local."))
+            .unwrap_or(&name);
+        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
 }
 
 impl VarProvider for SystemVariables {
     fn get_value(&self, var_names: Vec<String>) -> datafusion::error::Result<ScalarValue> {
-        let name = var_names
-            .first()
-            .map(|s| s.trim_start_matches('@').to_lowercase())
-            .unwrap_or_default();
-        match name.as_str() {
-            "hostname" => Ok(ScalarValue::Utf8(Some(self.hostname.clone()))),
-            "version" => Ok(ScalarValue::Utf8(Some(format!(
-                "8.4.0-tarn-{}",
-                env!("CARGO_PKG_VERSION")
-            )))),
-            "version_comment" => Ok(ScalarValue::Utf8(Some(
-                "Tarn lakehouse query service".into(),
-            ))),
-            other => datafusion::common::plan_err!("unknown system variable @@{other}"),
+        match self.get(&var_names) {
+            Some(v) => Ok(v.clone()),
+            None => {
+                datafusion::common::plan_err!("unknown system variable {}", var_names.join("."))
+            }
         }
     }
 
-    fn get_type(&self, _var_names: &[String]) -> Option<DataType> {
-        Some(DataType::Utf8)
+    fn get_type(&self, var_names: &[String]) -> Option<DataType> {
+        Some(
+            self.get(var_names)
+                .map_or(DataType::Utf8, |v| v.data_type()),
+        )
     }
 }
 
@@ -73,7 +138,12 @@ pub(super) fn new_context(
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(CATALOG, Arc::new(TarnCatalog { catalog, memory }));
-    ctx.register_variable(VarType::System, Arc::new(SystemVariables { hostname }));
+    ctx.register_variable(
+        VarType::System,
+        Arc::new(SystemVariables {
+            values: system_variables(&hostname),
+        }),
+    );
     ctx
 }
 

@@ -21,7 +21,7 @@ pub mod system;
 mod yields;
 
 pub use catalog::PERFORMANCE_SCHEMA;
-pub use context::{CATALOG, DEFAULT_SCHEMA, engine_config};
+pub use context::{CATALOG, DEFAULT_SCHEMA, engine_config, server_version, system_variables};
 pub use plans::{DEFAULT_ENTRIES as PLAN_CACHE_ENTRIES, PlanCache};
 pub use provider::LoadedTable;
 

@@ -35,6 +35,10 @@ struct Stored {
     expires_at: Option<DateTime<Utc>>,
     /// SHA-256 of the token, hex.
     sha256: String,
+    /// SHA1(SHA1(token)), hex: what MySQL's `mysql_native_password` checks a login against (the
+    /// token itself is never kept). Tokens made before the MySQL door have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mysql_native: Option<String>,
 }
 
 /// A token as it is listed: everything but the secret.
@@ -63,6 +67,8 @@ pub struct NewToken {
 pub struct Tokens {
     path: PathBuf,
     admin: [u8; 32],
+    /// The admin token's SHA1(SHA1(token)), for MySQL logins.
+    admin_native: [u8; 20],
     users: RwLock<BTreeMap<String, Stored>>,
     /// Held while the file is written, so two changes never interleave.
     write: Mutex<()>,
@@ -76,6 +82,29 @@ impl std::fmt::Debug for Tokens {
 
 fn sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// SHA1(SHA1(token)): MySQL's stored form of a `mysql_native_password` password.
+fn double_sha1(token: &str) -> [u8; 20] {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(Sha1::digest(token.as_bytes())).into()
+}
+
+/// Whether `response` is the `mysql_native_password` answer to `scramble` for the password whose
+/// SHA1(SHA1()) is `stored`: the client sends SHA1(p) XOR SHA1(scramble + SHA1(SHA1(p))), so
+/// XOR-ing that back out gives SHA1(p), whose SHA1 must be `stored` (compared in constant time).
+fn native_password_matches(stored: &[u8; 20], scramble: &[u8], response: &[u8]) -> bool {
+    use sha1::{Digest, Sha1};
+    if response.len() != 20 {
+        return false;
+    }
+    let mut h = Sha1::new();
+    h.update(scramble);
+    h.update(stored);
+    let mask: [u8; 20] = h.finalize().into();
+    let stage1: Vec<u8> = response.iter().zip(mask).map(|(r, m)| r ^ m).collect();
+    let check: [u8; 20] = Sha1::digest(&stage1).into();
+    bool::from(check.ct_eq(stored))
 }
 
 fn unauthorized(why: &str) -> ServiceError {
@@ -123,7 +152,9 @@ impl Tokens {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             ServiceError::Config(format!("cannot create {}: {e}", data_dir.display()))
         })?;
-        let admin = sha256(&admin_token(data_dir, admin_token_configured)?);
+        let admin_plain = admin_token(data_dir, admin_token_configured)?;
+        let admin = sha256(&admin_plain);
+        let admin_native = double_sha1(&admin_plain);
         let path = data_dir.join(TOKENS_FILE);
         let users = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice::<Vec<Stored>>(&bytes)
@@ -137,6 +168,7 @@ impl Tokens {
         Ok(Self {
             path,
             admin,
+            admin_native,
             users: RwLock::new(users),
             write: Mutex::new(()),
         })
@@ -174,6 +206,60 @@ impl Tokens {
             }
         }
         found.ok_or_else(|| unauthorized("the token is not known"))
+    }
+
+    /// Who logs in over the MySQL protocol as `name` with `response`, the client's
+    /// `mysql_native_password` answer to `scramble` for the token.
+    pub fn authenticate_native(
+        &self,
+        name: &str,
+        scramble: &[u8],
+        response: &[u8],
+    ) -> Result<Caller> {
+        let denied = || {
+            unauthorized(&format!(
+                "access denied for '{name}': the token does not match"
+            ))
+        };
+        if name == ADMIN {
+            return if native_password_matches(&self.admin_native, scramble, response) {
+                Ok(Caller {
+                    name: ADMIN.into(),
+                    role: Role::Admin,
+                    databases: None,
+                })
+            } else {
+                Err(denied())
+            };
+        }
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        let s = users.get(name).ok_or_else(denied)?;
+        let stored: [u8; 20] = s
+            .mysql_native
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                unauthorized(&format!(
+                    "the token '{name}' was made before the MySQL door: create it again to log in with it"
+                ))
+            })?;
+        if !native_password_matches(&stored, scramble, response) {
+            return Err(denied());
+        }
+        if s.expires_at.is_some_and(|t| t <= Utc::now()) {
+            return Err(unauthorized(&format!(
+                "the token '{name}' expired; ask an admin for a new one"
+            )));
+        }
+        Ok(Caller {
+            name: s.name.clone(),
+            role: s.role,
+            databases: s
+                .databases
+                .as_ref()
+                .map(|d| Arc::new(d.iter().cloned().collect::<BTreeSet<_>>())),
+        })
     }
 
     /// Creates a token; answers it (shown this once) and its listing.
@@ -223,6 +309,7 @@ impl Tokens {
             expires_at: expires_in
                 .and_then(|d| chrono::Duration::from_std(d).ok().map(|d| now + d)),
             sha256: hex::encode(sha256(&token)),
+            mysql_native: Some(hex::encode(double_sha1(&token))),
         };
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = self.users.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -299,6 +386,65 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    /// What a MySQL client sends for `password` and `scramble` (mysql_native_password).
+    fn client_answer(password: &str, scramble: &[u8]) -> Vec<u8> {
+        use sha1::{Digest, Sha1};
+        let stage1: [u8; 20] = Sha1::digest(password.as_bytes()).into();
+        let stage2: [u8; 20] = Sha1::digest(stage1).into();
+        let mut h = Sha1::new();
+        h.update(scramble);
+        h.update(stage2);
+        let mask: [u8; 20] = h.finalize().into();
+        stage1.iter().zip(mask).map(|(a, b)| a ^ b).collect()
+    }
+
+    #[test]
+    fn mysql_logins_check_the_token_by_name_without_keeping_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = Tokens::open(dir.path(), Some("the-admin-token-0123")).unwrap();
+        let scramble = b"01234567890123456789";
+        let ok = tokens
+            .authenticate_native(
+                "admin",
+                scramble,
+                &client_answer("the-admin-token-0123", scramble),
+            )
+            .unwrap();
+        assert_eq!(ok.role, Role::Admin);
+        let (secret, _) = tokens
+            .create(NewToken {
+                name: "bi".into(),
+                role: Role::Reader,
+                databases: None,
+                expires_in: None,
+            })
+            .unwrap();
+        let bi = tokens
+            .authenticate_native("bi", scramble, &client_answer(&secret, scramble))
+            .unwrap();
+        assert_eq!((bi.name.as_str(), bi.role), ("bi", Role::Reader));
+        // The wrong token, another user's token, another scramble, an unknown name: refused.
+        for (name, password, s) in [
+            ("bi", "tarn_wrong", &scramble[..]),
+            ("bi", "the-admin-token-0123", &scramble[..]),
+            ("admin", secret.as_str(), &scramble[..]),
+            ("nobody", secret.as_str(), &scramble[..]),
+        ] {
+            let e = tokens
+                .authenticate_native(name, s, &client_answer(password, s))
+                .unwrap_err();
+            assert_eq!(e.code().as_str(), "unauthorized", "{name}");
+        }
+        let other = b"98765432109876543210";
+        assert!(
+            tokens
+                .authenticate_native("bi", other, &client_answer(&secret, scramble))
+                .is_err()
+        );
+        let stored = std::fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap();
+        assert!(!stored.contains(&secret));
+    }
 
     #[test]
     fn tokens_are_generated_hashed_scoped_expired_and_deleted() {

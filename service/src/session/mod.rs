@@ -10,6 +10,7 @@
 
 mod limits;
 mod statements;
+pub mod text;
 
 pub use limits::Limiter;
 
@@ -105,6 +106,13 @@ impl Session {
     /// Runs one statement and answers its batches as they come. The caller's role and
     /// databases are checked first: nothing is done for a statement they do not allow.
     pub async fn execute(&mut self, sql: &str) -> Result<QueryStream> {
+        let with_values;
+        let sql = if self.is_call(sql) {
+            with_values = self.fill_in_variables(sql);
+            with_values.as_str()
+        } else {
+            sql
+        };
         let stmt = parse_statement(sql)?;
         match stmt {
             Statement::Query(q) => self.query(&q).await,
@@ -123,6 +131,36 @@ impl Session {
                 done
             }
         }
+    }
+
+    fn is_call(&self, sql: &str) -> bool {
+        !self.variables.is_empty()
+            && sql
+                .trim_start()
+                .get(..5)
+                .is_some_and(|w| w.eq_ignore_ascii_case("call "))
+    }
+
+    /// `CALL sys.HEATWAVE_LOAD(CAST(@input_list AS JSON), @options)`: a procedure's arguments are
+    /// not expressions the engine evaluates, so the session's variables are put in as literals.
+    fn fill_in_variables(&self, sql: &str) -> String {
+        text::replace_outside_quotes(sql, |rest| {
+            let name: String = rest
+                .strip_prefix('@')
+                .filter(|r| !r.starts_with('@'))?
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+                .collect();
+            let value = self.variables.get(&name.to_lowercase())?;
+            let literal = match value {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => format!("'{}'", s.replace('\'', "''")),
+                v if v.is_null() => "NULL".to_string(),
+                v => v.to_string(),
+            };
+            Some((name.len() + 1, literal))
+        })
     }
 
     /// A query: the tables it reads must be the caller's to read; stale ones are refreshed
@@ -155,7 +193,31 @@ impl Session {
         if self.refresh_stale(prepared.tables()).await && prepared.is_kept() {
             prepared = engine.prepare(sql, &context)?;
         }
-        Ok(engine.run(prepared).await?)
+        engine
+            .run(prepared)
+            .await
+            .map_err(|e| self.no_database(e.into()))
+    }
+
+    /// An unqualified table name not found while no default database is set (and none is named
+    /// `default`) is MySQL's "no database selected", which says what to do.
+    fn no_database(&self, e: ServiceError) -> ServiceError {
+        let unqualified = format!(
+            "'{}.{}.",
+            tarn_engine::query::CATALOG,
+            tarn_engine::query::DEFAULT_SCHEMA
+        );
+        if self.database.is_none()
+            && e.code() == crate::error::ErrorCode::QueryError
+            && e.to_string().contains(&unqualified)
+            && !self
+                .shared
+                .catalog
+                .database_exists(tarn_engine::query::DEFAULT_SCHEMA)
+        {
+            return tarn_catalog::CatalogError::NoDatabaseSelected.into();
+        }
+        e
     }
 
     fn use_database(&mut self, database: String) -> Result<QueryStream> {
@@ -324,6 +386,18 @@ mod tests {
             vec!["three"]
         );
         assert_eq!(rows(&mut s, "SELECT @nothing").await, vec!["NULL"]);
+        // HeatWave's way: the input list in a variable, options unset (NULL).
+        rows(
+            &mut s,
+            r#"SET @input_list = '[{"db_name": "d", "tables": [{"table_name": "t"}]}]'"#,
+        )
+        .await;
+        let done = rows(
+            &mut s,
+            "CALL sys.HEATWAVE_LOAD(CAST(@input_list AS JSON), @options)",
+        )
+        .await;
+        assert_eq!(done, vec!["d.t"], "one row, for the table named");
         assert_eq!(rows(&mut s, "SELECT count(*) FROM d.t").await, vec!["3"]);
         let e = s.execute("USE nowhere").await.unwrap_err().to_string();
         assert!(e.contains("nowhere"), "{e}");
@@ -336,7 +410,7 @@ mod tests {
         let e = r.execute("SET @x = 1").await.unwrap_err().to_string();
         assert!(e.starts_with("SET @variable is not supported here"), "{e}");
         let e = r.execute("SELECT * FROM t").await.unwrap_err();
-        assert_eq!(e.code().as_str(), "query_error", "{e}");
+        assert_eq!(e.code().as_str(), "no_database_selected", "{e}");
         assert_eq!(
             rows(&mut r, "SELECT b FROM d.t WHERE a = 2").await,
             vec!["two"]

@@ -1,0 +1,338 @@
+//! The MySQL protocol door: HeatWave's users connect with the `mysql` client and the MySQL
+//! drivers they already have.
+//!
+//! The wire format is opensrv-mysql's; this module only adapts it to the session API. A login is
+//! a token: the user is the token's name (`admin` for the admin token) and the password the token,
+//! checked with `mysql_native_password` against what [`Tokens`] keeps. Each connection holds one
+//! [`Session`] for its whole life (`USE`, `SET @var`), and every statement goes through it, so the
+//! access rules, limits and the closed SQL surface are the same as on HTTP. What drivers send on
+//! connect is answered by [`federated`]; results are written as they arrive ([`encode`]).
+
+mod encode;
+mod federated;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use opensrv_mysql::{
+    AsyncMysqlIntermediary, AsyncMysqlShim, ErrorKind, InitWriter, OkResponse, ParamParser,
+    QueryResultWriter, StatementMetaWriter,
+};
+use tarn_engine::QueryStream;
+use tokio::io::AsyncWrite;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::access::Caller;
+use crate::access::tokens::Tokens;
+use crate::error::{ErrorCode, Result, ServiceError};
+use crate::session::{Lifetime, Session, Sessions};
+
+/// What every connection of the door shares.
+pub struct Door {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    sessions: Arc<Sessions>,
+    tokens: Arc<Tokens>,
+    variables: Vec<(&'static str, datafusion::common::ScalarValue)>,
+    next_id: AtomicU32,
+}
+
+impl Door {
+    /// Binds `addr` (port 0 for any free port).
+    pub async fn bind(
+        addr: SocketAddr,
+        sessions: Arc<Sessions>,
+        tokens: Arc<Tokens>,
+        hostname: &str,
+    ) -> Result<Self> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            ServiceError::Config(format!(
+                "cannot listen on {addr} for the MySQL protocol (mysql_listen): {e}"
+            ))
+        })?;
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                sessions,
+                tokens,
+                variables: tarn_engine::query::system_variables(hostname),
+                next_id: AtomicU32::new(1),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Serves connections until the task is aborted.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        info!("MySQL protocol listening on {}", self.local_addr());
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match self.listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "MySQL accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let shim = Connection::new(self.shared.clone(), id);
+                tokio::spawn(async move {
+                    let (r, w) = stream.into_split();
+                    if let Err(e) = AsyncMysqlIntermediary::run_on(shim, r, w).await {
+                        debug!(%peer, connection = id, error = %e, "MySQL connection ended");
+                    }
+                });
+            }
+        })
+    }
+}
+
+/// One client connection.
+struct Connection {
+    shared: Arc<Shared>,
+    id: u32,
+    salt: [u8; 20],
+    /// Who logged in (set by `authenticate`, which only gets `&self`).
+    caller: std::sync::Mutex<Option<Caller>>,
+    session: Option<Session>,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>, id: u32) -> Self {
+        Self {
+            shared,
+            id,
+            salt: salt(),
+            caller: std::sync::Mutex::new(None),
+            session: None,
+        }
+    }
+
+    /// The connection's session, opened at its first statement.
+    fn session(&mut self) -> std::result::Result<&mut Session, ServiceError> {
+        if self.session.is_none() {
+            let caller = self
+                .caller
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .ok_or_else(|| ServiceError::Unauthorized("not logged in".into()))?;
+            self.session = Some(self.shared.sessions.open(caller, Lifetime::Connection));
+        }
+        Ok(self.session.as_mut().expect("opened above"))
+    }
+}
+
+/// A random scramble for `mysql_native_password`: 20 printable bytes, none of them `\0` or `$`.
+fn salt() -> [u8; 20] {
+    let mut bytes = [0u8; 20];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: refuse every login rather than use a known scramble.
+        return [b'!'; 20];
+    }
+    bytes.map(|b| b'%' + b % 90)
+}
+
+#[async_trait]
+impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
+    type Error = std::io::Error;
+
+    fn version(&self) -> String {
+        tarn_engine::query::server_version()
+    }
+
+    fn connect_id(&self) -> u32 {
+        self.id
+    }
+
+    fn salt(&self) -> [u8; 20] {
+        self.salt
+    }
+
+    async fn authenticate(
+        &self,
+        _plugin: &str,
+        username: &[u8],
+        salt: &[u8],
+        auth_data: &[u8],
+    ) -> bool {
+        if self.salt == [b'!'; 20] {
+            return false;
+        }
+        let name = String::from_utf8_lossy(username);
+        match self
+            .shared
+            .tokens
+            .authenticate_native(&name, salt, auth_data)
+        {
+            Ok(caller) => {
+                *self.caller.lock().unwrap_or_else(|e| e.into_inner()) = Some(caller);
+                true
+            }
+            Err(e) => {
+                info!(connection = self.id, user = %name, error = %e, "MySQL login refused");
+                false
+            }
+        }
+    }
+
+    async fn on_prepare<'a>(
+        &'a mut self,
+        _query: &'a str,
+        info: StatementMetaWriter<'a, W>,
+    ) -> std::io::Result<()> {
+        info.error(
+            ErrorKind::ER_NOT_SUPPORTED_YET,
+            b"server-side prepared statements are not supported yet: send the statement as text",
+        )
+        .await
+    }
+
+    async fn on_execute<'a>(
+        &'a mut self,
+        _id: u32,
+        _params: ParamParser<'a>,
+        results: QueryResultWriter<'a, W>,
+    ) -> std::io::Result<()> {
+        results
+            .error(
+                ErrorKind::ER_UNKNOWN_STMT_HANDLER,
+                b"no such prepared statement",
+            )
+            .await
+    }
+
+    async fn on_close<'a>(&'a mut self, _stmt: u32)
+    where
+        W: 'async_trait,
+    {
+    }
+
+    async fn on_init<'a>(
+        &'a mut self,
+        database: &'a str,
+        writer: InitWriter<'a, W>,
+    ) -> std::io::Result<()> {
+        let sql = format!("USE `{}`", database.replace('`', "``"));
+        let done = match self.session() {
+            Ok(s) => s.execute(&sql).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(()) => writer.ok().await,
+            Err(e) => {
+                let (kind, msg) = mysql_error(&e);
+                writer.error(kind, msg.as_bytes()).await
+            }
+        }
+    }
+
+    async fn on_query<'a>(
+        &'a mut self,
+        query: &'a str,
+        results: QueryResultWriter<'a, W>,
+    ) -> std::io::Result<()> {
+        let answer = match self.answer(query).await {
+            Ok(a) => a,
+            Err(e) => {
+                let (kind, msg) = mysql_error(&e);
+                return results.error(kind, msg.as_bytes()).await;
+            }
+        };
+        let stream = match answer {
+            federated::Answer::Ok => return results.completed(OkResponse::default()).await,
+            federated::Answer::Rows(stream) => stream,
+        };
+        write_stream(stream, results).await
+    }
+}
+
+impl Connection {
+    /// Runs `query`: answered here if it is a driver's setup statement, else by the session.
+    async fn answer(&mut self, query: &str) -> Result<federated::Answer> {
+        let id = self.id;
+        let shared = self.shared.clone();
+        let session = self.session()?;
+        let names = federated::Names {
+            database: session.database(),
+            connection_id: id,
+            user: &session.caller.name,
+            variables: &shared.variables,
+        };
+        if let Some(a) = federated::answer(query, &names) {
+            return Ok(a);
+        }
+        let sql = federated::substitute(query, &names);
+        let stream = session.execute(&sql).await?;
+        // Statements without columns (DDL, USE, SET @x) answer OK, as MySQL does.
+        Ok(if stream.schema.fields().is_empty() {
+            federated::Answer::Ok
+        } else {
+            federated::Answer::Rows(stream)
+        })
+    }
+}
+
+/// Writes a result set as its batches arrive; an error part way ends it with that error.
+async fn write_stream<W: AsyncWrite + Send + Unpin>(
+    mut stream: QueryStream,
+    results: QueryResultWriter<'_, W>,
+) -> std::io::Result<()> {
+    let columns = encode::columns(&stream.schema);
+    let mut rows = results.start(&columns).await?;
+    while let Some(batch) = stream.stream.next().await {
+        match batch {
+            Ok(b) => encode::write_batch(&mut rows, &b).await?,
+            Err(e) => {
+                let e = ServiceError::from(e);
+                let (kind, msg) = mysql_error(&e);
+                return rows.finish_error(kind, &msg.into_bytes()).await;
+            }
+        }
+    }
+    rows.finish().await
+}
+
+/// The MySQL error for a service error: the code drivers and tools look for, Tarn's message.
+fn mysql_error(e: &ServiceError) -> (ErrorKind, String) {
+    use tarn_catalog::CatalogError as Cat;
+    let kind = match (e.code(), e) {
+        (_, ServiceError::Catalog(Cat::DatabaseNotFound { .. })) => ErrorKind::ER_BAD_DB_ERROR,
+        (_, ServiceError::Catalog(Cat::TableNotFound { .. })) => ErrorKind::ER_NO_SUCH_TABLE,
+        (ErrorCode::Unauthorized, _) => ErrorKind::ER_ACCESS_DENIED_ERROR,
+        (ErrorCode::Forbidden, _) => ErrorKind::ER_TABLEACCESS_DENIED_ERROR,
+        (ErrorCode::NoDatabaseSelected, _) => ErrorKind::ER_NO_DB_ERROR,
+        (ErrorCode::SyntaxError, _) => ErrorKind::ER_PARSE_ERROR,
+        (ErrorCode::QueryError, _) if e.to_string().contains("not found") => {
+            ErrorKind::ER_NO_SUCH_TABLE
+        }
+        (ErrorCode::UnsupportedStatement | ErrorCode::NotSupported, _) => {
+            ErrorKind::ER_NOT_SUPPORTED_YET
+        }
+        (ErrorCode::QueryTimeout, _) => ErrorKind::ER_QUERY_INTERRUPTED,
+        (ErrorCode::TooManyQueries, _) => ErrorKind::ER_TOO_MANY_USER_CONNECTIONS,
+        (ErrorCode::MemoryLimit | ErrorCode::QueryMemoryExceeded, _) => {
+            ErrorKind::ER_OUT_OF_RESOURCES
+        }
+        (ErrorCode::AlreadyExists, _) => match e {
+            ServiceError::Catalog(Cat::DatabaseExists { .. }) => ErrorKind::ER_DB_CREATE_EXISTS,
+            _ => ErrorKind::ER_TABLE_EXISTS_ERROR,
+        },
+        _ => ErrorKind::ER_UNKNOWN_ERROR,
+    };
+    (kind, e.to_string())
+}

@@ -1,0 +1,285 @@
+//! The MySQL protocol door, driven by a real client (PyMySQL): a HeatWave Lakehouse session as
+//! its users write it, values with their MySQL types, logins by token, roles, MySQL error codes
+//! and connections that stay usable after an error, and connections side by side.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// Runs `script` with PyMySQL; `HOST`, `PORT`, `ADMIN`, `READER`, `DATA` are set for it. Answers
+/// what it prints (one JSON document).
+fn pymysql(script: &str, env: &[(&str, &str)]) -> Value {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+const SESSION: &str = r#"
+import datetime, decimal, json, os, pymysql, threading
+
+host, port = os.environ["HOST"], int(os.environ["PORT"])
+data = os.environ["DATA"]
+out = {}
+
+def connect(user, password, **kw):
+    return pymysql.connect(host=host, port=port, user=user, password=password, **kw)
+
+def plain(v):
+    if isinstance(v, decimal.Decimal):
+        return "decimal:" + str(v)
+    if isinstance(v, (datetime.date, datetime.datetime)):
+        return type(v).__name__ + ":" + v.isoformat()
+    return v
+
+# The HeatWave Lakehouse session, as written.
+c = connect("admin", os.environ["ADMIN"])
+cur = c.cursor()
+cur.execute("CREATE DATABASE market_data")
+cur.execute("USE market_data")
+cur.execute("CREATE EXTERNAL TABLE orders (order_id INT NOT NULL, customer VARCHAR(32), product LONGTEXT, "
+            "quantity INT, amount DECIMAL(10,2), weight DOUBLE, express BOOLEAN, order_date DATE, shipped_at DATETIME) "
+            "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://" + data + "/')")
+cur.execute("SET @input_list = '[{\"db_name\": \"market_data\", \"tables\": [{\"table_name\": \"orders\"}]}]'")
+cur.execute("CALL sys.HEATWAVE_LOAD(CAST(@input_list AS JSON), @options)")
+out["heatwave_load"] = [list(r) for r in cur.fetchall()]
+cur.execute("SELECT @@hostname, a.order_id, a.amount, a.order_date, a.shipped_at, a.express, a.weight, a.customer "
+            "FROM orders a ORDER BY a.order_id LIMIT 2")
+out["columns"] = [d[0] for d in cur.description]
+out["rows"] = [[plain(v) for v in r] for r in cur.fetchall()]
+cur.execute("SELECT DATABASE(), CONNECTION_ID() > 0, @@version, @@version_comment, @@session.autocommit")
+out["session"] = [plain(v) for v in cur.fetchone()]
+cur.execute("SELECT NAME, LOAD_STATUS FROM performance_schema.rpd_tables JOIN performance_schema.rpd_table_id USING (ID)")
+out["rpd_tables"] = [list(r) for r in cur.fetchall()]
+cur.execute("SHOW DATABASES")
+out["databases"] = [r[0] for r in cur.fetchall()]
+cur.execute("SHOW TABLES")
+out["tables"] = [r[0] for r in cur.fetchall()]
+cur.execute("DESCRIBE orders")
+out["describe"] = [r[0] for r in cur.fetchall()][:3]
+cur.execute("SHOW VARIABLES LIKE 'character_set_c%'")
+out["variables"] = [list(r) for r in cur.fetchall()]
+
+# Errors carry MySQL's codes, and the connection goes on.
+errors = {}
+for name, sql in [("no_table", "SELECT * FROM nowhere"), ("syntax", "SELEKT 1"),
+                  ("engine_setting", "SET datafusion.execution.batch_size = 1"),
+                  ("writes_files", "COPY (SELECT 1) TO '/tmp/x.csv'"), ("unknown_db", "USE nowhere")]:
+    try:
+        cur.execute(sql)
+        errors[name] = "no error"
+    except pymysql.MySQLError as e:
+        errors[name] = [e.args[0], e.args[1]]
+    cur.execute("SELECT 1")
+    assert cur.fetchone()[0] == 1
+out["errors"] = errors
+c2 = connect("admin", os.environ["ADMIN"])
+try:
+    c2.cursor().execute("SELECT * FROM orders")
+    out["no_database"] = "no error"
+except pymysql.MySQLError as e:
+    out["no_database"] = [e.args[0], e.args[1]]
+c2.close()
+
+# A reader: queries yes, DDL no (and the connection stays usable).
+cur.execute("SELECT 1")
+r = connect("reader", os.environ["READER"], database="market_data")
+rc = r.cursor()
+try:
+    rc.execute("DROP TABLE orders")
+    out["reader_ddl"] = "no error"
+except pymysql.MySQLError as e:
+    out["reader_ddl"] = [e.args[0], e.args[1]]
+rc.execute("SELECT count(*) FROM orders")
+out["reader_count"] = rc.fetchone()[0]
+r.close()
+
+# A wrong token, and a token under another name.
+for name, user, password in [("wrong_token", "admin", "tarn_not_the_token"), ("other_name", "reader", os.environ["ADMIN"])]:
+    try:
+        connect(user, password)
+        out[name] = "logged in"
+    except pymysql.MySQLError as e:
+        out[name] = e.args[0]
+
+# Eight connections at once, each with its own default database and variables.
+results = [None] * 8
+def worker(i):
+    k = connect("admin", os.environ["ADMIN"], database="market_data")
+    kc = k.cursor()
+    kc.execute("SET @mine = %d" % i)
+    kc.execute("SELECT @mine, count(*) FROM orders WHERE order_id > @mine")
+    results[i] = list(kc.fetchone())
+    k.close()
+threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+out["concurrent"] = results
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn a_heatwave_session_runs_over_the_mysql_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_sample("parquet", &data);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    let r = client()
+        .post(server.url("/v1/tokens"))
+        .json(&json!({"name": "reader", "role": "reader", "databases": ["market_data"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token: Value = r.json().await.unwrap();
+    let reader = token["token"].as_str().unwrap().to_string();
+    let addr = server.mysql_addr().await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = pymysql(
+        SESSION,
+        &[
+            ("HOST", host),
+            ("PORT", port),
+            ("ADMIN", ADMIN_TOKEN),
+            ("READER", &reader),
+            ("DATA", data.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out["heatwave_load"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(
+        out["heatwave_load"][0][0], "market_data.orders",
+        "{}",
+        out["heatwave_load"]
+    );
+    assert_eq!(
+        out["columns"],
+        json!([
+            "@@hostname",
+            "order_id",
+            "amount",
+            "order_date",
+            "shipped_at",
+            "express",
+            "weight",
+            "customer"
+        ])
+    );
+    // Exact decimals, dates and datetimes, as a MySQL driver makes them.
+    let mut want = reference_rows("parquet", &data);
+    want.sort_by_key(|r| r[0].as_i64());
+    for (got, want) in out["rows"].as_array().unwrap().iter().zip(&want) {
+        // order_id, amount, order_date, shipped_at, express, weight, customer
+        let expected = json!([
+            "tarn-test",
+            want[0],
+            format!("decimal:{}", want[4].as_str().unwrap()),
+            format!("date:{}", want[7].as_str().unwrap()),
+            format!("datetime:{}", want[8].as_str().unwrap()),
+            i64::from(want[6].as_bool().unwrap()),
+            want[5],
+            want[1]
+        ]);
+        assert_eq!(got, &expected);
+    }
+    assert_eq!(
+        out["session"],
+        json!([
+            "market_data",
+            1,
+            format!("9.4.0-tarn-{}", env!("CARGO_PKG_VERSION")),
+            "Tarn lakehouse query service",
+            1
+        ])
+    );
+    assert_eq!(
+        out["rpd_tables"],
+        json!([["market_data.orders", "AVAIL_RPDGSTABSTATE"]])
+    );
+    assert!(
+        out["databases"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("market_data")),
+        "{out}"
+    );
+    assert_eq!(out["tables"], json!(["orders"]));
+    assert_eq!(out["describe"], json!(["order_id", "customer", "product"]));
+    assert_eq!(
+        out["variables"],
+        json!([
+            ["character_set_client", "utf8mb4"],
+            ["character_set_connection", "utf8mb4"]
+        ])
+    );
+    let errors = &out["errors"];
+    assert_eq!(errors["no_table"][0], 1146, "{errors}");
+    assert!(
+        errors["no_table"][1].as_str().unwrap().contains("nowhere"),
+        "{errors}"
+    );
+    assert_eq!(errors["syntax"][0], 1064, "{errors}");
+    assert_eq!(errors["engine_setting"][0], 1235, "{errors}");
+    assert_eq!(errors["writes_files"][0], 1235, "{errors}");
+    assert_eq!(errors["unknown_db"][0], 1049, "{errors}");
+    assert_eq!(out["no_database"][0], 1046, "{out}");
+    assert_eq!(out["reader_ddl"][0], 1142, "{out}");
+    assert_eq!(out["reader_count"], 200);
+    // PyMySQL reports a refused login as 1045 (access denied) whatever the server's code.
+    for refused in ["wrong_token", "other_name"] {
+        assert!(
+            out[refused]
+                .as_u64()
+                .is_some_and(|c| c == 1045 || c == 1698),
+            "{refused}: {}",
+            out[refused]
+        );
+    }
+    let concurrent = out["concurrent"].as_array().unwrap();
+    for (i, r) in concurrent.iter().enumerate() {
+        let over = want
+            .iter()
+            .filter(|row| row[0].as_i64().unwrap() > i as i64)
+            .count();
+        assert_eq!(r, &json!([i, over]), "connection {i}");
+    }
+    // The door's logins and DDL are in the audit log, like HTTP's.
+    let audit = std::fs::read_to_string(server.data_dir.join("audit.log")).unwrap();
+    assert!(
+        audit.contains(r#""action":"create_table""#) && audit.contains(r#""who":"admin""#),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn the_mysql_door_can_be_turned_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server =
+        TestServer::spawn_with_env(&tmp.path().join("tarn"), &[], &[("TARN_MYSQL_LISTEN", "")])
+            .await;
+    server.ok("SELECT 1").await;
+    assert!(
+        !server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("MySQL protocol listening")),
+        "the door listened"
+    );
+}
