@@ -283,3 +283,89 @@ async fn the_mysql_door_can_be_turned_off() {
         "the door listened"
     );
 }
+
+const KILL: &str = r#"
+import json, os, pymysql, threading, time
+
+host, port = os.environ["HOST"], int(os.environ["PORT"])
+def connect(user, password):
+    return pymysql.connect(host=host, port=port, user=user, password=password, database="s")
+
+a = connect("admin", os.environ["ADMIN"])
+ac = a.cursor()
+ac.execute("SELECT CONNECTION_ID()")
+victim = ac.fetchone()[0]
+out = {}
+def heavy():
+    started = time.monotonic()
+    try:
+        ac.execute("SELECT count(*) FROM p a, p b, p c, p d WHERE a.order_id + b.order_id + c.order_id + d.order_id = -1")
+        out["heavy"] = "finished"
+    except pymysql.MySQLError as e:
+        out["heavy"] = [e.args[0], e.args[1]]
+    out["stopped_after"] = time.monotonic() - started
+t = threading.Thread(target=heavy)
+t.start()
+time.sleep(1.5)
+r = connect("reader", os.environ["READER"])
+for name, sql in [("reader_kills_admin", "KILL QUERY %d" % victim), ("unknown", "KILL QUERY 999999")]:
+    try:
+        r.cursor().execute(sql)
+        out[name] = "no error"
+    except pymysql.MySQLError as e:
+        out[name] = e.args[0]
+k = connect("admin", os.environ["ADMIN"])
+killed_at = time.monotonic()
+k.cursor().execute("KILL QUERY %d" % victim)
+t.join(60)
+out["alive"] = not t.is_alive()
+ac.execute("SELECT 1")
+out["after"] = ac.fetchone()[0]
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn kill_query_stops_a_running_query_and_leaves_its_connection_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_sample("parquet", &data);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .create_and_load(
+            "s.p",
+            &format!(
+                "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/')",
+                data.display()
+            ),
+        )
+        .await;
+    let r = client()
+        .post(server.url("/v1/tokens"))
+        .json(&json!({"name": "reader", "role": "reader"}))
+        .send()
+        .await
+        .unwrap();
+    let reader: Value = r.json().await.unwrap();
+    let addr = server.mysql_addr().await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = pymysql(
+        KILL,
+        &[
+            ("HOST", host),
+            ("PORT", port),
+            ("ADMIN", ADMIN_TOKEN),
+            ("READER", reader["token"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(out["reader_kills_admin"], 1095, "{out}");
+    assert_eq!(out["unknown"], 1094, "{out}");
+    assert_eq!(out["heavy"][0], 1317, "{out}");
+    assert_eq!(out["alive"], true);
+    assert_eq!(out["after"], 1, "the connection answers after the kill");
+    // The query stopped: the server's CPU goes quiet.
+    let before = server.cpu_seconds();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let busy = server.cpu_seconds() - before;
+    assert!(busy < 1.0, "{busy} CPU seconds in 2 s after the kill");
+}

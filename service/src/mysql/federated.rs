@@ -117,6 +117,16 @@ pub fn answer(sql: &str, names: &Names<'_>) -> Option<Answer> {
     }
 }
 
+/// The connection a `KILL QUERY n` (or `KILL n`, `KILL CONNECTION n`: Tarn stops the statement
+/// and leaves the connection open) names.
+pub fn kill(sql: &str) -> Option<u32> {
+    let lower = sql.trim().trim_end_matches(';').to_ascii_lowercase();
+    match lower.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["kill", "query" | "connection", n] | ["kill", n] => n.parse().ok(),
+        _ => None,
+    }
+}
+
 /// `sql` with the session functions (`DATABASE()`, `SCHEMA()`, `CONNECTION_ID()`, `USER()`,
 /// `CURRENT_USER()`, `SESSION_USER()`) replaced by their values, outside quoted text.
 pub fn substitute(sql: &str, names: &Names<'_>) -> String {

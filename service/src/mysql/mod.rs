@@ -11,6 +11,7 @@
 mod encode;
 mod federated;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -42,6 +43,16 @@ struct Shared {
     tokens: Arc<Tokens>,
     variables: Vec<(&'static str, datafusion::common::ScalarValue)>,
     next_id: AtomicU32,
+    /// Every open connection, for `KILL QUERY`.
+    connections: std::sync::Mutex<HashMap<u32, Running>>,
+}
+
+/// An open connection as `KILL QUERY` sees it.
+struct Running {
+    /// Who logged in (empty until then).
+    user: String,
+    /// Bumped to stop the statement the connection is running.
+    kill: tokio::sync::watch::Sender<u64>,
 }
 
 impl Door {
@@ -64,6 +75,7 @@ impl Door {
                 tokens,
                 variables: tarn_engine::query::system_variables(hostname),
                 next_id: AtomicU32::new(1),
+                connections: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -103,6 +115,8 @@ impl Door {
 
 /// One client connection.
 struct Connection {
+    /// Its entry's kill switch (see [`Running`]).
+    kill: tokio::sync::watch::Sender<u64>,
     shared: Arc<Shared>,
     id: u32,
     salt: [u8; 20],
@@ -113,7 +127,20 @@ struct Connection {
 
 impl Connection {
     fn new(shared: Arc<Shared>, id: u32) -> Self {
+        let (kill, _) = tokio::sync::watch::channel(0);
+        shared
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                id,
+                Running {
+                    user: String::new(),
+                    kill: kill.clone(),
+                },
+            );
         Self {
+            kill,
             shared,
             id,
             salt: salt(),
@@ -134,6 +161,16 @@ impl Connection {
             self.session = Some(self.shared.sessions.open(caller, Lifetime::Connection));
         }
         Ok(self.session.as_mut().expect("opened above"))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -180,6 +217,15 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
             .authenticate_native(&name, salt, auth_data)
         {
             Ok(caller) => {
+                if let Some(r) = self
+                    .shared
+                    .connections
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&self.id)
+                {
+                    r.user = caller.name.clone();
+                }
                 *self.caller.lock().unwrap_or_else(|e| e.into_inner()) = Some(caller);
                 true
             }
@@ -257,7 +303,9 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
             federated::Answer::Ok => return results.completed(OkResponse::default()).await,
             federated::Answer::Rows(stream) => stream,
         };
-        write_stream(stream, results).await
+        let mut killed = self.kill.subscribe();
+        killed.mark_unchanged();
+        write_stream(stream, results, killed).await
     }
 }
 
@@ -276,6 +324,11 @@ impl Connection {
         if let Some(a) = federated::answer(query, &names) {
             return Ok(a);
         }
+        if let Some(target) = federated::kill(query) {
+            let caller = session.caller.clone();
+            kill(&shared, &caller, target)?;
+            return Ok(federated::Answer::Ok);
+        }
         let sql = federated::substitute(query, &names);
         let stream = session.execute(&sql).await?;
         // Statements without columns (DDL, USE, SET @x) answer OK, as MySQL does.
@@ -287,14 +340,46 @@ impl Connection {
     }
 }
 
-/// Writes a result set as its batches arrive; an error part way ends it with that error.
+/// `KILL QUERY n`: stops what connection `n` is running. A caller may stop its own statements;
+/// an admin anyone's.
+fn kill(shared: &Shared, caller: &Caller, target: u32) -> Result<()> {
+    let connections = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+    let running = connections
+        .get(&target)
+        .ok_or_else(|| ServiceError::NotFound(format!("Unknown thread id: {target}")))?;
+    if running.user != caller.name && caller.role != crate::access::Role::Admin {
+        return Err(ServiceError::Forbidden(format!(
+            "You are not owner of thread {target}: only its own user or an admin may stop it"
+        )));
+    }
+    running.kill.send_modify(|k| *k += 1);
+    info!(connection = target, by = %caller.name, "KILL QUERY");
+    Ok(())
+}
+
+/// Writes a result set as its batches arrive; an error part way ends it with that error, and a
+/// `KILL QUERY` (a change on `killed`) ends it as MySQL does. Dropping the stream stops the query.
 async fn write_stream<W: AsyncWrite + Send + Unpin>(
     mut stream: QueryStream,
     results: QueryResultWriter<'_, W>,
+    mut killed: tokio::sync::watch::Receiver<u64>,
 ) -> std::io::Result<()> {
     let columns = encode::columns(&stream.schema);
     let mut rows = results.start(&columns).await?;
-    while let Some(batch) = stream.stream.next().await {
+    loop {
+        let batch = tokio::select! {
+            b = stream.stream.next() => b,
+            _ = killed.changed() => {
+                drop(stream);
+                return rows
+                    .finish_error(
+                        ErrorKind::ER_QUERY_INTERRUPTED,
+                        &b"Query execution was interrupted (KILL QUERY)".to_vec(),
+                    )
+                    .await;
+            }
+        };
+        let Some(batch) = batch else { break };
         match batch {
             Ok(b) => encode::write_batch(&mut rows, &b).await?,
             Err(e) => {
@@ -312,6 +397,12 @@ fn mysql_error(e: &ServiceError) -> (ErrorKind, String) {
     use tarn_catalog::CatalogError as Cat;
     let kind = match (e.code(), e) {
         (_, ServiceError::Catalog(Cat::DatabaseNotFound { .. })) => ErrorKind::ER_BAD_DB_ERROR,
+        (_, ServiceError::NotFound(m)) if m.starts_with("Unknown thread id") => {
+            ErrorKind::ER_NO_SUCH_THREAD
+        }
+        (_, ServiceError::Forbidden(m)) if m.starts_with("You are not owner of thread") => {
+            ErrorKind::ER_KILL_DENIED_ERROR
+        }
         (_, ServiceError::Catalog(Cat::TableNotFound { .. })) => ErrorKind::ER_NO_SUCH_TABLE,
         (ErrorCode::Unauthorized, _) => ErrorKind::ER_ACCESS_DENIED_ERROR,
         (ErrorCode::Forbidden, _) => ErrorKind::ER_TABLEACCESS_DENIED_ERROR,
