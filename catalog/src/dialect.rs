@@ -67,6 +67,10 @@ pub enum Statement {
     Describe {
         table: TableRef,
     },
+    /// `SHOW CREATE TABLE t`: the definition as HeatWave DDL ([`table_ddl`]).
+    ShowCreateTable {
+        table: TableRef,
+    },
     SecondaryLoad {
         table: TableRef,
     },
@@ -161,6 +165,10 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             .is_some()
         {
             Statement::ShowDatabases
+        } else if p.parse_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
+            Statement::ShowCreateTable {
+                table: table_ref(&mut p)?,
+            }
         } else if p.parse_keyword(Keyword::TABLES) {
             let database = if p
                 .parse_one_of_keywords(&[Keyword::FROM, Keyword::IN])
@@ -173,7 +181,7 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             Statement::ShowTables { database }
         } else {
             return Err(p
-                .expected::<()>("DATABASES or TABLES", p.peek_token())
+                .expected::<()>("DATABASES, TABLES or CREATE TABLE", p.peek_token())
                 .unwrap_err()
                 .into());
         }
@@ -714,6 +722,121 @@ fn parse_duration(p: &mut Parser, opt: &str) -> Result<Duration> {
     })
 }
 
+/// `def` as the HeatWave DDL that defines it again (`SHOW CREATE TABLE`), tokens of
+/// pre-authenticated request URLs redacted.
+pub fn table_ddl(def: &TableDef) -> String {
+    use std::fmt::Write;
+    let name = |s: &str| format!("`{}`", s.replace('`', "``"));
+    let mut out = format!(
+        "CREATE EXTERNAL TABLE {}.{}",
+        name(&def.key.database),
+        name(&def.key.table)
+    );
+    if let Some(cols) = &def.columns {
+        let cols: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}{}",
+                    name(&c.name),
+                    c.sql_type,
+                    if c.nullable { "" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        let _ = write!(out, " ({})", cols.join(", "));
+    }
+    let f = &def.format;
+    let _ = write!(out, " FILE_FORMAT = (FORMAT {}", f.kind);
+    if f.compression != Compression::Auto {
+        let _ = write!(
+            out,
+            " COMPRESSION {}",
+            format!("{:?}", f.compression).to_lowercase()
+        );
+    }
+    if f.kind == FormatKind::Csv {
+        let byte = |b: Option<u8>| sql_string(&b.map(|b| vec![b]).unwrap_or_default());
+        let _ = write!(
+            out,
+            " HEADER {} FIELDS TERMINATED BY {} ENCLOSED BY {} ESCAPED BY {}",
+            if f.header { "ON" } else { "OFF" },
+            byte(Some(f.field_delimiter)),
+            byte(f.enclosed_by),
+            byte(f.escaped_by),
+        );
+        if let Some(t) = f.line_terminator {
+            let _ = write!(out, " LINES TERMINATED BY {}", byte(Some(t)));
+        }
+        if f.skip_lines > 0 {
+            let _ = write!(out, " IGNORE {} LINES", f.skip_lines);
+        }
+    }
+    if let Some(d) = &f.date_format {
+        let _ = write!(out, " DATE FORMAT {}", sql_string(d.as_bytes()));
+    }
+    if let Some(d) = &f.datetime_format {
+        let _ = write!(out, " DATETIME FORMAT {}", sql_string(d.as_bytes()));
+    }
+    out.push_str(") FILES = (");
+    let files: Vec<String> = def
+        .files
+        .iter()
+        .map(|spec| {
+            let mut e = format!(
+                "URI {}",
+                sql_string(crate::model::redact_uri(&spec.uri).as_bytes())
+            );
+            if let Some(p) = &spec.pattern {
+                let _ = write!(e, " PATTERN {}", sql_string(p.as_bytes()));
+            }
+            e
+        })
+        .collect();
+    out.push_str(&files.join(", "));
+    out.push(')');
+    let o = &def.options;
+    if o.allow_missing_files {
+        out.push_str(" ALLOW_MISSING_FILES = 1");
+    }
+    if !o.strict_load {
+        out.push_str(" STRICT_LOAD = 0");
+    }
+    if let Some(d) = o.refresh_interval {
+        let _ = write!(
+            out,
+            " REFRESH_INTERVAL = '{}'",
+            humantime::format_duration(d)
+        );
+    }
+    if let Some(d) = o.max_staleness {
+        let _ = write!(out, " MAX_STALENESS = '{}'", humantime::format_duration(d));
+    }
+    if !o.placement_key.is_empty() {
+        let keys: Vec<String> = o.placement_key.iter().map(|k| name(k)).collect();
+        let _ = write!(out, " DATA_PLACEMENT_KEY = ({})", keys.join(", "));
+    }
+    out
+}
+
+/// A MySQL string literal for `bytes`, with the escapes MySQL reads back.
+fn sql_string(bytes: &[u8]) -> String {
+    let mut out = String::from("'");
+    for ch in String::from_utf8_lossy(bytes).chars() {
+        match ch {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 fn single_byte(what: &str, s: &str) -> Result<u8> {
     match s.as_bytes() {
         [b] => Ok(*b),
@@ -1061,6 +1184,40 @@ mod tests {
             Statement::CreateTable { table, .. } => table,
             other => panic!("not a create: {other:?}"),
         }
+    }
+
+    #[test]
+    fn show_create_table_gives_ddl_that_defines_the_same_table() {
+        for ddl in [
+            "CREATE EXTERNAL TABLE d.t (a INT NOT NULL, b DECIMAL(10,2), c VARCHAR(32)) \
+             FILE_FORMAT = (FORMAT csv COMPRESSION gzip HEADER ON FIELDS TERMINATED BY '\\t' \
+             OPTIONALLY ENCLOSED BY '\\'' ESCAPED BY '' LINES TERMINATED BY ';' IGNORE 2 LINES \
+             DATE FORMAT '%d/%m/%Y') FILES = (URI 's3://b/p/' PATTERN '.*[.]csv', URI 'file:///x/y.csv') \
+             ALLOW_MISSING_FILES = 1 STRICT_LOAD = 0 REFRESH_INTERVAL = '1m 30s' MAX_STALENESS = '5s' \
+             DATA_PLACEMENT_KEY = (c, a)",
+            "CREATE EXTERNAL TABLE `my db`.`t``2` FILE_FORMAT = (FORMAT parquet) FILES = (URI 'oci://b@ns/x/')",
+            "CREATE EXTERNAL TABLE d.j (a BIGINT) FILE_FORMAT = (FORMAT json) FILES = (URI 's3://b/j/')",
+        ] {
+            let Statement::CreateTable { table, .. } = parse_statement(ddl).unwrap() else {
+                panic!("{ddl}")
+            };
+            let again = table_ddl(&table);
+            let Statement::CreateTable { table: back, .. } =
+                parse_statement(&again).unwrap_or_else(|e| panic!("{again}: {e}"))
+            else {
+                panic!("{again}")
+            };
+            assert_eq!(back, table, "{again}");
+        }
+        // A pre-authenticated request's token is not shown.
+        let Statement::CreateTable { table, .. } = parse_statement(
+            "CREATE EXTERNAL TABLE d.p FILE_FORMAT = (FORMAT csv) FILES = \
+             (URI 'https://objectstorage.us-ashburn-1.oraclecloud.com/p/SECRETTOKEN/n/ns/b/b/o/f.csv')",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert!(!table_ddl(&table).contains("SECRETTOKEN"));
     }
 
     #[test]

@@ -73,6 +73,8 @@ cur.execute("SHOW TABLES")
 out["tables"] = [r[0] for r in cur.fetchall()]
 cur.execute("DESCRIBE orders")
 out["describe"] = [r[0] for r in cur.fetchall()][:3]
+cur.execute("SHOW CREATE TABLE orders")
+out["show_create"] = list(cur.fetchone())
 cur.execute("SHOW VARIABLES LIKE 'character_set_c%'")
 out["variables"] = [list(r) for r in cur.fetchall()]
 
@@ -219,6 +221,13 @@ async fn a_heatwave_session_runs_over_the_mysql_protocol() {
         "{out}"
     );
     assert_eq!(out["tables"], json!(["orders"]));
+    assert_eq!(out["show_create"][0], "orders");
+    let ddl = out["show_create"][1].as_str().unwrap();
+    assert!(
+        ddl.starts_with("CREATE EXTERNAL TABLE `market_data`.`orders` (`order_id` INT NOT NULL, ")
+            && ddl.contains("FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://"),
+        "{ddl}"
+    );
     assert_eq!(out["describe"], json!(["order_id", "customer", "product"]));
     assert_eq!(
         out["variables"],

@@ -146,6 +146,18 @@ pub(super) async fn run(
             let name = format!("Tables_in_{db}");
             single(vec![(name.as_str(), strings(tables))])
         }
+        Statement::ShowCreateTable { table } => {
+            let key = table.resolve(database)?;
+            caller.require_in(Role::Reader, &key.database, "SHOW CREATE TABLE")?;
+            let def = s.catalog.get(&key)?;
+            single(vec![
+                ("Table", strings([key.table.as_str()])),
+                (
+                    "Create Table",
+                    strings([tarn_catalog::dialect::table_ddl(&def)]),
+                ),
+            ])
+        }
         Statement::Describe { table } => {
             let key = table.resolve(database)?;
             caller.require_in(Role::Reader, &key.database, "DESCRIBE")?;
