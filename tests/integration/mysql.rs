@@ -378,3 +378,98 @@ async fn kill_query_stops_a_running_query_and_leaves_its_connection_usable() {
     let busy = server.cpu_seconds() - before;
     assert!(busy < 1.0, "{busy} CPU seconds in 2 s after the kill");
 }
+
+const PREPARED: &str = r#"
+import datetime, decimal, json, os
+import mysql.connector
+
+def plain(v):
+    if isinstance(v, decimal.Decimal):
+        return "decimal:" + str(v)
+    if isinstance(v, (datetime.date, datetime.datetime)):
+        return type(v).__name__ + ":" + v.isoformat()
+    if isinstance(v, (bytes, bytearray)):
+        return v.decode()
+    return v
+
+c = mysql.connector.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
+                            password=os.environ["ADMIN"], database="s", use_pure=True)
+out = {"server": c.get_server_info()}
+cur = c.cursor(prepared=True)
+sql = ("SELECT order_id, amount, order_date, shipped_at, express, weight, customer FROM p "
+       "WHERE order_id = ? OR (customer = ? AND quantity > ?) ORDER BY order_id")
+cur.execute(sql, (1, "acme", 5))
+out["rows"] = [[plain(v) for v in r] for r in cur.fetchall()]
+cur.execute(sql, (2, "no one", 0))
+out["again"] = [[plain(v) for v in r] for r in cur.fetchall()]
+try:
+    cur.execute("SELECT * FROM p WHERE order_id = ?", (1, 2))
+    out["wrong_count"] = "no error"
+except mysql.connector.Error as e:
+    out["wrong_count"] = e.errno
+# The text protocol on the same connection.
+plain_cur = c.cursor()
+plain_cur.execute("SELECT count(*) FROM p WHERE customer = %s", ("acme",))
+out["text_count"] = plain_cur.fetchone()[0]
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn prepared_statements_take_parameters_and_answer_typed_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_sample("parquet", &data);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .create_and_load(
+            "s.p",
+            &format!(
+                "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/')",
+                data.display()
+            ),
+        )
+        .await;
+    let addr = server.mysql_addr().await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = pymysql(
+        PREPARED,
+        &[("HOST", host), ("PORT", port), ("ADMIN", ADMIN_TOKEN)],
+    );
+    assert!(
+        out["server"].as_str().unwrap().starts_with("9.4.0-tarn"),
+        "{out}"
+    );
+    let mut want = reference_rows("parquet", &data);
+    want.sort_by_key(|r| r[0].as_i64());
+    let expected = |pick: &dyn Fn(&Vec<Value>) -> bool| -> Value {
+        want.iter()
+            .filter(|r| pick(r))
+            .map(|r| {
+                let tag = |prefix: &str, v: &Value| match v.as_str() {
+                    Some(s) => json!(format!("{prefix}:{s}")),
+                    None => Value::Null,
+                };
+                json!([
+                    r[0],
+                    tag("decimal", &r[4]),
+                    tag("date", &r[7]),
+                    tag("datetime", &r[8]),
+                    r[6].as_bool().map(i64::from),
+                    r[5],
+                    r[1]
+                ])
+            })
+            .collect()
+    };
+    let acme =
+        |r: &Vec<Value>| r[0] == 1 || (r[1] == "acme" && r[3].as_i64().is_some_and(|q| q > 5));
+    assert_eq!(out["rows"], expected(&acme));
+    assert!(out["rows"].as_array().unwrap().len() > 1, "{out}");
+    assert_eq!(out["again"], expected(&|r: &Vec<Value>| r[0] == 2));
+    assert_eq!(out["wrong_count"], 1210, "{out}");
+    assert_eq!(
+        out["text_count"],
+        want.iter().filter(|r| r[1] == "acme").count()
+    );
+}

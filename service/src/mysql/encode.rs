@@ -128,6 +128,120 @@ pub async fn write_batch<W: AsyncWrite + Send + Unpin>(
     Ok(())
 }
 
+/// A column of a batch, ready to write each row in the binary protocol (prepared statements),
+/// where every value must be of its column's MySQL type.
+enum Binary {
+    I8(arrow::array::Int8Array),
+    I16(arrow::array::Int16Array),
+    I32(arrow::array::Int32Array),
+    I64(arrow::array::Int64Array),
+    U8(arrow::array::UInt8Array),
+    U16(arrow::array::UInt16Array),
+    U32(arrow::array::UInt32Array),
+    U64(arrow::array::UInt64Array),
+    F32(arrow::array::Float32Array),
+    F64(arrow::array::Float64Array),
+    Date(arrow::array::Date32Array),
+    /// Microseconds since the epoch.
+    DateTime(arrow::array::TimestampMicrosecondArray),
+    /// Microseconds since midnight.
+    Time(arrow::array::Time64MicrosecondArray),
+    Bytes(ArrayRef),
+    /// Everything else (strings, decimals, nested values) in its text form.
+    Text(StringArray),
+}
+
+impl Binary {
+    fn new(column: &ArrayRef) -> Result<Self, arrow::error::ArrowError> {
+        use arrow::compute::cast;
+        use arrow::datatypes::DataType as T;
+        let as_ = |t: &DataType| cast(column, t);
+        Ok(match column.data_type() {
+            T::Boolean => Self::I8(as_(&T::Int8)?.as_primitive().clone()),
+            T::Int8 => Self::I8(column.as_primitive().clone()),
+            T::Int16 => Self::I16(column.as_primitive().clone()),
+            T::Int32 => Self::I32(column.as_primitive().clone()),
+            T::Int64 => Self::I64(column.as_primitive().clone()),
+            T::UInt8 => Self::U8(column.as_primitive().clone()),
+            T::UInt16 => Self::U16(column.as_primitive().clone()),
+            T::UInt32 => Self::U32(column.as_primitive().clone()),
+            T::UInt64 => Self::U64(column.as_primitive().clone()),
+            T::Float16 | T::Float32 => Self::F32(as_(&T::Float32)?.as_primitive().clone()),
+            T::Float64 => Self::F64(column.as_primitive().clone()),
+            T::Date32 | T::Date64 => Self::Date(as_(&T::Date32)?.as_primitive().clone()),
+            T::Timestamp(_, _) => Self::DateTime(
+                as_(&T::Timestamp(TimeUnit::Microsecond, None))?
+                    .as_primitive()
+                    .clone(),
+            ),
+            T::Time32(_) | T::Time64(_) => Self::Time(
+                as_(&T::Time64(TimeUnit::Microsecond))?
+                    .as_primitive()
+                    .clone(),
+            ),
+            T::Binary | T::LargeBinary | T::BinaryView | T::FixedSizeBinary(_) => {
+                Self::Bytes(as_(&T::Binary)?)
+            }
+            _ => Self::Text(as_text(column)?),
+        })
+    }
+
+    fn write<W: AsyncWrite + Send + Unpin>(
+        &self,
+        rows: &mut RowWriter<'_, W>,
+        r: usize,
+    ) -> std::io::Result<()> {
+        use arrow::array::PrimitiveArray;
+        use arrow::datatypes::ArrowPrimitiveType;
+        fn get<T: ArrowPrimitiveType>(a: &PrimitiveArray<T>, r: usize) -> Option<T::Native> {
+            a.is_valid(r).then(|| a.value(r))
+        }
+        match self {
+            Self::I8(a) => rows.write_col(get(a, r)),
+            Self::I16(a) => rows.write_col(get(a, r)),
+            Self::I32(a) => rows.write_col(get(a, r)),
+            Self::I64(a) => rows.write_col(get(a, r)),
+            Self::U8(a) => rows.write_col(get(a, r)),
+            Self::U16(a) => rows.write_col(get(a, r)),
+            Self::U32(a) => rows.write_col(get(a, r)),
+            Self::U64(a) => rows.write_col(get(a, r)),
+            Self::F32(a) => rows.write_col(get(a, r)),
+            Self::F64(a) => rows.write_col(get(a, r)),
+            Self::Date(a) => rows.write_col(a.is_valid(r).then(|| a.value_as_date(r)).flatten()),
+            Self::DateTime(a) => {
+                rows.write_col(a.is_valid(r).then(|| a.value_as_datetime(r)).flatten())
+            }
+            Self::Time(a) => rows
+                .write_col(get(a, r).map(|us| std::time::Duration::from_micros(us.max(0) as u64))),
+            Self::Bytes(a) => {
+                let b = a.as_binary::<i32>();
+                rows.write_col(b.is_valid(r).then(|| b.value(r)))
+            }
+            Self::Text(a) => rows.write_col(a.is_valid(r).then(|| a.value(r))),
+        }
+    }
+}
+
+/// Writes every row of `batch` in the binary protocol (the answer to a prepared statement).
+pub async fn write_batch_binary<W: AsyncWrite + Send + Unpin>(
+    rows: &mut RowWriter<'_, W>,
+    batch: &RecordBatch,
+) -> std::io::Result<()> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(Binary::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(std::io::Error::other)?;
+    for r in 0..batch.num_rows() {
+        for c in &columns {
+            c.write(rows, r)?;
+        }
+        rows.end_row().await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

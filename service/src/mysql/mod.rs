@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use futures::StreamExt;
 use opensrv_mysql::{
-    AsyncMysqlIntermediary, AsyncMysqlShim, ErrorKind, InitWriter, OkResponse, ParamParser,
-    QueryResultWriter, StatementMetaWriter,
+    AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, InitWriter,
+    OkResponse, ParamParser, QueryResultWriter, StatementMetaWriter,
 };
 use tarn_engine::QueryStream;
 use tokio::io::AsyncWrite;
@@ -123,6 +123,9 @@ struct Connection {
     /// Who logged in (set by `authenticate`, which only gets `&self`).
     caller: std::sync::Mutex<Option<Caller>>,
     session: Option<Session>,
+    /// Prepared statements (COM_STMT_PREPARE): their text and how many parameters they take.
+    statements: HashMap<u32, (String, usize)>,
+    next_statement: u32,
 }
 
 impl Connection {
@@ -146,6 +149,8 @@ impl Connection {
             salt: salt(),
             caller: std::sync::Mutex::new(None),
             session: None,
+            statements: HashMap::new(),
+            next_statement: 1,
         }
     }
 
@@ -236,36 +241,65 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         }
     }
 
+    /// A prepared statement is kept as text; its `?` are filled in with the values each
+    /// execution brings, and it runs like any statement of the session.
     async fn on_prepare<'a>(
         &'a mut self,
-        _query: &'a str,
+        query: &'a str,
         info: StatementMetaWriter<'a, W>,
     ) -> std::io::Result<()> {
-        info.error(
-            ErrorKind::ER_NOT_SUPPORTED_YET,
-            b"server-side prepared statements are not supported yet: send the statement as text",
-        )
-        .await
+        let (_, params) = federated::bind(query, &[]);
+        let id = self.next_statement;
+        self.next_statement += 1;
+        self.statements.insert(id, (query.to_string(), params));
+        let columns: Vec<Column> = (0..params)
+            .map(|i| Column {
+                table: String::new(),
+                column: format!("?{i}"),
+                coltype: ColumnType::MYSQL_TYPE_VAR_STRING,
+                colflags: ColumnFlags::empty(),
+            })
+            .collect();
+        info.reply(id, &columns, &[]).await
     }
 
     async fn on_execute<'a>(
         &'a mut self,
-        _id: u32,
-        _params: ParamParser<'a>,
+        id: u32,
+        params: ParamParser<'a>,
         results: QueryResultWriter<'a, W>,
     ) -> std::io::Result<()> {
-        results
-            .error(
-                ErrorKind::ER_UNKNOWN_STMT_HANDLER,
-                b"no such prepared statement",
-            )
-            .await
+        let Some((sql, count)) = self.statements.get(&id).cloned() else {
+            return results
+                .error(
+                    ErrorKind::ER_UNKNOWN_STMT_HANDLER,
+                    format!("Unknown prepared statement handler ({id}) given to EXECUTE")
+                        .as_bytes(),
+                )
+                .await;
+        };
+        let values: Vec<String> = params.into_iter().map(|p| literal(p.value)).collect();
+        if values.len() != count {
+            return results
+                .error(
+                    ErrorKind::ER_WRONG_ARGUMENTS,
+                    format!(
+                        "the statement takes {count} parameters, {} given",
+                        values.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+        let (sql, _) = federated::bind(&sql, &values);
+        self.respond(&sql, results, true).await
     }
 
-    async fn on_close<'a>(&'a mut self, _stmt: u32)
+    async fn on_close<'a>(&'a mut self, stmt: u32)
     where
         W: 'async_trait,
     {
+        self.statements.remove(&stmt);
     }
 
     async fn on_init<'a>(
@@ -292,6 +326,18 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         query: &'a str,
         results: QueryResultWriter<'a, W>,
     ) -> std::io::Result<()> {
+        self.respond(query, results, false).await
+    }
+}
+
+impl Connection {
+    /// Runs `query` and writes its answer (in the binary protocol for a prepared statement).
+    async fn respond<W: AsyncWrite + Send + Unpin>(
+        &mut self,
+        query: &str,
+        results: QueryResultWriter<'_, W>,
+        binary: bool,
+    ) -> std::io::Result<()> {
         let answer = match self.answer(query).await {
             Ok(a) => a,
             Err(e) => {
@@ -305,11 +351,9 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         };
         let mut killed = self.kill.subscribe();
         killed.mark_unchanged();
-        write_stream(stream, results, killed).await
+        write_stream(stream, results, killed, binary).await
     }
-}
 
-impl Connection {
     /// Runs `query`: answered here if it is a driver's setup statement, else by the session.
     async fn answer(&mut self, query: &str) -> Result<federated::Answer> {
         let id = self.id;
@@ -363,6 +407,7 @@ async fn write_stream<W: AsyncWrite + Send + Unpin>(
     mut stream: QueryStream,
     results: QueryResultWriter<'_, W>,
     mut killed: tokio::sync::watch::Receiver<u64>,
+    binary: bool,
 ) -> std::io::Result<()> {
     let columns = encode::columns(&stream.schema);
     let mut rows = results.start(&columns).await?;
@@ -381,6 +426,7 @@ async fn write_stream<W: AsyncWrite + Send + Unpin>(
         };
         let Some(batch) = batch else { break };
         match batch {
+            Ok(b) if binary => encode::write_batch_binary(&mut rows, &b).await?,
             Ok(b) => encode::write_batch(&mut rows, &b).await?,
             Err(e) => {
                 let e = ServiceError::from(e);
@@ -390,6 +436,32 @@ async fn write_stream<W: AsyncWrite + Send + Unpin>(
         }
     }
     rows.finish().await
+}
+
+/// A parameter's value as an SQL literal.
+fn literal(v: opensrv_mysql::Value<'_>) -> String {
+    use opensrv_mysql::ValueInner as V;
+    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
+    match v.into_inner() {
+        V::NULL => "NULL".into(),
+        V::Int(i) => i.to_string(),
+        V::UInt(u) => u.to_string(),
+        V::Double(f) => format!("{f:?}"),
+        V::Bytes(b) => quote(&String::from_utf8_lossy(b)),
+        V::Date(_) => {
+            let d: chrono::NaiveDate = v.into();
+            format!("DATE '{d}'")
+        }
+        V::Datetime(_) => match opensrv_mysql::to_naive_datetime(v) {
+            Ok(t) => format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")),
+            Err(_) => "NULL".into(),
+        },
+        V::Time(_) => {
+            let d: std::time::Duration = v.into();
+            let s = d.as_secs();
+            format!("'{:02}:{:02}:{:02}'", s / 3600, s / 60 % 60, s % 60)
+        }
+    }
 }
 
 /// The MySQL error for a service error: the code drivers and tools look for, Tarn's message.
