@@ -407,6 +407,10 @@ try:
     out["wrong_count"] = "no error"
 except mysql.connector.Error as e:
     out["wrong_count"] = e.errno
+# A string parameter is a value, never SQL: quotes and backslashes come back as sent.
+tricky = "it's a \\ test' OR '1'='1"
+cur.execute("SELECT ? AS s", (tricky,))
+out["echo"] = [plain(cur.fetchone()[0]), tricky]
 # The text protocol on the same connection.
 plain_cur = c.cursor()
 plain_cur.execute("SELECT count(*) FROM p WHERE customer = %s", ("acme",))
@@ -468,6 +472,7 @@ async fn prepared_statements_take_parameters_and_answer_typed_values() {
     assert!(out["rows"].as_array().unwrap().len() > 1, "{out}");
     assert_eq!(out["again"], expected(&|r: &Vec<Value>| r[0] == 2));
     assert_eq!(out["wrong_count"], 1210, "{out}");
+    assert_eq!(out["echo"][0], out["echo"][1], "{out}");
     assert_eq!(
         out["text_count"],
         want.iter().filter(|r| r[1] == "acme").count()
