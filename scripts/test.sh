@@ -8,6 +8,13 @@ cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tarn-target}"
 venv="$("$root/scripts/venv.sh")"
 export TARN_PYTHON="$venv/bin/python"
+# The `mysql` command-line client, for the MySQL protocol tests (Debian's package).
+if ! command -v mysql >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing the mysql client (default-mysql-client)..." >&2
+  $sudo apt-get install -y -q default-mysql-client >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q default-mysql-client >/dev/null; }
+fi
 # Build first, so the server's start-up is not counted against a build.
 cargo test --workspace --all-targets --no-run
 s3dir="$(mktemp -d)"

@@ -478,3 +478,71 @@ async fn prepared_statements_take_parameters_and_answer_typed_values() {
         want.iter().filter(|r| r[1] == "acme").count()
     );
 }
+
+/// The `mysql` command-line client (Debian's), installed by scripts/test.sh.
+fn mysql_cli(addr: &str, user: &str, password: &str, script: &str) -> (bool, String, String) {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("mysql")
+        .args(["-h", host, "-P", port, "-u", user, "--batch"])
+        .arg(format!("-p{password}"))
+        .args(["-e", script])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the mysql client is not installed ({e}): scripts/test.sh installs it")
+        });
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn the_mysql_command_line_client_runs_a_heatwave_script() {
+    if std::env::var("CI").is_err() && Command::new("mysql").arg("--version").output().is_err() {
+        eprintln!(
+            "skipped: no mysql client (scripts/test.sh installs it; CI=true makes this fail)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_sample("csv", &data);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    let addr = server.mysql_addr().await;
+    let script = format!(
+        "CREATE DATABASE market_data; USE market_data; \
+         CREATE EXTERNAL TABLE orders {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') \
+           FILES = (URI 'file://{}/'); \
+         ALTER TABLE orders SECONDARY_LOAD; \
+         SELECT @@hostname, DATABASE(), count(*) AS n, sum(amount) AS total FROM orders; \
+         SELECT LOAD_STATUS FROM performance_schema.rpd_tables;",
+        data.display()
+    );
+    let (ok, out, err) = mysql_cli(&addr, "admin", ADMIN_TOKEN, &script);
+    assert!(ok, "{err}");
+    let want = reference_rows("csv", &data);
+    let total: f64 = want
+        .iter()
+        .filter_map(|r| r[4].as_str().and_then(|s| s.parse::<f64>().ok()))
+        .sum();
+    let lines: Vec<&str> = out.lines().collect();
+    let select = lines
+        .iter()
+        .position(|l| l.starts_with("@@hostname"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(lines[select], "@@hostname\tDATABASE()\tn\ttotal", "{out}");
+    assert_eq!(
+        lines[select + 1],
+        format!("tarn-test\tmarket_data\t{}\t{total:.2}", want.len()),
+        "{out}"
+    );
+    assert!(out.contains("AVAIL_RPDGSTABSTATE"), "{out}");
+    // A wrong token: refused, with MySQL's access-denied error.
+    let (ok, _, err) = mysql_cli(&addr, "admin", "tarn_wrong", "SELECT 1");
+    assert!(!ok);
+    assert!(
+        err.contains("ERROR 1045") || err.contains("ERROR 1698"),
+        "{err}"
+    );
+}

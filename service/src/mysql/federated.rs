@@ -142,14 +142,45 @@ pub fn substitute(sql: &str, names: &Names<'_>) -> String {
         ("user()", user),
     ];
     crate::session::text::replace_outside_quotes(sql, |rest| {
-        replacements
-            .iter()
-            .find(|(f, _)| {
-                rest.get(..f.len())
-                    .is_some_and(|s| s.eq_ignore_ascii_case(f))
-            })
-            .map(|(f, value)| (f.len(), value.clone()))
+        let (f, value) = replacements.iter().find(|(f, _)| {
+            rest.get(..f.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(f))
+        })?;
+        let written = &rest[..f.len()];
+        let before = &sql[..sql.len() - rest.len()];
+        // A whole select item keeps MySQL's column name: the call as written.
+        let value = if is_select_item(before, &rest[f.len()..]) {
+            format!("{value} AS `{written}`")
+        } else {
+            value.clone()
+        };
+        Some((f.len(), value))
     })
+}
+
+/// Whether what lies between `before` and `after` is a whole item of the outermost select list:
+/// it follows `SELECT` or a comma at the top level, and a comma, `FROM` or the end follows it.
+fn is_select_item(before: &str, after: &str) -> bool {
+    let depth = before.matches('(').count() as i64 - before.matches(')').count() as i64;
+    if depth != 0 {
+        return false;
+    }
+    let b = before.trim_end();
+    let starts =
+        b.ends_with(',') || b.len() >= 6 && b[b.len() - 6..].eq_ignore_ascii_case("select");
+    let a = after.trim_start();
+    let next_word = a
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let ends = a.is_empty()
+        || a.starts_with([',', ';'])
+        || matches!(
+            next_word.as_str(),
+            "from" | "where" | "limit" | "order" | "group" | "union"
+        );
+    starts && ends
 }
 
 /// `sql` with its `?` placeholders (outside quotes) replaced by `values` in order, and how many
@@ -323,13 +354,23 @@ mod tests {
                 "SELECT DATABASE(), connection_id(), 'database()', USER()",
                 &names()
             ),
-            "SELECT 'sales', 7, 'database()', 'bi@%'"
+            "SELECT 'sales' AS `DATABASE()`, 7 AS `connection_id()`, 'database()', 'bi@%' AS `USER()`"
+        );
+        assert_eq!(
+            substitute(
+                "SELECT concat(database(), 'x') AS d, user() u FROM t",
+                &names()
+            ),
+            "SELECT concat('sales', 'x') AS d, 'bi@%' u FROM t"
         );
         let none = Names {
             database: None,
             ..names()
         };
-        assert_eq!(substitute("select schema()", &none), "select NULL");
+        assert_eq!(
+            substitute("select schema()", &none),
+            "select NULL AS `schema()`"
+        );
         assert_eq!(
             substitute("SELECT mydatabase() FROM t", &names()),
             "SELECT mydatabase() FROM t"
