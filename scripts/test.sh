@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: sets up the cached Python venv (independent readers and
-# writers, SeaweedFS), starts SeaweedFS on 127.0.0.1 as the S3 server, runs the whole suite, and
+# writers, SeaweedFS, MySQL drivers) and the mysql client, starts SeaweedFS on 127.0.0.1 as the S3 server, runs the whole suite, and
 # stops the server.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
