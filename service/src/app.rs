@@ -132,6 +132,9 @@ impl Application {
                     sessions.clone(),
                     tokens.clone(),
                     &config.instance_name,
+                    certificates
+                        .as_ref()
+                        .map(crate::tls::Certificates::mysql_config),
                 )
                 .await?,
             ),

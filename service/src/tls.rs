@@ -3,7 +3,9 @@
 //! change, so a renewed certificate is served to new connections without a restart; a pair that
 //! does not load (a key written before its certificate, a truncated file) leaves the previous
 //! certificate serving and is logged, naming the file. Every door that speaks TLS takes its
-//! `rustls::ServerConfig` from here, so they all serve the same certificate.
+//! `rustls::ServerConfig` from here, so they all serve the same certificate. (The MySQL door's
+//! protocol library speaks rustls 0.22: [`Certificates::mysql_config`] serves the same files
+//! through it.)
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ pub struct Certificates {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
+    /// The same certificate for rustls 0.22 (the MySQL door).
+    legacy: RwLock<Arc<rustls022::sign::CertifiedKey>>,
     stamp: Mutex<Stamp>,
 }
 
@@ -54,11 +58,12 @@ impl Certificates {
     pub fn load(files: TlsFiles) -> Result<Arc<Self>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let stamp = stamp(&files);
-        let key = certified_key(&files, &provider)?;
+        let (key, legacy) = certified_key(&files, &provider)?;
         Ok(Arc::new(Self {
             files,
             provider,
             current: RwLock::new(Arc::new(key)),
+            legacy: RwLock::new(Arc::new(legacy)),
             stamp: Mutex::new(stamp),
         }))
     }
@@ -74,6 +79,19 @@ impl Certificates {
         Arc::new(config)
     }
 
+    /// The rustls 0.22 configuration the MySQL door serves with: the same certificate, reloaded
+    /// with it.
+    pub fn mysql_config(self: &Arc<Self>) -> Arc<rustls022::ServerConfig> {
+        let config = rustls022::ServerConfig::builder_with_provider(Arc::new(
+            rustls022::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Legacy(self.clone())));
+        Arc::new(config)
+    }
+
     /// Reads the files again if they changed since they were last read; true when a new
     /// certificate is now served.
     pub fn reload_if_changed(&self) -> bool {
@@ -86,8 +104,9 @@ impl Certificates {
             *last = now;
         }
         match certified_key(&self.files, &self.provider) {
-            Ok(key) => {
+            Ok((key, legacy)) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+                *self.legacy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(legacy);
                 info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
                 true
             }
@@ -125,6 +144,25 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
+/// [`Certificates`] as rustls 0.22 asks for them.
+#[derive(Debug)]
+struct Legacy(Arc<Certificates>);
+
+impl rustls022::server::ResolvesServerCert for Legacy {
+    fn resolve(
+        &self,
+        _hello: rustls022::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls022::sign::CertifiedKey>> {
+        Some(
+            self.0
+                .legacy
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
 fn stamp(files: &TlsFiles) -> Stamp {
     let one = |p: &Path| {
         std::fs::metadata(p)
@@ -134,7 +172,11 @@ fn stamp(files: &TlsFiles) -> Stamp {
     [one(&files.cert), one(&files.key)]
 }
 
-fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey> {
+/// The files' certificate and key, for rustls 0.23 and 0.22.
+fn certified_key(
+    files: &TlsFiles,
+    provider: &CryptoProvider,
+) -> Result<(CertifiedKey, rustls022::sign::CertifiedKey)> {
     let bad = |path: &Path, why: String| {
         ServiceError::Config(format!("TLS file {}: {why}", path.display()))
     };
@@ -148,12 +190,16 @@ fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<Certifie
     let key_pem = std::fs::read(&files.key).map_err(|e| bad(&files.key, e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| bad(&files.key, format!("no private key in it: {e}")))?;
-    CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+    let legacy_key = rustls022::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| bad(&files.key, format!("not a key TLS can use: {e}")))?;
+    let legacy = rustls022::sign::CertifiedKey::new(chain.clone(), legacy_key);
+    let current = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
         bad(
             &files.key,
             format!("does not go with {}: {e}", files.cert.display()),
         )
-    })
+    })?;
+    Ok((current, legacy))
 }
 
 /// A listener that hands out connections once their TLS handshake is done. Handshakes run in

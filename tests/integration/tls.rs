@@ -183,3 +183,66 @@ fn serve_refuses_a_certificate_without_its_key_or_a_file_it_cannot_read() {
     ]);
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn the_mysql_door_serves_the_same_certificate_and_refuses_plain_logins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = tmp.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let cert = write_certificate(&tls);
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let server = TestServer::spawn(
+        &tmp.path().join("tarn"),
+        tmp.path(),
+        &[
+            "--tls-cert",
+            tls.join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            tls.join("key.pem").to_str().unwrap(),
+        ],
+    )
+    .await;
+    let addr = server.mysql_addr().await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let script = r#"
+import json, os, pymysql
+host, port, token = os.environ["HOST"], int(os.environ["PORT"]), os.environ["ADMIN"]
+out = {}
+c = pymysql.connect(host=host, port=port, user="admin", password=token, ssl={"ca": os.environ["CA"]})
+cur = c.cursor()
+cur.execute("SELECT 40 + 2")
+out["answer"] = cur.fetchone()[0]
+out["tls"] = c._sock.version()
+try:
+    pymysql.connect(host=host, port=port, user="admin", password=token, ssl_disabled=True)
+    out["plain"] = "logged in"
+except pymysql.MySQLError as e:
+    out["plain"] = e.args[0]
+    out["plain_message"] = str(e.args[1])
+print(json.dumps(out))
+"#;
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .env("HOST", host)
+        .env("PORT", port)
+        .env("ADMIN", ADMIN_TOKEN)
+        .env("CA", &ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["answer"], 42, "{out}");
+    assert!(out["tls"].as_str().unwrap().starts_with("TLSv1."), "{out}");
+    assert!(
+        out["plain"]
+            .as_u64()
+            .is_some_and(|c| c == 1045 || c == 1698),
+        "a plain login got in: {out}"
+    );
+}

@@ -39,6 +39,8 @@ pub struct Door {
 }
 
 struct Shared {
+    /// TLS, when the service has a certificate: then every connection must use it.
+    tls: Option<Arc<rustls022::ServerConfig>>,
     sessions: Arc<Sessions>,
     tokens: Arc<Tokens>,
     variables: Vec<(&'static str, datafusion::common::ScalarValue)>,
@@ -56,12 +58,13 @@ struct Running {
 }
 
 impl Door {
-    /// Binds `addr` (port 0 for any free port).
+    /// Binds `addr` (port 0 for any free port); with `tls`, connections must use it.
     pub async fn bind(
         addr: SocketAddr,
         sessions: Arc<Sessions>,
         tokens: Arc<Tokens>,
         hostname: &str,
+        tls: Option<Arc<rustls022::ServerConfig>>,
     ) -> Result<Self> {
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             ServiceError::Config(format!(
@@ -71,6 +74,7 @@ impl Door {
         Ok(Self {
             listener,
             shared: Arc::new(Shared {
+                tls,
                 sessions,
                 tokens,
                 variables: tarn_engine::query::system_variables(hostname),
@@ -103,8 +107,7 @@ impl Door {
                 let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
                 let shim = Connection::new(self.shared.clone(), id);
                 tokio::spawn(async move {
-                    let (r, w) = stream.into_split();
-                    if let Err(e) = AsyncMysqlIntermediary::run_on(shim, r, w).await {
+                    if let Err(e) = serve(shim, stream).await {
                         debug!(%peer, connection = id, error = %e, "MySQL connection ended");
                     }
                 });
@@ -113,8 +116,106 @@ impl Door {
     }
 }
 
+/// Runs one connection: the handshake, TLS if the client asks for it (and the service has a
+/// certificate), then its commands until it closes.
+async fn serve(mut shim: Connection, stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    let (r, mut w) = stream.into_split();
+    let r = FirstPacket::new(r);
+    let tls = shim.shared.tls.clone();
+    let (secure, init) = AsyncMysqlIntermediary::<
+        Connection,
+        FirstPacket<OwnedReadHalf>,
+        OwnedWriteHalf,
+    >::init_before_ssl(&mut shim, r, &mut w, &tls)
+    .await?;
+    shim.secure = secure;
+    let options = opensrv_mysql::IntermediaryOptions::default();
+    match tls {
+        Some(config) if secure => {
+            opensrv_mysql::secure_run_with_options(shim, w, options, config, init).await
+        }
+        _ => opensrv_mysql::plain_run_with_options(shim, w, options, init).await,
+    }
+}
+
+/// The client's side of a connection, read no further than the end of its first packet until
+/// that packet is whole. The protocol library reads packets through a buffer and, when the client
+/// switches to TLS, hands what it buffered past the SSL request to the TLS handshake from the wrong
+/// offset; a client that sends its TLS hello right behind the request (most do) then fails. Reading
+/// the first packet exactly leaves nothing buffered at the switch.
+struct FirstPacket<R> {
+    inner: R,
+    header: [u8; 4],
+    /// Header bytes read so far.
+    got: usize,
+    /// Payload bytes of the first packet still to read, once its header is in.
+    left: Option<usize>,
+    done: bool,
+}
+
+impl<R> FirstPacket<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            header: [0; 4],
+            got: 0,
+            left: None,
+            done: false,
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstPacket<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if self.done {
+            return std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let want = match self.left {
+            None => 4 - self.got,
+            Some(n) => n,
+        }
+        .min(buf.remaining())
+        .min(4096);
+        let mut tmp = [0u8; 4096];
+        let mut part = tokio::io::ReadBuf::new(&mut tmp[..want]);
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut part) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let read = part.filled();
+        let n = read.len();
+        buf.put_slice(read);
+        let this = &mut *self;
+        match this.left {
+            None => {
+                this.header[this.got..this.got + n].copy_from_slice(&tmp[..n]);
+                this.got += n;
+                if this.got == 4 {
+                    let len =
+                        u32::from_le_bytes([this.header[0], this.header[1], this.header[2], 0]);
+                    this.left = Some(len as usize);
+                    this.done = len == 0;
+                }
+            }
+            Some(left) => {
+                this.left = Some(left - n);
+                this.done = left == n;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// One client connection.
 struct Connection {
+    /// Whether the client switched to TLS.
+    secure: bool,
     /// Its entry's kill switch (see [`Running`]).
     kill: tokio::sync::watch::Sender<u64>,
     shared: Arc<Shared>,
@@ -143,6 +244,7 @@ impl Connection {
                 },
             );
         Self {
+            secure: false,
             kill,
             shared,
             id,
@@ -213,6 +315,13 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         auth_data: &[u8],
     ) -> bool {
         if self.salt == [b'!'; 20] {
+            return false;
+        }
+        if self.shared.tls.is_some() && !self.secure {
+            info!(
+                connection = self.id,
+                "MySQL login refused: the service serves TLS and this client did not ask for it"
+            );
             return false;
         }
         let name = String::from_utf8_lossy(username);
