@@ -8,9 +8,28 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+/// A server under `dir` with the Parquet sample loaded as `s.p`; answers it and the sample's
+/// directory.
+async fn sample_loaded(dir: &std::path::Path) -> (TestServer, std::path::PathBuf) {
+    let data = dir.join("data");
+    copy_sample("parquet", &data);
+    let server = TestServer::spawn(&dir.join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .create_and_load(
+            "s.p",
+            &format!(
+                "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/')",
+                data.display()
+            ),
+        )
+        .await;
+    (server, data)
+}
+
 /// Runs `script` with PyMySQL; `HOST`, `PORT`, `ADMIN`, `READER`, `DATA` are set for it. Answers
 /// what it prints (one JSON document).
-fn pymysql(script: &str, env: &[(&str, &str)]) -> Value {
+pub fn pymysql(script: &str, env: &[(&str, &str)]) -> Value {
     let out = Command::new(python())
         .arg("-c")
         .arg(script)
@@ -336,19 +355,7 @@ print(json.dumps(out))
 #[tokio::test]
 async fn kill_query_stops_a_running_query_and_leaves_its_connection_usable() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    copy_sample("parquet", &data);
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
-    server.ok("CREATE DATABASE s").await;
-    server
-        .create_and_load(
-            "s.p",
-            &format!(
-                "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/')",
-                data.display()
-            ),
-        )
-        .await;
+    let (server, _) = sample_loaded(tmp.path()).await;
     let r = client()
         .post(server.url("/v1/tokens"))
         .json(&json!({"name": "reader", "role": "reader"}))
@@ -421,19 +428,7 @@ print(json.dumps(out))
 #[tokio::test]
 async fn prepared_statements_take_parameters_and_answer_typed_values() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    copy_sample("parquet", &data);
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
-    server.ok("CREATE DATABASE s").await;
-    server
-        .create_and_load(
-            "s.p",
-            &format!(
-                "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/')",
-                data.display()
-            ),
-        )
-        .await;
+    let (server, data) = sample_loaded(tmp.path()).await;
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = pymysql(

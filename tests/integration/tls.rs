@@ -222,21 +222,15 @@ except pymysql.MySQLError as e:
     out["plain_message"] = str(e.args[1])
 print(json.dumps(out))
 "#;
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .env("HOST", host)
-        .env("PORT", port)
-        .env("ADMIN", ADMIN_TOKEN)
-        .env("CA", &ca)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = crate::mysql::pymysql(
+        script,
+        &[
+            ("HOST", host),
+            ("PORT", port),
+            ("ADMIN", ADMIN_TOKEN),
+            ("CA", ca.to_str().unwrap()),
+        ],
     );
-    let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out["answer"], 42, "{out}");
     assert!(out["tls"].as_str().unwrap().starts_with("TLSv1."), "{out}");
     assert!(

@@ -108,26 +108,6 @@ fn datetime_text(iso: &str, digits: usize) -> String {
     out
 }
 
-/// Writes every row of `batch`.
-pub async fn write_batch<W: AsyncWrite + Send + Unpin>(
-    rows: &mut RowWriter<'_, W>,
-    batch: &RecordBatch,
-) -> std::io::Result<()> {
-    let columns = batch
-        .columns()
-        .iter()
-        .map(as_text)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(std::io::Error::other)?;
-    for r in 0..batch.num_rows() {
-        for c in &columns {
-            rows.write_col(c.is_valid(r).then(|| c.value(r)))?;
-        }
-        rows.end_row().await?;
-    }
-    Ok(())
-}
-
 /// A column of a batch, ready to write each row in the binary protocol (prepared statements),
 /// where every value must be of its column's MySQL type.
 enum Binary {
@@ -222,15 +202,23 @@ impl Binary {
     }
 }
 
-/// Writes every row of `batch` in the binary protocol (the answer to a prepared statement).
-pub async fn write_batch_binary<W: AsyncWrite + Send + Unpin>(
+/// Writes every row of `batch`: in the text protocol every value in its MySQL text form, in the
+/// binary one (the answer to a prepared statement) each in its column's type.
+pub async fn write_batch<W: AsyncWrite + Send + Unpin>(
     rows: &mut RowWriter<'_, W>,
     batch: &RecordBatch,
+    binary: bool,
 ) -> std::io::Result<()> {
     let columns = batch
         .columns()
         .iter()
-        .map(Binary::new)
+        .map(|c| {
+            if binary {
+                Binary::new(c)
+            } else {
+                as_text(c).map(Binary::Text)
+            }
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(std::io::Error::other)?;
     for r in 0..batch.num_rows() {

@@ -535,8 +535,7 @@ async fn write_stream<W: AsyncWrite + Send + Unpin>(
         };
         let Some(batch) = batch else { break };
         match batch {
-            Ok(b) if binary => encode::write_batch_binary(&mut rows, &b).await?,
-            Ok(b) => encode::write_batch(&mut rows, &b).await?,
+            Ok(b) => encode::write_batch(&mut rows, &b, binary).await?,
             Err(e) => {
                 let e = ServiceError::from(e);
                 let (kind, msg) = mysql_error(&e);
