@@ -541,3 +541,53 @@ async fn the_mysql_command_line_client_runs_a_heatwave_script() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_million_row_result_streams_through_an_unbuffered_cursor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("big");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join("big.parquet");
+    let made = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
+             n = 1_000_000\n\
+             pq.write_table(pa.table({'id': pa.array(range(n), pa.int64()), \
+             'v': pa.array([i % 997 for i in range(n)], pa.int32())}), sys.argv[1])",
+        )
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE s").await;
+    server
+        .create_and_load(
+            "s.big",
+            &format!(
+                "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}')",
+                file.display()
+            ),
+        )
+        .await;
+    let addr = server.mysql_addr().await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = pymysql(
+        r#"
+import json, os, pymysql, pymysql.cursors
+c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
+                    password=os.environ["ADMIN"], cursorclass=pymysql.cursors.SSCursor)
+cur = c.cursor()
+cur.execute("SELECT id, v FROM s.big")
+rows = ids = vs = 0
+for i, v in cur:
+    rows += 1; ids += i; vs += v
+print(json.dumps({"rows": rows, "ids": ids, "vs": vs}))
+"#,
+        &[("HOST", host), ("PORT", port), ("ADMIN", ADMIN_TOKEN)],
+    );
+    let n: u64 = 1_000_000;
+    let vs: u64 = (0..n).map(|i| i % 997).sum();
+    assert_eq!(out, json!({"rows": n, "ids": n * (n - 1) / 2, "vs": vs}));
+}
