@@ -10,8 +10,27 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tpch  # noqa: E402
 
 
-def start(binary, port, parquet):
-    """A server with the eight tables loaded and placed; answers it and its load time."""
+def compare_loads(binaries, port, parquet, rounds):
+    """The eight tables loaded by a fresh server of each build in turn, the order swapping every
+    round: the median time until they answer and until they are placed, per build."""
+    loads = ([], [])
+    placed = ([], [])
+    for r in range(rounds):
+        for i in ([0, 1] if r % 2 == 0 else [1, 0]):
+            t, load, done = start(binaries[i], port + i, parquet, timed=True)
+            t.stop()
+            loads[i].append(load)
+            placed[i].append(done)
+    med = lambda xs: statistics.median(xs)
+    print(f"load, 8 tables (median of {rounds} alternating fresh servers): A {med(loads[0]):.2f} s, "
+          f"B {med(loads[1]):.2f} s, B/A {med(loads[1]) / med(loads[0]):.3f}; until placed: A "
+          f"{med(placed[0]):.2f} s, B {med(placed[1]):.2f} s, B/A {med(placed[1]) / med(placed[0]):.3f}",
+          flush=True)
+
+
+def start(binary, port, parquet, timed=False):
+    """A server with the eight tables loaded and placed; answers it and its load time (and, when
+    `timed`, the time until the rows were placed)."""
     work = tempfile.mkdtemp()
     open(os.path.join(work, "tarn.toml"), "w").write(f'allowed_locations = ["file://{parquet}/"]\n')
     t = tpch.Tarn(binary, port, work, dict(os.environ))
@@ -25,6 +44,8 @@ def start(binary, port, parquet):
         t.sql(f"ALTER TABLE `default`.{n} SECONDARY_LOAD")
     load = time.perf_counter() - t0
     t.wait_placed(tpch.PLACEMENT)
+    if timed:
+        return t, load, time.perf_counter() - t0
     return t, load
 
 
@@ -55,6 +76,7 @@ def main():
     a_bin, b_bin, data, rounds, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     parquet = os.path.join(data, "parquet")
     qs = tpch.queries()
+    compare_loads([a_bin, b_bin], port, parquet, int(os.environ.get("LOAD_RUNS", "5")))
     servers = []
     try:
         for i, binary in enumerate([a_bin, b_bin]):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Two Tarn builds side by side: both servers load the eight TPC-H tables (scale factor SF, default
-# 1) from Parquet with the benchmark's placement keys, then each of the 22 queries runs on one
+# Two Tarn builds side by side: first each loads the eight TPC-H tables (scale factor SF, default
+# 1) from Parquet with the benchmark's placement keys in a fresh server, in turn, LOAD_RUNS times
+# (default 5; median time until they answer and until placed); then both servers load them, each of the 22 queries runs on one
 # and then the other, the order swapping every round (RUNS rounds, default 7), with kept plans and
 # then with every run planned anew. Prints each query's median per build and the geometric mean
 # of B/A. Answers must agree. Machine drift during the run hits both builds alike.
