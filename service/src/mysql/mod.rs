@@ -116,17 +116,23 @@ impl Door {
     }
 }
 
+/// Bytes of answer gathered before they are written to the connection.
+const WRITE_BUFFER: usize = 64 << 10;
+
 /// Runs one connection: the handshake, TLS if the client asks for it (and the service has a
 /// certificate), then its commands until it closes.
 async fn serve(mut shim: Connection, stream: tokio::net::TcpStream) -> std::io::Result<()> {
     use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-    let (r, mut w) = stream.into_split();
+    let (r, w) = stream.into_split();
     let r = FirstPacket::new(r);
+    // Every row is a packet written on its own; buffered, a result goes out in large writes (the
+    // protocol library flushes after each command). Unbuffered, each row was a system call.
+    let mut w = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, w);
     let tls = shim.shared.tls.clone();
     let (secure, init) = AsyncMysqlIntermediary::<
         Connection,
         FirstPacket<OwnedReadHalf>,
-        OwnedWriteHalf,
+        tokio::io::BufWriter<OwnedWriteHalf>,
     >::init_before_ssl(&mut shim, r, &mut w, &tls)
     .await?;
     shim.secure = secure;

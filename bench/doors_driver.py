@@ -1,0 +1,143 @@
+"""Drives bench/doors.sh: SELECT * of TPC-H lineitem through each of Tarn's doors.
+
+    python doors_driver.py TARN_BIN DATA_DIR RESULTS_DIR PORT MYSQL_PORT
+
+One release server loads lineitem from DATA_DIR/parquet (plain DDL, snapshots on). Then, one door
+at a time, the whole table is fetched: HTTP as an Arrow IPC stream (curl to /dev/null), the MySQL
+protocol with the `mysql` client in batch mode (to /dev/null) and with PyMySQL's unbuffered
+cursor. For each: wall time, rows/s, the server's CPU seconds (so that where the client is the
+limit, the server's own rate shows), and the server's resident memory at its peak during the fetch
+above what it held before. Writes RESULTS_DIR/doors-sf<N>.{json,md}.
+"""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from benchauth import HEADERS, TOKEN
+from benchauth import env as with_token
+
+ROWS_SQL = "SELECT * FROM tpch.lineitem"
+
+
+def status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return int(fields["VmRSS"].split()[0]) * 1024
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(pid, rows, run):
+    """Runs `run()`, sampling the server's RSS; answers the figures."""
+    base = status(pid)
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], status(pid))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    cpu0 = cpu_seconds(pid)
+    t0 = time.perf_counter()
+    got = run()
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu0
+    done.set()
+    t.join()
+    if got is not None and got != rows:
+        raise SystemExit(f"expected {rows} rows, got {got}")
+    return {"seconds": wall, "rows_per_s": rows / wall, "server_cpu_s": cpu,
+            "rows_per_server_cpu_s": rows / cpu if cpu > 0 else None,
+            "server_rss_peak_above_before": peak[0] - base}
+
+
+def main():
+    binary, data, results, port, mysql_port = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+    parquet = os.path.join(data, "parquet")
+    sf = os.path.basename(data.rstrip("/")).removeprefix("sf")
+    work = tempfile.mkdtemp()
+    open(os.path.join(work, "tarn.toml"), "w").write(f'allowed_locations = ["file://{parquet}/"]\n')
+    env = with_token()
+    env["TARN_MYSQL_LISTEN"] = f"127.0.0.1:{mysql_port}"
+    proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/data",
+                             "--config", f"{work}/tarn.toml"],
+                            stdout=subprocess.DEVNULL, stderr=open(f"{work}/tarn.log", "a"), env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def sql(q, accept="application/json"):
+        req = urllib.request.Request(base + "/v1/sql", data=q.encode(), method="POST",
+                                     headers={**HEADERS, "accept": accept})
+        with urllib.request.urlopen(req) as r:
+            return r.read()
+
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/healthz")
+                break
+            except OSError:
+                time.sleep(0.05)
+        sql("CREATE DATABASE tpch")
+        sql(f"CREATE EXTERNAL TABLE tpch.lineitem FILE_FORMAT = (FORMAT parquet) "
+            f"FILES = (URI 'file://{parquet}/lineitem.parquet')")
+        sql("ALTER TABLE tpch.lineitem SECONDARY_LOAD")
+        rows = json.loads(sql("SELECT count(*) FROM tpch.lineitem"))["rows"][0][0]
+        time.sleep(6)  # the load's freed memory goes back first
+        out = {}
+        curl = ["curl", "-sf", "-o", "/dev/null", "-H", f"authorization: Bearer {TOKEN}",
+                "-H", "accept: application/vnd.apache.arrow.stream", "--data-binary", ROWS_SQL, base + "/v1/sql"]
+        out["HTTP, Arrow IPC stream (curl)"] = measure(proc.pid, rows, lambda: subprocess.run(curl, check=True) and None)
+        mysql = ["mysql", "-h", "127.0.0.1", "-P", mysql_port, "-u", "admin", f"-p{TOKEN}", "--batch",
+                 "--quick", "-e", ROWS_SQL]
+        out["MySQL protocol, mysql client --batch --quick"] = measure(
+            proc.pid, rows, lambda: subprocess.run(mysql, check=True, stdout=subprocess.DEVNULL) and None)
+
+        def pymysql_rows():
+            import pymysql
+            import pymysql.cursors
+            c = pymysql.connect(host="127.0.0.1", port=int(mysql_port), user="admin", password=TOKEN,
+                                cursorclass=pymysql.cursors.SSCursor)
+            cur = c.cursor()
+            cur.execute(ROWS_SQL)
+            n = sum(1 for _ in cur)
+            c.close()
+            return n
+        out["MySQL protocol, PyMySQL unbuffered cursor"] = measure(proc.pid, rows, pymysql_rows)
+    finally:
+        proc.terminate()
+        proc.wait()
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{os.cpu_count()} cores, {platform.machine()}", "scale_factor": sf, "rows": rows,
+              "doors": out}
+    os.makedirs(results, exist_ok=True)
+    path = os.path.join(results, f"doors-sf{sf}")
+    json.dump(report, open(path + ".json", "w"), indent=1)
+    lines = [f"# SELECT * of TPC-H lineitem SF{sf} ({rows:,} rows) through each door",
+             "", f"{report['date']}, {report['machine']}.", "",
+             "| door and client | seconds | rows/s | server CPU s | rows per server CPU s | server RSS peak above before |",
+             "|---|---|---|---|---|---|"]
+    for name, d in out.items():
+        per_cpu = d["rows_per_server_cpu_s"]
+        lines.append(f"| {name} | {d['seconds']:.2f} | {d['rows_per_s'] / 1e6:.2f} M | {d['server_cpu_s']:.2f} | "
+                     f"{'-' if per_cpu is None else f'{per_cpu / 1e6:.2f} M'} | "
+                     f"{d['server_rss_peak_above_before'] / 2**20:.0f} MiB |")
+    open(path + ".md", "w").write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
