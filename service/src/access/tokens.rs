@@ -41,6 +41,26 @@ struct Stored {
     mysql_native: Option<String>,
 }
 
+impl Stored {
+    /// Who presents this token, unless it has expired.
+    fn caller(&self) -> Result<Caller> {
+        if self.expires_at.is_some_and(|t| t <= Utc::now()) {
+            return Err(unauthorized(&format!(
+                "the token '{}' expired; ask an admin for a new one",
+                self.name
+            )));
+        }
+        Ok(Caller {
+            name: self.name.clone(),
+            role: self.role,
+            databases: self
+                .databases
+                .as_ref()
+                .map(|d| Arc::new(d.iter().cloned().collect::<BTreeSet<_>>())),
+        })
+    }
+}
+
 /// A token as it is listed: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenInfo {
@@ -189,20 +209,7 @@ impl Tokens {
         let users = self.users.read().unwrap_or_else(|e| e.into_inner());
         for s in users.values() {
             if bool::from(s.sha256.as_bytes().ct_eq(hex.as_bytes())) {
-                if s.expires_at.is_some_and(|t| t <= Utc::now()) {
-                    return Err(unauthorized(&format!(
-                        "the token '{}' expired; ask an admin for a new one",
-                        s.name
-                    )));
-                }
-                found = Some(Caller {
-                    name: s.name.clone(),
-                    role: s.role,
-                    databases: s
-                        .databases
-                        .as_ref()
-                        .map(|d| Arc::new(d.iter().cloned().collect::<BTreeSet<_>>())),
-                });
+                found = Some(s.caller()?);
             }
         }
         found.ok_or_else(|| unauthorized("the token is not known"))
@@ -247,19 +254,7 @@ impl Tokens {
         if !native_password_matches(&stored, scramble, response) {
             return Err(denied());
         }
-        if s.expires_at.is_some_and(|t| t <= Utc::now()) {
-            return Err(unauthorized(&format!(
-                "the token '{name}' expired; ask an admin for a new one"
-            )));
-        }
-        Ok(Caller {
-            name: s.name.clone(),
-            role: s.role,
-            databases: s
-                .databases
-                .as_ref()
-                .map(|d| Arc::new(d.iter().cloned().collect::<BTreeSet<_>>())),
-        })
+        s.caller()
     }
 
     /// Creates a token; answers it (shown this once) and its listing.
