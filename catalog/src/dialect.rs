@@ -161,10 +161,32 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             }
         }
     } else if p.parse_keyword(Keyword::SHOW) {
+        // FULL (SHOW FULL TABLES, SHOW FULL COLUMNS) asks for more detail than Tarn gives.
+        let _ = p.parse_keyword(Keyword::FULL);
         if p.parse_one_of_keywords(&[Keyword::DATABASES, Keyword::SCHEMAS])
             .is_some()
         {
             Statement::ShowDatabases
+        } else if p
+            .parse_one_of_keywords(&[Keyword::COLUMNS, Keyword::FIELDS])
+            .is_some()
+        {
+            // SHOW [FULL] COLUMNS FROM t [FROM db]: MySQL's tools' DESCRIBE.
+            if p.parse_one_of_keywords(&[Keyword::FROM, Keyword::IN])
+                .is_none()
+            {
+                return Err(p
+                    .expected::<()>("FROM after SHOW COLUMNS", p.peek_token())
+                    .unwrap_err()
+                    .into());
+            }
+            let mut table = table_ref(&mut p)?;
+            if p.parse_one_of_keywords(&[Keyword::FROM, Keyword::IN])
+                .is_some()
+            {
+                table.database = Some(ident(&mut p)?);
+            }
+            Statement::Describe { table }
         } else if p.parse_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
             Statement::ShowCreateTable {
                 table: table_ref(&mut p)?,
@@ -1184,6 +1206,27 @@ mod tests {
             Statement::CreateTable { table, .. } => table,
             other => panic!("not a create: {other:?}"),
         }
+    }
+
+    #[test]
+    fn show_columns_is_describe() {
+        for (sql, db) in [
+            ("SHOW COLUMNS FROM t", None),
+            ("SHOW FULL COLUMNS FROM d.t", Some("d")),
+            ("show fields in t from d", Some("d")),
+        ] {
+            match parse_statement(sql).unwrap() {
+                Statement::Describe { table } => {
+                    assert_eq!(
+                        (table.database.as_deref(), table.table.as_str()),
+                        (db, "t"),
+                        "{sql}"
+                    );
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        assert!(parse_statement("SHOW COLUMNS t").is_err());
     }
 
     #[test]

@@ -92,6 +92,8 @@ cur.execute("SHOW TABLES")
 out["tables"] = [r[0] for r in cur.fetchall()]
 cur.execute("DESCRIBE orders")
 out["describe"] = [r[0] for r in cur.fetchall()][:3]
+cur.execute("SHOW FULL COLUMNS FROM orders FROM market_data")
+out["show_columns"] = [r[0] for r in cur.fetchall()][:3]
 cur.execute("SHOW CREATE TABLE orders")
 out["show_create"] = list(cur.fetchone())
 cur.execute("SHOW VARIABLES LIKE 'character_set_c%'")
@@ -248,6 +250,7 @@ async fn a_heatwave_session_runs_over_the_mysql_protocol() {
         "{ddl}"
     );
     assert_eq!(out["describe"], json!(["order_id", "customer", "product"]));
+    assert_eq!(out["show_columns"], out["describe"]);
     assert_eq!(
         out["variables"],
         json!([
