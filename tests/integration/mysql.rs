@@ -345,9 +345,15 @@ for name, sql in [("reader_kills_admin", "KILL QUERY %d" % victim), ("unknown", 
         out[name] = "no error"
     except pymysql.MySQLError as e:
         out[name] = e.args[0]
+rc = r.cursor()
+rc.execute("SHOW PROCESSLIST")
+out["reader_sees"] = sorted({row[1] for row in rc.fetchall()})
 k = connect("admin", os.environ["ADMIN"])
-killed_at = time.monotonic()
-k.cursor().execute("KILL QUERY %d" % victim)
+kc = k.cursor()
+kc.execute("SHOW FULL PROCESSLIST")
+listed = {int(row[0]): row for row in kc.fetchall()}
+out["victim_listed"] = [listed[victim][1], listed[victim][3], listed[victim][4], listed[victim][7][:24]]
+kc.execute("KILL QUERY %d" % victim)
 t.join(60)
 out["alive"] = not t.is_alive()
 ac.execute("SELECT 1")
@@ -378,6 +384,13 @@ async fn kill_query_stops_a_running_query_and_leaves_its_connection_usable() {
         ],
     );
     assert_eq!(out["reader_kills_admin"], 1095, "{out}");
+    // SHOW PROCESSLIST: the admin sees the running query; a reader only its own connections.
+    assert_eq!(
+        out["victim_listed"],
+        json!(["admin", "s", "Query", "SELECT count(*) FROM p a"]),
+        "{out}"
+    );
+    assert_eq!(out["reader_sees"], json!(["reader"]), "{out}");
     assert_eq!(out["unknown"], 1094, "{out}");
     assert_eq!(out["heavy"][0], 1317, "{out}");
     assert_eq!(out["alive"], true);

@@ -117,6 +117,15 @@ pub fn answer(sql: &str, names: &Names<'_>) -> Option<Answer> {
     }
 }
 
+/// Whether `sql` is `SHOW [FULL] PROCESSLIST`.
+pub fn is_processlist(sql: &str) -> bool {
+    let lower = sql.trim().trim_end_matches(';').to_ascii_lowercase();
+    matches!(
+        lower.split_whitespace().collect::<Vec<_>>().as_slice(),
+        ["show", "processlist"] | ["show", "full", "processlist"]
+    )
+}
+
 /// The connection a `KILL QUERY n` (or `KILL n`, `KILL CONNECTION n`: Tarn stops the statement
 /// and leaves the connection open) names.
 pub fn kill(sql: &str) -> Option<u32> {
@@ -279,7 +288,7 @@ fn like(pattern: &str, name: &str) -> bool {
 }
 
 /// A result of text columns.
-fn table(columns: &[&str], rows: Vec<Vec<String>>) -> QueryStream {
+pub fn table(columns: &[&str], rows: Vec<Vec<String>>) -> QueryStream {
     let schema = Arc::new(Schema::new(
         columns
             .iter()

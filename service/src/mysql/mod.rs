@@ -55,6 +55,9 @@ struct Running {
     user: String,
     /// Bumped to stop the statement the connection is running.
     kill: tokio::sync::watch::Sender<u64>,
+    /// The statement it runs now (its start of text) and since when, for `SHOW PROCESSLIST`.
+    statement: Option<(String, std::time::Instant)>,
+    database: Option<String>,
 }
 
 impl Door {
@@ -247,6 +250,8 @@ impl Connection {
                 Running {
                     user: String::new(),
                     kill: kill.clone(),
+                    statement: None,
+                    database: None,
                 },
             );
         Self {
@@ -453,6 +458,26 @@ impl Connection {
         results: QueryResultWriter<'_, W>,
         binary: bool,
     ) -> std::io::Result<()> {
+        let shown: String = query.chars().take(PROCESSLIST_INFO).collect();
+        self.running(|r| r.statement = Some((shown, std::time::Instant::now())));
+        let done = self.respond_to(query, results, binary).await;
+        let database = self
+            .session
+            .as_ref()
+            .and_then(|s| s.database().map(str::to_string));
+        self.running(|r| {
+            r.statement = None;
+            r.database = database;
+        });
+        done
+    }
+
+    async fn respond_to<W: AsyncWrite + Send + Unpin>(
+        &mut self,
+        query: &str,
+        results: QueryResultWriter<'_, W>,
+        binary: bool,
+    ) -> std::io::Result<()> {
         let answer = match self.answer(query).await {
             Ok(a) => a,
             Err(e) => {
@@ -469,6 +494,19 @@ impl Connection {
         write_stream(stream, results, killed, binary).await
     }
 
+    /// Changes this connection's entry in the list `SHOW PROCESSLIST` and `KILL` read.
+    fn running(&self, change: impl FnOnce(&mut Running)) {
+        if let Some(r) = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.id)
+        {
+            change(r);
+        }
+    }
+
     /// Runs `query`: answered here if it is a driver's setup statement, else by the session.
     async fn answer(&mut self, query: &str) -> Result<federated::Answer> {
         let id = self.id;
@@ -482,6 +520,9 @@ impl Connection {
         };
         if let Some(a) = federated::answer(query, &names) {
             return Ok(a);
+        }
+        if federated::is_processlist(query) {
+            return Ok(processlist(&shared, &session.caller));
         }
         if let Some(target) = federated::kill(query) {
             let caller = session.caller.clone();
@@ -497,6 +538,45 @@ impl Connection {
             federated::Answer::Rows(stream)
         })
     }
+}
+
+/// How much of a statement's text `SHOW PROCESSLIST` shows (MySQL's is 100 characters).
+const PROCESSLIST_INFO: usize = 100;
+
+/// `SHOW PROCESSLIST`: the open connections (an admin's sees all; others see their own user's),
+/// with the statement each runs and for how long, as MySQL lists them.
+fn processlist(shared: &Shared, caller: &Caller) -> federated::Answer {
+    let connections = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ids: Vec<&u32> = connections.keys().collect();
+    ids.sort();
+    let rows = ids
+        .into_iter()
+        .filter_map(|id| {
+            let r = &connections[id];
+            (caller.role == crate::access::Role::Admin || r.user == caller.name).then(|| {
+                let (command, time, info) = match &r.statement {
+                    Some((text, since)) => ("Query", since.elapsed().as_secs(), text.clone()),
+                    None => ("Sleep", 0, String::new()),
+                };
+                vec![
+                    id.to_string(),
+                    r.user.clone(),
+                    "127.0.0.1".to_string(),
+                    r.database.clone().unwrap_or_default(),
+                    command.to_string(),
+                    time.to_string(),
+                    String::new(),
+                    info,
+                ]
+            })
+        })
+        .collect();
+    federated::Answer::Rows(federated::table(
+        &[
+            "Id", "User", "Host", "db", "Command", "Time", "State", "Info",
+        ],
+        rows,
+    ))
 }
 
 /// `KILL QUERY n`: stops what connection `n` is running. A caller may stop its own statements;
