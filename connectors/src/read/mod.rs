@@ -503,11 +503,14 @@ impl<R> LineGuard<R> {
 impl<R: Read> Read for LineGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        match memchr::memrchr(self.term, &buf[..n]) {
-            Some(i) => {
-                self.since_term = (n - i - 1) as u64;
-                self.lines += memchr::memchr_iter(self.term, &buf[..n]).count() as u64;
-            }
+        // One pass: how many terminators, and where the last one is.
+        let mut last = None;
+        for i in memchr::memchr_iter(self.term, &buf[..n]) {
+            self.lines += 1;
+            last = Some(i);
+        }
+        match last {
+            Some(i) => self.since_term = (n - i - 1) as u64,
             None => self.since_term += n as u64,
         }
         if self.since_term > MAX_LINE_BYTES {

@@ -342,15 +342,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
             .authenticate_native(&name, salt, auth_data)
         {
             Ok(caller) => {
-                if let Some(r) = self
-                    .shared
-                    .connections
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_mut(&self.id)
-                {
-                    r.user = caller.name.clone();
-                }
+                self.running(|r| r.user = caller.name.clone());
                 *self.caller.lock().unwrap_or_else(|e| e.into_inner()) = Some(caller);
                 true
             }
