@@ -126,7 +126,7 @@ async fn roles_and_databases_decide_each_statement() {
     let s = &f.server;
     let (r, l, a) = (f.reader_s.as_str(), f.loader_s.as_str(), ADMIN_TOKEN);
     // (statement, status for the reader of s, the loader of s, the admin)
-    let cases: [(&str, [u16; 3]); 16] = [
+    let cases: [(&str, [u16; 3]); 20] = [
         ("SELECT COUNT(*) FROM s.p", [200, 200, 200]),
         ("SELECT COUNT(*) FROM o.q", [403, 403, 200]),
         (
@@ -141,6 +141,10 @@ async fn roles_and_databases_decide_each_statement() {
         ("SHOW TABLES FROM o", [403, 403, 200]),
         ("DESCRIBE s.p", [200, 200, 200]),
         ("DESCRIBE o.q", [403, 403, 200]),
+        ("SHOW COLUMNS FROM o.q", [403, 403, 200]),
+        ("SHOW CREATE TABLE s.p", [200, 200, 200]),
+        ("SHOW CREATE TABLE o.q", [403, 403, 200]),
+        ("SHOW COLUMNS FROM p FROM s", [200, 200, 200]),
         // The admin's comes after the loader's unload: past the access check, not loaded.
         ("ALTER TABLE s.p SECONDARY_UNLOAD", [403, 200, 409]),
         ("ALTER TABLE s.p SECONDARY_LOAD", [403, 200, 200]),
