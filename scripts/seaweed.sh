@@ -50,6 +50,7 @@ exec "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3
 RUN
     chmod +x "$dir/run.sh"
     echo "$port" > "$dir/s3.port"
+    echo "${free[*]}" > "$dir/ports"
     "$here/seaweed.sh" run "$dir" && break
     [ "$attempt" = 3 ] && exit 1
   done

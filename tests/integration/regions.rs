@@ -21,6 +21,10 @@ use crate::support::*;
 struct Region {
     dir: tempfile::TempDir,
     s3: S3,
+    /// While the server is killed, its ports are held (bound, never listening: connections are
+    /// refused as by a dead host) so that no server another test starts meanwhile takes one and
+    /// answers in the lost region's place, and the restart finds them free.
+    held: std::sync::Mutex<Vec<tokio::net::TcpSocket>>,
 }
 
 impl Region {
@@ -52,6 +56,7 @@ impl Region {
                 access_key: suite.access_key.clone(),
                 secret_key: suite.secret_key.clone(),
             },
+            held: Default::default(),
         };
         region.wait_ready().await;
         region
@@ -86,10 +91,22 @@ impl Region {
     /// SIGKILL: the region's store is gone.
     fn kill(&self) {
         assert!(self.run("kill"), "SeaweedFS was not killed");
+        let ports = std::fs::read_to_string(self.dir.path().join("ports")).expect("ports file");
+        let mut held = self.held.lock().unwrap();
+        for port in ports.split_whitespace() {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            let addr = format!("127.0.0.1:{port}").parse().unwrap();
+            socket
+                .bind(addr)
+                .unwrap_or_else(|e| panic!("hold the killed server's port {port}: {e}"));
+            held.push(socket);
+        }
     }
 
-    /// Back on the same port with the same data.
+    /// Back on the same ports with the same data.
     fn restart(&self) {
+        self.held.lock().unwrap().clear();
         assert!(self.run("restart"), "SeaweedFS did not restart");
     }
 }
@@ -420,7 +437,8 @@ async fn losing_the_primary_store_during_a_load_and_a_refresh_fails_over_and_bac
         "instance two to take the new file",
     )
     .await;
-    assert_eq!(region_state(&two, "a").await["state"], "failed_over");
+    let r = region_state(&two, "a").await;
+    assert_eq!(r["state"], "failed_over", "{r}");
 
     // Region a comes back without the file written in b: after failback, the file loaded from
     // b is kept until a's copy has it (replication lag), and nothing goes backwards.
