@@ -34,6 +34,8 @@ pub struct Application {
     listener: TcpListener,
     /// The MySQL protocol door, when `mysql_listen` is set.
     mysql: Option<crate::mysql::Door>,
+    /// The Arrow Flight SQL door, when `flight_listen` is set.
+    flight: Option<crate::flight::Door>,
     /// The certificate HTTPS (and later the other doors' TLS) serves; none: plain text.
     certificates: Option<Arc<crate::tls::Certificates>>,
     config: Arc<Config>,
@@ -140,6 +142,20 @@ impl Application {
             ),
             None => None,
         };
+        let flight = match config.flight_listen {
+            Some(addr) => Some(
+                crate::flight::Door::bind(
+                    addr,
+                    sessions.clone(),
+                    tokens.clone(),
+                    certificates
+                        .as_ref()
+                        .map(crate::tls::Certificates::server_config),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let http = HttpState {
             audit,
             sessions,
@@ -154,6 +170,7 @@ impl Application {
         let app = Self {
             listener,
             mysql,
+            flight,
             certificates,
             config: Arc::new(config),
             http,
@@ -171,6 +188,11 @@ impl Application {
     /// Where the MySQL protocol door listens, if it is on.
     pub fn mysql_addr(&self) -> Option<SocketAddr> {
         self.mysql.as_ref().map(crate::mysql::Door::local_addr)
+    }
+
+    /// Where the Arrow Flight SQL door listens, if it is on.
+    pub fn flight_addr(&self) -> Option<SocketAddr> {
+        self.flight.as_ref().map(crate::flight::Door::local_addr)
     }
 
     pub async fn run_until_stopped(mut self) -> Result<()> {
@@ -191,6 +213,7 @@ impl Application {
             Arc::new(s.loader.clone()),
         );
         let mysql = self.mysql.take().map(crate::mysql::Door::spawn);
+        let flight = self.flight.take().map(crate::flight::Door::spawn);
         let router = http::router(self.http);
         let served = match &self.certificates {
             None => {
@@ -211,8 +234,8 @@ impl Application {
             }
         }
         .map_err(|e| ServiceError::Internal(format!("server: {e}")));
-        if let Some(m) = mysql {
-            m.abort();
+        for door in mysql.into_iter().chain(flight) {
+            door.abort();
         }
         scheduler.abort();
         recovery.abort();

@@ -63,6 +63,9 @@ pub struct ServeArgs {
     /// Address for the MySQL protocol; "" turns it off [default: 127.0.0.1:3306].
     #[arg(long, env = "TARN_MYSQL_LISTEN")]
     pub mysql_listen: Option<String>,
+    /// Address for Arrow Flight SQL; "" turns it off [default: 127.0.0.1:50051].
+    #[arg(long, env = "TARN_FLIGHT_LISTEN")]
+    pub flight_listen: Option<String>,
     /// Certificate chain (PEM) to serve HTTPS with; needs --tls-key [default: plain HTTP].
     #[arg(long, env = "TARN_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -96,6 +99,8 @@ pub struct FileConfig {
     pub audit_log: Option<String>,
     /// Address of the MySQL protocol door; "" turns it off [default: 127.0.0.1:3306].
     pub mysql_listen: Option<String>,
+    /// Address of the Arrow Flight SQL door; "" turns it off [default: 127.0.0.1:50051].
+    pub flight_listen: Option<String>,
     /// Certificate chain (PEM) the doors serve TLS with; reloaded when it changes [default: none].
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
@@ -205,6 +210,8 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsFiles>,
     /// Where the MySQL protocol door listens; none: it is off.
     pub mysql_listen: Option<SocketAddr>,
+    /// Where the Arrow Flight SQL door listens; none: it is off.
+    pub flight_listen: Option<SocketAddr>,
 }
 
 /// `[limits]` with their defaults.
@@ -337,7 +344,16 @@ impl Config {
                 .or(file.admin_token),
             limits: limits(&file.limits)?,
             audit_log,
-            mysql_listen: mysql_listen(args.mysql_listen.clone().or(file.mysql_listen))?,
+            mysql_listen: door_listen(
+                "mysql_listen",
+                args.mysql_listen.clone().or(file.mysql_listen),
+                DEFAULT_MYSQL_LISTEN,
+            )?,
+            flight_listen: door_listen(
+                "flight_listen",
+                args.flight_listen.clone().or(file.flight_listen),
+                DEFAULT_FLIGHT_LISTEN,
+            )?,
             tls: tls(
                 args.tls_cert.clone().or(file.tls_cert),
                 args.tls_key.clone().or(file.tls_key),
@@ -361,15 +377,17 @@ fn tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<crate::tls:
 }
 
 pub const DEFAULT_MYSQL_LISTEN: &str = "127.0.0.1:3306";
+pub const DEFAULT_FLIGHT_LISTEN: &str = "127.0.0.1:50051";
 
-fn mysql_listen(value: Option<String>) -> Result<Option<SocketAddr>> {
-    let value = value.unwrap_or_else(|| DEFAULT_MYSQL_LISTEN.to_string());
+/// A door's address (`setting`): its default when not given, none when "".
+fn door_listen(setting: &str, value: Option<String>, default: &str) -> Result<Option<SocketAddr>> {
+    let value = value.unwrap_or_else(|| default.to_string());
     if value.trim().is_empty() {
         return Ok(None);
     }
     value.trim().parse().map(Some).map_err(|e| {
         ServiceError::Config(format!(
-            "mysql_listen = '{value}' is not an address (\"\" turns the door off): {e}"
+            "{setting} = '{value}' is not an address (\"\" turns the door off): {e}"
         ))
     })
 }

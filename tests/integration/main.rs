@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod config;
 mod durability;
+mod flight;
 mod formats;
 mod http_api;
 mod limits;

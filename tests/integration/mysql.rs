@@ -10,7 +10,7 @@ use crate::support::*;
 
 /// A server under `dir` with the Parquet sample loaded as `s.p`; answers it and the sample's
 /// directory.
-async fn sample_loaded(dir: &std::path::Path) -> (TestServer, std::path::PathBuf) {
+pub async fn sample_loaded(dir: &std::path::Path) -> (TestServer, std::path::PathBuf) {
     let data = dir.join("data");
     copy_sample("parquet", &data);
     let server = TestServer::spawn(&dir.join("tarn"), &data, &[]).await;
@@ -25,29 +25,6 @@ async fn sample_loaded(dir: &std::path::Path) -> (TestServer, std::path::PathBuf
         )
         .await;
     (server, data)
-}
-
-/// Runs `script` with PyMySQL; `HOST`, `PORT`, `ADMIN`, `READER`, `DATA` are set for it. Answers
-/// what it prints (one JSON document).
-pub fn pymysql(script: &str, env: &[(&str, &str)]) -> Value {
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 const SESSION: &str = r#"
@@ -174,7 +151,7 @@ async fn a_heatwave_session_runs_over_the_mysql_protocol() {
     let reader = token["token"].as_str().unwrap().to_string();
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = pymysql(
+    let out = python_json(
         SESSION,
         &[
             ("HOST", host),
@@ -374,7 +351,7 @@ async fn kill_query_stops_a_running_query_and_leaves_its_connection_usable() {
     let reader: Value = r.json().await.unwrap();
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = pymysql(
+    let out = python_json(
         KILL,
         &[
             ("HOST", host),
@@ -447,7 +424,7 @@ async fn prepared_statements_take_parameters_and_answer_typed_values() {
     let (server, data) = sample_loaded(tmp.path()).await;
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = pymysql(
+    let out = python_json(
         PREPARED,
         &[("HOST", host), ("PORT", port), ("ADMIN", ADMIN_TOKEN)],
     );
@@ -589,7 +566,7 @@ async fn a_million_row_result_streams_through_an_unbuffered_cursor() {
         .await;
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = pymysql(
+    let out = python_json(
         r#"
 import json, os, pymysql, pymysql.cursors
 c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",

@@ -49,10 +49,24 @@ pub fn client() -> reqwest::Client {
     client_with(ADMIN_TOKEN)
 }
 
+/// A door's address once the server logged it.
+async fn door_addr(door: &Arc<Mutex<Option<String>>>, what: &str) -> String {
+    wait_until(
+        || {
+            let d = door.clone();
+            async move { d.lock().unwrap().is_some() }
+        },
+        what,
+    )
+    .await;
+    door.lock().unwrap().clone().unwrap()
+}
+
 pub struct TestServer {
     pub addr: String,
-    /// Where the MySQL door listens, once the server said so.
+    /// Where the MySQL and the Flight SQL doors listen, once the server said so.
     mysql: Arc<Mutex<Option<String>>>,
+    flight: Arc<Mutex<Option<String>>>,
     pub data_dir: PathBuf,
     child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
@@ -98,6 +112,7 @@ impl TestServer {
             .env("TARN_ADMIN_TOKEN", ADMIN_TOKEN)
             // Any free port for the MySQL door (a test may set its own).
             .env("TARN_MYSQL_LISTEN", "127.0.0.1:0")
+            .env("TARN_FLIGHT_LISTEN", "127.0.0.1:0")
             .env_remove("TARN_CONFIG")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
@@ -111,7 +126,8 @@ impl TestServer {
         let stderr = child.stderr.take().unwrap();
         let log2 = log.clone();
         let mysql = Arc::new(Mutex::new(None));
-        let mysql2 = mysql.clone();
+        let flight = Arc::new(Mutex::new(None));
+        let (mysql2, flight2) = (mysql.clone(), flight.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // "listening on http://127.0.0.1:N" (or https://): the address after the scheme.
@@ -127,13 +143,18 @@ impl TestServer {
                             .to_string(),
                     );
                 }
-                if let Some(i) = line.find("MySQL protocol listening on ") {
-                    let addr = line[i + "MySQL protocol listening on ".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    *mysql2.lock().unwrap() = Some(addr);
+                for (said, door) in [
+                    ("MySQL protocol listening on ", &mysql2),
+                    ("Arrow Flight SQL listening on ", &flight2),
+                ] {
+                    if let Some(i) = line.find(said) {
+                        let addr = line[i + said.len()..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default();
+                        let addr = addr.split_once("://").map_or(addr, |(_, a)| a);
+                        *door.lock().unwrap() = Some(addr.to_string());
+                    }
                 }
                 log2.lock().unwrap().push(line);
             }
@@ -151,6 +172,7 @@ impl TestServer {
         Self {
             addr,
             mysql,
+            flight,
             data_dir,
             child,
             log,
@@ -197,16 +219,12 @@ impl TestServer {
 
     /// The MySQL door's address (`127.0.0.1:port`).
     pub async fn mysql_addr(&self) -> String {
-        let mysql = self.mysql.clone();
-        wait_until(
-            || {
-                let m = mysql.clone();
-                async move { m.lock().unwrap().is_some() }
-            },
-            "the MySQL door to listen",
-        )
-        .await;
-        self.mysql.lock().unwrap().clone().unwrap()
+        door_addr(&self.mysql, "the MySQL door to listen").await
+    }
+
+    /// The Flight SQL door's address (`127.0.0.1:port`).
+    pub async fn flight_addr(&self) -> String {
+        door_addr(&self.flight, "the Flight SQL door to listen").await
     }
 
     pub fn pid(&self) -> u32 {
@@ -355,6 +373,29 @@ impl Drop for TestServer {
 }
 
 /// The venv python with the independent readers (set up by scripts/venv.sh).
+/// Runs a Python `script` (the venv's: PyMySQL, ADBC, pyarrow) with `env` set; answers what it
+/// prints, one JSON document.
+pub fn python_json(script: &str, env: &[(&str, &str)]) -> Value {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 pub fn python() -> PathBuf {
     let p = std::env::var_os("TARN_PYTHON")
         .map(PathBuf::from)

@@ -222,7 +222,7 @@ except pymysql.MySQLError as e:
     out["plain_message"] = str(e.args[1])
 print(json.dumps(out))
 "#;
-    let out = crate::mysql::pymysql(
+    let out = python_json(
         script,
         &[
             ("HOST", host),

@@ -192,20 +192,6 @@ fn is_select_item(before: &str, after: &str) -> bool {
     starts && ends
 }
 
-/// `sql` with its `?` placeholders (outside quotes) replaced by `values` in order, and how many
-/// it holds: with no values, only the count matters.
-pub fn bind(sql: &str, values: &[String]) -> (String, usize) {
-    let n = std::cell::Cell::new(0usize);
-    let bound = crate::session::text::replace_outside_quotes(sql, |rest| {
-        rest.starts_with('?').then(|| {
-            let i = n.get();
-            n.set(i + 1);
-            (1, values.get(i).cloned().unwrap_or_else(|| "?".into()))
-        })
-    });
-    (bound, n.get())
-}
-
 /// Whether every assignment of a `SET` (the text after the keyword) is a session setting that
 /// changes nothing here. A user variable (`@x`) or an engine setting is not.
 fn accepted_set(rest: &str) -> bool {
@@ -344,16 +330,6 @@ mod tests {
         ] {
             assert!(answer(not, &names()).is_none(), "{not}");
         }
-    }
-
-    #[test]
-    fn placeholders_outside_quotes_take_their_values_in_order() {
-        let sql = "SELECT a FROM t WHERE a = ? AND b IN (?, '?') AND c=?";
-        assert_eq!(bind(sql, &[]).1, 3);
-        assert_eq!(
-            bind(sql, &["1".into(), "'x'".into(), "NULL".into()]).0,
-            "SELECT a FROM t WHERE a = 1 AND b IN ('x', '?') AND c=NULL"
-        );
     }
 
     #[test]

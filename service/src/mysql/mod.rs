@@ -360,7 +360,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         query: &'a str,
         info: StatementMetaWriter<'a, W>,
     ) -> std::io::Result<()> {
-        let (_, params) = federated::bind(query, &[]);
+        let (_, params) = crate::session::text::bind(query, &[]);
         let id = self.next_statement;
         self.next_statement += 1;
         self.statements.insert(id, (query.to_string(), params));
@@ -403,7 +403,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
                 )
                 .await;
         }
-        let (sql, _) = federated::bind(&sql, &values);
+        let (sql, _) = crate::session::text::bind(&sql, &values);
         self.respond(&sql, results, true).await
     }
 

@@ -29,6 +29,21 @@ use crate::audit::Audit;
 use crate::error::{Result, ServiceError};
 use crate::load::Loader;
 
+/// A table as a catalog listing shows it (Flight SQL's GetTables, for one).
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    pub database: String,
+    pub name: String,
+    /// `TABLE`, or `SYSTEM TABLE` for the status views.
+    pub kind: &'static str,
+    /// Its columns: the loaded version's, else the declared ones, else none (a table whose
+    /// columns are inferred when it loads has none before).
+    pub schema: arrow::datatypes::SchemaRef,
+}
+
+/// The kinds of table [`Session::tables`] lists.
+pub const TABLE_KINDS: [&str; 2] = ["SYSTEM TABLE", "TABLE"];
+
 /// How long a session lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifetime {
@@ -133,6 +148,66 @@ impl Session {
         }
     }
 
+    /// The databases the caller may see, and the status views' `performance_schema`, sorted.
+    pub fn databases(&self) -> Result<Vec<String>> {
+        self.caller.require(Role::Reader, "listing databases")?;
+        let mut dbs = self.shared.catalog.databases();
+        dbs.retain(|db| self.caller.sees(db));
+        dbs.push(PERFORMANCE_SCHEMA.to_string());
+        dbs.sort();
+        Ok(dbs)
+    }
+
+    /// Every table of the databases the caller may see, with its columns (see [`TableEntry`]),
+    /// sorted by database and name.
+    pub async fn tables(&self) -> Result<Vec<TableEntry>> {
+        use datafusion::catalog::SchemaProvider;
+        let mut out = Vec::new();
+        for database in self.databases()? {
+            if database == PERFORMANCE_SCHEMA {
+                let views = tarn_engine::query::system::SystemSchema {
+                    catalog: self.shared.catalog.clone(),
+                    memory: self.shared.engine.store().clone(),
+                };
+                for name in tarn_engine::query::system::TABLES {
+                    if let Some(view) = views.table(name).await? {
+                        out.push(TableEntry {
+                            database: database.clone(),
+                            name: name.to_string(),
+                            kind: TABLE_KINDS[0],
+                            schema: view.schema(),
+                        });
+                    }
+                }
+                continue;
+            }
+            for name in self.shared.catalog.tables(&database)? {
+                let key = TableKey::new(&database, &name);
+                let loaded = self
+                    .shared
+                    .engine
+                    .store()
+                    .get(&key)
+                    .and_then(|e| e.current())
+                    .map(|v| v.schema.clone());
+                let schema = match loaded {
+                    Some(s) => s,
+                    None => match self.shared.catalog.get(&key)?.columns {
+                        Some(columns) => tarn_catalog::types::schema_of(&columns)?,
+                        None => Arc::new(arrow::datatypes::Schema::empty()),
+                    },
+                };
+                out.push(TableEntry {
+                    database: database.clone(),
+                    name,
+                    kind: TABLE_KINDS[1],
+                    schema,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn is_call(&self, sql: &str) -> bool {
         !self.variables.is_empty()
             && sql
@@ -152,14 +227,7 @@ impl Session {
                 .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
                 .collect();
             let value = self.variables.get(&name.to_lowercase())?;
-            let literal = match value {
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::LargeUtf8(Some(s))
-                | ScalarValue::Utf8View(Some(s)) => format!("'{}'", s.replace('\'', "''")),
-                v if v.is_null() => "NULL".to_string(),
-                v => v.to_string(),
-            };
-            Some((name.len() + 1, literal))
+            Some((name.len() + 1, text::literal(value)))
         })
     }
 
