@@ -275,21 +275,19 @@ async fn a_heatwave_session_runs_over_the_mysql_protocol() {
 }
 
 #[tokio::test]
-async fn the_mysql_door_can_be_turned_off() {
+async fn the_mysql_and_flight_sql_doors_can_be_turned_off() {
     let tmp = tempfile::tempdir().unwrap();
-    let server =
-        TestServer::spawn_with_env(&tmp.path().join("tarn"), &[], &[("TARN_MYSQL_LISTEN", "")])
-            .await;
+    let server = TestServer::spawn_with_env(
+        &tmp.path().join("tarn"),
+        &[],
+        &[("TARN_MYSQL_LISTEN", ""), ("TARN_FLIGHT_LISTEN", " ")],
+    )
+    .await;
     server.ok("SELECT 1").await;
-    assert!(
-        !server
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("MySQL protocol listening")),
-        "the door listened"
-    );
+    let log = server.log.lock().unwrap().join("\n");
+    for door in ["MySQL protocol listening", "Arrow Flight SQL listening"] {
+        assert!(!log.contains(door), "{door}:\n{log}");
+    }
 }
 
 const KILL: &str = r#"

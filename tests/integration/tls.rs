@@ -240,3 +240,69 @@ print(json.dumps(out))
         "a plain login got in: {out}"
     );
 }
+
+#[tokio::test]
+async fn the_flight_sql_door_serves_the_same_certificate_and_refuses_plain_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = tmp.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let cert = write_certificate(&tls);
+    let server = TestServer::spawn(
+        &tmp.path().join("tarn"),
+        tmp.path(),
+        &[
+            "--tls-cert",
+            tls.join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            tls.join("key.pem").to_str().unwrap(),
+        ],
+    )
+    .await;
+    let addr = server.flight_addr().await;
+    assert!(
+        server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&format!("Arrow Flight SQL listening on grpc+tls://{addr}"))),
+        "the door says it serves TLS"
+    );
+    let script = r#"
+import json, os
+import adbc_driver_flightsql.dbapi as flight
+import adbc_driver_manager as adbc
+addr, token, ca = os.environ["ADDR"], os.environ["ADMIN"], os.environ["CA"]
+out = {}
+def query(uri, **opts):
+    opts.update(username="admin", password=token)
+    c = flight.connect(uri, db_kwargs=opts, autocommit=True)
+    cur = c.cursor()
+    cur.execute("SELECT 40 + 2")
+    return cur.fetchone()[0]
+out["answer"] = query("grpc+tls://" + addr, **{"adbc.flight.sql.client_option.tls_root_certs": ca})
+for name, uri, opts in [("plain", "grpc://" + addr, {}), ("untrusted", "grpc+tls://" + addr, {})]:
+    try:
+        out[name] = query(uri, **opts)
+    except adbc.Error as e:
+        out[name] = str(e)
+print(json.dumps(out))
+"#;
+    let out = python_json(
+        script,
+        &[
+            ("ADDR", &addr),
+            ("ADMIN", ADMIN_TOKEN),
+            ("CA", &cert),
+        ],
+    );
+    assert_eq!(out["answer"], 42, "{out}");
+    // Plain text to the TLS port, or a certificate the client does not trust: no answer.
+    for refused in ["plain", "untrusted"] {
+        assert!(out[refused].is_string(), "{refused} answered: {out}");
+    }
+    assert!(
+        out["untrusted"].as_str().unwrap().contains("certificate"),
+        "{out}"
+    );
+}
