@@ -12,4 +12,5 @@ def env(base=None):
     e["TARN_ADMIN_TOKEN"] = TOKEN
     # Benchmark servers speak HTTP only: several may run side by side.
     e["TARN_MYSQL_LISTEN"] = ""
+    e["TARN_FLIGHT_LISTEN"] = ""
     return e

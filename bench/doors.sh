@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SELECT * of TPC-H lineitem (6 M rows at SF1) through each of Tarn's doors, one after another, from
-# one release server: HTTP as an Arrow IPC stream, and the MySQL protocol with the `mysql` client
+# one release server: HTTP as an Arrow IPC stream, Arrow Flight SQL with ADBC, and the MySQL protocol with the `mysql` client
 # (batch mode, to /dev/null) and with PyMySQL's unbuffered cursor. Prints wall time, rows/s, the
 # server's CPU seconds (its own rate where the client is the limit) and its peak resident memory
 # above what it held before. Writes bench/results/doors-sf<SF>.{json,md}.
@@ -18,4 +18,4 @@ if [ -z "${TARN_BIN:-}" ]; then
   (cd "$root" && cargo build --release -p tarn-service)
 fi
 "$venv/bin/python" "$root/bench/doors_driver.py" "${TARN_BIN:-$CARGO_TARGET_DIR/release/tarn}" "$data" \
-  "$root/bench/results" "${TARN_BENCH_PORT:-18186}" "${TARN_BENCH_MYSQL_PORT:-13307}"
+  "$root/bench/results" "${TARN_BENCH_PORT:-18186}" "${TARN_BENCH_MYSQL_PORT:-13307}" "${TARN_BENCH_FLIGHT_PORT:-50052}"

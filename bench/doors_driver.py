@@ -1,9 +1,10 @@
 """Drives bench/doors.sh: SELECT * of TPC-H lineitem through each of Tarn's doors.
 
-    python doors_driver.py TARN_BIN DATA_DIR RESULTS_DIR PORT MYSQL_PORT
+    python doors_driver.py TARN_BIN DATA_DIR RESULTS_DIR PORT MYSQL_PORT FLIGHT_PORT
 
 One release server loads lineitem from DATA_DIR/parquet (plain DDL, snapshots on). Then, one door
-at a time, the whole table is fetched: HTTP as an Arrow IPC stream (curl to /dev/null), the MySQL
+at a time, the whole table is fetched: HTTP as an Arrow IPC stream (curl to /dev/null), Arrow
+Flight SQL with ADBC (fetch_arrow_table, and batch by batch without keeping them), the MySQL
 protocol with the `mysql` client in batch mode (to /dev/null) and with PyMySQL's unbuffered
 cursor. For each: wall time, rows/s, the server's CPU seconds (so that where the client is the
 limit, the server's own rate shows), and the server's resident memory at its peak during the fetch
@@ -66,13 +67,14 @@ def measure(pid, rows, run):
 
 
 def main():
-    binary, data, results, port, mysql_port = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+    binary, data, results, port, mysql_port, flight_port = sys.argv[1:7]
     parquet = os.path.join(data, "parquet")
     sf = os.path.basename(data.rstrip("/")).removeprefix("sf")
     work = tempfile.mkdtemp()
     open(os.path.join(work, "tarn.toml"), "w").write(f'allowed_locations = ["file://{parquet}/"]\n')
     env = with_token()
     env["TARN_MYSQL_LISTEN"] = f"127.0.0.1:{mysql_port}"
+    env["TARN_FLIGHT_LISTEN"] = f"127.0.0.1:{flight_port}"
     proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", f"{work}/data",
                              "--config", f"{work}/tarn.toml"],
                             stdout=subprocess.DEVNULL, stderr=open(f"{work}/tarn.log", "a"), env=env)
@@ -101,6 +103,21 @@ def main():
         curl = ["curl", "-sf", "-o", "/dev/null", "-H", f"authorization: Bearer {TOKEN}",
                 "-H", "accept: application/vnd.apache.arrow.stream", "--data-binary", ROWS_SQL, base + "/v1/sql"]
         out["HTTP, Arrow IPC stream (curl)"] = measure(proc.pid, rows, lambda: subprocess.run(curl, check=True) and None)
+
+        def flight(keep):
+            import adbc_driver_flightsql.dbapi as flight_sql
+            c = flight_sql.connect(f"grpc://127.0.0.1:{flight_port}", autocommit=True,
+                                   db_kwargs={"username": "admin", "password": TOKEN})
+            cur = c.cursor()
+            cur.execute(ROWS_SQL)
+            if keep:
+                n = cur.fetch_arrow_table().num_rows
+            else:
+                n = sum(b.num_rows for b in cur.fetch_record_batch())
+            c.close()
+            return n
+        out["Arrow Flight SQL, ADBC fetch_arrow_table"] = measure(proc.pid, rows, lambda: flight(True))
+        out["Arrow Flight SQL, ADBC batch by batch"] = measure(proc.pid, rows, lambda: flight(False))
         mysql = ["mysql", "-h", "127.0.0.1", "-P", mysql_port, "-u", "admin", f"-p{TOKEN}", "--batch",
                  "--quick", "-e", ROWS_SQL]
         out["MySQL protocol, mysql client --batch --quick"] = measure(

@@ -22,6 +22,8 @@ fi
 (cd "$root" && cargo build --release -p tarn-service)
 # The servers' admin token (bench/benchauth.py sends the same).
 export TARN_ADMIN_TOKEN="${TARN_BENCH_TOKEN:-tarn-bench-admin-token}"
+# Benchmark servers speak HTTP only (as bench/benchauth.py sets it).
+export TARN_MYSQL_LISTEN="" TARN_FLIGHT_LISTEN=""
 tarn="$CARGO_TARGET_DIR/release/tarn"
 work="$(mktemp -d)"
 port="${TARN_BENCH_PORT:-18181}"

@@ -35,6 +35,8 @@ credentials = "env"
 TOML
 # The servers' admin token (bench/benchauth.py sends the same).
 export TARN_ADMIN_TOKEN="${TARN_BENCH_TOKEN:-tarn-bench-admin-token}"
+# Benchmark servers speak HTTP only (as bench/benchauth.py sets it).
+export TARN_MYSQL_LISTEN="" TARN_FLIGHT_LISTEN=""
 port="${TARN_BENCH_PORT:-18182}"
 AWS_ACCESS_KEY_ID="$TARN_TEST_S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$TARN_TEST_S3_SECRET_KEY" \
   "$CARGO_TARGET_DIR/release/tarn" serve --config "$work/tarn.toml" --listen "127.0.0.1:$port" --data-dir "$work/data" \

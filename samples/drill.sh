@@ -54,6 +54,7 @@ start() { # name home port
   cat > "$work/$1.toml" <<TOML
 listen = "127.0.0.1:$3"
 mysql_listen = ""
+flight_listen = ""
 data_dir = "$work/$1-data"
 instance_name = "tarn-$1"
 allowed_locations = ["s3://lake/"]

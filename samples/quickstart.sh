@@ -16,8 +16,10 @@ tarn="$CARGO_TARGET_DIR/debug/tarn"
 data="$(mktemp -d)"
 port="${TARN_QUICKSTART_PORT:-18080}"
 mysql_port="${TARN_QUICKSTART_MYSQL_PORT:-13306}"
+flight_port="${TARN_QUICKSTART_FLIGHT_PORT:-15051}"
 log="$data/tarn.log"
-"$tarn" serve --listen "127.0.0.1:$port" --mysql-listen "127.0.0.1:$mysql_port" --data-dir "$data/tarn-data" \
+"$tarn" serve --listen "127.0.0.1:$port" --mysql-listen "127.0.0.1:$mysql_port" \
+  --flight-listen "127.0.0.1:$flight_port" --data-dir "$data/tarn-data" \
   --instance-name quickstart --allowed-locations "file://$root/samples/" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
