@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: sets up the cached Python venv (independent readers and
-# writers, SeaweedFS, MySQL drivers) and the mysql client, starts SeaweedFS on 127.0.0.1 as the S3 server, runs the whole suite, and
-# stops the server.
+# writers, SeaweedFS, MySQL and Flight SQL drivers) and the mysql client, starts SeaweedFS on
+# 127.0.0.1 as the S3 server, runs the whole suite, stops the server, and checks terraform/
+# offline (scripts/terraform-check.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -22,3 +23,5 @@ s3dir="$(mktemp -d)"
 trap '"$root/scripts/seaweed.sh" stop "$s3dir"; rm -rf "$s3dir"' EXIT
 eval "$("$root/scripts/seaweed.sh" start "$s3dir")"
 cargo test --workspace --all-targets
+# The deployment: terraform fmt, structure, checkov, templates rendered and checked (offline).
+"$root/scripts/terraform-check.sh"

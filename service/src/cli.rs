@@ -23,8 +23,24 @@ struct Cli {
 enum Command {
     /// Run the service.
     Serve(ServeArgs),
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     #[command(flatten)]
     Client(tarn_cli::Command),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Check a tarn.toml: exit 0 when `tarn serve` would start with it, else name the key and
+    /// its line.
+    Check {
+        /// The file [default: TARN_CONFIG, else ./tarn.toml].
+        #[arg(long, env = "TARN_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -53,6 +69,12 @@ pub fn main() -> ExitCode {
             Ok(queries) => rt.block_on(serve(args, queries.handle().clone())),
             Err(e) => Err(format!("cannot start the query runtime: {e}")),
         },
+        Command::Config {
+            action: ConfigAction::Check { config },
+        } => {
+            let path = config.unwrap_or_else(|| "tarn.toml".into());
+            crate::config::check(&path).map(|summary| eprintln!("{summary}"))
+        }
         Command::Client(command) => rt.block_on(tarn_cli::run(command)),
     };
     match result {

@@ -257,6 +257,64 @@ fn duration(
     }
 }
 
+/// `tarn config check`: whether the file at `path` is a configuration `tarn serve` would start
+/// with (its keys, values, regions and replicas, and the DDL of its `[[tables]]`). Answers a
+/// summary, or what is wrong with the line it is on.
+pub fn check(path: &Path) -> std::result::Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let at = |message: &str| match line_of(&text, message) {
+        Some(n) => format!("{} line {n}: {message}", path.display()),
+        None => format!("{}: {message}", path.display()),
+    };
+    // The parser's own errors carry their line and column.
+    let file: FileConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let args = ServeArgs {
+        config: Some(path.to_path_buf()),
+        ..Default::default()
+    };
+    let config = Config::load(&args).map_err(|e| at(&e.to_string()))?;
+    for (i, t) in file.tables.iter().enumerate() {
+        match tarn_catalog::parse_statement(&t.ddl) {
+            Ok(tarn_catalog::Statement::CreateTable { .. }) => {}
+            Ok(_) => {
+                return Err(at(&format!(
+                    "[[tables]] #{}: ddl is not a CREATE EXTERNAL TABLE",
+                    i + 1
+                )));
+            }
+            Err(e) => return Err(at(&format!("[[tables]] #{}: ddl: {e}", i + 1))),
+        }
+    }
+    Ok(format!(
+        "{}: valid (listen {}, {} region(s), {} replica mapping(s), {} declared table(s), TLS {})",
+        path.display(),
+        config.listen,
+        config.store.regions.len(),
+        file.replicas.len(),
+        file.tables.len(),
+        if config.tls.is_some() { "on" } else { "off" }
+    ))
+}
+
+/// The line (1-based) of the first `key = ...` in `text` whose key the error `message` names.
+fn line_of(text: &str, message: &str) -> Option<usize> {
+    let named = |key: &str| {
+        message.match_indices(key).any(|(i, _)| {
+            let before = message[..i].chars().last();
+            let after = message[i + key.len()..].chars().next();
+            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !word(before) && !word(after)
+        })
+    };
+    text.lines().enumerate().find_map(|(n, line)| {
+        let line = line.trim_start();
+        let key = line.split('=').next()?.trim();
+        (line.contains('=') && !key.is_empty() && !key.starts_with('#') && named(key))
+            .then_some(n + 1)
+    })
+}
+
 fn read_file(path: &Path) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ServiceError::Config(format!("cannot read {}: {e}", path.display())))?;
@@ -585,6 +643,42 @@ fn ready_tables(tables: Vec<String>) -> Result<Vec<tarn_catalog::TableKey>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_check_accepts_a_valid_file_and_names_the_line_of_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tarn.toml");
+        let good = r#"listen = "0.0.0.0:8080"
+home_region = "a"
+allowed_locations = ["s3://lake/"]
+[regions.a]
+endpoint = "https://a.example"
+[regions.b]
+endpoint = "https://b.example"
+[[replicas]]
+primary = { region = "a", location = "s3://lake/" }
+replica = { region = "b", location = "s3://lake-dr/" }
+[[tables]]
+ddl = "CREATE EXTERNAL TABLE IF NOT EXISTS s.t FILE_FORMAT = (FORMAT parquet) FILES = (URI 's3://lake/t/')"
+"#;
+        std::fs::write(&path, good).unwrap();
+        let summary = check(&path).unwrap();
+        assert!(summary.contains("2 region(s), 1 replica mapping(s), 1 declared table(s)"), "{summary}");
+        for (broken, line, says) in [
+            (good.replace("listen = ", "lisen = "), "line 1", "lisen"),
+            (good.replace("\"0.0.0.0:8080\"", "\"nowhere\""), "line 1", "listen"),
+            (
+                good.replace("mysql_listen", "x") + "mysql_listen = \"x:y\"\n",
+                "line 13",
+                "mysql_listen",
+            ),
+            (good.replace("FORMAT parquet", "FORMAT nope"), "line 12", "ddl"),
+        ] {
+            std::fs::write(&path, &broken).unwrap();
+            let e = check(&path).unwrap_err();
+            assert!(e.contains(line) && e.contains(says), "{e}\n{broken}");
+        }
+    }
 
     #[test]
     fn flags_override_file_and_defaults_apply() {

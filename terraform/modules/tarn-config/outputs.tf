@@ -1,0 +1,4 @@
+output "toml" {
+  description = "The rendered tarn.toml."
+  value       = local.toml
+}

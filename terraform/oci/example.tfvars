@@ -1,0 +1,11 @@
+# terraform apply -var-file=example.tfvars (copy it and set your own values)
+tenancy_ocid     = "ocid1.tenancy.oc1..aaaaexample"
+compartment_ocid = "ocid1.compartment.oc1..aaaaexample"
+home_region      = "us-ashburn-1"
+regions          = ["us-ashburn-1", "us-chicago-1"]
+name             = "tarn"
+tarn_binary      = "../../target/release/tarn"
+shape            = "VM.Standard.E5.Flex"
+ocpus            = 2
+memory_gbs       = 32
+allowed_cidrs    = ["203.0.113.0/24"]
