@@ -104,6 +104,14 @@ def main():
                 "-H", "accept: application/vnd.apache.arrow.stream", "--data-binary", ROWS_SQL, base + "/v1/sql"]
         out["HTTP, Arrow IPC stream (curl)"] = measure(proc.pid, rows, lambda: subprocess.run(curl, check=True) and None)
 
+        def http_pyarrow():
+            import pyarrow as pa
+            req = urllib.request.Request(base + "/v1/sql", data=ROWS_SQL.encode(), method="POST",
+                                         headers={**HEADERS, "accept": "application/vnd.apache.arrow.stream"})
+            with urllib.request.urlopen(req) as r:
+                return pa.ipc.open_stream(r).read_all().num_rows
+        out["HTTP, Arrow IPC stream (pyarrow read_all)"] = measure(proc.pid, rows, http_pyarrow)
+
         def flight(keep):
             import adbc_driver_flightsql.dbapi as flight_sql
             c = flight_sql.connect(f"grpc://127.0.0.1:{flight_port}", autocommit=True,
@@ -118,6 +126,26 @@ def main():
             return n
         out["Arrow Flight SQL, ADBC fetch_arrow_table"] = measure(proc.pid, rows, lambda: flight(True))
         out["Arrow Flight SQL, ADBC batch by batch"] = measure(proc.pid, rows, lambda: flight(False))
+
+        def flight_cpp():
+            # Arrow's C++ Flight client (pyarrow.flight), with the Flight SQL command built by hand.
+            import pyarrow.flight as fl
+
+            def field(num, data):
+                n, size = len(data), b""
+                while True:
+                    b, n = n & 0x7F, n >> 7
+                    size += bytes([b | (0x80 if n else 0)])
+                    if not n:
+                        break
+                return bytes([(num << 3) | 2]) + size + data
+            command = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + \
+                field(2, field(1, ROWS_SQL.encode()))
+            client = fl.FlightClient(f"grpc://127.0.0.1:{flight_port}")
+            options = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
+            info = client.get_flight_info(fl.FlightDescriptor.for_command(command), options)
+            return client.do_get(info.endpoints[0].ticket, options).read_all().num_rows
+        out["Arrow Flight SQL, pyarrow.flight read_all (C++ client)"] = measure(proc.pid, rows, flight_cpp)
         mysql = ["mysql", "-h", "127.0.0.1", "-P", mysql_port, "-u", "admin", f"-p{TOKEN}", "--batch",
                  "--quick", "-e", ROWS_SQL]
         out["MySQL protocol, mysql client --batch --quick"] = measure(

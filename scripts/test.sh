@@ -17,6 +17,14 @@ if ! command -v mysql >/dev/null 2>&1; then
     || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q default-mysql-client >/dev/null; } \
     || echo "could not install the mysql client: the test that drives it will fail, naming it" >&2
 fi
+# Debian's Chromium, for the status page's browser tests (driven by Playwright from the venv).
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing chromium..." >&2
+  $sudo apt-get install -y -q chromium >/dev/null 2>&1 \
+    || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; } \
+    || echo "could not install chromium: the status page test will fail, naming it" >&2
+fi
 # Build first, so the server's start-up is not counted against a build.
 cargo test --workspace --all-targets --no-run
 s3dir="$(mktemp -d)"

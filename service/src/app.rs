@@ -166,6 +166,7 @@ impl Application {
             regions,
             object_stores,
             recovery,
+            instance: config.instance_name.as_str().into(),
         };
         let app = Self {
             listener,

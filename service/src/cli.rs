@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => match query_runtime() {
-            Ok(queries) => rt.block_on(serve(args, queries.handle().clone())),
+            Ok(queries) => rt.block_on(serve(*args, queries.handle().clone())),
             Err(e) => Err(format!("cannot start the query runtime: {e}")),
         },
         Command::Config {

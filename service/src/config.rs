@@ -663,16 +663,27 @@ ddl = "CREATE EXTERNAL TABLE IF NOT EXISTS s.t FILE_FORMAT = (FORMAT parquet) FI
 "#;
         std::fs::write(&path, good).unwrap();
         let summary = check(&path).unwrap();
-        assert!(summary.contains("2 region(s), 1 replica mapping(s), 1 declared table(s)"), "{summary}");
+        assert!(
+            summary.contains("2 region(s), 1 replica mapping(s), 1 declared table(s)"),
+            "{summary}"
+        );
         for (broken, line, says) in [
             (good.replace("listen = ", "lisen = "), "line 1", "lisen"),
-            (good.replace("\"0.0.0.0:8080\"", "\"nowhere\""), "line 1", "listen"),
+            (
+                good.replace("\"0.0.0.0:8080\"", "\"nowhere\""),
+                "line 1",
+                "listen",
+            ),
             (
                 good.replace("mysql_listen", "x") + "mysql_listen = \"x:y\"\n",
                 "line 13",
                 "mysql_listen",
             ),
-            (good.replace("FORMAT parquet", "FORMAT nope"), "line 12", "ddl"),
+            (
+                good.replace("FORMAT parquet", "FORMAT nope"),
+                "line 12",
+                "ddl",
+            ),
         ] {
             std::fs::write(&path, &broken).unwrap();
             let e = check(&path).unwrap_err();

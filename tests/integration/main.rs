@@ -12,6 +12,7 @@ mod http_api;
 mod limits;
 mod mysql;
 mod oci;
+mod page;
 mod proxy;
 mod recovery;
 mod refresh;

@@ -290,11 +290,7 @@ print(json.dumps(out))
 "#;
     let out = python_json(
         script,
-        &[
-            ("ADDR", &addr),
-            ("ADMIN", ADMIN_TOKEN),
-            ("CA", &cert),
-        ],
+        &[("ADDR", &addr), ("ADMIN", ADMIN_TOKEN), ("CA", &cert)],
     );
     assert_eq!(out["answer"], 42, "{out}");
     // Plain text to the TLS port, or a certificate the client does not trust: no answer.

@@ -72,11 +72,17 @@ pub fn table_rows(catalog: &CatalogStore, memory: &MemoryStore) -> Vec<TableRow>
         .map(|(id, def)| {
             let entry = memory.get(&def.key);
             let current = entry.as_ref().and_then(|e| e.current());
+            let mut status: TableStatus = entry.map(|e| e.status()).unwrap_or_default();
+            // A table that serves a version is loaded, whatever its refresh is doing: every
+            // reader of these rows (rpd_tables, the API, the status page) shows 100.
+            if matches!(status.load_status, LoadState::Avail | LoadState::Stale) {
+                status.load_progress = 100.0;
+            }
             TableRow {
                 id,
                 schema_name: def.key.database.clone(),
                 table_name: def.key.table.clone(),
-                status: entry.map(|e| e.status()).unwrap_or_default(),
+                status,
                 version: current.as_ref().map(|v| v.version),
                 nrows: current.as_ref().map_or(0, |v| v.rows),
                 size_bytes: current.as_ref().map_or(0, |v| v.bytes),
@@ -116,12 +122,9 @@ impl SystemSchema {
                 Arc::new(StringArray::from_iter_values(
                     rows.iter().map(|r| r.status.load_status.as_str()),
                 )),
-                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| {
-                    match r.status.load_status {
-                        LoadState::Avail | LoadState::Stale => 100.0,
-                        _ => r.status.load_progress,
-                    }
-                }))),
+                Arc::new(Float64Array::from_iter_values(
+                    rows.iter().map(|r| r.status.load_progress),
+                )),
                 Arc::new(UInt64Array::from_iter_values(
                     rows.iter().map(|r| r.size_bytes),
                 )),

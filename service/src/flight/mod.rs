@@ -75,6 +75,14 @@ impl Door {
             "grpc"
         };
         info!("Arrow Flight SQL listening on {scheme}://{addr}");
+        let sweeper = self.service.clone();
+        let sweep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                sweeper.sweep();
+            }
+        });
         let service = FlightServiceServer::new(self.service)
             .max_decoding_message_size(MAX_REQUEST)
             .max_encoding_message_size(usize::MAX);
@@ -109,6 +117,7 @@ impl Door {
                     server.serve_with_incoming(incoming).await
                 }
             };
+            sweep.abort();
             if let Err(e) = served {
                 warn!(error = %e, "Arrow Flight SQL door stopped");
             }

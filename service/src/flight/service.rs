@@ -86,6 +86,16 @@ impl FlightSql {
         }))
     }
 
+    /// Drops the answers whose tickets were not redeemed in time (and their queries, which frees
+    /// the concurrency slots they hold).
+    pub fn sweep(&self) {
+        self.0
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, p| p.since.elapsed() < PARKED_FOR);
+    }
+
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
         authenticate(&self.0.tokens, request.metadata())
             .map(|(c, _)| c)
@@ -107,7 +117,6 @@ impl FlightSql {
         let handle = handle();
         {
             let mut parked = self.0.parked.lock().unwrap_or_else(|e| e.into_inner());
-            parked.retain(|_, p| p.since.elapsed() < PARKED_FOR);
             parked.insert(
                 handle.clone(),
                 Parked {
@@ -460,7 +469,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 
@@ -540,7 +549,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.caller(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.metadata_info(query, &schema, request.into_inner())
     }
 

@@ -1,5 +1,5 @@
-//! Who is asking: `Authorization: Bearer <token>` on every request but `GET /healthz` and
-//! `GET /readyz`. A missing, unknown or expired token answers 401 `unauthorized` before any
+//! Who is asking: `Authorization: Bearer <token>` on every request but `GET /healthz`,
+//! `GET /readyz` and the status page's assets (which hold no data). A missing, unknown or expired token answers 401 `unauthorized` before any
 //! handler runs; the caller goes on to the handler as a request extension.
 
 use axum::extract::{Request, State};
@@ -18,7 +18,8 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if OPEN.contains(&request.uri().path()) {
+    let path = request.uri().path();
+    if OPEN.contains(&path) || super::page::is_asset(path) {
         return next.run(request).await;
     }
     let token = request

@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod health;
 mod metrics;
+mod page;
 mod refresh;
 mod regions;
 mod sql;
@@ -49,6 +50,8 @@ pub struct HttpState {
     pub regions: Arc<Regions>,
     pub object_stores: Arc<StoreRegistry>,
     pub recovery: Arc<Recovery>,
+    /// What `SELECT @@hostname` answers; the status page shows it.
+    pub instance: Arc<str>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -68,6 +71,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/v1/whoami", get(page::whoami))
+        .route("/", get(page::index))
+        .route("/ui/app.js", get(page::script))
+        .route("/ui/style.css", get(page::style))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

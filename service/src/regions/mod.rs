@@ -43,7 +43,21 @@ use health::{Health, ProbeOutcome};
 pub struct Regions {
     config: RegionsConfig,
     health: Mutex<BTreeMap<String, Health>>,
+    /// The last failovers and failbacks, oldest first (the status page's timeline).
+    events: Mutex<std::collections::VecDeque<RegionEvent>>,
 }
+
+/// A failover or failback, for the timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionEvent {
+    pub at: DateTime<Utc>,
+    pub region: String,
+    /// `failover` or `failback`.
+    pub kind: &'static str,
+}
+
+/// Events [`Regions`] keeps.
+const EVENTS_KEPT: usize = 100;
 
 impl Regions {
     pub fn new(config: RegionsConfig, regions: impl IntoIterator<Item = String>) -> Self {
@@ -55,6 +69,7 @@ impl Regions {
             .collect();
         Self {
             config,
+            events: Mutex::new(Default::default()),
             health: Mutex::new(health),
         }
     }
@@ -96,7 +111,21 @@ impl Regions {
         outcomes: &BTreeMap<String, ProbeOutcome>,
         now: Instant,
     ) -> (Vec<String>, Vec<String>) {
-        health::decide(&mut self.health(), outcomes, &self.config.settings, now)
+        let (over, back) = health::decide(&mut self.health(), outcomes, &self.config.settings, now);
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        for (regions, kind) in [(&over, "failover"), (&back, "failback")] {
+            for region in regions {
+                events.push_back(RegionEvent {
+                    at: Utc::now(),
+                    region: region.clone(),
+                    kind,
+                });
+            }
+        }
+        while events.len() > EVENTS_KEPT {
+            events.pop_front();
+        }
+        (over, back)
     }
 
     /// What `GET /v1/regions` answers: each region's health as this instance sees it (its
@@ -153,6 +182,13 @@ impl Regions {
             last_failover: health.values().filter_map(|h| h.last_failover).max(),
             last_failback: health.values().filter_map(|h| h.last_failback).max(),
             regions: region_reports,
+            events: self
+                .events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
             replicas: self.config.groups.clone(),
             tables,
         }
@@ -168,6 +204,8 @@ pub struct RegionsReport {
     pub last_failover: Option<DateTime<Utc>>,
     pub last_failback: Option<DateTime<Utc>>,
     pub regions: Vec<RegionReport>,
+    /// The last failovers and failbacks, oldest first.
+    pub events: Vec<RegionEvent>,
     pub replicas: Vec<Vec<Replica>>,
     pub tables: Vec<TableRoute>,
 }

@@ -67,18 +67,17 @@ pub fn literal(value: &ScalarValue) -> String {
         | S::LargeBinary(Some(b))
         | S::BinaryView(Some(b))
         | S::FixedSizeBinary(_, Some(b)) => format!("X'{}'", hex::encode(b)),
-        S::Date32(_) | S::Date64(_) => format!("DATE {}", quote(&value.to_string())),
+        S::Date32(_) | S::Date64(_) => format!("DATE {}", quote(&shown(value))),
         S::TimestampSecond(..)
         | S::TimestampMillisecond(..)
         | S::TimestampMicrosecond(..)
         | S::TimestampNanosecond(..) => {
-            let text = value.to_string().replace('T', " ");
-            format!("TIMESTAMP {}", quote(&text))
+            format!("TIMESTAMP {}", quote(&shown(value).replace('T', " ")))
         }
         S::Time32Second(_)
         | S::Time32Millisecond(_)
         | S::Time64Microsecond(_)
-        | S::Time64Nanosecond(_) => quote(&value.to_string()),
+        | S::Time64Nanosecond(_) => quote(&shown(value)),
         S::Float32(Some(f)) if !f.is_finite() => {
             format!("CAST({} AS FLOAT)", quote(&f.to_string()))
         }
@@ -103,6 +102,15 @@ pub fn literal(value: &ScalarValue) -> String {
         | S::Decimal256(..) => value.to_string(),
         other => quote(&other.to_string()),
     }
+}
+
+/// A value as Arrow displays it (dates and times in ISO form, which their Display is not).
+fn shown(value: &ScalarValue) -> String {
+    value
+        .to_array()
+        .ok()
+        .and_then(|a| arrow::util::display::array_value_to_string(&a, 0).ok())
+        .unwrap_or_else(|| value.to_string())
 }
 
 #[cfg(test)]
