@@ -25,7 +25,7 @@ terraform fmt -check -recursive terraform
 "$venv/bin/python" tests/terraform/structure.py --self-test terraform
 
 echo "checkov over terraform/" >&2
-"$tfvenv/bin/checkov" -d terraform --framework terraform --quiet --compact
+"$tfvenv/bin/checkov" -d terraform --framework terraform --quiet --compact --skip-download
 
 cargo build --quiet -p tarn-service
 tarn="$CARGO_TARGET_DIR/debug/tarn"

@@ -31,6 +31,19 @@ async fn the_status_page_shows_tables_loads_history_regions_and_runs_sql() {
     for t in ["p", "q", "bad"] {
         copy_sample("parquet", &data.join(t));
     }
+    // A table big enough that its load is seen under way (a few seconds in a debug build).
+    std::fs::create_dir_all(data.join("big")).unwrap();
+    let made = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             with open(sys.argv[1], 'w') as f:\n\
+             \tfor i in range(3_000_000): f.write(f'{i},{i % 997},name-{i % 101}\\n')",
+        )
+        .arg(data.join("big/big.csv"))
+        .status()
+        .unwrap();
+    assert!(made.success());
     // Two regions whose stores do not answer: both are failed over at once, for the timeline.
     let config = tmp.path().join("tarn.toml");
     std::fs::write(
@@ -77,6 +90,12 @@ failback_after = "1s"
         .ok(&format!("CREATE EXTERNAL TABLE s.q {}", ddl("q")))
         .await;
     server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.big (id BIGINT, v INT, name VARCHAR(16)) FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/')",
+            data.join("big").display()
+        ))
+        .await;
+    server
         .ok(&format!("CREATE EXTERNAL TABLE other.o {}", ddl("q")))
         .await;
     // A table whose refresh fails: it keeps serving and shows why it is stale.
@@ -84,6 +103,21 @@ failback_after = "1s"
     std::fs::write(data.join("bad/bad.parquet"), b"this is not parquet").unwrap();
     let (status, _) = server.post("/v1/tables/s/bad/refresh").await;
     assert_ne!(status, 200);
+    // Still serving its last version: loaded, 100%, for the API and rpd_tables alike.
+    let listed = server.get("/v1/tables").await;
+    let bad = listed["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table_name"] == "bad")
+        .unwrap()
+        .clone();
+    assert_eq!(bad["status"]["load_status"], "STALE_RPDGSTABSTATE", "{bad}");
+    assert_eq!(bad["status"]["load_progress"], 100.0, "{bad}");
+    let rpd = server
+        .ok("SELECT t.load_progress FROM performance_schema.rpd_tables t JOIN performance_schema.rpd_table_id i ON t.id = i.id WHERE i.name = 's.bad'")
+        .await;
+    assert_eq!(rpd["rows"], json!([[100.0]]), "{rpd}");
     let r = client()
         .post(server.url("/v1/tokens"))
         .json(&json!({"name": "reader", "role": "reader", "databases": ["s"]}))
@@ -102,7 +136,7 @@ failback_after = "1s"
         .env("CHROMIUM", chromium())
         .env("SHOTS", &shots)
         .env("HISTORY_TABLE", "s.p")
-        .env("LOAD_TABLE", "s.q")
+        .env("LOAD_TABLE", "s.big")
         .env("STALE_TABLE", "s.bad")
         .output()
         .unwrap();
@@ -125,7 +159,7 @@ failback_after = "1s"
     // The list is GET /v1/tables, table by table.
     let page = out["page_tables"].as_array().unwrap();
     let api = out["api_tables"].as_array().unwrap();
-    assert_eq!(page.len(), 4, "{out}");
+    assert_eq!(page.len(), 5, "{out}");
     for (p, a) in page.iter().zip(api) {
         for k in ["table", "status", "rows"] {
             assert_eq!(p[k], a[k], "{k}: page {p} api {a}");
@@ -144,12 +178,19 @@ failback_after = "1s"
     );
     assert_eq!(out["admin_buttons"], json!(["Refresh", "Load", "Unload"]));
     assert_eq!(out["before_load"], "NOLOAD");
+    // The load as the page showed it: under way with its progress, then AVAIL at 100%.
+    let seen = out["load_seen"].as_array().unwrap();
+    assert!(seen.contains(&json!(["AVAIL", "100%"])), "{out}");
     assert!(
-        out["load_states_seen"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("AVAIL")),
-        "{out}"
+        seen.iter().any(|s| s[0] == "LOADING"
+            && s[1]
+                .as_str()
+                .unwrap()
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .unwrap()
+                < 100.0),
+        "the load was never seen under way: {seen:?}"
     );
     assert_eq!(out["stale"]["status"], "STALE", "{out}");
     assert!(
@@ -203,7 +244,10 @@ failback_after = "1s"
     );
     assert_eq!(out["signed_out"], true);
     // A reader: its database only, no buttons; still signed in after a reload.
-    assert_eq!(out["reader_tables"], json!(["s.bad", "s.p", "s.q"]));
+    assert_eq!(
+        out["reader_tables"],
+        json!(["s.bad", "s.big", "s.p", "s.q"])
+    );
     assert_eq!(out["reader_buttons"], 0);
     assert_eq!(out["reader_after_reload"], "reader (reader: s)");
     // Nothing but this server, and a quiet console.

@@ -102,14 +102,14 @@ with sync_playwright() as p:
     out["before_load"] = page.evaluate("document.querySelector('#table-facts dd').textContent")
     page.click("#table-actions button:has-text('Load')")
     seen = set()
-    end = time.monotonic() + 120
+    end = time.monotonic() + 180
     while time.monotonic() < end:
-        state = page.evaluate("document.querySelector('#table-facts dd').textContent")
-        seen.add(state)
+        state, progress = page.evaluate("[...document.querySelectorAll('#table-facts dd')].slice(0, 2).map(d => d.textContent)")
+        seen.add((state, progress))
         if state == "AVAIL":
             break
-        time.sleep(0.1)
-    out["load_states_seen"] = sorted(seen)
+        time.sleep(0.05)
+    out["load_seen"] = sorted(seen)
     page.goto(url + "/#tables")
     wait(page, f"[...document.querySelectorAll('#tables tbody tr')].some(tr => tr.dataset.table === '{db}.{name}' && tr.querySelector('.badge').textContent === 'AVAIL')",
          "the loaded table to show AVAIL in the list")

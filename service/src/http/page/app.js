@@ -3,12 +3,18 @@
 // page shows what that token's role may see. Text from the server is only ever set as text.
 
 const $ = (id) => document.getElementById(id);
+// Figures are asked for again every 2 s, and every half second while a table loads.
 const POLL_MS = 2000;
+const BUSY_POLL_MS = 500;
+const BUSY = new Set(["LOADING", "UNLOADING", "INRECOVERY"]);
 const ROLES = { reader: 0, loader: 1, admin: 2 };
 
 let token = sessionStorage.getItem("tarn.token") || "";
 let who = null;
 let timer = null;
+let busy = false;
+// Bumped at each change of view: a poll of the view left behind stops.
+let generation = 0;
 let tablesSeen = [];
 
 // ---- the API ----
@@ -104,8 +110,9 @@ async function signIn(t) {
 function signOut(message = "") {
   token = "";
   who = null;
+  generation++;
   sessionStorage.removeItem("tarn.token");
-  clearInterval(timer);
+  clearTimeout(timer);
   for (const v of document.querySelectorAll(".view")) v.hidden = true;
   $("tabs").hidden = true;
   $("logout").hidden = true;
@@ -129,7 +136,8 @@ function show(view) {
 
 function route() {
   if (!who) return;
-  clearInterval(timer);
+  clearTimeout(timer);
+  const mine = ++generation;
   const [view, ...rest] = (location.hash.slice(1) || "tables").split("/");
   const views = {
     tables: () => refreshTables(),
@@ -141,8 +149,11 @@ function route() {
   show(name);
   const poll = views[name];
   if (poll) {
-    poll().catch(report);
-    timer = setInterval(() => poll().catch(report), POLL_MS);
+    const again = async () => {
+      await poll().catch(report);
+      if (who && mine === generation) timer = setTimeout(again, busy ? BUSY_POLL_MS : POLL_MS);
+    };
+    again();
   } else {
     renderHistory();
     $("sql").focus();
@@ -160,6 +171,7 @@ function report(e) {
 async function refreshTables() {
   const { tables } = await api("/v1/tables");
   tablesSeen = tables;
+  busy = tables.some((t) => BUSY.has(shortState(t.status.load_status)));
   const dbs = [...new Set(tables.map((t) => t.schema_name))].sort();
   const states = [...new Set(tables.map((t) => shortState(t.status.load_status)))].sort();
   fillSelect($("filter-db"), dbs);
@@ -220,6 +232,7 @@ async function refreshTable(db, table) {
     api(`/v1/tables/${encodeURIComponent(db)}/${encodeURIComponent(table)}/refreshes`),
   ]);
   const s = one.status ? one.status.status : {};
+  busy = BUSY.has(shortState(s.load_status));
   const row = one.status || {};
   const m = one.manifest || {};
   $("table-facts").replaceChildren(
@@ -320,6 +333,7 @@ function historyChart(history) {
 
 async function refreshRegions() {
   const r = await api("/v1/regions");
+  busy = false;
   $("regions-summary").textContent = r.regions.length
     ? `Home region: ${r.home_region || "none"}. Failovers: ${r.failover_count}, failbacks: ${r.failback_count}.`
     : "No regions are configured: tables are read where their locations point.";
