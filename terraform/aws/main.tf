@@ -268,7 +268,7 @@ module "region_a" {
   bucket_kms_key_arns    = [aws_kms_key.a.arn, aws_kms_key.b.arn]
   binary_key             = local.binary_key
   admin_token_secret_arn = aws_secretsmanager_secret.admin_token.arn
-  tls_certificate_arn    = lookup(var.tls_certificate_arns, var.regions[0], "")
+  tls_secrets            = lookup(var.tls_secrets, var.regions[0], null)
   tarn                   = local.tarn
 }
 
@@ -288,6 +288,6 @@ module "region_b" {
   bucket_kms_key_arns    = [aws_kms_key.a.arn, aws_kms_key.b.arn]
   binary_key             = local.binary_key
   admin_token_secret_arn = replace(aws_secretsmanager_secret.admin_token.arn, ":${var.regions[0]}:", ":${var.regions[1]}:")
-  tls_certificate_arn    = lookup(var.tls_certificate_arns, var.regions[1], "")
+  tls_secrets            = lookup(var.tls_secrets, var.regions[1], null)
   tarn                   = local.tarn
 }

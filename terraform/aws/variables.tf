@@ -47,10 +47,14 @@ variable "allowed_cidrs" {
   }
 }
 
-variable "tls_certificate_arns" {
-  description = "ACM certificate per region (by region name) for TLS on the load balancers; empty: plain TCP."
-  type        = map(string)
+variable "tls_secrets" {
+  description = "TLS for every door, served by Tarn itself: Secrets Manager secrets (ARNs, in the instance's region) holding the PEM certificate chain and key, by region name; empty: plain text."
+  type        = map(object({ cert = string, key = string }))
   default     = {}
+  validation {
+    condition     = length(var.tls_secrets) == 0 || length(var.tls_secrets) == 2
+    error_message = "Give TLS secrets for both regions, or for neither."
+  }
 }
 
 variable "noncurrent_version_days" {

@@ -9,3 +9,8 @@ shape            = "VM.Standard.E5.Flex"
 ocpus            = 2
 memory_gbs       = 32
 allowed_cidrs    = ["203.0.113.0/24"]
+# TLS served by Tarn on every door, from PEM secrets in each region's Vault:
+# tls_secrets = {
+#   "us-ashburn-1" = { cert = "ocid1.vaultsecret.oc1.iad...", key = "ocid1.vaultsecret.oc1.iad..." }
+#   "us-chicago-1" = { cert = "ocid1.vaultsecret.oc1.us-chicago-1...", key = "ocid1.vaultsecret.oc1.us-chicago-1..." }
+# }

@@ -290,7 +290,10 @@ resource "oci_vault_secret" "s3_key_b" {
 
 locals {
   admin_token_b = data.oci_vault_secrets.admin_token_b.secrets[0].id
-  secret_ids    = [oci_vault_secret.admin_token.id, local.admin_token_b, oci_vault_secret.s3_key_a.id, oci_vault_secret.s3_key_b.id]
+  secret_ids = concat(
+    [oci_vault_secret.admin_token.id, local.admin_token_b, oci_vault_secret.s3_key_a.id, oci_vault_secret.s3_key_b.id],
+    flatten([for s in values(var.tls_secrets) : [s.cert, s.key]]),
+  )
 }
 
 # ---- the release binary, in each region's bucket, read through a read-only URL ----
@@ -351,6 +354,7 @@ module "region_a" {
   binary_url            = "https://objectstorage.${local.a}.oraclecloud.com${oci_objectstorage_preauthrequest.binary_a.access_uri}"
   admin_token_secret_id = oci_vault_secret.admin_token.id
   s3_key_secret_id      = oci_vault_secret.s3_key_a.id
+  tls_secrets           = lookup(var.tls_secrets, local.a, null)
   tarn                  = local.tarn
 }
 
@@ -372,5 +376,6 @@ module "region_b" {
   binary_url            = "https://objectstorage.${local.b}.oraclecloud.com${oci_objectstorage_preauthrequest.binary_b.access_uri}"
   admin_token_secret_id = local.admin_token_b
   s3_key_secret_id      = oci_vault_secret.s3_key_b.id
+  tls_secrets           = lookup(var.tls_secrets, local.b, null)
   tarn                  = local.tarn
 }

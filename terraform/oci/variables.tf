@@ -89,6 +89,16 @@ variable "data_volume_gb" {
   default     = 50
 }
 
+variable "tls_secrets" {
+  description = "TLS for every door, served by Tarn itself: Vault secrets (OCIDs, in the instance's region) holding the PEM certificate chain and key, by region name; empty: plain text."
+  type        = map(object({ cert = string, key = string }))
+  default     = {}
+  validation {
+    condition     = length(var.tls_secrets) == 0 || length(var.tls_secrets) == 2
+    error_message = "Give TLS secrets for both regions, or for neither."
+  }
+}
+
 variable "allowed_cidrs" {
   description = "Client address ranges the load balancers admit (no default: say who may connect)."
   type        = list(string)

@@ -3,8 +3,6 @@
 //! metadata as a reader and as the admin, tokens (Bearer and basic), roles and database scopes,
 //! errors as gRPC statuses on a connection that stays usable, and connections side by side.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use crate::mysql::sample_loaded;
@@ -219,32 +217,7 @@ async fn flight_sql_clients_query_prepare_and_list_with_tokens_and_roles() {
 #[tokio::test]
 async fn a_million_rows_stream_to_a_flight_sql_client() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("big");
-    std::fs::create_dir_all(&data).unwrap();
-    let file = data.join("big.parquet");
-    let made = Command::new(python())
-        .arg("-c")
-        .arg(
-            "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
-             n = 1_000_000\n\
-             pq.write_table(pa.table({'id': pa.array(range(n), pa.int64()), \
-             'v': pa.array([i % 997 for i in range(n)], pa.int32())}), sys.argv[1])",
-        )
-        .arg(&file)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
-    server.ok("CREATE DATABASE s").await;
-    server
-        .create_and_load(
-            "s.big",
-            &format!(
-                "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}')",
-                file.display()
-            ),
-        )
-        .await;
+    let server = crate::mysql::million_rows_loaded(tmp.path()).await;
     let uri = format!("grpc://{}", server.flight_addr().await);
     let out = python_json(
         r#"

@@ -533,10 +533,10 @@ async fn the_mysql_command_line_client_runs_a_heatwave_script() {
     );
 }
 
-#[tokio::test]
-async fn a_million_row_result_streams_through_an_unbuffered_cursor() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("big");
+/// A server under `dir` with `s.big` loaded: 1 M rows of `id` (0..n) and `v` (id % 997),
+/// written by pyarrow.
+pub async fn million_rows_loaded(dir: &std::path::Path) -> TestServer {
+    let data = dir.join("big");
     std::fs::create_dir_all(&data).unwrap();
     let file = data.join("big.parquet");
     let made = Command::new(python())
@@ -551,7 +551,7 @@ async fn a_million_row_result_streams_through_an_unbuffered_cursor() {
         .status()
         .unwrap();
     assert!(made.success());
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    let server = TestServer::spawn(&dir.join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE s").await;
     server
         .create_and_load(
@@ -562,6 +562,13 @@ async fn a_million_row_result_streams_through_an_unbuffered_cursor() {
             ),
         )
         .await;
+    server
+}
+
+#[tokio::test]
+async fn a_million_row_result_streams_through_an_unbuffered_cursor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = million_rows_loaded(tmp.path()).await;
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = python_json(

@@ -21,11 +21,12 @@ locals {
   # 75% of the instance's memory, as Tarn's own default would take.
   memory_limit = "${floor(data.aws_ec2_instance_type.tarn.memory_size * 3 / 4)}MiB"
   doors = {
-    http   = { port = 8080, listen = 80 }
+    http   = { port = 8080, listen = local.tls ? 443 : 80 }
     mysql  = { port = 3306, listen = 3306 }
     flight = { port = 50051, listen = 50051 }
   }
-  tls = var.tls_certificate_arn != ""
+  tls     = var.tls_secrets != null
+  tls_dir = "/etc/tarn/tls"
 }
 
 module "config" {
@@ -35,6 +36,8 @@ module "config" {
   home_region       = var.region
   allowed_locations = var.tarn.allowed_locations
   snapshot_location = "s3://${var.own_bucket.name}/tarn-snapshots/${var.name}/"
+  tls_cert          = local.tls ? "${local.tls_dir}/cert.pem" : ""
+  tls_key           = local.tls ? "${local.tls_dir}/key.pem" : ""
   regions           = var.tarn.regions
   replicas          = var.tarn.replicas
 }
@@ -255,9 +258,9 @@ data "aws_iam_policy_document" "instance" {
     resources = var.bucket_kms_key_arns
   }
   statement {
-    sid       = "ReadTheAdminToken"
+    sid       = "ReadTheSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.admin_token_secret_arn]
+    resources = concat([var.admin_token_secret_arn], local.tls ? [var.tls_secrets.cert, var.tls_secrets.key] : [])
   }
 }
 
@@ -284,6 +287,9 @@ resource "aws_instance" "tarn" {
     region                 = var.region
     binary_url             = "s3://${var.own_bucket.name}/${var.binary_key}"
     admin_token_secret_arn = var.admin_token_secret_arn
+    tls_cert_secret        = local.tls ? var.tls_secrets.cert : ""
+    tls_key_secret         = local.tls ? var.tls_secrets.key : ""
+    tls_dir                = local.tls_dir
     data_device            = "/dev/sdf"
   }))
   metadata_options {
@@ -331,7 +337,7 @@ resource "aws_lb_target_group" "door" {
   target_type = "instance"
   # Every door is in service only while Tarn answers GET /readyz (recovered and ready).
   health_check {
-    protocol            = "HTTP"
+    protocol            = local.tls ? "HTTPS" : "HTTP"
     port                = "8080"
     path                = "/readyz"
     interval            = 10
@@ -351,12 +357,9 @@ resource "aws_lb_listener" "door" {
   for_each          = local.doors
   load_balancer_arn = aws_lb.tarn.arn
   port              = each.value.listen
-  # TLS on the load balancer when a certificate is given (MySQL clients negotiate TLS inside
-  # their protocol, so that door stays TCP and Tarn's own certificate serves it).
-  protocol        = local.tls && each.key != "mysql" ? "TLS" : "TCP"
-  certificate_arn = local.tls && each.key != "mysql" ? var.tls_certificate_arn : null
-  ssl_policy      = local.tls && each.key != "mysql" ? "ELBSecurityPolicy-TLS13-1-2-2021-06" : null
-  alpn_policy     = local.tls && each.key == "flight" ? "HTTP2Only" : null
+  # TCP through to Tarn, which serves TLS itself when given a certificate (MySQL clients switch
+  # to TLS inside their protocol, so the load balancer could not terminate it for that door).
+  protocol = "TCP"
   default_action {
     type             = "forward"
     target_group_arn = aws_lb_target_group.door[each.key].arn

@@ -70,8 +70,8 @@ variable "tarn" {
   })
 }
 
-variable "tls_certificate_arn" {
-  description = "ACM certificate for TLS on the load balancer's listeners; \"\" serves plain TCP."
-  type        = string
-  default     = ""
+variable "tls_secrets" {
+  description = "Secrets Manager secrets holding the PEM certificate chain and key Tarn serves TLS with; null: plain text."
+  type        = object({ cert = string, key = string })
+  default     = null
 }

@@ -27,12 +27,14 @@ data "oci_core_images" "ol9" {
 locals {
   ad = data.oci_identity_availability_domains.here.availability_domains[0].name
   doors = {
-    http   = { port = 8080, listen = 80 }
+    http   = { port = 8080, listen = local.tls ? 443 : 80 }
     mysql  = { port = 3306, listen = 3306 }
     flight = { port = 50051, listen = 50051 }
   }
   # 75% of the shape's memory, as Tarn's own default would take.
   memory_limit = "${floor(var.memory_gbs * 1024 * 3 / 4)}MiB"
+  tls          = var.tls_secrets != null
+  tls_dir      = "/etc/tarn/tls"
 }
 
 module "config" {
@@ -42,6 +44,8 @@ module "config" {
   home_region       = var.region
   allowed_locations = var.tarn.allowed_locations
   snapshot_location = "oci://${var.own_bucket}@${var.namespace}/tarn-snapshots/${var.name}/"
+  tls_cert          = local.tls ? "${local.tls_dir}/cert.pem" : ""
+  tls_key           = local.tls ? "${local.tls_dir}/key.pem" : ""
   regions           = var.tarn.regions
   replicas          = var.tarn.replicas
 }
@@ -222,6 +226,9 @@ resource "oci_core_instance" "tarn" {
       binary_url            = var.binary_url
       admin_token_secret_id = var.admin_token_secret_id
       s3_key_secret_id      = var.s3_key_secret_id
+      tls_cert_secret       = local.tls ? var.tls_secrets.cert : ""
+      tls_key_secret        = local.tls ? var.tls_secrets.key : ""
+      tls_dir               = local.tls_dir
       data_device           = "/dev/oracleoci/oraclevdb"
     }))
   }
@@ -268,7 +275,7 @@ resource "oci_network_load_balancer_backend_set" "door" {
   policy                   = "FIVE_TUPLE"
   # Every door is in service only while Tarn answers GET /readyz (recovered and ready).
   health_checker {
-    protocol           = "HTTP"
+    protocol           = local.tls ? "HTTPS" : "HTTP"
     port               = 8080
     url_path           = "/readyz"
     return_code        = 200

@@ -1,6 +1,6 @@
 output "url" {
   description = "Tarn's HTTP API through the load balancer."
-  value       = "http://${local.lb_ip}"
+  value       = "${local.tls ? "https" : "http"}://${local.lb_ip}"
 }
 
 output "load_balancer_ip" {

@@ -79,6 +79,12 @@ variable "s3_key_secret_id" {
   type        = string
 }
 
+variable "tls_secrets" {
+  description = "Vault secrets holding the PEM certificate chain and key Tarn serves TLS with; null: plain text."
+  type        = object({ cert = string, key = string })
+  default     = null
+}
+
 variable "tarn" {
   description = "What every instance's tarn.toml shares: regions' endpoints, replica mapping, allowed locations."
   type = object({
