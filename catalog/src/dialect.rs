@@ -71,8 +71,11 @@ pub enum Statement {
     ShowCreateTable {
         table: TableRef,
     },
+    /// `ALTER TABLE t SECONDARY_LOAD [VALIDATE ONLY]`: with `VALIDATE ONLY`, every file is read
+    /// against the columns and the rows that would be rejected are reported; nothing is loaded.
     SecondaryLoad {
         table: TableRef,
+        validate_only: bool,
     },
     SecondaryUnload {
         table: TableRef,
@@ -86,6 +89,11 @@ pub enum Statement {
         /// Per database, the tables named (empty: every table of it).
         input: Vec<(String, Vec<String>)>,
         refresh: bool,
+        /// `mode`: `normal` loads; `validation` reads the files and reports the rows that would
+        /// be rejected, loading nothing; `dryrun` (refused for now) would only plan.
+        mode: LoadMode,
+        /// `output`: how much the call answers.
+        output: LoadOutput,
     },
     /// `SET @name = expr [, @name = expr ...]`: the session's user variables, each with its
     /// expression as SQL (the session evaluates it). Names are lower case, without the `@`.
@@ -95,6 +103,28 @@ pub enum Statement {
     /// Anything else: a query for the engine, passed on as written.
     Query(String),
 }
+
+/// `CALL sys.HEATWAVE_LOAD`'s `mode` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadMode {
+    #[default]
+    Normal,
+    DryRun,
+    Validation,
+}
+
+/// `CALL sys.HEATWAVE_LOAD`'s `output` option: a row per table with what was done (`normal`), the
+/// table, what was done and any error (`compact`), or nothing (`silent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadOutput {
+    #[default]
+    Normal,
+    Compact,
+    Silent,
+}
+
+/// The options `CALL sys.HEATWAVE_LOAD` takes; any other is refused, named.
+pub const HEATWAVE_LOAD_OPTIONS: [&str; 3] = ["mode", "output", "refresh_external_tables"];
 
 /// Parses one statement (a trailing `;` is allowed).
 pub fn parse_statement(sql: &str) -> Result<Statement> {
@@ -151,7 +181,23 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
         let table = table_ref(&mut p)?;
         let tok = p.next_token();
         match word(&tok.token).as_deref() {
-            Some("SECONDARY_LOAD") => Statement::SecondaryLoad { table },
+            Some("SECONDARY_LOAD") => {
+                // HeatWave 9.6: ALTER TABLE t SECONDARY_LOAD VALIDATE ONLY.
+                let validate_only = if is_word(&p.peek_token().token, "VALIDATE") {
+                    p.next_token();
+                    let only = p.next_token();
+                    if word(&only.token).as_deref() != Some("ONLY") {
+                        return Err(p.expected::<()>("ONLY", only).unwrap_err().into());
+                    }
+                    true
+                } else {
+                    false
+                };
+                Statement::SecondaryLoad {
+                    table,
+                    validate_only,
+                }
+            }
             Some("SECONDARY_UNLOAD") => Statement::SecondaryUnload { table },
             _ => {
                 return Err(p
@@ -375,45 +421,91 @@ fn parse_call(sql: &str) -> Result<Statement> {
             .unwrap_or_default();
         out.push((db.to_lowercase(), tables));
     }
-    // Options: JSON_OBJECT('refresh_external_tables', TRUE, ...), or a JSON string.
-    let mut refresh = false;
+    // Options: JSON_OBJECT('mode', 'validation', 'refresh_external_tables', TRUE, ...), a JSON
+    // string, or NULL (an unset @options).
+    let mut pairs: Vec<(String, serde_json::Value)> = Vec::new();
     if let Some(opt) = args.get(1) {
-        let pairs: Vec<(String, bool)> = match opt {
+        use serde_json::Value as J;
+        match opt {
             Expr::Function(func) if func.name.to_string().eq_ignore_ascii_case("json_object") => {
                 let FunctionArguments::List(l) = &func.args else {
                     return Err(CatalogError::invalid("JSON_OBJECT needs arguments"));
                 };
-                unnamed_args(l)
-                    .chunks(2)
-                    .filter_map(|kv| {
-                        let k = string(kv[0])?;
-                        let v = match kv.get(1)? {
-                            Expr::Value(v) => {
-                                matches!(&v.value, V::Boolean(true)) || v.value.to_string() == "1"
+                for kv in unnamed_args(l).chunks(2) {
+                    let k = string(kv[0]).ok_or_else(|| {
+                        CatalogError::invalid("JSON_OBJECT's keys must be strings")
+                    })?;
+                    let v = match kv.get(1) {
+                        Some(Expr::Value(v)) => match &v.value {
+                            V::Boolean(b) => J::Bool(*b),
+                            V::Number(n, _) => n.parse().map(J::Number).unwrap_or(J::Null),
+                            V::SingleQuotedString(s) | V::DoubleQuotedString(s) => {
+                                J::String(s.clone())
                             }
-                            _ => false,
-                        };
-                        Some((k, v))
-                    })
-                    .collect()
+                            _ => J::Null,
+                        },
+                        Some(other) => J::String(other.to_string()),
+                        None => J::Null,
+                    };
+                    pairs.push((k, v));
+                }
             }
-            other => match string(other)
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            {
-                Some(serde_json::Value::Object(m)) => m
-                    .into_iter()
-                    .map(|(k, v)| (k, v.as_bool().unwrap_or(false)))
-                    .collect(),
-                _ => Vec::new(),
+            Expr::Value(v) if matches!(v.value, V::Null) => {}
+            other => match string(other).map(|s| serde_json::from_str::<J>(&s)) {
+                Some(Ok(J::Object(m))) => pairs.extend(m),
+                Some(Ok(J::Null)) => {}
+                _ => {
+                    return Err(CatalogError::invalid(
+                        "sys.HEATWAVE_LOAD's options must be JSON_OBJECT(...) or a JSON object",
+                    ));
+                }
             },
-        };
-        refresh = pairs
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("refresh_external_tables") && *v);
+        }
+    }
+    let (mut refresh, mut mode, mut output) = (false, LoadMode::Normal, LoadOutput::Normal);
+    for (k, v) in pairs {
+        let text = v.as_str().map(str::to_ascii_lowercase);
+        match k.to_ascii_lowercase().as_str() {
+            "refresh_external_tables" => {
+                refresh = v.as_bool().unwrap_or(false) || v.as_i64() == Some(1);
+            }
+            "mode" => {
+                mode = match text.as_deref() {
+                    Some("normal") => LoadMode::Normal,
+                    Some("dryrun") => LoadMode::DryRun,
+                    Some("validation") => LoadMode::Validation,
+                    _ => {
+                        return Err(CatalogError::invalid(format!(
+                            "sys.HEATWAVE_LOAD option mode = {v}: Tarn knows 'normal', 'dryrun' and 'validation'"
+                        )));
+                    }
+                }
+            }
+            "output" => {
+                output = match text.as_deref() {
+                    Some("normal") => LoadOutput::Normal,
+                    Some("compact") => LoadOutput::Compact,
+                    Some("silent") => LoadOutput::Silent,
+                    _ => {
+                        return Err(CatalogError::invalid(format!(
+                            "sys.HEATWAVE_LOAD option output = {v}: Tarn knows 'normal', 'compact' and 'silent'"
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(CatalogError::invalid(format!(
+                    "sys.HEATWAVE_LOAD option '{other}' is not one Tarn takes (it takes {})",
+                    HEATWAVE_LOAD_OPTIONS.join(", ")
+                )));
+            }
+        }
     }
     Ok(Statement::HeatwaveLoad {
         input: out,
         refresh,
+        mode,
+        output,
     })
 }
 
@@ -1426,9 +1518,21 @@ mod tests {
                 table: TableRef {
                     database: Some("s".into()),
                     table: "t".into()
-                }
+                },
+                validate_only: false,
             }
         );
+        assert!(matches!(
+            parse_statement("ALTER TABLE s.t SECONDARY_LOAD VALIDATE ONLY").unwrap(),
+            Statement::SecondaryLoad {
+                validate_only: true,
+                ..
+            }
+        ));
+        let e = parse_statement("ALTER TABLE s.t SECONDARY_LOAD VALIDATE")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ONLY"), "{e}");
         assert_eq!(
             parse_statement("SHOW TABLES FROM s").unwrap(),
             Statement::ShowTables {
@@ -1466,9 +1570,42 @@ mod tests {
                     ("sales".into(), vec!["orders".into()]),
                     ("hr".into(), vec![])
                 ],
-                refresh: true
+                refresh: true,
+                mode: LoadMode::Normal,
+                output: LoadOutput::Normal,
             }
         );
+        let call = |options: &str| {
+            parse_statement(&format!(
+                r#"CALL sys.HEATWAVE_LOAD(CAST('[{{"db_name": "d"}}]' AS JSON), {options})"#
+            ))
+        };
+        for (options, mode, output) in [
+            ("NULL", LoadMode::Normal, LoadOutput::Normal),
+            (
+                "JSON_OBJECT('mode', 'validation', 'output', 'silent')",
+                LoadMode::Validation,
+                LoadOutput::Silent,
+            ),
+            (
+                r#"'{"mode": "dryrun", "output": "compact"}'"#,
+                LoadMode::DryRun,
+                LoadOutput::Compact,
+            ),
+        ] {
+            match call(options).unwrap() {
+                Statement::HeatwaveLoad {
+                    mode: m, output: o, ..
+                } => assert_eq!((m, o), (mode, output), "{options}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let e = call("JSON_OBJECT('mode', 'validation', 'sampling', TRUE)")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'sampling'"), "{e}");
+        let e = call("JSON_OBJECT('mode', 'fast')").unwrap_err().to_string();
+        assert!(e.contains("mode = \"fast\""), "{e}");
         let e = parse_statement("CALL sys.HEATWAVE_LOAD(CAST(@input_list AS JSON), NULL)")
             .unwrap_err()
             .to_string();

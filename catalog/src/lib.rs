@@ -9,7 +9,7 @@ pub mod model;
 pub mod store;
 pub mod types;
 
-pub use dialect::{Statement, TableRef, parse_statement};
+pub use dialect::{LoadMode, LoadOutput, Statement, TableRef, parse_statement};
 pub use error::{CatalogError, Result};
 pub use model::{
     ColumnDef, Compression, FileFormat, FileSpec, FormatKind, TableDef, TableKey, TableOptions,

@@ -127,14 +127,15 @@ async fn run_one(
 ) -> Result<(), String> {
     // A load shows a progress bar fed from the table's status while the statement runs.
     let progress = match parse_statement(stmt) {
-        Ok(Statement::SecondaryLoad { table }) if std::io::stderr().is_terminal() => {
-            table.database.map(|db| {
-                tokio::spawn(show_progress(
-                    http.clone(),
-                    format!("{url}/v1/tables/{db}/{}", table.table),
-                ))
-            })
-        }
+        Ok(Statement::SecondaryLoad {
+            table,
+            validate_only: false,
+        }) if std::io::stderr().is_terminal() => table.database.map(|db| {
+            tokio::spawn(show_progress(
+                http.clone(),
+                format!("{url}/v1/tables/{db}/{}", table.table),
+            ))
+        }),
         _ => None,
     };
     let accept = match output {

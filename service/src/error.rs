@@ -70,6 +70,10 @@ pub enum ServiceError {
     #[error("{0}")]
     NotFound(String),
 
+    /// A feature Tarn does not offer (yet), named with what to use instead.
+    #[error("{0}")]
+    NotSupported(String),
+
     #[error("configuration: {0}")]
     Config(String),
 
@@ -163,6 +167,7 @@ impl ServiceError {
             Self::Forbidden(_) => C::Forbidden,
             Self::AlreadyExists(_) => C::AlreadyExists,
             Self::NotFound(_) => C::NotFound,
+            Self::NotSupported(_) => C::NotSupported,
             Self::Config(_) => C::Config,
             Self::Engine(EngineError::Internal(_))
             | Self::Internal(_)

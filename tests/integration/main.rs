@@ -8,6 +8,7 @@ mod config;
 mod durability;
 mod flight;
 mod formats;
+mod heatwave;
 mod http_api;
 mod limits;
 mod mysql;

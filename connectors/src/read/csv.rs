@@ -162,6 +162,19 @@ fn read_records(
     releaser: Option<&Releaser>,
 ) -> Result<FileBatches> {
     let term = opts.format.line_terminator.unwrap_or(b'\n');
+    // With the default terminator (any of \r, \n, \r\n), the CSV reader takes a record's
+    // position before it consumes the \n of the \r\n that ended the record before: in a CRLF
+    // file every record after the first would be numbered a line short. Its first line ending
+    // says which the file uses.
+    let mut input = BufReader::with_capacity(64 << 10, input);
+    let crlf = opts.format.line_terminator.is_none() && {
+        let head = input
+            .fill_buf()
+            .map_err(|e| ConnectorError::data(&file.uri, e))?;
+        head.iter()
+            .position(|&b| b == b'\n')
+            .is_some_and(|i| i > 0 && head[i - 1] == b'\r')
+    };
     let mut rdr = reader_builder(&opts.format).from_reader(LineGuard::new(input, term));
     let target = &opts.schema;
     let ncols = target.fields().len();
@@ -179,6 +192,7 @@ fn read_records(
     let mut rec = csv::ByteRecord::new();
     let mut batch = Batch::new(ncols);
     let mut skipped = 0u64;
+    let mut seen_one = false;
     loop {
         let more = rdr
             .read_byte_record(&mut rec)
@@ -186,11 +200,14 @@ fn read_records(
         if !more {
             break;
         }
+        let after_first = std::mem::replace(&mut seen_one, true);
         if skipped < skip {
             skipped += 1;
             continue;
         }
-        let line = first_line + rec.position().map(|p| p.line()).unwrap_or(0);
+        let line = first_line
+            + rec.position().map(|p| p.line()).unwrap_or(0)
+            + u64::from(crlf && after_first);
         let row = batch.lines.len();
         batch.lines.push(line);
         if rec.len() != ncols {
@@ -525,6 +542,18 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(2, Some("id")), (3, None), (4, Some("day"))]);
         assert_eq!(out.rejected[1].reason, "expected 3 fields, found 2");
+        // The same lines in a CRLF file (Windows, Python's csv module), with a quoted line break
+        // in the first record: the same numbers.
+        let crlf = "1,\"a\r\nz\",2024-01-01\r\nx,b,2024-01-02\r\n3,c\r\n4,d,2024-02-30\r\n";
+        let out = read(&entry("bad.csv"), Bytes::from(crlf), &opts(f_crlf(), false)).unwrap();
+        let got: Vec<u64> = out.rejected.iter().map(|r| r.line).collect();
+        assert_eq!(got, vec![3, 4, 5]);
+    }
+
+    fn f_crlf() -> FileFormat {
+        let mut f = FileFormat::heatwave(FormatKind::Csv);
+        f.field_delimiter = b',';
+        f
     }
 
     #[test]

@@ -41,6 +41,14 @@ use crate::regions::{Regions, ReplicatedTables, TableCopies};
 use assemble::Build;
 use source::CopyState;
 
+/// What a validation found: files and rows read, and the rows a load would reject.
+#[derive(Debug)]
+pub struct Validation {
+    pub files: usize,
+    pub rows: u64,
+    pub rejected: Vec<tarn_connectors::read::RejectedRow>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Load,
@@ -160,6 +168,32 @@ impl Loader {
         let entry = self.memory.entry(key);
         let guard = entry.writer.lock().await;
         self.run_locked(key, Mode::Load, guard).await
+    }
+
+    /// `SECONDARY_LOAD VALIDATE ONLY` (and `sys.HEATWAVE_LOAD`'s validation mode): reads every file
+    /// of `key` against its columns as a load would, with every bad row reported rather than
+    /// failing at the first; nothing is published (the loaded version, if any, keeps serving) and
+    /// the memory the reading took is given back. A file that cannot be read at all fails it,
+    /// named.
+    pub async fn validate(&self, key: &TableKey) -> Result<Validation> {
+        let mut def = self.catalog.get(key)?;
+        def.options.strict_load = false;
+        let entry = self.memory.entry(key);
+        let (next, _) = self
+            .build_with_failover(&def, &entry, None, Mode::Load)
+            .await?;
+        Ok(next.map_or_else(
+            || Validation {
+                files: 0,
+                rows: 0,
+                rejected: Vec::new(),
+            },
+            |v| Validation {
+                files: v.manifest.files.len(),
+                rows: v.rows,
+                rejected: v.rejected,
+            },
+        ))
     }
 
     /// Refreshes a loaded table: lists its files again, reads only added and changed ones, drops

@@ -7,7 +7,7 @@ use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
 use tarn_catalog::types::{arrow_to_sql_name, schema_of};
-use tarn_catalog::{CatalogError, Statement, TableDef, TableKey};
+use tarn_catalog::{CatalogError, LoadMode, LoadOutput, Statement, TableDef, TableKey};
 use tarn_engine::QueryStream;
 use tarn_engine::query::{PERFORMANCE_SCHEMA, system};
 
@@ -56,9 +56,18 @@ pub(super) fn audited(stmt: &Statement, database: Option<&str>) -> Option<(&'sta
             ("create_table", format!("{db}.{}", t.key.table))
         }
         Statement::DropTable { table: t, .. } => ("drop_table", table(t)),
-        Statement::SecondaryLoad { table: t } => ("secondary_load", table(t)),
+        // A validation changes nothing: not audited.
+        Statement::SecondaryLoad {
+            validate_only: true,
+            ..
+        } => return None,
+        Statement::SecondaryLoad { table: t, .. } => ("secondary_load", table(t)),
         Statement::SecondaryUnload { table: t } => ("secondary_unload", table(t)),
-        Statement::HeatwaveLoad { input, refresh } => (
+        Statement::HeatwaveLoad {
+            mode: LoadMode::Validation | LoadMode::DryRun,
+            ..
+        } => return None,
+        Statement::HeatwaveLoad { input, refresh, .. } => (
             if *refresh {
                 "heatwave_load_refresh"
             } else {
@@ -112,7 +121,7 @@ pub(super) async fn run(
                     .to_string();
             }
             validate(s, &table)?;
-            table.key = tarn_catalog::TableKey::new(&table.key.database, &table.key.table);
+            table.key = TableKey::new(&table.key.database, &table.key.table);
             s.catalog.create_table(table, if_not_exists)?;
             Ok(empty())
         }
@@ -163,7 +172,16 @@ pub(super) async fn run(
             caller.require_in(Role::Reader, &key.database, "DESCRIBE")?;
             describe(s, &key)
         }
-        Statement::SecondaryLoad { table } => {
+        Statement::SecondaryLoad {
+            table,
+            validate_only: true,
+        } => {
+            let key = table.resolve(database)?;
+            caller.require_in(Role::Loader, &key.database, "SECONDARY_LOAD VALIDATE ONLY")?;
+            let found = s.loader.validate(&key).await?;
+            validation_rows(vec![(key.to_string(), found)])
+        }
+        Statement::SecondaryLoad { table, .. } => {
             let key = table.resolve(database)?;
             caller.require_in(Role::Loader, &key.database, "SECONDARY_LOAD")?;
             let r = s.loader.load(&key).await?;
@@ -189,12 +207,37 @@ pub(super) async fn run(
             s.loader.unload(&key).await?;
             Ok(empty())
         }
-        Statement::HeatwaveLoad { input, refresh } => {
+        Statement::HeatwaveLoad {
+            input,
+            refresh,
+            mode,
+            output,
+        } => {
             caller.require(Role::Loader, "CALL sys.HEATWAVE_LOAD")?;
             for (db, _) in &input {
                 caller.require_database(db)?;
             }
-            heatwave_load(s, &input, refresh).await
+            let keys = listed_tables(s, &input)?;
+            let answer = match mode {
+                LoadMode::Normal => heatwave_load(s, keys, refresh, output).await?,
+                LoadMode::Validation => {
+                    let mut found = Vec::new();
+                    for key in keys {
+                        found.push((key.to_string(), s.loader.validate(&key).await?));
+                    }
+                    validation_rows(found)?
+                }
+                LoadMode::DryRun => {
+                    return Err(ServiceError::NotSupported(
+                        "sys.HEATWAVE_LOAD mode 'dryrun' (schema inference and memory estimates without loading) is not supported yet: use 'validation' to check the files, or 'normal'".into(),
+                    ));
+                }
+            };
+            Ok(if output == LoadOutput::Silent {
+                empty()
+            } else {
+                answer
+            })
         }
         Statement::Query(_) | Statement::Use { .. } | Statement::SetVariables { .. } => Err(
             ServiceError::Internal("queries, USE and SET are the session's".into()),
@@ -202,14 +245,9 @@ pub(super) async fn run(
     }
 }
 
-/// `CALL sys.HEATWAVE_LOAD`: loads the listed tables that are not loaded, or with
-/// `refresh_external_tables` refreshes the listed tables that are. One row per table with what
-/// was done; a table that fails does not stop the others.
-async fn heatwave_load(
-    s: &Sessions,
-    input: &[(String, Vec<String>)],
-    refresh: bool,
-) -> Result<QueryStream> {
+/// The tables a `CALL sys.HEATWAVE_LOAD` input list names (a database alone: all its tables);
+/// each must exist.
+fn listed_tables(s: &Sessions, input: &[(String, Vec<String>)]) -> Result<Vec<TableKey>> {
     let mut keys = Vec::new();
     for (db, tables) in input {
         let names = if tables.is_empty() {
@@ -218,11 +256,57 @@ async fn heatwave_load(
             tables.clone()
         };
         for t in names {
-            let key = tarn_catalog::TableKey::new(db, &t);
+            let key = TableKey::new(db, &t);
             s.catalog.get(&key)?;
             keys.push(key);
         }
     }
+    Ok(keys)
+}
+
+/// A validation's answer: a row per rejected row (table, file, line, column, problem), or, for a
+/// table with none, a row saying it is valid and what was read.
+fn validation_rows(found: Vec<(String, crate::load::Validation)>) -> Result<QueryStream> {
+    let (mut tables, mut files, mut lines, mut columns, mut problems) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (table, v) in found {
+        if v.rejected.is_empty() {
+            tables.push(table.clone());
+            files.push(None);
+            lines.push(None);
+            columns.push(None);
+            problems.push(format!(
+                "valid: {} file(s), {} row(s), none rejected",
+                v.files, v.rows
+            ));
+        }
+        for r in v.rejected {
+            tables.push(table.clone());
+            files.push(Some(tarn_connectors::location::redact(&r.file)));
+            lines.push(Some(r.line));
+            columns.push(r.column);
+            problems.push(r.reason);
+        }
+    }
+    single(vec![
+        ("table", strings(tables)),
+        ("file", Arc::new(StringArray::from(files)) as ArrayRef),
+        ("line", Arc::new(UInt64Array::from(lines))),
+        ("column", Arc::new(StringArray::from(columns))),
+        ("problem", strings(problems)),
+    ])
+}
+
+/// `CALL sys.HEATWAVE_LOAD`: loads the listed tables that are not loaded, or with
+/// `refresh_external_tables` refreshes the listed tables that are. One row per table with what
+/// was done (`compact`: the table, what was done and any error); a table that fails does not
+/// stop the others.
+async fn heatwave_load(
+    s: &Sessions,
+    keys: Vec<TableKey>,
+    refresh: bool,
+    output: LoadOutput,
+) -> Result<QueryStream> {
     let (mut names, mut actions, mut versions, mut rows, mut read, mut errors) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for key in keys {
@@ -265,6 +349,13 @@ async fn heatwave_load(
                 errors.push(Some(e.to_string()));
             }
         }
+    }
+    if output == LoadOutput::Compact {
+        return single(vec![
+            ("table", strings(names)),
+            ("action", strings(actions)),
+            ("error", Arc::new(StringArray::from(errors)) as ArrayRef),
+        ]);
     }
     single(vec![
         ("table", strings(names)),
