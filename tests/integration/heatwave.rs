@@ -161,4 +161,7 @@ async fn validation_reports_the_rows_a_load_would_reject_and_loads_nothing() {
         json!([["v.g", "refresh", null]]),
         "{compact}"
     );
+    // An @options never set is NULL, as in MySQL: the defaults (the table is already loaded).
+    let rows = server.rows(&call("@options")).await;
+    assert_eq!(rows[0][1], "skipped: already loaded", "{rows:?}");
 }

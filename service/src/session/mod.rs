@@ -209,11 +209,9 @@ impl Session {
     }
 
     fn is_call(&self, sql: &str) -> bool {
-        !self.variables.is_empty()
-            && sql
-                .trim_start()
-                .get(..5)
-                .is_some_and(|w| w.eq_ignore_ascii_case("call "))
+        sql.trim_start()
+            .get(..5)
+            .is_some_and(|w| w.eq_ignore_ascii_case("call "))
     }
 
     /// `CALL sys.HEATWAVE_LOAD(CAST(@input_list AS JSON), @options)`: a procedure's arguments are
@@ -226,8 +224,15 @@ impl Session {
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
                 .collect();
-            let value = self.variables.get(&name.to_lowercase())?;
-            Some((name.len() + 1, text::literal(value)))
+            if name.is_empty() {
+                return None;
+            }
+            // A variable never set is NULL, as in MySQL.
+            let literal = self
+                .variables
+                .get(&name.to_lowercase())
+                .map_or_else(|| "NULL".to_string(), text::literal);
+            Some((name.len() + 1, literal))
         })
     }
 
