@@ -88,6 +88,9 @@ pub enum Statement {
     HeatwaveLoad {
         /// Per database, the tables named (empty: every table of it).
         input: Vec<(String, Vec<String>)>,
+        /// Tables the input list defines by their files (`"engine_attribute": {"file": [...],
+        /// "dialect": {...}}`): database, table and the attribute's JSON; created when missing.
+        define: Vec<(String, String, String)>,
         refresh: bool,
         /// `mode`: `normal` loads; `validation` reads the files and reports the rows that would
         /// be rejected, loading nothing; `dryrun` (refused for now) would only plan.
@@ -401,25 +404,42 @@ fn parse_call(sql: &str) -> Result<Statement> {
         .as_array()
         .ok_or_else(|| CatalogError::invalid("the input list must be a JSON array"))?;
     let mut out = Vec::new();
+    let mut define = Vec::new();
     for e in entries {
+        // A database alone ("d") or a db_object ({"db_name": "d", "tables": [...]}).
         let db = e
-            .get("db_name")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| CatalogError::invalid("each input list entry needs \"db_name\""))?;
-        let tables = e
+            .as_str()
+            .or_else(|| e.get("db_name").and_then(|v| v.as_str()))
+            .ok_or_else(|| CatalogError::invalid("each input list entry needs \"db_name\""))?
+            .to_lowercase();
+        let mut tables = Vec::new();
+        for t in e
             .get("tables")
             .and_then(|t| t.as_array())
-            .map(|ts| {
-                ts.iter()
-                    .filter_map(|t| {
-                        t.get("table_name")
-                            .and_then(|n| n.as_str())
-                            .map(str::to_lowercase)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((db.to_lowercase(), tables));
+            .into_iter()
+            .flatten()
+        {
+            // A table name ("t") or a table object ({"table_name": "t", "engine_attribute": {...}}).
+            let name = t
+                .as_str()
+                .or_else(|| t.get("table_name").and_then(|n| n.as_str()))
+                .ok_or_else(|| {
+                    CatalogError::invalid(format!(
+                        "each table of \"{db}\" in the input list needs \"table_name\""
+                    ))
+                })?
+                .to_lowercase();
+            if let Some(attr) = t.get("engine_attribute") {
+                if !attr.is_object() {
+                    return Err(CatalogError::invalid(format!(
+                        "engine_attribute of {db}.{name} must be a JSON object"
+                    )));
+                }
+                define.push((db.clone(), name.clone(), attr.to_string()));
+            }
+            tables.push(name);
+        }
+        out.push((db, tables));
     }
     // Options: JSON_OBJECT('mode', 'validation', 'refresh_external_tables', TRUE, ...), a JSON
     // string, or NULL (an unset @options).
@@ -503,6 +523,7 @@ fn parse_call(sql: &str) -> Result<Statement> {
     }
     Ok(Statement::HeatwaveLoad {
         input: out,
+        define,
         refresh,
         mode,
         output,
@@ -1570,6 +1591,7 @@ mod tests {
                     ("sales".into(), vec!["orders".into()]),
                     ("hr".into(), vec![])
                 ],
+                define: vec![],
                 refresh: true,
                 mode: LoadMode::Normal,
                 output: LoadOutput::Normal,
@@ -1604,6 +1626,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("'sampling'"), "{e}");
+        // HeatWave's table objects with their files, and plain names.
+        let s = parse_statement(
+            r#"CALL sys.HEATWAVE_LOAD('[{"db_name": "d", "tables": ["a", {"table_name": "B", "engine_attribute": {"dialect": {"format": "csv"}, "file": [{"uri": "s3://x/b/"}]}}]}, "e"]', NULL)"#,
+        )
+        .unwrap();
+        match s {
+            Statement::HeatwaveLoad { input, define, .. } => {
+                assert_eq!(
+                    input,
+                    vec![
+                        ("d".to_string(), vec!["a".to_string(), "b".to_string()]),
+                        ("e".to_string(), vec![])
+                    ]
+                );
+                assert_eq!(define.len(), 1);
+                assert_eq!((define[0].0.as_str(), define[0].1.as_str()), ("d", "b"));
+                assert!(define[0].2.contains("s3://x/b/"), "{define:?}");
+            }
+            other => panic!("{other:?}"),
+        }
         let e = call("JSON_OBJECT('mode', 'fast')").unwrap_err().to_string();
         assert!(e.contains("mode = \"fast\""), "{e}");
         let e = parse_statement("CALL sys.HEATWAVE_LOAD(CAST(@input_list AS JSON), NULL)")

@@ -165,3 +165,57 @@ async fn validation_reports_the_rows_a_load_would_reject_and_loads_nothing() {
     let rows = server.rows(&call("@options")).await;
     assert_eq!(rows[0][1], "skipped: already loaded", "{rows:?}");
 }
+
+#[tokio::test]
+async fn an_input_list_defines_tables_by_their_files_and_loads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_files(&data);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    let good = format!("file://{}/", data.join("good").display());
+    // HeatWave's documented form: the table (and its database) created from the files, then
+    // loaded, in one call; columns inferred.
+    let call = format!(
+        r#"CALL sys.HEATWAVE_LOAD(CAST('[{{"db_name": "bank", "tables": [{{"table_name": "train", "engine_attribute": {{"dialect": {{"format": "csv", "field_delimiter": ","}}, "file": [{{"uri": "{good}"}}]}}}}]}}]' AS JSON), NULL)"#
+    );
+    let rows = server.rows(&call).await;
+    assert_eq!(rows[0][0], "bank.train", "{rows:?}");
+    assert_eq!(rows[0][1], "load", "{rows:?}");
+    assert_eq!(rows[0][3], 3, "{rows:?}");
+    assert_eq!(
+        server.rows("SELECT count(*) FROM bank.train").await,
+        vec![vec![json!(3)]]
+    );
+    let ddl = server.rows("SHOW CREATE TABLE bank.train").await;
+    assert!(ddl[0][1].as_str().unwrap().contains(&good), "{ddl:?}");
+    // Again: the table exists, keeps its definition, and is already loaded.
+    let rows = server.rows(&call).await;
+    assert_eq!(rows[0][1], "skipped: already loaded", "{rows:?}");
+    // Creating is DDL: a loader may load defined tables, not define new ones.
+    let r = client()
+        .post(server.url("/v1/tokens"))
+        .json(&json!({"name": "loader", "role": "loader"}))
+        .send()
+        .await
+        .unwrap();
+    let loader: serde_json::Value = r.json().await.unwrap();
+    let as_loader = client_with(loader["token"].as_str().unwrap());
+    let other = call.replace("\"train\"", "\"other\"");
+    let r = as_loader
+        .post(server.url("/v1/sql"))
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bank.other"),
+        "{body}"
+    );
+    let e = server.err("SELECT * FROM bank.other").await;
+    assert!(e.message.contains("other"), "{e:?}");
+}

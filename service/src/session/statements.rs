@@ -209,6 +209,7 @@ pub(super) async fn run(
         }
         Statement::HeatwaveLoad {
             input,
+            define,
             refresh,
             mode,
             output,
@@ -217,6 +218,7 @@ pub(super) async fn run(
             for (db, _) in &input {
                 caller.require_database(db)?;
             }
+            define_tables(s, caller, &define, mode).await?;
             let keys = listed_tables(s, &input)?;
             let answer = match mode {
                 LoadMode::Normal => heatwave_load(s, keys, refresh, output).await?,
@@ -243,6 +245,53 @@ pub(super) async fn run(
             ServiceError::Internal("queries, USE and SET are the session's".into()),
         ),
     }
+}
+
+/// Tables an input list defines by their files (`engine_attribute`) and the catalog lacks are
+/// created, with their database when missing, as `CREATE TABLE ... ENGINE_ATTRIBUTE='...'` would
+/// (creating is DDL: the admin's; each creation is audited). Tables that exist keep their
+/// definition. Only a normal load creates: a validation or dry run reads defined tables.
+async fn define_tables(
+    s: &Sessions,
+    caller: &Caller,
+    define: &[(String, String, String)],
+    mode: LoadMode,
+) -> Result<()> {
+    for (db, table, attribute) in define {
+        let key = TableKey::new(db, table);
+        if s.catalog.get(&key).is_ok() {
+            continue;
+        }
+        if mode != LoadMode::Normal {
+            return Err(ServiceError::NotSupported(format!(
+                "{key} is not defined yet: a validation reads defined tables; create it first (CREATE TABLE, or this call in normal mode)"
+            )));
+        }
+        caller.require(Role::Admin, &format!("creating {key} from the input list"))?;
+        if !s.catalog.database_exists(db) {
+            let stmt = Statement::CreateDatabase {
+                name: db.clone(),
+                if_not_exists: true,
+            };
+            let done = Box::pin(run(s, caller, None, stmt)).await;
+            s.audit.record(caller, "create_database", db, &done);
+            done?;
+        }
+        let ddl = format!(
+            "CREATE TABLE `{}`.`{}` ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{}'",
+            db.replace('`', "``"),
+            table.replace('`', "``"),
+            attribute.replace('\'', "''")
+        );
+        let done = match tarn_catalog::parse_statement(&ddl) {
+            Ok(stmt) => Box::pin(run(s, caller, None, stmt)).await,
+            Err(e) => Err(e.into()),
+        };
+        s.audit
+            .record(caller, "create_table", &key.to_string(), &done);
+        done?;
+    }
+    Ok(())
 }
 
 /// The tables a `CALL sys.HEATWAVE_LOAD` input list names (a database alone: all its tables);
