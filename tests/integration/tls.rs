@@ -184,17 +184,14 @@ fn serve_refuses_a_certificate_without_its_key_or_a_file_it_cannot_read() {
     assert!(err.contains("/nonexistent/cert.pem"), "{err}");
 }
 
-#[tokio::test]
-async fn the_mysql_door_serves_the_same_certificate_and_refuses_plain_logins() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tls = tmp.path().join("tls");
+/// A server under `dir` serving a fresh self-signed certificate (answered, PEM) on every door.
+async fn tls_server(dir: &Path) -> (TestServer, String) {
+    let tls = dir.join("tls");
     std::fs::create_dir(&tls).unwrap();
     let cert = write_certificate(&tls);
-    let ca = tmp.path().join("ca.pem");
-    std::fs::write(&ca, &cert).unwrap();
     let server = TestServer::spawn(
-        &tmp.path().join("tarn"),
-        tmp.path(),
+        &dir.join("tarn"),
+        dir,
         &[
             "--tls-cert",
             tls.join("cert.pem").to_str().unwrap(),
@@ -203,6 +200,15 @@ async fn the_mysql_door_serves_the_same_certificate_and_refuses_plain_logins() {
         ],
     )
     .await;
+    (server, cert)
+}
+
+#[tokio::test]
+async fn the_mysql_door_serves_the_same_certificate_and_refuses_plain_logins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, cert) = tls_server(tmp.path()).await;
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
     let script = r#"
@@ -244,20 +250,7 @@ print(json.dumps(out))
 #[tokio::test]
 async fn the_flight_sql_door_serves_the_same_certificate_and_refuses_plain_connections() {
     let tmp = tempfile::tempdir().unwrap();
-    let tls = tmp.path().join("tls");
-    std::fs::create_dir(&tls).unwrap();
-    let cert = write_certificate(&tls);
-    let server = TestServer::spawn(
-        &tmp.path().join("tarn"),
-        tmp.path(),
-        &[
-            "--tls-cert",
-            tls.join("cert.pem").to_str().unwrap(),
-            "--tls-key",
-            tls.join("key.pem").to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (server, cert) = tls_server(tmp.path()).await;
     let addr = server.flight_addr().await;
     assert!(
         server
