@@ -134,9 +134,15 @@ async fn validation_reports_the_rows_a_load_would_reject_and_loads_nothing() {
         "{e:?}"
     );
     assert!(e.message.contains("'sampling'"), "{e:?}");
-    let e = server.err(&call("JSON_OBJECT('mode', 'dryrun')")).await;
-    assert_eq!((e.status, e.code.as_str()), (501, "not_supported"), "{e:?}");
-    assert!(e.message.contains("dryrun"), "{e:?}");
+    let e = server
+        .err(&call("JSON_OBJECT('mode', 'dryrun', 'output', 'loud')"))
+        .await;
+    assert_eq!(
+        (e.status, e.code.as_str()),
+        (400, "invalid_definition"),
+        "{e:?}"
+    );
+    assert!(e.message.contains("loud"), "{e:?}");
     assert_eq!(
         server.table_status("v", "g").await["load_status"],
         "NOLOAD_RPDGSTABSTATE",
@@ -218,4 +224,105 @@ async fn an_input_list_defines_tables_by_their_files_and_loads_them() {
     );
     let e = server.err("SELECT * FROM bank.other").await;
     assert!(e.message.contains("other"), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_dry_run_infers_columns_and_estimates_memory_within_a_fifth_of_the_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("pq")).unwrap();
+    std::fs::create_dir_all(data.join("csv")).unwrap();
+    // Two Parquet files of ten row groups each, and a CSV file larger than what a dry run reads.
+    let made = Command::new(python())
+        .arg("-c")
+        .arg(
+            r#"import sys, csv, pyarrow as pa, pyarrow.parquet as pq
+d = sys.argv[1]
+for k in range(2):
+    n = 500_000
+    ids = range(k * n, (k + 1) * n)
+    t = pa.table({"id": pa.array(ids, pa.int64()), "v": pa.array([i % 997 for i in ids], pa.int32()),
+                  "name": pa.array([f"name-{i % 101}" for i in ids])})
+    pq.write_table(t, f"{d}/pq/part-{k}.parquet", row_group_size=50_000)
+with open(f"{d}/csv/big.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    for i in range(1_200_000):
+        w.writerow([i, i % 997, f"name-{i % 101}", f"{i * 0.25:.2f}"])
+"#,
+        )
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE e").await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE e.pq FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/')",
+            data.join("pq").display()
+        ))
+        .await;
+    let csv_uri = format!("file://{}/", data.join("csv").display());
+    // One table defined, one given only by its files (not created by a dry run).
+    let rows = server
+        .rows(&format!(
+            r#"CALL sys.HEATWAVE_LOAD(CAST('[{{"db_name": "e", "tables": ["pq", {{"table_name": "csv", "engine_attribute": {{"dialect": {{"format": "csv", "field_delimiter": ","}}, "file": [{{"uri": "{csv_uri}"}}]}}}}]}}]' AS JSON), JSON_OBJECT('mode', 'dryrun'))"#
+        ))
+        .await;
+    assert_eq!(rows.len(), 3, "two tables and the total: {rows:?}");
+    let by_name = |n: &str| rows.iter().find(|r| r[0] == n).unwrap().clone();
+    let (pq, csv) = (by_name("e.pq"), by_name("e.csv"));
+    assert!(
+        pq[5].as_str().unwrap().contains("`id` BIGINT")
+            && csv[5]
+                .as_str()
+                .unwrap()
+                .starts_with("CREATE EXTERNAL TABLE `e`.`csv` ("),
+        "the DDL with the columns inferred: {rows:?}"
+    );
+    assert_eq!(pq[3], 2, "{pq:?}");
+    let total = &rows[2];
+    assert_eq!(total[0], json!(null));
+    assert_eq!(
+        total[1].as_u64().unwrap(),
+        pq[1].as_u64().unwrap() + csv[1].as_u64().unwrap()
+    );
+    // Nothing was created or loaded.
+    assert_eq!(
+        server.table_status("e", "pq").await["load_status"],
+        "NOLOAD_RPDGSTABSTATE"
+    );
+    let e = server.err("SELECT * FROM e.csv").await;
+    assert!(e.message.contains("csv"), "{e:?}");
+    // The generated DDL defines the table; then the real loads, against the estimates.
+    server.ok(csv[5].as_str().unwrap()).await;
+    for (t, est) in [("pq", &pq), ("csv", &csv)] {
+        server
+            .ok(&format!("ALTER TABLE e.{t} SECONDARY_LOAD"))
+            .await;
+        let listed = server.get("/v1/tables").await;
+        let real = listed["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["table_name"] == t)
+            .unwrap()
+            .clone();
+        let (real_bytes, real_rows) = (
+            real["size_bytes"].as_f64().unwrap(),
+            real["nrows"].as_f64().unwrap(),
+        );
+        let (est_bytes, est_rows) = (est[1].as_f64().unwrap(), est[2].as_f64().unwrap());
+        eprintln!(
+            "{t}: estimated {est_bytes} bytes / {est_rows} rows, loaded {real_bytes} / {real_rows}"
+        );
+        assert!(
+            (est_bytes - real_bytes).abs() / real_bytes < 0.2,
+            "{t}: estimated {est_bytes} bytes, loaded {real_bytes}"
+        );
+        assert!(
+            (est_rows - real_rows).abs() / real_rows < 0.2,
+            "{t}: estimated {est_rows} rows, loaded {real_rows}"
+        );
+    }
 }

@@ -259,6 +259,43 @@ pub async fn read_file(
     Ok(out)
 }
 
+/// What a dry run reads of a file: its start, decoded as a load would, and the share of the file
+/// it is (rows for Parquet, bytes for text formats). Parquet: the first row group; CSV and JSON:
+/// the first whole lines of at most [`INFER_BYTES`]; Avro and compressed files: the whole file.
+pub async fn sample_file(
+    store: Arc<dyn ObjectStore>,
+    file: &FileEntry,
+    opts: &ReadOptions,
+) -> Result<(FileBatches, f64)> {
+    let opts = &opts.for_file(&file.uri);
+    let plain_text = matches!(opts.format.kind, FormatKind::Csv | FormatKind::Json)
+        && opts.format.compression.for_file(&file.key) == Compression::None;
+    match opts.format.kind {
+        FormatKind::Parquet => parquet::sample(store, file, opts).await,
+        _ if plain_text && file.size > INFER_BYTES => {
+            let bytes = store
+                .get_range(&file.path(), 0..INFER_BYTES)
+                .await
+                .map_err(|e| ConnectorError::store(&file.uri, e))?;
+            // Whole lines only.
+            let term = opts.format.line_terminator.unwrap_or(b'\n');
+            let end = memchr::memrchr(term, &bytes).map_or(0, |i| i + 1);
+            let bytes = bytes.slice(..end);
+            let share = end as f64 / file.size as f64;
+            let owned = file.clone();
+            let opts = opts.clone();
+            let out = tokio::task::spawn_blocking(move || match opts.format.kind {
+                FormatKind::Csv => csv::read(&owned, bytes, &opts),
+                _ => json::read(&owned, bytes, &opts),
+            })
+            .await
+            .map_err(|e| ConnectorError::data(&file.uri, format!("reader failed: {e}")))??;
+            Ok((out, share))
+        }
+        _ => Ok((read_file(store, file, opts).await?, 1.0)),
+    }
+}
+
 /// Infers a table's schema from one of its files (names lower-cased).
 pub async fn infer_schema(
     store: Arc<dyn ObjectStore>,

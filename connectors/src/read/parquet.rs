@@ -35,6 +35,69 @@ pub(super) async fn infer(store: Arc<dyn ObjectStore>, file: &FileEntry) -> Resu
     Ok(plain_strings(meta.schema()).unwrap_or_else(|| meta.schema().clone()))
 }
 
+/// The first row group of a Parquet file, decoded as a load decodes it, and the share of the
+/// file's rows it holds: what a dry run measures. Only the footer and that row group are fetched.
+pub(super) async fn sample(
+    store: Arc<dyn ObjectStore>,
+    file: &FileEntry,
+    opts: &ReadOptions,
+) -> Result<(FileBatches, f64)> {
+    use futures::TryStreamExt;
+    use parquet::arrow::ParquetRecordBatchStreamBuilder;
+    let corrupt = |e| parquet_error(&file.uri, "not a readable Parquet file", e);
+    let mut reader = ParquetObjectReader::new(store, file.path()).with_file_size(file.size);
+    let mut meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .map_err(corrupt)?;
+    if let Some(plain) = plain_strings(meta.schema()) {
+        meta = ArrowReaderMetadata::try_new(
+            meta.metadata().clone(),
+            ArrowReaderOptions::new().with_schema(plain),
+        )
+        .map_err(corrupt)?;
+    }
+    let total: i64 = meta
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .sum();
+    let Some(first) = meta.metadata().row_groups().first() else {
+        return Ok((FileBatches::default(), 1.0));
+    };
+    let share = first.num_rows() as f64 / total.max(1) as f64;
+    let wanted: Vec<usize> = meta
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            opts.schema
+                .fields()
+                .iter()
+                .any(|t| t.name().eq_ignore_ascii_case(f.name()))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(meta.parquet_schema(), wanted);
+    let batches: Vec<_> = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
+        .with_row_groups(vec![0])
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| parquet_error(&file.uri, "corrupt Parquet data", e))?
+        .try_collect()
+        .await
+        .map_err(|e| parquet_error(&file.uri, "corrupt Parquet data", e))?;
+    let mut out = FileBatches::default();
+    let mut row = 0u64;
+    for batch in &batches {
+        out.push_named(batch, &file.uri, row, opts)?;
+        row += batch.num_rows() as u64;
+    }
+    Ok((out, share))
+}
+
 /// `schema` with string and binary views as plain string and binary columns, if it has views.
 fn plain_strings(schema: &SchemaRef) -> Option<SchemaRef> {
     let plain = |t: &DataType| match t {

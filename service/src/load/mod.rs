@@ -41,6 +41,17 @@ use crate::regions::{Regions, ReplicatedTables, TableCopies};
 use assemble::Build;
 use source::CopyState;
 
+/// What a dry run expects of a table: its files, their bytes, its columns, and the rows and
+/// memory a load would take.
+#[derive(Debug)]
+pub struct Estimate {
+    pub files: usize,
+    pub source_bytes: u64,
+    pub columns: arrow::datatypes::SchemaRef,
+    pub rows: u64,
+    pub memory_bytes: u64,
+}
+
 /// What a validation found: files and rows read, and the rows a load would reject.
 #[derive(Debug)]
 pub struct Validation {
@@ -194,6 +205,51 @@ impl Loader {
                 rejected: v.rejected,
             },
         ))
+    }
+
+    /// `sys.HEATWAVE_LOAD`'s dry run: lists `def`'s files, takes its columns (declared, or
+    /// inferred from the first file as a load would), reads the start of the largest file
+    /// (Parquet: its first row group; CSV, JSON: up to 16 MiB of whole lines; Avro and compressed
+    /// files: the whole file) into the form a load keeps, and scales what it holds by the share of
+    /// the table's bytes that start is. Nothing is kept.
+    pub async fn estimate(&self, def: &TableDef) -> Result<Estimate> {
+        use tarn_connectors::read;
+        if def.format.kind == tarn_catalog::FormatKind::Delta {
+            return Err(ServiceError::NotSupported(format!(
+                "a dry run of the Delta table {}: its files are named by its log; load it, or validate it",
+                def.key
+            )));
+        }
+        let routes = source::routes(&self.regions, def);
+        let files = source::list_files(&self.object_stores, def, &routes).await?;
+        let source_bytes: u64 = files.iter().map(|(_, f)| f.size).sum();
+        let Some((store, largest)) = files.iter().max_by_key(|(_, f)| f.size) else {
+            return Err(ServiceError::BadRequest(format!(
+                "{} has no files to estimate from",
+                def.key
+            )));
+        };
+        let columns = match &def.columns {
+            Some(c) => tarn_catalog::types::schema_of(c)?,
+            None => read::infer_schema(store.clone(), largest, &def.format).await?,
+        };
+        let opts = read::ReadOptions::new(def.format.clone(), columns.clone(), false);
+        let (sample, share) = read::sample_file(store.clone(), largest, &opts).await?;
+        let segment =
+            tarn_engine::store::Segment::new(largest.uri.clone(), sample.batches, sample.rejected);
+        // The sample's share of the table: of its file, and of that file among all the bytes.
+        let scale = if largest.size == 0 || share <= 0.0 {
+            0.0
+        } else {
+            source_bytes as f64 / (largest.size as f64 * share)
+        };
+        Ok(Estimate {
+            files: files.len(),
+            source_bytes,
+            columns,
+            rows: (segment.rows as f64 * scale).round() as u64,
+            memory_bytes: (segment.bytes as f64 * scale).round() as u64,
+        })
     }
 
     /// Refreshes a loaded table: lists its files again, reads only added and changed ones, drops

@@ -218,6 +218,9 @@ pub(super) async fn run(
             for (db, _) in &input {
                 caller.require_database(db)?;
             }
+            if mode == LoadMode::DryRun {
+                return dry_run(s, &input, &define, output).await;
+            }
             define_tables(s, caller, &define, mode).await?;
             let keys = listed_tables(s, &input)?;
             let answer = match mode {
@@ -229,11 +232,7 @@ pub(super) async fn run(
                     }
                     validation_rows(found)?
                 }
-                LoadMode::DryRun => {
-                    return Err(ServiceError::NotSupported(
-                        "sys.HEATWAVE_LOAD mode 'dryrun' (schema inference and memory estimates without loading) is not supported yet: use 'validation' to check the files, or 'normal'".into(),
-                    ));
-                }
+                LoadMode::DryRun => unreachable!("answered above"),
             };
             Ok(if output == LoadOutput::Silent {
                 empty()
@@ -292,6 +291,103 @@ async fn define_tables(
         done?;
     }
     Ok(())
+}
+
+/// `sys.HEATWAVE_LOAD`'s dry run: for every table the input list names (defined, or defined by
+/// its `engine_attribute` and not created), the DDL that defines it with its columns (inferred
+/// where not declared), its files and bytes, and the rows and memory a load would take; last, the
+/// total beside the memory free now. Nothing is created or loaded.
+async fn dry_run(
+    s: &Sessions,
+    input: &[(String, Vec<String>)],
+    define: &[(String, String, String)],
+    output: LoadOutput,
+) -> Result<QueryStream> {
+    let mut defs = Vec::new();
+    for (db, table, attribute) in define {
+        let key = TableKey::new(db, table);
+        if s.catalog.get(&key).is_ok() {
+            continue;
+        }
+        let ddl = format!(
+            "CREATE TABLE `{}`.`{}` ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{}'",
+            db.replace('`', "``"),
+            table.replace('`', "``"),
+            attribute.replace('\'', "''")
+        );
+        match tarn_catalog::parse_statement(&ddl)? {
+            Statement::CreateTable { table, .. } => {
+                validate(s, &table)?;
+                defs.push(table);
+            }
+            _ => return Err(ServiceError::Internal("not a CREATE TABLE".into())),
+        }
+    }
+    let pending: Vec<TableKey> = defs.iter().map(|d| d.key.clone()).collect();
+    for (db, tables) in input {
+        let names = if tables.is_empty() {
+            s.catalog.tables(db).unwrap_or_default()
+        } else {
+            tables.clone()
+        };
+        for t in names {
+            let key = TableKey::new(db, &t);
+            if !pending.contains(&key) {
+                defs.push(s.catalog.get(&key)?);
+            }
+        }
+    }
+    let (mut names, mut ddls, mut files, mut bytes, mut rows, mut memory) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut total = 0u64;
+    for mut def in defs {
+        let e = s.loader.estimate(&def).await?;
+        if def.columns.is_none() {
+            def.columns = Some(
+                e.columns
+                    .fields()
+                    .iter()
+                    .map(|f| tarn_catalog::ColumnDef {
+                        name: f.name().to_lowercase(),
+                        sql_type: arrow_to_sql_name(f.data_type()),
+                        nullable: f.is_nullable(),
+                    })
+                    .collect(),
+            );
+        }
+        names.push(Some(def.key.to_string()));
+        ddls.push(Some(tarn_catalog::dialect::table_ddl(&def)));
+        files.push(Some(e.files as u64));
+        bytes.push(Some(e.source_bytes));
+        rows.push(Some(e.rows));
+        memory.push(Some(e.memory_bytes));
+        total += e.memory_bytes;
+    }
+    let store = s.engine.store();
+    let free = store.limit().map(|l| l.saturating_sub(store.used_bytes()));
+    names.push(None);
+    ddls.push(Some(match free {
+        Some(f) => format!(
+            "total: {total} bytes to load, {f} bytes free under memory_limit{}",
+            if total > f { ": it would not fit" } else { "" }
+        ),
+        None => format!("total: {total} bytes to load (no memory_limit)"),
+    }));
+    files.push(None);
+    bytes.push(None);
+    rows.push(None);
+    memory.push(Some(total));
+    if output == LoadOutput::Silent {
+        return Ok(empty());
+    }
+    single(vec![
+        ("table", Arc::new(StringArray::from(names)) as ArrayRef),
+        ("estimated_bytes", Arc::new(UInt64Array::from(memory))),
+        ("estimated_rows", Arc::new(UInt64Array::from(rows))),
+        ("files", Arc::new(UInt64Array::from(files))),
+        ("file_bytes", Arc::new(UInt64Array::from(bytes))),
+        ("sql", Arc::new(StringArray::from(ddls))),
+    ])
 }
 
 /// The tables a `CALL sys.HEATWAVE_LOAD` input list names (a database alone: all its tables);
