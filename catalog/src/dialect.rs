@@ -80,6 +80,12 @@ pub enum Statement {
     SecondaryUnload {
         table: TableRef,
     },
+    /// Selective load (HeatWave 9.1.2): `ALTER TABLE t FILES = (...)` or
+    /// `ALTER TABLE t ENGINE_ATTRIBUTE='{"file": [...]}'` gives the table a new list of files.
+    AlterFiles {
+        table: TableRef,
+        files: Vec<FileSpec>,
+    },
     Use {
         database: String,
     },
@@ -202,9 +208,36 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
                 }
             }
             Some("SECONDARY_UNLOAD") => Statement::SecondaryUnload { table },
+            Some("FILES") => {
+                skip(&mut p, &Token::Eq);
+                Statement::AlterFiles {
+                    table,
+                    files: parse_files(&mut p)?,
+                }
+            }
+            Some("ENGINE_ATTRIBUTE") => {
+                skip(&mut p, &Token::Eq);
+                let attr = p.parse_literal_string()?;
+                let json: serde_json::Value = serde_json::from_str(&attr).map_err(|e| {
+                    CatalogError::invalid(format!("ENGINE_ATTRIBUTE is not valid JSON: {e}"))
+                })?;
+                if let Some(other) = json
+                    .as_object()
+                    .and_then(|o| o.keys().find(|k| k.as_str() != "file"))
+                {
+                    return Err(CatalogError::invalid(format!(
+                        "ALTER TABLE ... ENGINE_ATTRIBUTE changes the file list only (\"file\"), not \"{other}\""
+                    )));
+                }
+                let (_, files, _) = parse_engine_attribute(&attr, TableOptions::default())?;
+                Statement::AlterFiles { table, files }
+            }
             _ => {
                 return Err(p
-                    .expected::<()>("SECONDARY_LOAD or SECONDARY_UNLOAD", tok)
+                    .expected::<()>(
+                        "SECONDARY_LOAD, SECONDARY_UNLOAD, FILES or ENGINE_ATTRIBUTE",
+                        tok,
+                    )
                     .unwrap_err()
                     .into());
             }
@@ -1550,6 +1583,30 @@ mod tests {
                 ..
             }
         ));
+        match parse_statement(
+            "ALTER TABLE s.t FILES = (URI 's3://b/a.csv', URI 's3://b/c/' PATTERN '.*')",
+        )
+        .unwrap()
+        {
+            Statement::AlterFiles { files, .. } => {
+                assert_eq!(files.len(), 2);
+                assert_eq!(files[1].pattern.as_deref(), Some(".*"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_statement(
+                r#"ALTER TABLE s.t ENGINE_ATTRIBUTE='{"file": [{"uri": "s3://b/x/"}]}'"#
+            )
+            .unwrap(),
+            Statement::AlterFiles { .. }
+        ));
+        let e = parse_statement(
+            r#"ALTER TABLE s.t ENGINE_ATTRIBUTE='{"file": [{"uri": "s3://b/x/"}], "dialect": {"format": "csv"}}'"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"dialect\""), "{e}");
         let e = parse_statement("ALTER TABLE s.t SECONDARY_LOAD VALIDATE")
             .unwrap_err()
             .to_string();

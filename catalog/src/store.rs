@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CatalogError, Result};
-use crate::model::{TableDef, TableKey, redact_uri};
+use crate::model::{FileSpec, TableDef, TableKey, redact_uri};
 
 const FILE_NAME: &str = "catalog.json";
 const SECRETS_FILE_NAME: &str = "secrets.json";
@@ -196,6 +196,23 @@ impl CatalogStore {
             tables.insert(table, StoredTable { id: next_id, def });
             s.next_table_id = next_id + 1;
             Ok(Change::Changed(Some(next_id)))
+        })
+    }
+
+    /// Gives `key` a new list of files (selective load); answers the definition it had.
+    pub fn replace_files(&self, key: &TableKey, files: Vec<FileSpec>) -> Result<TableDef> {
+        self.update(|s| {
+            let stored = s
+                .databases
+                .get_mut(&key.database)
+                .and_then(|t| t.get_mut(&key.table))
+                .ok_or_else(|| CatalogError::TableNotFound {
+                    database: key.database.clone(),
+                    table: key.table.clone(),
+                })?;
+            let before = stored.def.clone();
+            stored.def.files = files;
+            Ok(Change::Changed(before))
         })
     }
 

@@ -326,3 +326,79 @@ with open(f"{d}/csv/big.csv", "w", newline="") as f:
         );
     }
 }
+
+#[tokio::test]
+async fn selective_load_changes_the_file_list_and_a_failed_refresh_keeps_the_old_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (name, ids) in [("a.csv", 1..=3), ("b.csv", 4..=5), ("c.csv", 6..=9)] {
+        let text: String = ids.map(|i| format!("{i},x{i}\n")).collect();
+        std::fs::write(data.join(name), text).unwrap();
+    }
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE v").await;
+    let uri = |f: &str| format!("URI 'file://{}'", data.join(f).display());
+    server
+        .create_and_load(
+            "v.t",
+            &format!(
+                "(id INT, name VARCHAR(8)) FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY ',') FILES = ({}, {})",
+                uri("a.csv"),
+                uri("b.csv")
+            ),
+        )
+        .await;
+    let count = || async { server.rows("SELECT count(*), sum(id) FROM v.t").await };
+    assert_eq!(count().await, vec![vec![json!(5), json!(15)]]);
+    // The new list: a kept as loaded, b dropped, c read.
+    let r = server
+        .ok(&format!(
+            "ALTER TABLE v.t FILES = ({}, {})",
+            uri("a.csv"),
+            uri("c.csv")
+        ))
+        .await;
+    let names: Vec<_> = r["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    let field = |n: &str| r["rows"][0][names.iter().position(|x| x == n).unwrap()].clone();
+    assert_eq!(
+        (
+            field("files_added"),
+            field("files_removed"),
+            field("files_kept"),
+            field("rows")
+        ),
+        (json!(1), json!(1), json!(1), json!(7)),
+        "{r}"
+    );
+    assert_eq!(count().await, vec![vec![json!(7), json!(36)]]);
+    let ddl = server.rows("SHOW CREATE TABLE v.t").await;
+    let ddl = ddl[0][1].as_str().unwrap();
+    assert!(ddl.contains("c.csv") && !ddl.contains("b.csv"), "{ddl}");
+    // A list with a file that is not there: the refresh fails, naming it; the old list and the
+    // loaded rows stay.
+    let e = server
+        .err(&format!(
+            r#"ALTER TABLE v.t ENGINE_ATTRIBUTE='{{"file": [{{"uri": "file://{}"}}]}}'"#,
+            data.join("missing.csv").display()
+        ))
+        .await;
+    assert!(e.message.contains("missing.csv"), "{e:?}");
+    assert_eq!(count().await, vec![vec![json!(7), json!(36)]]);
+    let ddl = server.rows("SHOW CREATE TABLE v.t").await;
+    assert!(
+        ddl[0][1].as_str().unwrap().contains("c.csv"),
+        "the old list stays: {ddl:?}"
+    );
+    // A location outside the allowed ones is refused before anything changes.
+    let e = server
+        .err("ALTER TABLE v.t FILES = (URI 'file:///etc/passwd')")
+        .await;
+    assert_eq!(e.status, 403, "{e:?}");
+    assert_eq!(count().await, vec![vec![json!(7), json!(36)]]);
+}

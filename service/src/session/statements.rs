@@ -63,6 +63,7 @@ pub(super) fn audited(stmt: &Statement, database: Option<&str>) -> Option<(&'sta
         } => return None,
         Statement::SecondaryLoad { table: t, .. } => ("secondary_load", table(t)),
         Statement::SecondaryUnload { table: t } => ("secondary_unload", table(t)),
+        Statement::AlterFiles { table: t, .. } => ("alter_table_files", table(t)),
         Statement::HeatwaveLoad {
             mode: LoadMode::Validation | LoadMode::DryRun,
             ..
@@ -201,6 +202,11 @@ pub(super) async fn run(
                 ("seconds", Arc::new(Float64Array::from(vec![r.seconds]))),
             ])
         }
+        Statement::AlterFiles { table, files } => {
+            let key = table.resolve(database)?;
+            caller.require(Role::Admin, "ALTER TABLE")?;
+            alter_files(s, &key, files).await
+        }
         Statement::SecondaryUnload { table } => {
             let key = table.resolve(database)?;
             caller.require_in(Role::Loader, &key.database, "SECONDARY_UNLOAD")?;
@@ -291,6 +297,56 @@ async fn define_tables(
         done?;
     }
     Ok(())
+}
+
+/// Selective load: gives a table a new list of files. A loaded table is refreshed at once, which
+/// reads only the files the new list adds and drops those it no longer has; if that refresh
+/// fails, the old list stays (and the loaded version keeps serving). Answers what the refresh did.
+async fn alter_files(
+    s: &Sessions,
+    key: &TableKey,
+    files: Vec<tarn_catalog::FileSpec>,
+) -> Result<QueryStream> {
+    let mut def = s.catalog.get(key)?;
+    def.files = files.clone();
+    validate(s, &def)?;
+    let before = s.catalog.replace_files(key, files)?;
+    let loaded = s
+        .engine
+        .store()
+        .get(key)
+        .and_then(|e| e.current())
+        .is_some();
+    if !loaded {
+        return Ok(empty());
+    }
+    match s.loader.refresh(key).await {
+        Ok(r) => single(vec![
+            ("table", strings([r.table])),
+            (
+                "version",
+                Arc::new(UInt64Array::from(vec![r.version])) as ArrayRef,
+            ),
+            ("files", Arc::new(UInt64Array::from(vec![r.files as u64]))),
+            (
+                "files_added",
+                Arc::new(UInt64Array::from(vec![r.files_added as u64])),
+            ),
+            (
+                "files_removed",
+                Arc::new(UInt64Array::from(vec![r.files_removed as u64])),
+            ),
+            (
+                "files_kept",
+                Arc::new(UInt64Array::from(vec![r.files_reused as u64])),
+            ),
+            ("rows", Arc::new(UInt64Array::from(vec![r.rows]))),
+        ]),
+        Err(e) => {
+            s.catalog.replace_files(key, before.files)?;
+            Err(e)
+        }
+    }
 }
 
 /// `sys.HEATWAVE_LOAD`'s dry run: for every table the input list names (defined, or defined by
