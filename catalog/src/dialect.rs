@@ -1734,7 +1734,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("Expected: SECONDARY_LOAD or SECONDARY_UNLOAD, found: SECONDARY_LAOD"),
+            e.contains("Expected: SECONDARY_LOAD, SECONDARY_UNLOAD, FILES or ENGINE_ATTRIBUTE, found: SECONDARY_LAOD"),
             "{e}"
         );
         let e = parse_statement(

@@ -51,7 +51,7 @@ async fn malformed_ddl_says_where_and_what() {
     let e = server.err("ALTER TABLE s.t SECONDARY_LAOD").await;
     assert!(
         e.message
-            .contains("Expected: SECONDARY_LOAD or SECONDARY_UNLOAD, found: SECONDARY_LAOD"),
+            .contains("Expected: SECONDARY_LOAD, SECONDARY_UNLOAD, FILES or ENGINE_ATTRIBUTE, found: SECONDARY_LAOD"),
         "{}",
         e.message
     );
