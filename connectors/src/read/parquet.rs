@@ -66,19 +66,7 @@ pub(super) async fn sample(
         return Ok((FileBatches::default(), 1.0));
     };
     let share = first.num_rows() as f64 / total.max(1) as f64;
-    let wanted: Vec<usize> = meta
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| {
-            opts.schema
-                .fields()
-                .iter()
-                .any(|t| t.name().eq_ignore_ascii_case(f.name()))
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let wanted = wanted_columns(meta.schema(), &opts.schema);
     let mask = ProjectionMask::roots(meta.parquet_schema(), wanted);
     let batches: Vec<_> = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
         .with_row_groups(vec![0])
@@ -96,6 +84,21 @@ pub(super) async fn sample(
         row += batch.num_rows() as u64;
     }
     Ok((out, share))
+}
+
+/// The positions of the file's columns that the table has (names matched without case).
+fn wanted_columns(file: &Schema, table: &Schema) -> Vec<usize> {
+    file.fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            table
+                .fields()
+                .iter()
+                .any(|t| t.name().eq_ignore_ascii_case(f.name()))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// `schema` with string and binary views as plain string and binary columns, if it has views.
@@ -151,18 +154,7 @@ fn decode(bytes: Bytes, file: &FileEntry, opts: &ReadOptions) -> Result<FileBatc
     }
     let file_schema = meta.schema().clone();
     // Decode only the file's columns that the table has.
-    let wanted: Vec<usize> = file_schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| {
-            opts.schema
-                .fields()
-                .iter()
-                .any(|t| t.name().eq_ignore_ascii_case(f.name()))
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let wanted = wanted_columns(&file_schema, &opts.schema);
     if wanted.is_empty() && !opts.schema.fields().is_empty() {
         return Err(ConnectorError::data(
             &file.uri,
