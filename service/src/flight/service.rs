@@ -40,6 +40,10 @@ use crate::session::{Lifetime, Sessions, TABLE_KINDS};
 /// the query with it).
 const PARKED_FOR: Duration = Duration::from_secs(60);
 
+/// Answers one token may have waiting for their tickets: each holds a query's concurrency slot,
+/// so a client that asks and never fetches cannot take them all. Past it, its oldest is dropped.
+const PARKED_PER_TOKEN: usize = 8;
+
 /// Prepared statements one door keeps at most (clients close theirs; this bounds those that
 /// do not).
 const MAX_PREPARED: usize = 10_000;
@@ -54,7 +58,7 @@ struct Shared {
     sessions: Arc<Sessions>,
     tokens: Arc<Tokens>,
     /// Answers of statements that ran, waiting for their tickets.
-    parked: Mutex<HashMap<Vec<u8>, Parked>>,
+    parked: Mutex<Parking>,
     prepared: Mutex<HashMap<Vec<u8>, Prepared>>,
     info: SqlInfoData,
 }
@@ -63,6 +67,48 @@ struct Parked {
     owner: String,
     answer: QueryStream,
     since: Instant,
+}
+
+/// The answers waiting for their tickets, by handle.
+#[derive(Default)]
+struct Parking(HashMap<Vec<u8>, Parked>);
+
+impl Parking {
+    /// Parks `answer` for `owner` under `handle`; the owner's oldest goes when it has too many.
+    fn park(&mut self, handle: Vec<u8>, owner: String, answer: QueryStream) {
+        let mine: Vec<(Vec<u8>, Instant)> = self
+            .0
+            .iter()
+            .filter(|(_, p)| p.owner == owner)
+            .map(|(h, p)| (h.clone(), p.since))
+            .collect();
+        if mine.len() >= PARKED_PER_TOKEN
+            && let Some((oldest, _)) = mine.into_iter().min_by_key(|(_, since)| *since)
+        {
+            self.0.remove(&oldest);
+        }
+        self.0.insert(
+            handle,
+            Parked {
+                owner,
+                answer,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// The answer parked under `handle`, if `owner` parked it (taken: a ticket is redeemed once).
+    fn take(&mut self, handle: &[u8], owner: &str) -> Option<QueryStream> {
+        match self.0.get(handle) {
+            Some(p) if p.owner == owner => self.0.remove(handle).map(|p| p.answer),
+            _ => None,
+        }
+    }
+
+    /// Drops what waited longer than `limit`.
+    fn sweep(&mut self, limit: Duration) {
+        self.0.retain(|_, p| p.since.elapsed() < limit);
+    }
 }
 
 /// A prepared statement: its text, how many `?` it takes, and the values bound last.
@@ -80,7 +126,7 @@ impl FlightSql {
         Self(Arc::new(Shared {
             sessions,
             tokens,
-            parked: Mutex::new(HashMap::new()),
+            parked: Mutex::new(Parking::default()),
             prepared: Mutex::new(HashMap::new()),
             info: sql_info(),
         }))
@@ -93,7 +139,7 @@ impl FlightSql {
             .parked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, p| p.since.elapsed() < PARKED_FOR);
+            .sweep(PARKED_FOR);
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
@@ -115,17 +161,11 @@ impl FlightSql {
         let answer = session.execute(sql).await.map_err(status)?;
         let schema = answer.schema.clone();
         let handle = handle();
-        {
-            let mut parked = self.0.parked.lock().unwrap_or_else(|e| e.into_inner());
-            parked.insert(
-                handle.clone(),
-                Parked {
-                    owner,
-                    answer,
-                    since: Instant::now(),
-                },
-            );
-        }
+        self.0
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .park(handle.clone(), owner, answer);
         let ticket = TicketStatementQuery {
             statement_handle: handle.into(),
         };
@@ -324,16 +364,13 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request)?;
-        let parked = {
-            let mut parked = self.0.parked.lock().unwrap_or_else(|e| e.into_inner());
-            match parked.get(ticket.statement_handle.as_ref()) {
-                Some(p) if p.owner == caller.name => {
-                    parked.remove(ticket.statement_handle.as_ref())
-                }
-                _ => None,
-            }
-        };
-        let Some(Parked { answer, .. }) = parked else {
+        let parked = self
+            .0
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(ticket.statement_handle.as_ref(), &caller.name);
+        let Some(answer) = parked else {
             return Err(Status::not_found(
                 "no such answer: a ticket is redeemed once, by the token that ran its statement, within a minute",
             ));
@@ -608,6 +645,29 @@ mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn a_token_keeps_a_bounded_number_of_answers_and_only_its_own() {
+        let answer = || QueryStream::from_batches(Arc::new(Schema::empty()), vec![]);
+        let mut parking = Parking::default();
+        for i in 0..PARKED_PER_TOKEN + 2 {
+            parking.park(vec![i as u8], "a".into(), answer());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        parking.park(vec![100], "b".into(), answer());
+        // The two oldest of a's went; b's is untouched.
+        assert!(parking.take(&[0], "a").is_none());
+        assert!(parking.take(&[1], "a").is_none());
+        assert!(parking.take(&[2], "a").is_some());
+        assert!(
+            parking.take(&[2], "a").is_none(),
+            "a ticket is redeemed once"
+        );
+        assert!(parking.take(&[100], "a").is_none(), "not a's to take");
+        assert!(parking.take(&[100], "b").is_some());
+        parking.sweep(Duration::ZERO);
+        assert!(parking.take(&[3], "a").is_none(), "swept");
+    }
 
     #[test]
     fn bound_parameters_become_literals_row_by_row_and_their_number_is_checked() {
