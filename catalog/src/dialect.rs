@@ -929,7 +929,11 @@ pub fn table_ddl(def: &TableDef) -> String {
             out,
             " HEADER {} FIELDS TERMINATED BY {} ENCLOSED BY {} ESCAPED BY {}",
             if f.header { "ON" } else { "OFF" },
-            byte(Some(f.field_delimiter)),
+            if f.field_delimiter_auto {
+                "'auto'".to_string()
+            } else {
+                byte(Some(f.field_delimiter))
+            },
             byte(f.enclosed_by),
             byte(f.escaped_by),
         );
@@ -1018,7 +1022,9 @@ fn single_byte(what: &str, s: &str) -> Result<u8> {
 /// `LINES TERMINATED BY`: `\n` (and `\r\n`) is the default; any other single byte is allowed.
 fn line_terminator(s: &str) -> Result<Option<u8>> {
     match s {
+        // The default reads \n, \r\n and \r alike: 'auto' asks for no more.
         "\n" | "\r\n" => Ok(None),
+        auto if auto.eq_ignore_ascii_case("auto") => Ok(None),
         other => single_byte("LINES TERMINATED BY", other).map(Some),
     }
 }
@@ -1081,8 +1087,11 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
                 csv_only(&w)?;
                 loop {
                     if p.parse_keywords(&[Keyword::TERMINATED, Keyword::BY]) {
-                        f.field_delimiter =
-                            single_byte("FIELDS TERMINATED BY", &p.parse_literal_string()?)?;
+                        let s = p.parse_literal_string()?;
+                        f.field_delimiter_auto = s.eq_ignore_ascii_case("auto");
+                        if !f.field_delimiter_auto {
+                            f.field_delimiter = single_byte("FIELDS TERMINATED BY", &s)?;
+                        }
                     } else if eat_word(p, "OPTIONALLY") {
                         expect_word(p, "ENCLOSED")?;
                         p.expect_keyword(Keyword::BY)?;
@@ -1283,6 +1292,9 @@ fn parse_engine_attribute(
         let b = val.as_bool().unwrap_or(matches!(s.as_str(), "1" | "true"));
         match key.as_str() {
             "format" | "encoding" => {}
+            "field_delimiter" if s.eq_ignore_ascii_case("auto") => {
+                format.field_delimiter_auto = true
+            }
             "field_delimiter" => format.field_delimiter = single_byte("field_delimiter", &s)?,
             "record_delimiter" => format.line_terminator = line_terminator(&s)?,
             "escape_character" => format.escaped_by = optional_byte("escape_character", &s)?,
@@ -1386,6 +1398,7 @@ mod tests {
              DATA_PLACEMENT_KEY = (c, a)",
             "CREATE EXTERNAL TABLE `my db`.`t``2` FILE_FORMAT = (FORMAT parquet) FILES = (URI 'oci://b@ns/x/')",
             "CREATE EXTERNAL TABLE d.j (a BIGINT) FILE_FORMAT = (FORMAT json) FILES = (URI 's3://b/j/')",
+            "CREATE EXTERNAL TABLE d.a FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY 'auto' LINES TERMINATED BY 'auto') FILES = (URI 's3://b/a/')",
         ] {
             let Statement::CreateTable { table, .. } = parse_statement(ddl).unwrap() else {
                 panic!("{ddl}")

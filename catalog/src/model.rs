@@ -129,6 +129,10 @@ impl Compression {
 pub struct FileFormat {
     pub kind: FormatKind,
     pub compression: Compression,
+    /// `FIELDS TERMINATED BY 'auto'`: each file's delimiter is found from its first lines
+    /// (`field_delimiter` is then only the fallback).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub field_delimiter_auto: bool,
     /// First line is a header (skipped; not used for names).
     pub header: bool,
     pub field_delimiter: u8,
@@ -150,6 +154,7 @@ impl FileFormat {
         Self {
             kind,
             compression: Compression::Auto,
+            field_delimiter_auto: false,
             header: false,
             field_delimiter: b'|',
             enclosed_by: Some(b'"'),

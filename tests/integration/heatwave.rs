@@ -402,3 +402,42 @@ async fn selective_load_changes_the_file_list_and_a_failed_refresh_keeps_the_old
     assert_eq!(e.status, 403, "{e:?}");
     assert_eq!(count().await, vec![vec![json!(7), json!(36)]]);
 }
+
+#[tokio::test]
+async fn fields_terminated_by_auto_finds_each_files_delimiter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Two files of one table, written with different delimiters (and one with a quoted field
+    // holding the other's delimiter).
+    std::fs::write(data.join("a.csv"), "1;\"x|y\";2.5\n2;b;3.5\n").unwrap();
+    std::fs::write(data.join("b.csv"), "3|c|4.5\r\n4|d|5.5\r\n").unwrap();
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE v").await;
+    server
+        .create_and_load(
+            "v.t",
+            &format!(
+                "(id INT, name VARCHAR(8), x DOUBLE) FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY 'auto' LINES TERMINATED BY 'auto') FILES = (URI 'file://{}/')",
+                data.display()
+            ),
+        )
+        .await;
+    assert_eq!(
+        server.rows("SELECT id, name, x FROM v.t ORDER BY id").await,
+        vec![
+            vec![json!(1), json!("x|y"), json!(2.5)],
+            vec![json!(2), json!("b"), json!(3.5)],
+            vec![json!(3), json!("c"), json!(4.5)],
+            vec![json!(4), json!("d"), json!(5.5)],
+        ]
+    );
+    let ddl = server.rows("SHOW CREATE TABLE v.t").await;
+    assert!(
+        ddl[0][1]
+            .as_str()
+            .unwrap()
+            .contains("FIELDS TERMINATED BY 'auto'"),
+        "{ddl:?}"
+    );
+}

@@ -44,7 +44,81 @@ fn reader_builder(format: &FileFormat) -> csv::ReaderBuilder {
 /// Uncompressed files at least this large are parsed in parallel chunks.
 const PARALLEL_MIN_BYTES: usize = 32 << 20;
 
+/// Delimiters `FIELDS TERMINATED BY 'auto'` chooses among.
+const AUTO_DELIMITERS: [u8; 4] = [b',', b'|', b'\t', b';'];
+
+/// The delimiter the first lines of `text` use: the candidate found the same number of times
+/// (outside quotes) on every one of up to 20 lines, the most often; else the one found on the most
+/// lines; `fallback` when none is found at all.
+fn sniff_delimiter(text: &[u8], quote: Option<u8>, fallback: u8) -> u8 {
+    let lines: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .take(20)
+        .collect();
+    // A last line cut short by the end of the sample is not judged.
+    let lines = if lines.len() > 1 && !text.ends_with(b"\n") {
+        &lines[..lines.len() - 1]
+    } else {
+        &lines[..]
+    };
+    let count = |line: &[u8], d: u8| {
+        let mut quoted = false;
+        line.iter()
+            .filter(|&&b| {
+                if Some(b) == quote {
+                    quoted = !quoted;
+                }
+                b == d && !quoted
+            })
+            .count()
+    };
+    let mut best: Option<(bool, usize, usize, u8)> = None;
+    for d in AUTO_DELIMITERS {
+        let counts: Vec<usize> = lines.iter().map(|l| count(l, d)).collect();
+        let on = counts.iter().filter(|&&c| c > 0).count();
+        if on == 0 {
+            continue;
+        }
+        let consistent = counts.iter().all(|&c| c == counts[0]);
+        let key = (consistent, on, counts[0], d);
+        if best.is_none_or(|b| (key.0, key.1, key.2) > (b.0, b.1, b.2)) {
+            best = Some(key);
+        }
+    }
+    best.map_or(fallback, |b| b.3)
+}
+
+/// `opts` with `FIELDS TERMINATED BY 'auto'` resolved for this file, from its first 64 KiB of text.
+fn resolve_auto(file: &FileEntry, bytes: &Bytes, format: &FileFormat) -> Result<Option<u8>> {
+    if !format.field_delimiter_auto {
+        return Ok(None);
+    }
+    let mut head = Vec::new();
+    decompressed(file, bytes.clone(), format.compression, None)?
+        .take(64 << 10)
+        .read_to_end(&mut head)
+        .map_err(|e| ConnectorError::data(&file.uri, e))?;
+    Ok(Some(sniff_delimiter(
+        &head,
+        format.enclosed_by,
+        format.field_delimiter,
+    )))
+}
+
 pub(super) fn read(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result<FileBatches> {
+    let resolved;
+    let opts = match resolve_auto(file, &bytes, &opts.format)? {
+        Some(d) => {
+            let mut o = opts.clone();
+            o.format.field_delimiter = d;
+            o.format.field_delimiter_auto = false;
+            resolved = o;
+            &resolved
+        }
+        None => opts,
+    };
     let skip = opts.format.skip_lines + u64::from(opts.format.header);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -384,6 +458,18 @@ fn csv_error(file: &FileEntry, e: csv::Error, first_line: u64) -> ConnectorError
 /// Infers column types from the first 1,000 records with arrow-csv's inference; names come from the
 /// header when there is one, else `c1`, `c2`, ...
 pub(super) fn infer(file: &FileEntry, bytes: Bytes, format: &FileFormat) -> Result<SchemaRef> {
+    let resolved;
+    let format = match resolve_auto(file, &bytes, format)? {
+        Some(d) => {
+            resolved = FileFormat {
+                field_delimiter: d,
+                field_delimiter_auto: false,
+                ..format.clone()
+            };
+            &resolved
+        }
+        None => format,
+    };
     let mut input = BufReader::new(decompressed(file, bytes, format.compression, None)?);
     let term = format.line_terminator.unwrap_or(b'\n');
     let mut sink = Vec::new();
@@ -548,6 +634,38 @@ mod tests {
         let out = read(&entry("bad.csv"), Bytes::from(crlf), &opts(f_crlf(), false)).unwrap();
         let got: Vec<u64> = out.rejected.iter().map(|r| r.line).collect();
         assert_eq!(got, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn auto_finds_the_delimiter_the_first_lines_share() {
+        for (text, want) in [
+            ("a,b,c\n1,2,3\n", b','),
+            ("a|b|c\n1|2,5|3\n", b'|'),
+            ("a\tb\n1\t2\n3\t4", b'\t'),
+            ("a;b\n\"x;y\";2\n", b';'),
+            ("\"a,b\"|c\n\"d,e\"|f\n", b'|'),
+            ("no delimiter here\n", b'#'),
+        ] {
+            assert_eq!(
+                sniff_delimiter(text.as_bytes(), Some(b'"'), b'#') as char,
+                want as char,
+                "{text:?}"
+            );
+        }
+        // Read with 'auto': the file's own delimiter.
+        let mut f = f_crlf();
+        f.field_delimiter_auto = true;
+        f.field_delimiter = b'|';
+        let text = "1;a;2024-01-01\n2;b;2024-01-02\n";
+        let out = read(&entry("auto.csv"), Bytes::from(text), &opts(f, true)).unwrap();
+        assert_eq!(out.batches[0].num_rows(), 2);
+        assert_eq!(
+            out.batches[0]
+                .column(0)
+                .as_primitive::<Int32Type>()
+                .values(),
+            &[1, 2]
+        );
     }
 
     fn f_crlf() -> FileFormat {
