@@ -121,6 +121,19 @@ pub fn schema_of(columns: &[ColumnDef]) -> Result<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// Column definitions for an Arrow schema (an inferred one): the inverse of [`schema_of`].
+pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ColumnDef {
+            name: f.name().clone(),
+            sql_type: arrow_to_sql_name(f.data_type()),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
 /// The MySQL name for an Arrow type, as DESCRIBE shows columns of an inferred schema.
 pub fn arrow_to_sql_name(t: &Arrow) -> String {
     match t {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
-use tarn_catalog::types::{arrow_to_sql_name, schema_of};
+use tarn_catalog::types::{columns_of, schema_of};
 use tarn_catalog::{CatalogError, LoadMode, LoadOutput, Statement, TableDef, TableKey};
 use tarn_engine::QueryStream;
 use tarn_engine::query::{PERFORMANCE_SCHEMA, system};
@@ -228,7 +228,7 @@ pub(super) async fn run(
                 return dry_run(s, &input, &define, output).await;
             }
             define_tables(s, caller, &define, mode).await?;
-            let keys = listed_tables(s, &input)?;
+            let keys = listed_tables(s, &input, &[])?;
             let answer = match mode {
                 LoadMode::Normal => heatwave_load(s, keys, refresh, output).await?,
                 LoadMode::Validation => {
@@ -282,21 +282,36 @@ async fn define_tables(
             s.audit.record(caller, "create_database", db, &done);
             done?;
         }
-        let ddl = format!(
-            "CREATE TABLE `{}`.`{}` ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{}'",
-            db.replace('`', "``"),
-            table.replace('`', "``"),
-            attribute.replace('\'', "''")
-        );
-        let done = match tarn_catalog::parse_statement(&ddl) {
-            Ok(stmt) => Box::pin(run(s, caller, None, stmt)).await,
-            Err(e) => Err(e.into()),
+        let done = match attribute_definition(db, table, attribute) {
+            Ok(table) => {
+                let stmt = Statement::CreateTable {
+                    table,
+                    if_not_exists: false,
+                };
+                Box::pin(run(s, caller, None, stmt)).await
+            }
+            Err(e) => Err(e),
         };
         s.audit
             .record(caller, "create_table", &key.to_string(), &done);
         done?;
     }
     Ok(())
+}
+
+/// The definition an input list's table object gives by its `engine_attribute`, read as the
+/// `CREATE TABLE ... ENGINE_ATTRIBUTE='...'` form would read it.
+fn attribute_definition(db: &str, table: &str, attribute: &str) -> Result<TableDef> {
+    let ddl = format!(
+        "CREATE TABLE `{}`.`{}` ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{}'",
+        db.replace('`', "``"),
+        table.replace('`', "``"),
+        attribute.replace('\'', "''")
+    );
+    match tarn_catalog::parse_statement(&ddl)? {
+        Statement::CreateTable { table, .. } => Ok(table),
+        _ => Err(ServiceError::Internal("not a CREATE TABLE".into())),
+    }
 }
 
 /// Selective load: gives a table a new list of files. A loaded table is refreshed at once, which
@@ -361,37 +376,16 @@ async fn dry_run(
 ) -> Result<QueryStream> {
     let mut defs = Vec::new();
     for (db, table, attribute) in define {
-        let key = TableKey::new(db, table);
-        if s.catalog.get(&key).is_ok() {
+        if s.catalog.get(&TableKey::new(db, table)).is_ok() {
             continue;
         }
-        let ddl = format!(
-            "CREATE TABLE `{}`.`{}` ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{}'",
-            db.replace('`', "``"),
-            table.replace('`', "``"),
-            attribute.replace('\'', "''")
-        );
-        match tarn_catalog::parse_statement(&ddl)? {
-            Statement::CreateTable { table, .. } => {
-                validate(s, &table)?;
-                defs.push(table);
-            }
-            _ => return Err(ServiceError::Internal("not a CREATE TABLE".into())),
-        }
+        let def = attribute_definition(db, table, attribute)?;
+        validate(s, &def)?;
+        defs.push(def);
     }
     let pending: Vec<TableKey> = defs.iter().map(|d| d.key.clone()).collect();
-    for (db, tables) in input {
-        let names = if tables.is_empty() {
-            s.catalog.tables(db).unwrap_or_default()
-        } else {
-            tables.clone()
-        };
-        for t in names {
-            let key = TableKey::new(db, &t);
-            if !pending.contains(&key) {
-                defs.push(s.catalog.get(&key)?);
-            }
-        }
+    for key in listed_tables(s, input, &pending)? {
+        defs.push(s.catalog.get(&key)?);
     }
     let (mut names, mut ddls, mut files, mut bytes, mut rows, mut memory) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
@@ -399,17 +393,7 @@ async fn dry_run(
     for mut def in defs {
         let e = s.loader.estimate(&def).await?;
         if def.columns.is_none() {
-            def.columns = Some(
-                e.columns
-                    .fields()
-                    .iter()
-                    .map(|f| tarn_catalog::ColumnDef {
-                        name: f.name().to_lowercase(),
-                        sql_type: arrow_to_sql_name(f.data_type()),
-                        nullable: f.is_nullable(),
-                    })
-                    .collect(),
-            );
+            def.columns = Some(columns_of(&e.columns));
         }
         names.push(Some(def.key.to_string()));
         ddls.push(Some(tarn_catalog::dialect::table_ddl(&def)));
@@ -446,9 +430,13 @@ async fn dry_run(
     ])
 }
 
-/// The tables a `CALL sys.HEATWAVE_LOAD` input list names (a database alone: all its tables);
-/// each must exist.
-fn listed_tables(s: &Sessions, input: &[(String, Vec<String>)]) -> Result<Vec<TableKey>> {
+/// The tables a `CALL sys.HEATWAVE_LOAD` input list names (a database alone: all its tables),
+/// but those in `except`; each must exist.
+fn listed_tables(
+    s: &Sessions,
+    input: &[(String, Vec<String>)],
+    except: &[TableKey],
+) -> Result<Vec<TableKey>> {
     let mut keys = Vec::new();
     for (db, tables) in input {
         let names = if tables.is_empty() {
@@ -458,6 +446,9 @@ fn listed_tables(s: &Sessions, input: &[(String, Vec<String>)]) -> Result<Vec<Ta
         };
         for t in names {
             let key = TableKey::new(db, &t);
+            if except.contains(&key) {
+                continue;
+            }
             s.catalog.get(&key)?;
             keys.push(key);
         }
@@ -607,36 +598,24 @@ fn validate(s: &Sessions, def: &TableDef) -> Result<()> {
 fn describe(s: &Sessions, key: &TableKey) -> Result<QueryStream> {
     let key = key.clone();
     let def = s.catalog.get(&key)?;
-    let (names, types, nulls): (Vec<String>, Vec<String>, Vec<&str>) = match (
-        &def.columns,
+    let cols = match (
+        def.columns,
         s.engine.store().get(&key).and_then(|e| e.current()),
     ) {
-        (Some(cols), _) => (
-            cols.iter().map(|c| c.name.clone()).collect(),
-            cols.iter().map(|c| c.sql_type.clone()).collect(),
-            cols.iter()
-                .map(|c| if c.nullable { "YES" } else { "NO" })
-                .collect(),
-        ),
-        (None, Some(v)) => (
-            v.schema.fields().iter().map(|f| f.name().clone()).collect(),
-            v.schema
-                .fields()
-                .iter()
-                .map(|f| arrow_to_sql_name(f.data_type()))
-                .collect(),
-            v.schema
-                .fields()
-                .iter()
-                .map(|f| if f.is_nullable() { "YES" } else { "NO" })
-                .collect(),
-        ),
+        (Some(cols), _) => cols,
+        (None, Some(v)) => columns_of(&v.schema),
         (None, None) => {
             return Err(ServiceError::BadRequest(format!(
                 "the columns of '{key}' are inferred from its files when it loads: run ALTER TABLE {key} SECONDARY_LOAD first"
             )));
         }
     };
+    let names: Vec<String> = cols.iter().map(|c| c.name.clone()).collect();
+    let types: Vec<String> = cols.iter().map(|c| c.sql_type.clone()).collect();
+    let nulls: Vec<&str> = cols
+        .iter()
+        .map(|c| if c.nullable { "YES" } else { "NO" })
+        .collect();
     let n = names.len();
     single(vec![
         ("Field", strings(names)),
