@@ -212,6 +212,15 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Decodes the bytes of a CSV, JSON or Avro file (or of its start) by the table's format.
+fn decode_bytes(file: &FileEntry, bytes: Bytes, opts: &ReadOptions) -> Result<FileBatches> {
+    match opts.format.kind {
+        FormatKind::Csv => csv::read(file, bytes, opts),
+        FormatKind::Json => json::read(file, bytes, opts),
+        _ => avro::read(file, bytes, opts),
+    }
+}
+
 /// Reads one file of a CSV, Parquet, JSON or Avro table. (Delta data files are read through
 /// the table's log by [`delta::read_delta_files`].)
 pub async fn read_file(
@@ -237,11 +246,7 @@ pub async fn read_file(
                     fetched,
                 };
                 let n = bytes.len() as u64;
-                let out = match opts.format.kind {
-                    FormatKind::Csv => csv::read(&file, bytes, &opts),
-                    FormatKind::Json => json::read(&file, bytes, &opts),
-                    _ => avro::read(&file, bytes, &opts),
-                }?;
+                let out = decode_bytes(&file, bytes, &opts)?;
                 if opts.format.kind != FormatKind::Csv {
                     opts.advance(n);
                 }
@@ -284,12 +289,9 @@ pub async fn sample_file(
             let share = end as f64 / file.size as f64;
             let owned = file.clone();
             let opts = opts.clone();
-            let out = tokio::task::spawn_blocking(move || match opts.format.kind {
-                FormatKind::Csv => csv::read(&owned, bytes, &opts),
-                _ => json::read(&owned, bytes, &opts),
-            })
-            .await
-            .map_err(|e| ConnectorError::data(&file.uri, format!("reader failed: {e}")))??;
+            let out = tokio::task::spawn_blocking(move || decode_bytes(&owned, bytes, &opts))
+                .await
+                .map_err(|e| ConnectorError::data(&file.uri, format!("reader failed: {e}")))??;
             Ok((out, share))
         }
         _ => Ok((read_file(store, file, opts).await?, 1.0)),

@@ -44,18 +44,11 @@ pub(super) async fn sample(
 ) -> Result<(FileBatches, f64)> {
     use futures::TryStreamExt;
     use parquet::arrow::ParquetRecordBatchStreamBuilder;
-    let corrupt = |e| parquet_error(&file.uri, "not a readable Parquet file", e);
     let mut reader = ParquetObjectReader::new(store, file.path()).with_file_size(file.size);
-    let mut meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+    let meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
         .await
-        .map_err(corrupt)?;
-    if let Some(plain) = plain_strings(meta.schema()) {
-        meta = ArrowReaderMetadata::try_new(
-            meta.metadata().clone(),
-            ArrowReaderOptions::new().with_schema(plain),
-        )
-        .map_err(corrupt)?;
-    }
+        .map_err(|e| parquet_error(&file.uri, "not a readable Parquet file", e))?;
+    let meta = with_plain_strings(meta, file)?;
     let total: i64 = meta
         .metadata()
         .row_groups()
@@ -84,6 +77,18 @@ pub(super) async fn sample(
         row += batch.num_rows() as u64;
     }
     Ok((out, share))
+}
+
+/// `meta` reading string and binary views as plain columns, as every load keeps them.
+fn with_plain_strings(meta: ArrowReaderMetadata, file: &FileEntry) -> Result<ArrowReaderMetadata> {
+    match plain_strings(meta.schema()) {
+        Some(plain) => ArrowReaderMetadata::try_new(
+            meta.metadata().clone(),
+            ArrowReaderOptions::new().with_schema(plain),
+        )
+        .map_err(|e| parquet_error(&file.uri, "not a readable Parquet file", e)),
+        None => Ok(meta),
+    }
 }
 
 /// The positions of the file's columns that the table has (names matched without case).
@@ -143,15 +148,9 @@ pub(super) async fn read(
 }
 
 fn decode(bytes: Bytes, file: &FileEntry, opts: &ReadOptions) -> Result<FileBatches> {
-    let mut meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())
+    let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())
         .map_err(|e| parquet_error(&file.uri, "not a readable Parquet file", e))?;
-    if let Some(plain) = plain_strings(meta.schema()) {
-        meta = ArrowReaderMetadata::try_new(
-            meta.metadata().clone(),
-            ArrowReaderOptions::new().with_schema(plain),
-        )
-        .map_err(|e| parquet_error(&file.uri, "not a readable Parquet file", e))?;
-    }
+    let meta = with_plain_strings(meta, file)?;
     let file_schema = meta.schema().clone();
     // Decode only the file's columns that the table has.
     let wanted = wanted_columns(&file_schema, &opts.schema);

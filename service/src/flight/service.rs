@@ -287,6 +287,19 @@ fn parameter_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, Status> {
     Ok(rows)
 }
 
+/// The parameter rows a DoPut sends, as SQL literals.
+async fn bound_rows(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Vec<Vec<String>>, Status> {
+    let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
+        request.into_inner().map_err(FlightError::from),
+    )
+    .try_collect()
+    .await
+    .map_err(Status::from)?;
+    parameter_rows(&batches)
+}
+
 /// The statement with one row of parameters filled in, after checking their number.
 fn bound(p: &Prepared, values: &[String]) -> Result<String, Status> {
     if values.len() != p.params {
@@ -442,13 +455,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let caller = self.caller(&request)?;
         self.prepared(&caller, &query.prepared_statement_handle)?;
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
-            request.into_inner().map_err(FlightError::from),
-        )
-        .try_collect()
-        .await
-        .map_err(Status::from)?;
-        let rows = parameter_rows(&batches)?;
+        let rows = bound_rows(request).await?;
         let mut prepared = self.0.prepared.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = prepared.get_mut(query.prepared_statement_handle.as_ref()) {
             p.values = rows;
@@ -466,13 +473,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<i64, Status> {
         let caller = self.caller(&request)?;
         let p = self.prepared(&caller, &query.prepared_statement_handle)?;
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
-            request.into_inner().map_err(FlightError::from),
-        )
-        .try_collect()
-        .await
-        .map_err(Status::from)?;
-        let mut rows = parameter_rows(&batches)?;
+        let mut rows = bound_rows(request).await?;
         if rows.is_empty() {
             rows.push(Vec::new());
         }
