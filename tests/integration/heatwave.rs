@@ -287,10 +287,15 @@ with open(f"{d}/csv/big.csv", "w", newline="") as f:
         total[1].as_u64().unwrap(),
         pq[1].as_u64().unwrap() + csv[1].as_u64().unwrap()
     );
-    // Nothing was created or loaded.
+    // Nothing was created or loaded, and the memory the samples took is given back.
     assert_eq!(
         server.table_status("e", "pq").await["load_status"],
         "NOLOAD_RPDGSTABSTATE"
+    );
+    let metrics = server.text("/metrics").await;
+    assert!(
+        metrics.contains("tarn_memory_reserved_bytes 0"),
+        "{metrics}"
     );
     let e = server.err("SELECT * FROM e.csv").await;
     assert!(e.message.contains("csv"), "{e:?}");

@@ -233,7 +233,11 @@ impl Loader {
             Some(c) => tarn_catalog::types::schema_of(c)?,
             None => read::infer_schema(store.clone(), largest, &def.format).await?,
         };
-        let opts = read::ReadOptions::new(def.format.clone(), columns.clone(), false);
+        // What the sample holds counts against memory_limit as a load's reading does, and is
+        // given back when the estimate is done.
+        let reservation = Arc::new(self.memory.reserve(&def.key, 0)?);
+        let opts = read::ReadOptions::new(def.format.clone(), columns.clone(), false)
+            .with_memory(reservation.clone());
         let (sample, share) = read::sample_file(store.clone(), largest, &opts).await?;
         let segment =
             tarn_engine::store::Segment::new(largest.uri.clone(), sample.batches, sample.rejected);
