@@ -400,6 +400,50 @@ async fn selective_load_changes_the_file_list_and_a_failed_refresh_keeps_the_old
         ddl[0][1].as_str().unwrap().contains("c.csv"),
         "the old list stays: {ddl:?}"
     );
+    // Changing the file list is DDL (the admin's); validating is a loader's.
+    let token = |role: &str| {
+        let server = &server;
+        let role = role.to_string();
+        async move {
+            let r = client()
+                .post(server.url("/v1/tokens"))
+                .json(&json!({"name": role, "role": role}))
+                .send()
+                .await
+                .unwrap();
+            let made: serde_json::Value = r.json().await.unwrap();
+            client_with(made["token"].as_str().unwrap())
+        }
+    };
+    let (loader, reader) = (token("loader").await, token("reader").await);
+    let sql = |c: &reqwest::Client, q: String| {
+        let req = c.post(server.url("/v1/sql")).body(q);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        sql(
+            &loader,
+            format!("ALTER TABLE v.t FILES = ({})", uri("b.csv"))
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        sql(
+            &reader,
+            "ALTER TABLE v.t SECONDARY_LOAD VALIDATE ONLY".into()
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        sql(
+            &loader,
+            "ALTER TABLE v.t SECONDARY_LOAD VALIDATE ONLY".into()
+        )
+        .await,
+        200
+    );
     // A location outside the allowed ones is refused before anything changes.
     let e = server
         .err("ALTER TABLE v.t FILES = (URI 'file:///etc/passwd')")
