@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{ColumnOption, ObjectName, Value};
-use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{IsOptional, Parser};
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -137,7 +136,7 @@ pub const HEATWAVE_LOAD_OPTIONS: [&str; 3] = ["mode", "output", "refresh_externa
 
 /// Parses one statement (a trailing `;` is allowed).
 pub fn parse_statement(sql: &str) -> Result<Statement> {
-    let dialect = MySqlDialect {};
+    let dialect = crate::TarnDialect::default();
     let mut p = Parser::new(&dialect).try_with_sql(sql)?;
     let stmt = if p.parse_keyword(Keyword::CREATE) {
         if p.parse_one_of_keywords(&[Keyword::DATABASE, Keyword::SCHEMA])
@@ -329,7 +328,7 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
 /// `SET @a = expr, @b = expr`, parsed by sqlparser.
 fn parse_set_variables(sql: &str) -> Result<Statement> {
     use datafusion::sql::sqlparser::ast::{Set, Statement as Sql};
-    let dialect = MySqlDialect {};
+    let dialect = crate::TarnDialect::default();
     let stmt = Parser::new(&dialect).try_with_sql(sql)?.parse_statement()?;
     let pairs: Vec<(ObjectName, String)> = match stmt {
         Sql::Set(Set::SingleAssignment {
@@ -389,7 +388,7 @@ fn parse_call(sql: &str) -> Result<Statement> {
     use datafusion::sql::sqlparser::ast::{
         CastKind, Expr, FunctionArguments, Statement as Sql, Value as V,
     };
-    let dialect = MySqlDialect {};
+    let dialect = crate::TarnDialect::default();
     let stmt = Parser::new(&dialect).try_with_sql(sql)?.parse_statement()?;
     let Sql::Call(f) = stmt else {
         return Err(CatalogError::invalid(
@@ -1193,7 +1192,7 @@ fn parse_files(p: &mut Parser) -> Result<Vec<FileSpec>> {
 }
 
 fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Result<Statement> {
-    let dialect = MySqlDialect {};
+    let dialect = crate::TarnDialect::default();
     let mut stmts =
         DFParser::parse_sql_with_dialect(sql, &dialect).map_err(|e| CatalogError::Syntax {
             message: e

@@ -1,11 +1,13 @@
 //! Tarn's catalog: what a table is (its definition), how DDL describes it (the dialect), how MySQL
-//! column types map to Arrow, and where definitions are kept (the durable store).
+//! column types map to Arrow (and JSON documents as MySQL has them), and where definitions are kept (the durable store).
 //!
 //! This crate does no network I/O and knows nothing of loading; connectors and the service build on it.
 
 pub mod dialect;
 pub mod error;
+pub mod json;
 pub mod model;
+pub mod sql_dialect;
 pub mod store;
 pub mod types;
 
@@ -14,4 +16,5 @@ pub use error::{CatalogError, Result};
 pub use model::{
     ColumnDef, Compression, FileFormat, FileSpec, FormatKind, TableDef, TableKey, TableOptions,
 };
+pub use sql_dialect::TarnDialect;
 pub use store::{CatalogStore, write_atomic};

@@ -9,6 +9,56 @@ use std::sync::Arc;
 use crate::error::{CatalogError, Result};
 use crate::model::ColumnDef;
 
+/// The Arrow extension type (canonical) that marks a text column holding JSON documents.
+pub const JSON_EXTENSION: &str = "arrow.json";
+const EXTENSION_KEY: &str = "ARROW:extension:name";
+
+/// A JSON column: UTF-8 text marked as JSON, so that DESCRIBE, the MySQL door and exports call it
+/// JSON.
+pub fn json_field(name: &str, nullable: bool) -> Field {
+    Field::new(name, Arrow::Utf8, nullable).with_metadata(
+        [(EXTENSION_KEY.to_string(), JSON_EXTENSION.to_string())]
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// Whether `field` is a JSON column ([`json_field`]).
+pub fn is_json(field: &Field) -> bool {
+    field.metadata().get(EXTENSION_KEY).map(String::as_str) == Some(JSON_EXTENSION)
+}
+
+/// Whether values of `t` are nested (lists, structs, maps): Tarn keeps those as JSON documents.
+pub fn is_nested(t: &Arrow) -> bool {
+    matches!(
+        t,
+        Arrow::List(_)
+            | Arrow::LargeList(_)
+            | Arrow::FixedSizeList(..)
+            | Arrow::ListView(_)
+            | Arrow::LargeListView(_)
+            | Arrow::Struct(_)
+            | Arrow::Map(..)
+            | Arrow::Union(..)
+    )
+}
+
+/// `schema` with its nested columns as JSON columns (what a load keeps of them).
+pub fn nested_as_json(schema: &SchemaRef) -> SchemaRef {
+    if !schema.fields().iter().any(|f| is_nested(f.data_type())) {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match is_nested(f.data_type()) {
+            true => json_field(f.name(), f.is_nullable()),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// Maps one parsed MySQL type to Arrow; `None` when Tarn has no mapping for it.
 pub fn sql_to_arrow(t: &Sql) -> Option<Arrow> {
     Some(match t {
@@ -111,11 +161,11 @@ pub fn schema_of(columns: &[ColumnDef]) -> Result<SchemaRef> {
     let fields = columns
         .iter()
         .map(|c| {
-            Ok(Field::new(
-                &c.name,
-                parse_sql_type(&c.name, &c.sql_type)?,
-                c.nullable,
-            ))
+            let t = parse_sql_type(&c.name, &c.sql_type)?;
+            Ok(match c.sql_type.trim().eq_ignore_ascii_case("json") {
+                true => json_field(&c.name, c.nullable),
+                false => Field::new(&c.name, t, c.nullable),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Arc::new(Schema::new(fields)))
@@ -128,10 +178,18 @@ pub fn columns_of(schema: &Schema) -> Vec<ColumnDef> {
         .iter()
         .map(|f| ColumnDef {
             name: f.name().clone(),
-            sql_type: arrow_to_sql_name(f.data_type()),
+            sql_type: field_sql_name(f),
             nullable: f.is_nullable(),
         })
         .collect()
+}
+
+/// The MySQL type of a column: JSON for JSON and nested columns, else [`arrow_to_sql_name`].
+pub fn field_sql_name(f: &Field) -> String {
+    match is_json(f) || is_nested(f.data_type()) {
+        true => "JSON".into(),
+        false => arrow_to_sql_name(f.data_type()),
+    }
 }
 
 /// The MySQL name for an Arrow type, as DESCRIBE shows columns of an inferred schema.

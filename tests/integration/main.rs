@@ -12,6 +12,7 @@ mod heatwave;
 mod http_api;
 mod limits;
 mod mysql;
+mod nested;
 mod oci;
 mod page;
 mod proxy;

@@ -73,13 +73,36 @@ fn natural(s: &Avro) -> DataType {
     }
 }
 
+/// Whether values of an Avro type are records, arrays or maps (kept as JSON documents).
+fn nested(s: &Avro) -> bool {
+    match s {
+        Avro::Record(_) | Avro::Array(_) | Avro::Map(_) => true,
+        Avro::Union(u) => {
+            let non_null: Vec<_> = u
+                .variants()
+                .iter()
+                .filter(|v| !matches!(v, Avro::Null))
+                .collect();
+            matches!(non_null.as_slice(), [one] if nested(one))
+        }
+        _ => false,
+    }
+}
+
 pub(super) fn infer(file: &FileEntry, bytes: Bytes) -> Result<SchemaRef> {
     let reader = open(file, &bytes)?;
     let fields = record_fields(file, reader.writer_schema())?;
+    let Avro::Record(record) = reader.writer_schema() else {
+        unreachable!("record_fields accepts records only")
+    };
     Ok(Arc::new(Schema::new(
         fields
             .into_iter()
-            .map(|(n, t)| Field::new(n, t, true))
+            .zip(&record.fields)
+            .map(|((n, t), f)| match nested(&f.schema) {
+                true => tarn_catalog::types::json_field(&n, true),
+                false => Field::new(n, t, true),
+            })
             .collect::<Vec<_>>(),
     )))
 }
@@ -176,7 +199,7 @@ impl Col {
             (Self::Str(b), Value::String(s) | Value::Enum(_, s)) => b.append_value(s),
             (Self::Str(b), Value::Uuid(u)) => b.append_value(u.to_string()),
             (Self::Str(b), other) => match serde_json::Value::try_from(other.clone()) {
-                Ok(j) => b.append_value(j.to_string()),
+                Ok(j) => b.append_value(tarn_catalog::json::to_text(&j)),
                 Err(e) => {
                     b.append_null();
                     return Err(format!("cannot represent value: {e}"));

@@ -10,6 +10,8 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
+use tarn_catalog::types::{is_json, is_nested};
+
 use super::{RejectedRow, RowOrigin};
 use crate::error::{ConnectorError, Result};
 
@@ -47,6 +49,13 @@ pub(super) fn conform(
         };
         let cast = if col.data_type() == field.data_type() {
             col.clone()
+        } else if is_nested(col.data_type()) && matches!(field.data_type(), DataType::Utf8) {
+            json_text(&col).map_err(|e| ConnectorError::Data {
+                file: origin.file.to_string(),
+                line: None,
+                column: Some(field.name().clone()),
+                message: format!("cannot write {} as JSON: {e}", col.data_type()),
+            })?
         } else {
             cast_with_options(&col, field.data_type(), &opts).map_err(|e| ConnectorError::Data {
                 file: origin.file.to_string(),
@@ -75,6 +84,22 @@ pub(super) fn conform(
                             type_name(field.data_type())
                         ),
                     ));
+                }
+            }
+        }
+        if is_json(field) && !is_nested(col.data_type()) {
+            // Text declared JSON must hold JSON documents.
+            if let Some(text) = cast.as_any().downcast_ref::<arrow::array::StringArray>() {
+                for (r, v) in text.iter().enumerate() {
+                    if let Some(v) = v
+                        && serde_json::from_str::<serde::de::IgnoredAny>(v).is_err()
+                    {
+                        bad.push((
+                            r,
+                            Some(field.name().clone()),
+                            format!("value '{}' is not a valid JSON document", shorten(v)),
+                        ));
+                    }
                 }
             }
         }
@@ -146,6 +171,36 @@ pub(super) fn conform(
     Ok((kept.num_rows() > 0).then_some(kept))
 }
 
+/// Nested values (lists, structs, maps) as JSON documents, one a row; NULL stays NULL, and a
+/// struct's NULL fields are written as `null`.
+pub(super) fn json_text(col: &ArrayRef) -> std::result::Result<ArrayRef, arrow::error::ArrowError> {
+    use arrow::array::StringBuilder;
+    use arrow::json::writer::{EncoderOptions, make_encoder};
+    let field = Arc::new(arrow::datatypes::Field::new(
+        "v",
+        col.data_type().clone(),
+        true,
+    ));
+    let options = EncoderOptions::default().with_explicit_nulls(true);
+    let mut encoder = make_encoder(&field, col.as_ref(), &options)?;
+    let mut out = StringBuilder::with_capacity(col.len(), col.len() * 16);
+    let mut buf = Vec::new();
+    for r in 0..col.len() {
+        if col.is_null(r) {
+            out.append_null();
+            continue;
+        }
+        buf.clear();
+        encoder.encode(r, &mut buf);
+        // Kept as MySQL writes JSON, so that a column reads as its `->'$'` does.
+        match serde_json::from_slice::<serde_json::Value>(&buf) {
+            Ok(v) => out.append_value(tarn_catalog::json::to_text(&v)),
+            Err(_) => out.append_value(String::from_utf8_lossy(&buf)),
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
 /// Picks the file's columns for each field of `target` by name, case-insensitively.
 pub fn by_name(batch: &RecordBatch, target: &SchemaRef) -> Vec<Option<ArrayRef>> {
     let schema = batch.schema();
@@ -160,6 +215,14 @@ pub fn by_name(batch: &RecordBatch, target: &SchemaRef) -> Vec<Option<ArrayRef>>
                 .map(|i| batch.column(i).clone())
         })
         .collect()
+}
+
+/// A value as an error quotes it: at most 60 characters.
+fn shorten(v: &str) -> String {
+    match v.char_indices().nth(60) {
+        Some((i, _)) => format!("{}...", &v[..i]),
+        None => v.to_string(),
+    }
 }
 
 fn type_name(t: &DataType) -> String {

@@ -5,11 +5,13 @@
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, StringBuilder};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::json::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use tarn_catalog::FileFormat;
+use tarn_catalog::types::is_json;
 
 use super::RowOrigin;
 use super::{BATCH_ROWS, FileBatches, LineGuard, LineTooLong, ReadOptions, decompressed};
@@ -109,16 +111,16 @@ fn decode_lines(
                 opts.schema
                     .fields()
                     .iter()
+                    // JSON columns are taken from each line as they are written (see
+                    // `json_column`), not decoded.
+                    .filter(|f| !is_json(f))
                     .map(|f| {
-                        let name = file_keys
-                            .as_ref()
-                            .and_then(|s| {
-                                s.fields()
-                                    .iter()
-                                    .find(|k| k.name().eq_ignore_ascii_case(f.name()))
-                            })
-                            .map(|k| k.name().clone())
-                            .unwrap_or_else(|| f.name().clone());
+                        let key = file_keys.as_ref().and_then(|s| {
+                            s.fields()
+                                .iter()
+                                .find(|k| k.name().eq_ignore_ascii_case(f.name()))
+                        });
+                        let name = key.map_or_else(|| f.name().clone(), |k| k.name().clone());
                         Field::new(name, f.data_type().clone(), true)
                     })
                     .collect::<Vec<_>>(),
@@ -155,6 +157,11 @@ fn decode_chunk(
         return Ok(());
     }
     let (batch, lines): (RecordBatch, Vec<u64>) = match decode(schema, chunk) {
+        // Only JSON columns: every line is taken as it is.
+        _ if schema.fields().is_empty() => (
+            RecordBatch::new_empty(schema.clone()),
+            chunk.iter().map(|c| c.0).collect(),
+        ),
         Ok(b) => (
             b.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())),
             chunk.iter().map(|c| c.0).collect(),
@@ -197,8 +204,26 @@ fn decode_chunk(
             (b, lines)
         }
     };
-    let n = batch.num_rows();
-    let cols = batch.columns().iter().cloned().map(Some).collect();
+    let n = lines.len();
+    let mut decoded = batch.columns().iter().cloned();
+    // The text of the lines kept, for the JSON columns.
+    let kept: Vec<&[u8]> = match opts.schema.fields().iter().any(|f| is_json(f)) {
+        true => chunk
+            .iter()
+            .filter(|c| lines.binary_search(&c.0).is_ok())
+            .map(|c| c.1)
+            .collect(),
+        false => Vec::new(),
+    };
+    let cols = opts
+        .schema
+        .fields()
+        .iter()
+        .map(|f| match is_json(f) {
+            true => Some(json_column(f.name(), &kept)),
+            false => decoded.next(),
+        })
+        .collect();
     let line = |r: usize| lines[r];
     let origin = RowOrigin {
         file: &file.uri,
@@ -206,6 +231,26 @@ fn decode_chunk(
     };
     out.push(cols, n, &origin, opts, vec![])?;
     Ok(())
+}
+
+/// The value of key `name` (matched without case) on each line, as MySQL writes JSON; NULL
+/// where the line lacks it or holds `null`.
+fn json_column(name: &str, lines: &[&[u8]]) -> ArrayRef {
+    let mut out = StringBuilder::new();
+    for line in lines {
+        let value = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
+            .ok()
+            .and_then(|m| {
+                m.into_iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            });
+        match value {
+            Some(serde_json::Value::Null) | None => out.append_null(),
+            Some(v) => out.append_value(tarn_catalog::json::to_text(&v)),
+        }
+    }
+    Arc::new(out.finish())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
+use tarn_catalog::types::{is_json, is_nested, json_field};
 use tarn_catalog::{Compression, FileFormat, FormatKind};
 
 use crate::error::{ConnectorError, Result};
@@ -402,12 +403,20 @@ fn sample_text(
     Ok(Bytes::from(text))
 }
 
+/// An inferred schema as a table keeps it: names in lower case, every column nullable, nested
+/// columns (lists, structs, maps) as JSON documents.
 pub(crate) fn lowercase_names(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(
         schema
             .fields()
             .iter()
-            .map(|f| Field::new(f.name().to_lowercase(), f.data_type().clone(), true))
+            .map(|f| {
+                let name = f.name().to_lowercase();
+                match is_json(f) || is_nested(f.data_type()) {
+                    true => json_field(&name, true),
+                    false => Field::new(name, f.data_type().clone(), true),
+                }
+            })
             .collect::<Vec<_>>(),
     ))
 }

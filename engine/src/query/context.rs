@@ -137,6 +137,17 @@ pub(super) fn new_context(
         .with_physical_optimizer_rule(Arc::new(YieldInJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
+    for f in super::json::functions() {
+        ctx.register_udf(f);
+    }
+    {
+        use datafusion::execution::FunctionRegistry;
+        // Registering a planner on a fresh context cannot fail.
+        let _ = ctx
+            .state_ref()
+            .write()
+            .register_expr_planner(Arc::new(super::json::JsonOperators));
+    }
     ctx.register_catalog(CATALOG, Arc::new(TarnCatalog { catalog, memory }));
     ctx.register_variable(
         VarType::System,

@@ -11,6 +11,7 @@ mod catalog;
 mod context;
 mod decimal;
 mod exprs;
+mod json;
 mod like;
 mod memory;
 mod plans;
@@ -208,7 +209,7 @@ impl Engine {
             });
         }
         let state = self.state(context)?;
-        let stmt = state.sql_to_statement(sql, &datafusion::config::Dialect::MySQL)?;
+        let stmt = parse(sql, &state)?;
         surface::check(&stmt)?;
         let tables = referenced_tables(&state, &stmt);
         Ok(Prepared {
@@ -349,4 +350,24 @@ fn referenced_tables(
             TableKey::new(&r.schema, &r.table)
         })
         .collect()
+}
+
+/// Parses one query in Tarn's dialect (MySQL's, with its JSON operators' binding).
+fn parse(
+    sql: &str,
+    state: &datafusion::execution::SessionState,
+) -> Result<datafusion::sql::parser::Statement> {
+    let dialect = tarn_catalog::TarnDialect::default();
+    let mut statements = datafusion::sql::parser::DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .with_recursion_limit(state.config().options().sql_parser.recursion_limit.get())
+        .build()
+        .and_then(|mut p| p.parse_statements())?;
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(stmt), true) => Ok(stmt),
+        (None, _) => Err(crate::EngineError::Unsupported("an empty statement".into())),
+        (Some(_), false) => Err(crate::EngineError::Unsupported(
+            "several statements in one request: send them one at a time".into(),
+        )),
+    }
 }

@@ -97,12 +97,12 @@ fn check_relations(stmt: &Statement) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use datafusion::sql::parser::DFParserBuilder;
-    use datafusion::sql::sqlparser::dialect::MySqlDialect;
+    use tarn_catalog::TarnDialect;
 
     use super::*;
 
     fn checked(sql: &str) -> std::result::Result<(), String> {
-        let dialect = MySqlDialect {};
+        let dialect = TarnDialect::default();
         let stmt = DFParserBuilder::new(sql)
             .with_dialect(&dialect)
             .build()

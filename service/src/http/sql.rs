@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tarn_catalog::types::arrow_to_sql_name;
+use tarn_catalog::types::field_sql_name;
 use tarn_engine::QueryStream;
 
 use super::sql_accept::{ARROW, CSV, JSON, NDJSON};
@@ -250,7 +250,7 @@ fn json_head(schema: &SchemaRef) -> Vec<u8> {
     let columns: Vec<Value> = schema
         .fields()
         .iter()
-        .map(|f| json!({"name": f.name(), "type": arrow_to_sql_name(f.data_type())}))
+        .map(|f| json!({"name": f.name(), "type": field_sql_name(f)}))
         .collect();
     let mut out = br#"{"columns":"#.to_vec();
     out.extend(serde_json::to_vec(&columns).unwrap_or_default());
