@@ -108,6 +108,9 @@ pub enum Statement {
     SetVariables {
         assignments: Vec<(String, String)>,
     },
+    /// `SELECT ... INTO OUTFILE URI '...' | WITH PARAMETERS '...'`: the query's rows written to
+    /// object storage.
+    Export(crate::export::ExportSpec),
     /// Anything else: a query for the engine, passed on as written.
     Query(String),
 }
@@ -311,6 +314,11 @@ pub fn parse_statement(sql: &str) -> Result<Statement> {
             database: ident(&mut p)?,
         }
     } else {
+        if let Some((query, clause)) = crate::export::split_into_outfile(sql) {
+            return Ok(Statement::Export(crate::export::parse_export(
+                query, &clause,
+            )?));
+        }
         return Ok(Statement::Query(
             sql.trim().trim_end_matches(';').to_string(),
         ));

@@ -5,6 +5,7 @@
 
 pub mod dialect;
 pub mod error;
+pub mod export;
 pub mod json;
 pub mod model;
 pub mod sql_dialect;

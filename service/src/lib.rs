@@ -11,6 +11,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod flight;
 pub mod http;
 pub mod load;

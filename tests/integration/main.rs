@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod config;
 mod durability;
+mod export;
 mod flight;
 mod formats;
 mod heatwave;

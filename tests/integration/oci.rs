@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-struct Fake {
+pub struct Fake {
     root: PathBuf,
     token: String,
     list_calls: AtomicUsize,
@@ -101,7 +101,23 @@ async fn object(
     }
 }
 
-async fn start_fake(root: PathBuf, token: &str) -> (String, Arc<Fake>) {
+/// A PUT through the request (a PAR that allows writes) stores the object.
+async fn put_object(
+    State(f): State<Arc<Fake>>,
+    Path((token, _ns, _b, name)): Path<(String, String, String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    if token != f.token {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let path = f.root.join(&name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, body).unwrap();
+    StatusCode::OK.into_response()
+}
+
+/// Serves `root` as a bucket behind the pre-authenticated request `token`; answers the base URL.
+pub async fn start_fake(root: PathBuf, token: &str) -> (String, Arc<Fake>) {
     let fake = Arc::new(Fake {
         root,
         token: token.to_string(),
@@ -109,7 +125,10 @@ async fn start_fake(root: PathBuf, token: &str) -> (String, Arc<Fake>) {
     });
     let app = Router::new()
         .route("/p/{token}/n/{ns}/b/{bucket}/o/", get(list))
-        .route("/p/{token}/n/{ns}/b/{bucket}/o/{*name}", get(object))
+        .route(
+            "/p/{token}/n/{ns}/b/{bucket}/o/{*name}",
+            get(object).put(put_object),
+        )
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -133,6 +133,14 @@ impl Session {
             Statement::Query(q) => self.query(&q).await,
             Statement::Use { database } => self.use_database(database),
             Statement::SetVariables { assignments } => self.set_variables(assignments).await,
+            Statement::Export(spec) => {
+                let target = tarn_connectors::location::redact(&spec.uri);
+                let done = self.export(spec).await;
+                self.shared
+                    .audit
+                    .record(&self.caller, "export", &target, &done);
+                done
+            }
             other => {
                 let audited = statements::audited(&other, self.database.as_deref());
                 let done =
@@ -244,6 +252,37 @@ impl Session {
         let turn = self.shared.limiter.turn().await?;
         let answer = turn.within(self.start(sql)).await?;
         Ok(turn.limit(answer))
+    }
+
+    /// `SELECT ... INTO OUTFILE`: the query runs as any query does (the caller must read its
+    /// tables; limits apply), and its rows are written where the location (one
+    /// `allowed_locations` permits) says. Writing is a loader's.
+    async fn export(&mut self, spec: tarn_catalog::export::ExportSpec) -> Result<QueryStream> {
+        self.caller
+            .require(Role::Loader, "exporting query results")?;
+        let loc = self.shared.object_stores.check(&spec.uri)?;
+        let store = self.shared.object_stores.store_for(&loc, None).await?;
+        let answer = self.query(&spec.query).await?;
+        let exported = crate::export::export(answer, store, &loc, &spec).await?;
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("rows_written", arrow::datatypes::DataType::UInt64, false),
+            arrow::datatypes::Field::new("files", arrow::datatypes::DataType::UInt64, false),
+            arrow::datatypes::Field::new("bytes", arrow::datatypes::DataType::UInt64, false),
+            arrow::datatypes::Field::new("location", arrow::datatypes::DataType::Utf8, false),
+        ]));
+        let batch = arrow::record_batch::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(arrow::array::UInt64Array::from(vec![exported.rows])),
+                Arc::new(arrow::array::UInt64Array::from(vec![
+                    exported.files.len() as u64
+                ])),
+                Arc::new(arrow::array::UInt64Array::from(vec![exported.bytes])),
+                Arc::new(arrow::array::StringArray::from(vec![exported.location])),
+            ],
+        )
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(QueryStream::from_batches(schema, vec![batch]))
     }
 
     /// Plans `sql` (after the refreshes on read) and starts it.

@@ -246,9 +246,12 @@ pub(super) async fn run(
                 answer
             })
         }
-        Statement::Query(_) | Statement::Use { .. } | Statement::SetVariables { .. } => Err(
-            ServiceError::Internal("queries, USE and SET are the session's".into()),
-        ),
+        Statement::Query(_)
+        | Statement::Use { .. }
+        | Statement::SetVariables { .. }
+        | Statement::Export(_) => Err(ServiceError::Internal(
+            "queries, USE and SET are the session's".into(),
+        )),
     }
 }
 
