@@ -17,7 +17,8 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::error::{CatalogError, Result};
 use crate::model::{
-    ColumnDef, Compression, FileFormat, FileSpec, FormatKind, TableDef, TableKey, TableOptions,
+    ColumnDef, Compression, FileFormat, FileSpec, FormatKind, KeyDef, TableDef, TableKey,
+    TableOptions,
 };
 use crate::types::{sql_to_arrow, sql_type_text};
 
@@ -647,11 +648,16 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
             what: "CREATE TABLE ... AS SELECT".into(),
         });
     }
-    let (columns, comment_key) = if p.peek_token().token == Token::LParen {
-        let (cols, _constraints) = p.parse_columns()?;
-        (Some(column_defs(&cols)?), placement_from_comments(&cols)?)
+    let (mut columns, comment_key, keys) = if p.peek_token().token == Token::LParen {
+        let (cols, constraints) = p.parse_columns()?;
+        let keys = key_defs(&cols, &constraints)?;
+        (
+            Some(column_defs(&cols)?),
+            placement_from_comments(&cols)?,
+            keys,
+        )
     } else {
-        (None, Vec::new())
+        (None, Vec::new(), Vec::new())
     };
 
     if external
@@ -688,6 +694,7 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
             "REFRESH_INTERVAL" => options.refresh_interval = Some(parse_duration(p, &opt)?),
             "MAX_STALENESS" => options.max_staleness = Some(parse_duration(p, &opt)?),
             "DATA_PLACEMENT_KEY" => options.placement_key = parse_name_list(p, &opt)?,
+            "VERIFY_KEY_CONSTRAINTS" => options.verify_keys = parse_flag(p, &opt)?,
             "ENGINE" => {
                 let e = p.parse_identifier()?.value;
                 lakehouse_engine = e.eq_ignore_ascii_case("lakehouse");
@@ -715,7 +722,8 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
             _ => {
                 return Err(CatalogError::invalid(format!(
                     "unknown table option {opt}: expected FILE_FORMAT, FILES, ALLOW_MISSING_FILES, \
-                     STRICT_LOAD, REFRESH_INTERVAL, MAX_STALENESS, DATA_PLACEMENT_KEY or ENGINE_ATTRIBUTE"
+                     STRICT_LOAD, REFRESH_INTERVAL, MAX_STALENESS, DATA_PLACEMENT_KEY, \
+                     VERIFY_KEY_CONSTRAINTS or ENGINE_ATTRIBUTE"
                 )));
             }
         }
@@ -750,6 +758,32 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
         }
         options.placement_key = comment_key;
     }
+    // Keys name declared columns; a primary key's columns are NOT NULL.
+    for key in &keys {
+        let cols = columns.as_mut().ok_or_else(|| {
+            CatalogError::invalid(format!("{} needs a column list", key.describe()))
+        })?;
+        for k in &key.columns {
+            let Some(c) = cols.iter_mut().find(|c| &c.name == k) else {
+                return Err(CatalogError::invalid(format!(
+                    "{} names '{k}', which is not a declared column",
+                    key.describe()
+                )));
+            };
+            if key.primary {
+                c.nullable = false;
+            }
+        }
+    }
+    if keys.iter().filter(|k| k.primary).count() > 1 {
+        return Err(CatalogError::invalid("a table has at most one PRIMARY KEY"));
+    }
+    options.keys = keys;
+    if options.verify_keys && options.keys.is_empty() {
+        return Err(CatalogError::invalid(
+            "VERIFY_KEY_CONSTRAINTS = 1 needs a PRIMARY KEY or UNIQUE key to verify",
+        ));
+    }
     let undeclared = columns.as_ref().and_then(|cols| {
         options
             .placement_key
@@ -779,6 +813,60 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
 
 /// A declared column list as the catalog keeps it: names lower-cased, every type mapped to Arrow,
 /// no duplicates.
+/// The keys declared in a column list: `PRIMARY KEY (a, b)`, `UNIQUE [KEY] [name] (c)` and the
+/// column forms `c INT PRIMARY KEY`, `c INT UNIQUE`.
+fn key_defs(
+    cols: &[datafusion::sql::sqlparser::ast::ColumnDef],
+    constraints: &[datafusion::sql::sqlparser::ast::TableConstraint],
+) -> Result<Vec<KeyDef>> {
+    use datafusion::sql::sqlparser::ast::{Expr, IndexColumn, TableConstraint};
+    let names = |columns: &[IndexColumn]| -> Result<Vec<String>> {
+        columns
+            .iter()
+            .map(|c| match &c.column.expr {
+                Expr::Identifier(i) => Ok(i.value.to_lowercase()),
+                other => Err(CatalogError::invalid(format!(
+                    "a key takes column names, not {other}"
+                ))),
+            })
+            .collect()
+    };
+    let mut keys = Vec::new();
+    for c in cols {
+        for o in &c.options {
+            let primary = match &o.option {
+                ColumnOption::PrimaryKey(_) => true,
+                ColumnOption::Unique(_) => false,
+                _ => continue,
+            };
+            keys.push(KeyDef {
+                primary,
+                name: None,
+                columns: vec![c.name.value.to_lowercase()],
+            });
+        }
+    }
+    for t in constraints {
+        let (primary, name, columns) = match t {
+            TableConstraint::PrimaryKey(k) => (true, k.name.as_ref(), &k.columns),
+            TableConstraint::Unique(k) => {
+                (false, k.index_name.as_ref().or(k.name.as_ref()), &k.columns)
+            }
+            other => {
+                return Err(CatalogError::invalid(format!(
+                    "{other} is not supported: external tables take PRIMARY KEY and UNIQUE keys"
+                )));
+            }
+        };
+        keys.push(KeyDef {
+            primary,
+            name: name.map(|n| n.value.to_lowercase()),
+            columns: names(columns)?,
+        });
+    }
+    Ok(keys)
+}
+
 fn column_defs(cols: &[datafusion::sql::sqlparser::ast::ColumnDef]) -> Result<Vec<ColumnDef>> {
     if cols.is_empty() {
         return Err(CatalogError::invalid("the column list is empty"));
@@ -918,6 +1006,20 @@ pub fn table_ddl(def: &TableDef) -> String {
                     if c.nullable { "" } else { " NOT NULL" }
                 )
             })
+            .chain(def.options.keys.iter().map(|k| {
+                let cols: Vec<String> = k.columns.iter().map(|c| name(c)).collect();
+                let kind = if k.primary {
+                    "PRIMARY KEY"
+                } else {
+                    "UNIQUE KEY"
+                };
+                let key_name = k
+                    .name
+                    .as_ref()
+                    .map(|n| format!(" {}", name(n)))
+                    .unwrap_or_default();
+                format!("{kind}{key_name} ({})", cols.join(", "))
+            }))
             .collect();
         let _ = write!(out, " ({})", cols.join(", "));
     }
@@ -994,6 +1096,9 @@ pub fn table_ddl(def: &TableDef) -> String {
     if !o.placement_key.is_empty() {
         let keys: Vec<String> = o.placement_key.iter().map(|k| name(k)).collect();
         let _ = write!(out, " DATA_PLACEMENT_KEY = ({})", keys.join(", "));
+    }
+    if o.verify_keys {
+        out.push_str(" VERIFY_KEY_CONSTRAINTS = 1");
     }
     out
 }
@@ -1322,6 +1427,7 @@ fn parse_engine_attribute(
             }
             "is_strict_mode" => options.strict_load = b,
             "allow_missing_files" => options.allow_missing_files = b,
+            "check_constraints" => options.verify_keys = b,
             other => {
                 return Err(CatalogError::invalid(format!(
                     "unknown dialect option '{other}'"

@@ -15,7 +15,8 @@ pub mod types;
 pub use dialect::{LoadMode, LoadOutput, Statement, TableRef, parse_statement};
 pub use error::{CatalogError, Result};
 pub use model::{
-    ColumnDef, Compression, FileFormat, FileSpec, FormatKind, TableDef, TableKey, TableOptions,
+    ColumnDef, Compression, FileFormat, FileSpec, FormatKind, KeyDef, TableDef, TableKey,
+    TableOptions,
 };
 pub use sql_dialect::TarnDialect;
 pub use store::{CatalogStore, write_atomic};

@@ -210,6 +210,40 @@ pub struct TableOptions {
     /// key), lower-cased, first key first. Empty: rows stay in file order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placement_key: Vec<String>,
+    /// `PRIMARY KEY` and `UNIQUE` keys declared with the columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyDef>,
+    /// `VERIFY_KEY_CONSTRAINTS = 1` (HeatWave's `check_constraints`): every load and refresh
+    /// checks the keys; otherwise they are declarations only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_keys: bool,
+}
+
+/// A declared key: its columns (lower case) hold no two equal rows. A primary key's columns are
+/// NOT NULL; a unique key lets rows with a NULL in it repeat, as in MySQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDef {
+    pub primary: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub columns: Vec<String>,
+}
+
+impl KeyDef {
+    /// `PRIMARY KEY (a, b)` or `UNIQUE KEY name (a)`, as DDL and errors name it.
+    pub fn describe(&self) -> String {
+        let kind = if self.primary {
+            "PRIMARY KEY"
+        } else {
+            "UNIQUE KEY"
+        };
+        let name = self
+            .name
+            .as_ref()
+            .map(|n| format!(" `{n}`"))
+            .unwrap_or_default();
+        format!("{kind}{name} ({})", self.columns.join(", "))
+    }
 }
 
 impl Default for TableOptions {
@@ -220,6 +254,8 @@ impl Default for TableOptions {
             refresh_interval: None,
             max_staleness: None,
             placement_key: Vec::new(),
+            keys: Vec::new(),
+            verify_keys: false,
         }
     }
 }

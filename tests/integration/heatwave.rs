@@ -490,3 +490,135 @@ async fn fields_terminated_by_auto_finds_each_files_delimiter() {
         "{ddl:?}"
     );
 }
+
+#[tokio::test]
+async fn declared_keys_are_verified_at_load_and_refresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("r")).unwrap();
+    // Python's csv module writes the files: id 2 is in both; NULL codes (\N) repeat.
+    let made = Command::new(python())
+        .arg("-c")
+        .arg(
+            r#"import csv, sys
+d = sys.argv[1]
+files = {"a.csv": [[1, "x", "k1"], [2, "y", "\\N"]], "b.csv": [[3, "z", "\\N"], [2, "w", "k4"]],
+         "r/a.csv": [[1, "x", "k1"], [2, "y", "\\N"]]}
+for name, rows in files.items():
+    with open(f"{d}/{name}", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+"#,
+        )
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE k").await;
+    let ddl = |name: &str, dir: &str, extra: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE k.{name} (id INT PRIMARY KEY, name VARCHAR(8), code VARCHAR(8), \
+             UNIQUE KEY by_code (code)) FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY ',') \
+             FILES = (URI 'file://{}/{dir}*.csv') {extra}",
+            data.display()
+        )
+    };
+    // Strict: the duplicate fails the load, naming the key, the value and both rows.
+    server
+        .ok(&ddl("strict", "", "VERIFY_KEY_CONSTRAINTS = 1"))
+        .await;
+    let e = server.err("ALTER TABLE k.strict SECONDARY_LOAD").await;
+    assert!(
+        e.message
+            .contains("duplicate value (2) for PRIMARY KEY (id) of k.strict")
+            && e.message.contains("a.csv row 2")
+            && e.message.contains("b.csv row 2"),
+        "{e:?}"
+    );
+    let ddl_text = server.rows("SHOW CREATE TABLE k.strict").await[0][1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for part in [
+        "`id` INT NOT NULL",
+        "PRIMARY KEY (`id`)",
+        "UNIQUE KEY `by_code` (`code`)",
+        "VERIFY_KEY_CONSTRAINTS = 1",
+    ] {
+        assert!(ddl_text.contains(part), "{part}: {ddl_text}");
+    }
+    // Not strict: the later duplicate is left out and listed with where the first is; the NULL
+    // codes repeat, as MySQL's unique keys let them.
+    server
+        .ok(&ddl(
+            "loose",
+            "",
+            "VERIFY_KEY_CONSTRAINTS = 1 STRICT_LOAD = 0",
+        ))
+        .await;
+    server.ok("ALTER TABLE k.loose SECONDARY_LOAD").await;
+    assert_eq!(
+        server
+            .rows("SELECT id, name FROM k.loose ORDER BY id")
+            .await,
+        vec![
+            vec![json!(1), json!("x")],
+            vec![json!(2), json!("y")],
+            vec![json!(3), json!("z")],
+        ]
+    );
+    let rejected = server
+        .rows("SELECT file, line, reason FROM performance_schema.tarn_rejected_rows WHERE table_name = 'loose'")
+        .await;
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0][0].as_str().unwrap().ends_with("b.csv"),
+        "{rejected:?}"
+    );
+    assert_eq!(rejected[0][1], json!(2));
+    assert!(
+        rejected[0][2]
+            .as_str()
+            .unwrap()
+            .contains("duplicate value (2) for PRIMARY KEY (id); the first is"),
+        "{rejected:?}"
+    );
+    // Without VERIFY_KEY_CONSTRAINTS the keys are declarations only.
+    server.ok(&ddl("plain", "", "")).await;
+    server.ok("ALTER TABLE k.plain SECONDARY_LOAD").await;
+    assert_eq!(
+        server.rows("SELECT COUNT(*) FROM k.plain").await,
+        vec![vec![json!(4)]]
+    );
+    // A refresh that would bring a duplicate fails, and the loaded version keeps answering.
+    server
+        .ok(&ddl("fresh", "r/", "VERIFY_KEY_CONSTRAINTS = 1"))
+        .await;
+    server.ok("ALTER TABLE k.fresh SECONDARY_LOAD").await;
+    std::fs::write(data.join("r/c.csv"), "5,q,k1\n").unwrap();
+    let (status, v) = server.post("/v1/tables/k/fresh/refresh").await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v.to_string()
+            .contains("duplicate value (k1) for UNIQUE KEY `by_code` (code) of k.fresh"),
+        "{v}"
+    );
+    assert_eq!(
+        server.rows("SELECT COUNT(*) FROM k.fresh").await,
+        vec![vec![json!(2)]]
+    );
+    // Keys must name declared columns, and verifying needs a key.
+    for (sql, says) in [
+        (
+            "CREATE EXTERNAL TABLE k.bad (id INT, PRIMARY KEY (nope)) FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///x/')",
+            "PRIMARY KEY (nope) names 'nope', which is not a declared column",
+        ),
+        (
+            "CREATE EXTERNAL TABLE k.bad (id INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///x/') VERIFY_KEY_CONSTRAINTS = 1",
+            "needs a PRIMARY KEY or UNIQUE key",
+        ),
+    ] {
+        let e = server.err(sql).await;
+        assert!(e.message.contains(says), "{sql}: {e:?}");
+    }
+}

@@ -190,10 +190,15 @@ impl Build<'_> {
             report.rows_added += seg.rows;
             segments[i] = Some(Arc::new(seg));
         }
-        let segments = segments
+        let mut segments: Vec<Arc<Segment>> = segments
             .into_iter()
             .map(|s| s.expect("every file read or reused"))
             .collect();
+        let o = &self.def.options;
+        if o.verify_keys && !o.keys.is_empty() {
+            let left_out = super::keys::check(key, &schema, &o.keys, &mut segments, o.strict_load)?;
+            report.rows_added = report.rows_added.saturating_sub(left_out);
+        }
         Ok(Some(TableVersion::build(
             self.entry.next_version(),
             schema,

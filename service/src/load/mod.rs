@@ -15,6 +15,7 @@
 mod assemble;
 pub mod diff;
 pub mod jobs;
+mod keys;
 mod read;
 pub mod scheduler;
 pub mod source;
