@@ -17,8 +17,8 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::error::{CatalogError, Result};
 use crate::model::{
-    ColumnDef, Compression, FileFormat, FileSpec, FormatKind, KeyDef, TableDef, TableKey,
-    TableOptions,
+    ColumnDef, ColumnFormats, Compression, FileFormat, FileSpec, FormatKind, KeyDef, MatchColumns,
+    TableDef, TableKey, TableOptions,
 };
 use crate::types::{sql_to_arrow, sql_type_text};
 
@@ -53,7 +53,7 @@ pub enum Statement {
     },
     /// `table.key.database` is empty when the statement named no database.
     CreateTable {
-        table: TableDef,
+        table: Box<TableDef>,
         if_not_exists: bool,
     },
     DropTable {
@@ -648,16 +648,18 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
             what: "CREATE TABLE ... AS SELECT".into(),
         });
     }
-    let (mut columns, comment_key, keys) = if p.peek_token().token == Token::LParen {
+    let (mut columns, comment_key, keys, column_formats) = if p.peek_token().token == Token::LParen
+    {
         let (cols, constraints) = p.parse_columns()?;
         let keys = key_defs(&cols, &constraints)?;
         (
             Some(column_defs(&cols)?),
             placement_from_comments(&cols)?,
             keys,
+            column_formats(&cols)?,
         )
     } else {
-        (None, Vec::new(), Vec::new())
+        (None, Vec::new(), Vec::new(), Default::default())
     };
 
     if external
@@ -739,8 +741,9 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
             "Tarn holds external tables only: write CREATE EXTERNAL TABLE ... FILE_FORMAT = (...) FILES = (...)",
         ));
     }
-    let format =
+    let mut format =
         format.ok_or_else(|| CatalogError::invalid("FILE_FORMAT = (FORMAT ...) is missing"))?;
+    format.column_formats = column_formats;
     if files.is_empty() {
         return Err(CatalogError::invalid("FILES = (URI '...') is missing"));
     }
@@ -806,7 +809,7 @@ fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<State
         options,
     };
     Ok(Statement::CreateTable {
-        table,
+        table: Box::new(table),
         if_not_exists,
     })
 }
@@ -865,6 +868,65 @@ fn key_defs(
         });
     }
     Ok(keys)
+}
+
+/// The formats columns set with their `ENGINE_ATTRIBUTE` (`date_format`, `time_format`,
+/// `timestamp_format`); any other key is refused, named.
+fn column_formats(
+    cols: &[datafusion::sql::sqlparser::ast::ColumnDef],
+) -> Result<std::collections::BTreeMap<String, ColumnFormats>> {
+    use datafusion::sql::sqlparser::ast::{Expr, SqlOption, Value};
+    let mut out = std::collections::BTreeMap::new();
+    for c in cols {
+        for o in &c.options {
+            let ColumnOption::Options(opts) = &o.option else {
+                continue;
+            };
+            for opt in opts {
+                let SqlOption::KeyValue {
+                    key,
+                    value: Expr::Value(v),
+                } = opt
+                else {
+                    continue;
+                };
+                let Value::SingleQuotedString(text) = &v.value else {
+                    continue;
+                };
+                if key.value != "ENGINE_ATTRIBUTE" {
+                    continue;
+                }
+                let name = c.name.value.to_lowercase();
+                let bad = |what: String| {
+                    CatalogError::invalid(format!("ENGINE_ATTRIBUTE of column '{name}': {what}"))
+                };
+                let json: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(text)
+                        .map_err(|e| bad(format!("not a JSON object: {e}")))?;
+                let mut f = ColumnFormats::default();
+                for (k, v) in json {
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| bad(format!("'{k}' takes a string")))?;
+                    match k.as_str() {
+                        "date_format" => f.date_format = chrono_format(s),
+                        "time_format" => f.time_format = chrono_format(s),
+                        "timestamp_format" | "datetime_format" => {
+                            f.timestamp_format = chrono_format(s)
+                        }
+                        other => {
+                            return Err(bad(format!(
+                                "unknown key '{other}': expected date_format, time_format or \
+                                 timestamp_format"
+                            )));
+                        }
+                    }
+                }
+                out.insert(name, f);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn column_defs(cols: &[datafusion::sql::sqlparser::ast::ColumnDef]) -> Result<Vec<ColumnDef>> {
@@ -999,8 +1061,15 @@ pub fn table_ddl(def: &TableDef) -> String {
         let cols: Vec<String> = cols
             .iter()
             .map(|c| {
+                let attribute = def
+                    .format
+                    .column_formats
+                    .get(&c.name)
+                    .and_then(|f| serde_json::to_string(f).ok())
+                    .map(|j| format!(" ENGINE_ATTRIBUTE {}", sql_string(j.as_bytes())))
+                    .unwrap_or_default();
                 format!(
-                    "{} {}{}",
+                    "{} {}{}{attribute}",
                     name(&c.name),
                     c.sql_type,
                     if c.nullable { "" } else { " NOT NULL" }
@@ -1058,6 +1127,28 @@ pub fn table_ddl(def: &TableDef) -> String {
     }
     if let Some(d) = &f.datetime_format {
         let _ = write!(out, " DATETIME FORMAT {}", sql_string(d.as_bytes()));
+    }
+    if let Some(d) = &f.time_format {
+        let _ = write!(out, " TIME FORMAT {}", sql_string(d.as_bytes()));
+    }
+    if let Some(v) = &f.null_value {
+        let _ = write!(out, " NULL VALUE {}", sql_string(v.as_bytes()));
+    }
+    if let Some(v) = &f.empty_value {
+        let _ = write!(out, " EMPTY VALUE {}", sql_string(v.as_bytes()));
+    }
+    if f.trim_spaces {
+        out.push_str(" TRIM SPACES ON");
+    }
+    if f.match_columns_by != MatchColumns::default() {
+        let _ = write!(
+            out,
+            " MATCH COLUMNS BY {}",
+            f.match_columns_by.as_str().to_uppercase()
+        );
+    }
+    if !f.allow_missing_columns {
+        out.push_str(" ALLOW MISSING COLUMNS OFF");
     }
     out.push_str(") FILES = (");
     let files: Vec<String> = def
@@ -1186,7 +1277,7 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
                 };
                 f.compression = Compression::parse(&name).ok_or_else(|| {
                     CatalogError::invalid(format!(
-                        "unknown COMPRESSION {tok}: expected auto, gzip, bzip2, zstd or none"
+                        "unknown COMPRESSION {tok}: expected auto, zip, gzip, bzip2, zstd or none"
                     ))
                 })?;
             }
@@ -1238,21 +1329,57 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
                         .into());
                 }
             }
-            "DATE" | "DATETIME" | "TIMESTAMP" => {
+            "DATE" | "DATETIME" | "TIMESTAMP" | "TIME" => {
                 expect_word(p, "FORMAT")?;
                 skip(p, &Token::Eq);
-                let fmt = p.parse_literal_string()?;
-                let fmt = mysql_to_chrono_format(&fmt);
-                if w == "DATE" {
-                    f.date_format = Some(fmt);
-                } else {
-                    f.datetime_format = Some(fmt);
+                let fmt = chrono_format(&p.parse_literal_string()?);
+                match w.as_str() {
+                    "DATE" => f.date_format = fmt,
+                    "TIME" => f.time_format = fmt,
+                    _ => f.datetime_format = fmt,
                 }
+            }
+            // Tarn's SQL forms of the JSON dialect's `null_value`, `empty_value`, `trim_spaces`,
+            // `match_columns_by` and `allow_missing_columns`.
+            "NULL" | "EMPTY" => {
+                csv_only(&format!("{w} VALUE"))?;
+                expect_word(p, "VALUE")?;
+                skip(p, &Token::Eq);
+                let v = Some(p.parse_literal_string()?);
+                match w.as_str() {
+                    "NULL" => f.null_value = v,
+                    _ => f.empty_value = v,
+                }
+            }
+            "TRIM" => {
+                csv_only("TRIM SPACES")?;
+                expect_word(p, "SPACES")?;
+                skip(p, &Token::Eq);
+                f.trim_spaces = parse_flag(p, "TRIM SPACES")?;
+            }
+            "MATCH" => {
+                expect_word(p, "COLUMNS")?;
+                p.expect_keyword(Keyword::BY)?;
+                let tok = p.next_token();
+                let how = word(&tok.token).unwrap_or_default();
+                f.match_columns_by = MatchColumns::parse(&how).ok_or_else(|| {
+                    CatalogError::invalid(format!(
+                        "MATCH COLUMNS BY {tok}: expected NAME_CASE_INSENSITIVE, \
+                         NAME_CASE_SENSITIVE or POSITION"
+                    ))
+                })?;
+            }
+            "ALLOW" => {
+                expect_word(p, "MISSING")?;
+                expect_word(p, "COLUMNS")?;
+                skip(p, &Token::Eq);
+                f.allow_missing_columns = parse_flag(p, "ALLOW MISSING COLUMNS")?;
             }
             other => {
                 return Err(CatalogError::invalid(format!(
                     "unknown FILE_FORMAT option {other}: expected COMPRESSION, HEADER, FIELDS, LINES, \
-                     IGNORE, DATE FORMAT or DATETIME FORMAT"
+                     IGNORE, DATE FORMAT, TIME FORMAT, TIMESTAMP FORMAT, NULL VALUE, EMPTY VALUE, \
+                     TRIM SPACES, MATCH COLUMNS BY or ALLOW MISSING COLUMNS"
                 )));
             }
         }
@@ -1270,6 +1397,14 @@ fn optional_byte(what: &str, s: &str) -> Result<Option<u8>> {
 }
 
 /// MySQL `%Y-%m-%d %H:%i:%s` style formats to chrono's; chrono formats pass through unchanged.
+/// A format as written (MySQL or chrono); `auto` and `default` mean the ISO forms.
+fn chrono_format(f: &str) -> Option<String> {
+    match f.to_ascii_lowercase().as_str() {
+        "auto" | "default" | "" => None,
+        _ => Some(mysql_to_chrono_format(f)),
+    }
+}
+
 fn mysql_to_chrono_format(f: &str) -> String {
     f.replace("%i", "%M")
         .replace("%s", "%S")
@@ -1360,7 +1495,7 @@ fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Resu
         Some(column_defs(&cet.columns)?)
     };
     Ok(Statement::CreateTable {
-        table: TableDef {
+        table: Box::new(TableDef {
             key: TableKey {
                 database: tref.database.unwrap_or_default(),
                 table: tref.table,
@@ -1369,7 +1504,7 @@ fn parse_datafusion_form(sql: &str, tref: TableRef, if_not_exists: bool) -> Resu
             format,
             files: cet.locations.iter().map(FileSpec::new).collect(),
             options,
-        },
+        }),
         if_not_exists: if_not_exists || cet.if_not_exists,
     })
 }
@@ -1421,10 +1556,21 @@ fn parse_engine_attribute(
                 format.compression = Compression::parse(&s)
                     .ok_or_else(|| CatalogError::invalid(format!("unknown compression '{s}'")))?
             }
-            "date_format" => format.date_format = Some(mysql_to_chrono_format(&s)),
-            "timestamp_format" | "datetime_format" => {
-                format.datetime_format = Some(mysql_to_chrono_format(&s))
+            "date_format" => format.date_format = chrono_format(&s),
+            "timestamp_format" | "datetime_format" => format.datetime_format = chrono_format(&s),
+            "time_format" => format.time_format = chrono_format(&s),
+            "null_value" => format.null_value = Some(s),
+            "empty_value" => format.empty_value = Some(s),
+            "trim_spaces" => format.trim_spaces = b,
+            "match_columns_by" => {
+                format.match_columns_by = MatchColumns::parse(&s).ok_or_else(|| {
+                    CatalogError::invalid(format!(
+                        "match_columns_by '{s}': expected name_case_insensitive, \
+                         name_case_sensitive or position"
+                    ))
+                })?
             }
+            "allow_missing_columns" => format.allow_missing_columns = b,
             "is_strict_mode" => options.strict_load = b,
             "allow_missing_files" => options.allow_missing_files = b,
             "check_constraints" => options.verify_keys = b,
@@ -1474,7 +1620,7 @@ mod tests {
 
     fn create(sql: &str) -> TableDef {
         match parse_statement(sql).unwrap() {
-            Statement::CreateTable { table, .. } => table,
+            Statement::CreateTable { table, .. } => *table,
             other => panic!("not a create: {other:?}"),
         }
     }

@@ -15,8 +15,8 @@ pub mod types;
 pub use dialect::{LoadMode, LoadOutput, Statement, TableRef, parse_statement};
 pub use error::{CatalogError, Result};
 pub use model::{
-    ColumnDef, Compression, FileFormat, FileSpec, FormatKind, KeyDef, TableDef, TableKey,
-    TableOptions,
+    ColumnDef, ColumnFormats, Compression, FileFormat, FileSpec, FormatKind, KeyDef, MatchColumns,
+    TableDef, TableKey, TableOptions,
 };
 pub use sql_dialect::TarnDialect;
 pub use store::{CatalogStore, write_atomic};

@@ -91,6 +91,8 @@ pub enum Compression {
     Gzip,
     Bzip2,
     Zstd,
+    /// A zip archive: its entries, one after another.
+    Zip,
     None,
 }
 
@@ -101,6 +103,7 @@ impl Compression {
             "gzip" | "gz" => Self::Gzip,
             "bzip2" | "bz2" => Self::Bzip2,
             "zstd" | "zst" => Self::Zstd,
+            "zip" => Self::Zip,
             "none" | "uncompressed" => Self::None,
             _ => return None,
         })
@@ -118,6 +121,8 @@ impl Compression {
             Self::Bzip2
         } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
             Self::Zstd
+        } else if lower.ends_with(".zip") {
+            Self::Zip
         } else {
             Self::None
         }
@@ -146,6 +151,86 @@ pub struct FileFormat {
     /// chrono format strings for DATE and DATETIME/TIMESTAMP columns; ISO 8601 when absent.
     pub date_format: Option<String>,
     pub datetime_format: Option<String>,
+    /// chrono format for TIME columns (`TIME FORMAT`, `time_format`); `HH:MM:SS[.ffffff]` when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_format: Option<String>,
+    /// CSV: a field with this text is NULL (besides `\N`), HeatWave's `null_value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_value: Option<String>,
+    /// CSV: a field with this text is the empty string, HeatWave's `empty_value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_value: Option<String>,
+    /// CSV: leading and trailing spaces of every field are dropped, HeatWave's `trim_spaces`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trim_spaces: bool,
+    /// Formats of single columns (a column's `ENGINE_ATTRIBUTE`), over the table's.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub column_formats: std::collections::BTreeMap<String, ColumnFormats>,
+    /// Parquet: how file columns meet the table's (HeatWave's `match_columns_by`).
+    #[serde(default, skip_serializing_if = "MatchColumns::is_default")]
+    pub match_columns_by: MatchColumns,
+    /// Whether a file may lack some of the table's columns (they read as NULL). Tarn's default
+    /// is yes (files of a table gain columns over time); `allow_missing_columns: false` makes a
+    /// missing column fail the load, naming it.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub allow_missing_columns: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
+}
+
+/// The formats a column's `ENGINE_ATTRIBUTE` sets for it (chrono formats).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnFormats {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_format: Option<String>,
+}
+
+/// How a Parquet file's columns are matched with the table's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchColumns {
+    /// By name, any case (the default).
+    #[default]
+    NameCaseInsensitive,
+    /// By name, exactly.
+    NameCaseSensitive,
+    /// By position: the file's first column is the table's first.
+    Position,
+}
+
+impl MatchColumns {
+    fn is_default(&self) -> bool {
+        *self == Self::NameCaseInsensitive
+    }
+
+    /// HeatWave's names: `name_case_insensitive`, `name_case_sensitive`, `position` (or `order`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "name_case_insensitive" | "name" => Self::NameCaseInsensitive,
+            "name_case_sensitive" => Self::NameCaseSensitive,
+            "position" | "order" => Self::Position,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NameCaseInsensitive => "name_case_insensitive",
+            Self::NameCaseSensitive => "name_case_sensitive",
+            Self::Position => "position",
+        }
+    }
 }
 
 impl FileFormat {
@@ -163,6 +248,13 @@ impl FileFormat {
             skip_lines: 0,
             date_format: None,
             datetime_format: None,
+            time_format: None,
+            null_value: None,
+            empty_value: None,
+            trim_spaces: false,
+            column_formats: Default::default(),
+            match_columns_by: MatchColumns::default(),
+            allow_missing_columns: true,
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::any::TypeId;
 
-use datafusion::sql::sqlparser::ast::{Expr, Statement};
+use datafusion::sql::sqlparser::ast::{ColumnOption, Expr, Ident, SqlOption, Statement, Value};
 use datafusion::sql::sqlparser::dialect::{Dialect, MySqlDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
@@ -35,6 +35,26 @@ impl Dialect for TarnDialect {
             Token::Arrow | Token::LongArrow => Some(Ok(self.prec_value(Precedence::DoubleColon))),
             _ => self.0.get_next_precedence(parser),
         }
+    }
+
+    /// A column's `ENGINE_ATTRIBUTE [=] '<json>'` (HeatWave's column-level dialect), kept as the
+    /// option `ENGINE_ATTRIBUTE = '<json>'` for the catalog to read.
+    #[allow(clippy::type_complexity)]
+    fn parse_column_option(
+        &self,
+        parser: &mut Parser,
+    ) -> Result<Option<Result<Option<ColumnOption>, ParserError>>, ParserError> {
+        if !parser.parse_keyword(Keyword::ENGINE_ATTRIBUTE) {
+            return Ok(None);
+        }
+        let _ = parser.consume_token(&Token::Eq);
+        let text = parser.parse_literal_string()?;
+        Ok(Some(Ok(Some(ColumnOption::Options(vec![
+            SqlOption::KeyValue {
+                key: Ident::new("ENGINE_ATTRIBUTE"),
+                value: Expr::Value(Value::SingleQuotedString(text).into()),
+            },
+        ])))))
     }
 
     fn is_identifier_start(&self, ch: char) -> bool {

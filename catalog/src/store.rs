@@ -351,7 +351,7 @@ mod tests {
 
     fn def(sql: &str) -> TableDef {
         match parse_statement(sql).unwrap() {
-            Statement::CreateTable { table, .. } => table,
+            Statement::CreateTable { table, .. } => *table,
             _ => unreachable!(),
         }
     }
@@ -433,7 +433,7 @@ mod tests {
             "CREATE EXTERNAL TABLE d.{t} (a INT) FILE_FORMAT = (FORMAT csv) FILES = (URI 'file:///x/')"
         ))
         .map(|s| match s {
-            crate::Statement::CreateTable { table, .. } => table,
+            crate::Statement::CreateTable { table, .. } => *table,
             other => panic!("{other:?}"),
         })
         .unwrap()

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -621,4 +621,157 @@ for name, rows in files.items():
         let e = server.err(sql).await;
         assert!(e.message.contains(says), "{sql}: {e:?}");
     }
+}
+
+#[tokio::test]
+async fn dialect_details_null_and_empty_values_trimming_formats_zip_and_column_matching() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("zip")).unwrap();
+    // Python writes every file: a CSV with NA for NULL, '-' for empty text, padded fields, times
+    // as 14.05.09, dates as 31/12/2024; a zip archive of two CSV entries (deflated and stored);
+    // a Parquet file whose columns are A, b and c_other.
+    python_json(
+        r#"import csv, os, json, zipfile
+import pyarrow as pa, pyarrow.parquet as pq
+d = os.environ["DIR"]
+with open(f"{d}/details.csv", "w", newline="") as f:
+    csv.writer(f).writerows([
+        [1, "  ann ", " 14.05.09", "31/12/2024", "2024/01/02 03:04"],
+        [2, "NA", "00.00.01", " 01/02/2023", "NA"],
+        [3, "-", "NA", "NA", "2023/12/31 23:59"],
+    ])
+with zipfile.ZipFile(f"{d}/zip/parts.zip", "w") as z:
+    z.writestr("one.csv", "1,a\n2,b\n", compress_type=zipfile.ZIP_DEFLATED)
+    z.writestr("two.csv", "3,c\n", compress_type=zipfile.ZIP_STORED)
+pq.write_table(pa.table({"A": pa.array([1, 2], pa.int32()), "b": ["x", "y"], "c_other": [0.5, 1.5]}), f"{d}/cols.parquet")
+print(json.dumps(True))
+"#,
+        &[("DIR", data.to_str().unwrap())],
+    );
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    server.ok("CREATE DATABASE v").await;
+    let dialect = r#"{"format": "csv", "field_delimiter": ",", "null_value": "NA", "empty_value": "-", "trim_spaces": true, "time_format": "%H.%i.%s", "timestamp_format": "%Y/%m/%d %H:%i"}"#;
+    server
+        .ok(&format!(
+            "CREATE TABLE v.d (id INT, name VARCHAR(10), t TIME, day DATE ENGINE_ATTRIBUTE '{{\"date_format\": \"%d/%m/%Y\"}}', at DATETIME) \
+             ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{{\"dialect\": {dialect}, \"file\": [{{\"uri\": \"file://{}/details.csv\"}}]}}'",
+            data.display()
+        ))
+        .await;
+    server.ok("ALTER TABLE v.d SECONDARY_LOAD").await;
+    let select =
+        "SELECT id, name, CAST(t AS VARCHAR), CAST(day AS VARCHAR), CAST(at AS VARCHAR) FROM";
+    let want = vec![
+        vec![
+            json!(1),
+            json!("ann"),
+            json!("14:05:09"),
+            json!("2024-12-31"),
+            json!("2024-01-02T03:04:00"),
+        ],
+        vec![
+            json!(2),
+            Value::Null,
+            json!("00:00:01"),
+            json!("2023-02-01"),
+            Value::Null,
+        ],
+        vec![
+            json!(3),
+            json!(""),
+            Value::Null,
+            Value::Null,
+            json!("2023-12-31T23:59:00"),
+        ],
+    ];
+    assert_eq!(
+        server.rows(&format!("{select} v.d ORDER BY id")).await,
+        want
+    );
+    // SHOW CREATE TABLE keeps every detail: its DDL defines a table that reads the same.
+    let ddl = server.rows("SHOW CREATE TABLE v.d").await[0][1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for part in [
+        "TIME FORMAT",
+        "NULL VALUE 'NA'",
+        "EMPTY VALUE '-'",
+        "TRIM SPACES ON",
+        "ENGINE_ATTRIBUTE '{\"date_format\":\"%d/%m/%Y\"}'",
+    ] {
+        assert!(ddl.contains(part), "{part}: {ddl}");
+    }
+    server.ok(&ddl.replace("`v`.`d`", "`v`.`d2`")).await;
+    server.ok("ALTER TABLE v.d2 SECONDARY_LOAD").await;
+    assert_eq!(
+        server.rows(&format!("{select} v.d2 ORDER BY id")).await,
+        want
+    );
+    // A zip archive's entries are read one after another, by option or by extension.
+    for (name, compression) in [("z1", "COMPRESSION zip "), ("z2", "")] {
+        server
+            .create_and_load(
+                &format!("v.{name}"),
+                &format!(
+                    "(id INT, s VARCHAR(4)) FILE_FORMAT = (FORMAT csv {compression}FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/zip/')",
+                    data.display()
+                ),
+            )
+            .await;
+        assert_eq!(
+            server
+                .rows(&format!("SELECT id, s FROM v.{name} ORDER BY id"))
+                .await,
+            vec![
+                vec![json!(1), json!("a")],
+                vec![json!(2), json!("b")],
+                vec![json!(3), json!("c")],
+            ]
+        );
+    }
+    // Parquet columns meet the table's by name without case (the default), by exact name, or
+    // by position; a missing column reads as NULL unless allow_missing_columns is off.
+    let cols = format!("URI 'file://{}/cols.parquet'", data.display());
+    for (name, how, want) in [
+        ("m1", "", vec![json!(1), json!("x"), Value::Null]),
+        (
+            "m2",
+            "MATCH COLUMNS BY NAME_CASE_SENSITIVE",
+            vec![Value::Null, json!("x"), Value::Null],
+        ),
+        (
+            "m3",
+            "MATCH COLUMNS BY POSITION",
+            vec![json!(1), json!("x"), json!(0.5)],
+        ),
+    ] {
+        server
+            .create_and_load(
+                &format!("v.{name}"),
+                &format!("(a INT, b TEXT, c DOUBLE) FILE_FORMAT = (FORMAT parquet {how}) FILES = ({cols})"),
+            )
+            .await;
+        assert_eq!(
+            server
+                .rows(&format!("SELECT a, b, c FROM v.{name} ORDER BY b LIMIT 1"))
+                .await,
+            vec![want],
+            "{name}"
+        );
+    }
+    server
+        .ok(&format!(
+            "CREATE TABLE v.m4 (a INT, b TEXT, c DOUBLE) ENGINE=lakehouse SECONDARY_ENGINE=rapid ENGINE_ATTRIBUTE='{{\"dialect\": {{\"format\": \"parquet\", \"allow_missing_columns\": false}}, \"file\": [{{\"uri\": \"file://{}/cols.parquet\"}}]}}'",
+            data.display()
+        ))
+        .await;
+    let e = server.err("ALTER TABLE v.m4 SECONDARY_LOAD").await;
+    assert!(
+        e.message.contains("cols.parquet")
+            && e.message.contains("no column 'c'")
+            && e.message.contains("allow_missing_columns"),
+        "{e:?}"
+    );
 }

@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
+use tarn_catalog::MatchColumns;
 use tarn_catalog::types::{is_json, is_nested};
 
 use super::{RejectedRow, RowOrigin};
@@ -201,19 +202,35 @@ pub(super) fn json_text(col: &ArrayRef) -> std::result::Result<ArrayRef, arrow::
     Ok(Arc::new(out.finish()))
 }
 
-/// Picks the file's columns for each field of `target` by name, case-insensitively.
-pub fn by_name(batch: &RecordBatch, target: &SchemaRef) -> Vec<Option<ArrayRef>> {
-    let schema = batch.schema();
+/// For each field of `target`, the index of the file's column that feeds it: by name without
+/// case (the default), by exact name, or by position.
+pub fn matched(file: &Schema, target: &Schema, how: MatchColumns) -> Vec<Option<usize>> {
     target
         .fields()
         .iter()
-        .map(|f| {
-            schema
+        .enumerate()
+        .map(|(i, f)| match how {
+            MatchColumns::Position => (i < file.fields().len()).then_some(i),
+            MatchColumns::NameCaseSensitive => {
+                file.fields().iter().position(|sf| sf.name() == f.name())
+            }
+            MatchColumns::NameCaseInsensitive => file
                 .fields()
                 .iter()
-                .position(|sf| sf.name().eq_ignore_ascii_case(f.name()))
-                .map(|i| batch.column(i).clone())
+                .position(|sf| sf.name().eq_ignore_ascii_case(f.name())),
         })
+        .collect()
+}
+
+/// Picks the file's columns for each field of `target` ([`matched`]).
+pub fn by_name(
+    batch: &RecordBatch,
+    target: &SchemaRef,
+    how: MatchColumns,
+) -> Vec<Option<ArrayRef>> {
+    matched(&batch.schema(), target, how)
+        .into_iter()
+        .map(|i| i.map(|i| batch.column(i).clone()))
         .collect()
 }
 

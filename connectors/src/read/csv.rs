@@ -9,11 +9,12 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Date32Array, StringArray, StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, Date32Array, StringArray, StringBuilder, Time64MicrosecondArray,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use bytes::Bytes;
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use tarn_catalog::{Compression, FileFormat};
 
 use super::RowOrigin;
@@ -262,6 +263,9 @@ fn read_records(
             )
         })
         .collect();
+    let fmt = &opts.format;
+    let null_value = fmt.null_value.as_deref().map(str::as_bytes);
+    let empty_value = fmt.empty_value.as_deref().map(str::as_bytes);
     let mut out = FileBatches::default();
     let mut rec = csv::ByteRecord::new();
     let mut batch = Batch::new(ncols);
@@ -294,8 +298,17 @@ fn read_records(
         } else {
             for (i, field) in rec.iter().enumerate() {
                 let b = &mut batch.cols[i];
-                if field == b"\\N" || (field.is_empty() && !string_col[i]) {
+                let field = match fmt.trim_spaces {
+                    true => field.trim_ascii(),
+                    false => field,
+                };
+                if field == b"\\N"
+                    || null_value == Some(field)
+                    || (field.is_empty() && !string_col[i])
+                {
                     b.append_null();
+                } else if empty_value == Some(field) {
+                    b.append_value("");
                 } else {
                     match std::str::from_utf8(field) {
                         Ok(s) => b.append_value(s),
@@ -376,8 +389,8 @@ fn flush(
     Ok(())
 }
 
-/// Applies `DATE FORMAT` / `DATETIME FORMAT` where the table sets them; other columns are left for
-/// arrow's cast (ISO 8601).
+/// Applies `DATE FORMAT` / `DATETIME FORMAT` / `TIME FORMAT` (the column's own, else the
+/// table's) where they are set; other columns are left for arrow's cast (ISO 8601).
 fn custom_formats(
     strings: StringArray,
     target: &DataType,
@@ -392,7 +405,35 @@ fn custom_formats(
             format!("value '{v}' does not match the format '{f}'"),
         ));
     };
-    match (target, &format.date_format, &format.datetime_format) {
+    let own = format.column_formats.get(column);
+    let date = own
+        .and_then(|c| c.date_format.as_ref())
+        .or(format.date_format.as_ref());
+    let datetime = own
+        .and_then(|c| c.timestamp_format.as_ref())
+        .or(format.datetime_format.as_ref());
+    let time = own
+        .and_then(|c| c.time_format.as_ref())
+        .or(format.time_format.as_ref());
+    if let (DataType::Time64(TimeUnit::Microsecond), Some(f)) = (target, time) {
+        let a: Time64MicrosecondArray = (0..strings.len())
+            .map(|r| {
+                let v = strings.is_valid(r).then(|| strings.value(r))?;
+                match NaiveTime::parse_from_str(v, f) {
+                    Ok(t) => Some(
+                        i64::from(t.num_seconds_from_midnight()) * 1_000_000
+                            + i64::from(t.nanosecond() / 1000),
+                    ),
+                    Err(_) => {
+                        fail(r, v, f);
+                        None
+                    }
+                }
+            })
+            .collect();
+        return Arc::new(a);
+    }
+    match (target, date, datetime) {
         (DataType::Date32, Some(f), _) => {
             let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
             let a: Date32Array = (0..strings.len())

@@ -113,13 +113,31 @@ impl FileBatches {
     ) -> Result<()> {
         let line = move |r: usize| first_row + r as u64 + 1;
         let origin = RowOrigin { file, line: &line };
-        self.push(
-            conform::by_name(batch, &opts.schema),
-            batch.num_rows(),
-            &origin,
-            opts,
-            vec![],
-        )
+        let columns = conform::by_name(batch, &opts.schema, opts.format.match_columns_by);
+        if !opts.format.allow_missing_columns
+            && let Some((f, _)) = opts
+                .schema
+                .fields()
+                .iter()
+                .zip(&columns)
+                .find(|(_, c)| c.is_none())
+        {
+            return Err(ConnectorError::Data {
+                file: file.to_string(),
+                line: None,
+                column: Some(f.name().clone()),
+                message: format!(
+                    "the file has no column '{}' (matched {}) and allow_missing_columns is off",
+                    f.name(),
+                    match opts.format.match_columns_by {
+                        tarn_catalog::MatchColumns::Position => "by position",
+                        tarn_catalog::MatchColumns::NameCaseSensitive => "by exact name",
+                        tarn_catalog::MatchColumns::NameCaseInsensitive => "by name",
+                    }
+                ),
+            });
+        }
+        self.push(columns, batch.num_rows(), &origin, opts, vec![])
     }
 }
 
@@ -615,8 +633,55 @@ pub(crate) fn decompressed(
             zstd::stream::read::Decoder::new(raw)
                 .map_err(|e| ConnectorError::data(&file.uri, format!("zstd: {e}")))?,
         ),
+        Compression::Zip => unzipped(file, raw.inner.into_inner(), raw.progress)?,
         Compression::None | Compression::Auto => Box::new(raw),
     })
+}
+
+/// The entries of a zip archive, one after another (directories skipped): the archive's
+/// directory is read with the zip crate, each entry's data is inflated (or taken as stored) from
+/// its range of the bytes.
+fn unzipped(
+    file: &FileEntry,
+    bytes: Bytes,
+    progress: Arc<AtomicU64>,
+) -> Result<Box<dyn Read + Send>> {
+    let bad = |e: &dyn std::fmt::Display| ConnectorError::data(&file.uri, format!("zip: {e}"));
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes.clone())).map_err(|e| bad(&e))?;
+    let mut out: Box<dyn Read + Send> = Box::new(std::io::empty());
+    for i in 0..archive.len() {
+        let entry = archive.by_index_raw(i).map_err(|e| bad(&e))?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().map(|n| n.to_string()).unwrap_or_default();
+        if entry.encrypted() {
+            return Err(bad(&format!("{name} is encrypted")));
+        }
+        let start = entry
+            .data_start()
+            .ok_or_else(|| bad(&"an entry without data"))? as usize;
+        let end = start + entry.compressed_size() as usize;
+        if end > bytes.len() {
+            return Err(bad(&format!("{name} runs past the end of the file")));
+        }
+        let data = Counting {
+            inner: std::io::Cursor::new(bytes.slice(start..end)),
+            progress: progress.clone(),
+        };
+        let reader: Box<dyn Read + Send> = match entry.compression() {
+            zip::CompressionMethod::Stored => Box::new(data),
+            zip::CompressionMethod::Deflated => Box::new(flate2::read::DeflateDecoder::new(data)),
+            other => {
+                return Err(bad(&format!(
+                    "{name} is compressed with {other}; Tarn reads stored and deflated entries"
+                )));
+            }
+        };
+        out = Box::new(out.chain(reader));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ use parquet::arrow::async_reader::ParquetObjectReader;
 use parquet::errors::ParquetError;
 
 use super::{BATCH_ROWS, FileBatches, ReadOptions, fetch};
+use tarn_catalog::MatchColumns;
+
 use crate::error::{ConnectorError, Result};
 use crate::listing::FileEntry;
 
@@ -59,7 +61,7 @@ pub(super) async fn sample(
         return Ok((FileBatches::default(), 1.0));
     };
     let share = first.num_rows() as f64 / total.max(1) as f64;
-    let wanted = wanted_columns(meta.schema(), &opts.schema);
+    let wanted = wanted_columns(meta.schema(), &opts.schema, opts.format.match_columns_by);
     let mask = ProjectionMask::roots(meta.parquet_schema(), wanted);
     let batches: Vec<_> = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta)
         .with_row_groups(vec![0])
@@ -91,19 +93,16 @@ fn with_plain_strings(meta: ArrowReaderMetadata, file: &FileEntry) -> Result<Arr
     }
 }
 
-/// The positions of the file's columns that the table has (names matched without case).
-fn wanted_columns(file: &Schema, table: &Schema) -> Vec<usize> {
-    file.fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| {
-            table
-                .fields()
-                .iter()
-                .any(|t| t.name().eq_ignore_ascii_case(f.name()))
-        })
-        .map(|(i, _)| i)
-        .collect()
+/// The positions of the file's columns that feed the table's ([`super::conform::matched`]), in
+/// file order.
+fn wanted_columns(file: &Schema, table: &Schema, how: MatchColumns) -> Vec<usize> {
+    let mut wanted: Vec<usize> = super::conform::matched(file, table, how)
+        .into_iter()
+        .flatten()
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
 }
 
 /// `schema` with string and binary views as plain string and binary columns, if it has views.
@@ -153,7 +152,7 @@ fn decode(bytes: Bytes, file: &FileEntry, opts: &ReadOptions) -> Result<FileBatc
     let meta = with_plain_strings(meta, file)?;
     let file_schema = meta.schema().clone();
     // Decode only the file's columns that the table has.
-    let wanted = wanted_columns(&file_schema, &opts.schema);
+    let wanted = wanted_columns(&file_schema, &opts.schema, opts.format.match_columns_by);
     if wanted.is_empty() && !opts.schema.fields().is_empty() {
         return Err(ConnectorError::data(
             &file.uri,

@@ -123,7 +123,7 @@ pub(super) async fn run(
             }
             validate(s, &table)?;
             table.key = TableKey::new(&table.key.database, &table.key.table);
-            s.catalog.create_table(table, if_not_exists)?;
+            s.catalog.create_table(*table, if_not_exists)?;
             Ok(empty())
         }
         Statement::DropTable { table, if_exists } => {
@@ -288,7 +288,7 @@ async fn define_tables(
         let done = match attribute_definition(db, table, attribute) {
             Ok(table) => {
                 let stmt = Statement::CreateTable {
-                    table,
+                    table: Box::new(table),
                     if_not_exists: false,
                 };
                 Box::pin(run(s, caller, None, stmt)).await
@@ -312,7 +312,7 @@ fn attribute_definition(db: &str, table: &str, attribute: &str) -> Result<TableD
         attribute.replace('\'', "''")
     );
     match tarn_catalog::parse_statement(&ddl)? {
-        Statement::CreateTable { table, .. } => Ok(table),
+        Statement::CreateTable { table, .. } => Ok(*table),
         _ => Err(ServiceError::Internal("not a CREATE TABLE".into())),
     }
 }

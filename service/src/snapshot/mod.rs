@@ -431,7 +431,7 @@ mod tests {
         )
         .unwrap()
         {
-            tarn_catalog::Statement::CreateTable { table, .. } => table,
+            tarn_catalog::Statement::CreateTable { table, .. } => *table,
             _ => unreachable!(),
         }
     }
