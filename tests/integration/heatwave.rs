@@ -775,3 +775,94 @@ print(json.dumps(True))
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn the_autopilot_report_keeps_the_last_calls_messages_and_its_load_script_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("files");
+    write_files(&dir);
+    let server = TestServer::spawn(&tmp.path().join("tarn"), &dir, &[]).await;
+    server.ok("CREATE DATABASE v").await;
+    let addr = server.mysql_addr().await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let good = format!("file://{}/good/", dir.display());
+    let all = format!("file://{}/all/", dir.display());
+    // One connection, as a HeatWave user works: a dry run, its load script read from the report
+    // and run, then a validation whose warnings land in the report in place of the dry run's.
+    let out = python_json(
+        r#"
+import json, os, pymysql
+c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
+                    password=os.environ["ADMIN"], autocommit=True)
+cur = c.cursor()
+out = {}
+cur.execute("SELECT COUNT(*) FROM sys.heatwave_autopilot_report")
+out["before"] = cur.fetchone()[0]
+attr = {"dialect": {"format": "csv", "field_delimiter": ","}, "file": [{"uri": os.environ["GOOD"]}]}
+cur.execute("SET @input_list = %s", (json.dumps([{"db_name": "v", "tables": [{"table_name": "g", "engine_attribute": attr}]}]),))
+cur.execute("CALL sys.HEATWAVE_LOAD(CAST(@input_list AS JSON), JSON_OBJECT('mode', 'dryrun', 'output', 'silent'))")
+out["silent"] = cur.fetchall() if cur.description else []
+cur.execute("SELECT type, stage FROM sys.heatwave_autopilot_report ORDER BY id")
+out["kinds"] = [list(r) for r in cur.fetchall()]
+cur.execute("SELECT log->>'$.sql' FROM sys.heatwave_autopilot_report WHERE type = 'sql' ORDER BY id")
+script = [r[0] for r in cur.fetchall()]
+out["script"] = script
+for stmt in script:
+    cur.execute(stmt)
+cur.execute("SELECT COUNT(*) FROM v.g")
+out["loaded"] = cur.fetchone()[0]
+cur.execute("CREATE EXTERNAL TABLE v.a (id INT, day DATE, name VARCHAR(8)) FILE_FORMAT = (FORMAT csv FIELDS TERMINATED BY ',') FILES = (URI '" + os.environ["ALL"] + "')")
+cur.execute("CALL sys.HEATWAVE_LOAD(CAST('[{\"db_name\": \"v\", \"tables\": [\"a\"]}]' AS JSON), JSON_OBJECT('mode', 'validation'))")
+cur.fetchall()
+cur.execute("SELECT type, log->>'$.line', log->>'$.column' FROM sys.heatwave_autopilot_report WHERE stage = 'VALIDATION' AND type = 'warn' ORDER BY id")
+out["warnings"] = [list(r) for r in cur.fetchall()]
+cur.execute("SELECT COUNT(*) FROM sys.heatwave_autopilot_report WHERE stage = 'DRYRUN'")
+out["dryrun_left"] = cur.fetchone()[0]
+print(json.dumps(out))
+"#,
+        &[
+            ("HOST", host),
+            ("PORT", port),
+            ("ADMIN", ADMIN_TOKEN),
+            ("GOOD", &good),
+            ("ALL", &all),
+        ],
+    );
+    assert_eq!(out["before"], json!(0), "{out}");
+    // `output: silent` answers nothing; the report has it all.
+    assert_eq!(out["silent"], json!([]), "{out}");
+    let kinds = out["kinds"].as_array().unwrap();
+    assert!(
+        kinds.contains(&json!(["info", "DRYRUN"])) && kinds.contains(&json!(["sql", "DRYRUN"])),
+        "{out}"
+    );
+    let script: Vec<&str> = out["script"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(script.len(), 2, "{out}");
+    assert!(
+        script[0].starts_with("CREATE EXTERNAL TABLE `v`.`g` ("),
+        "{out}"
+    );
+    assert_eq!(script[1], "ALTER TABLE `v`.`g` SECONDARY_LOAD;");
+    assert_eq!(out["loaded"], json!(3), "{out}");
+    // bad.csv's line 2 (id) and line 4 (day): one warning each.
+    assert_eq!(
+        out["warnings"],
+        json!([["warn", "2", "id"], ["warn", "4", "day"]]),
+        "{out}"
+    );
+    assert_eq!(out["dryrun_left"], json!(0), "{out}");
+    // Each HTTP request is a session of its own: no report there.
+    assert_eq!(
+        server
+            .rows("SELECT COUNT(*) FROM sys.heatwave_autopilot_report")
+            .await,
+        vec![vec![json!(0)]]
+    );
+    let e = server.err("CREATE DATABASE sys").await;
+    assert!(e.message.contains("sys is reserved"), "{e:?}");
+}

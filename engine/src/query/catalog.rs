@@ -9,6 +9,7 @@ use datafusion::error::{DataFusionError, Result};
 use tarn_catalog::{CatalogStore, TableKey};
 
 use super::provider::LoadedTable;
+use super::report;
 use super::system;
 use crate::error::EngineError;
 use crate::store::MemoryStore;
@@ -29,6 +30,9 @@ impl CatalogProvider for TarnCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name.eq_ignore_ascii_case(report::SYS_SCHEMA) {
+            return Some(Arc::new(Sys));
+        }
         if name.eq_ignore_ascii_case(PERFORMANCE_SCHEMA) {
             return Some(Arc::new(system::SystemSchema {
                 catalog: self.catalog.clone(),
@@ -77,5 +81,26 @@ impl SchemaProvider for Database {
 
     fn table_exist(&self, name: &str) -> bool {
         self.catalog.get(&TableKey::new(&self.name, name)).is_ok()
+    }
+}
+
+/// MySQL's `sys` schema, as far as Tarn has it: HeatWave's `heatwave_autopilot_report`.
+#[derive(Debug)]
+struct Sys;
+
+#[async_trait]
+impl SchemaProvider for Sys {
+    fn table_names(&self) -> Vec<String> {
+        vec![report::REPORT_TABLE.to_string()]
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(name
+            .eq_ignore_ascii_case(report::REPORT_TABLE)
+            .then(|| Arc::new(report::ReportTable) as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case(report::REPORT_TABLE)
     }
 }

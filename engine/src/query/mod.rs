@@ -16,6 +16,7 @@ mod like;
 mod memory;
 mod plans;
 mod provider;
+pub mod report;
 mod scan;
 mod surface;
 pub mod system;
@@ -92,6 +93,8 @@ pub struct QueryContext {
     /// Memory the query's operators may hold (`limits.query_memory`); none: only the store's
     /// `memory_limit` bounds it.
     pub memory: Option<u64>,
+    /// The session's `sys.heatwave_autopilot_report`, if it has one.
+    pub report: Option<report::AutopilotReport>,
 }
 
 /// A query looked at, not yet planned: the plan kept for its text, or its parsed statement.
@@ -183,6 +186,9 @@ impl Engine {
             state
                 .config_mut()
                 .set_extension(Arc::new(context.visible.clone()));
+        }
+        if let Some(r) = &context.report {
+            state.config_mut().set_extension(Arc::new(r.clone()));
         }
         if !context.variables.is_empty() {
             state.execution_props_mut().add_var_provider(

@@ -9,6 +9,7 @@
 //! Access rules and limits belong here too, so that no door has its own copy of them.
 
 mod limits;
+mod report;
 mod statements;
 pub mod text;
 
@@ -90,6 +91,7 @@ impl Sessions {
             lifetime,
             database: None,
             variables: Arc::new(HashMap::new()),
+            report: None,
         }
     }
 }
@@ -101,6 +103,8 @@ pub struct Session {
     lifetime: Lifetime,
     database: Option<String>,
     variables: Arc<HashMap<String, ScalarValue>>,
+    /// `sys.heatwave_autopilot_report`: what the last `CALL sys.HEATWAVE_LOAD` reported.
+    report: Option<tarn_engine::query::report::AutopilotReport>,
 }
 
 impl std::fmt::Debug for Session {
@@ -143,6 +147,10 @@ impl Session {
             }
             other => {
                 let audited = statements::audited(&other, self.database.as_deref());
+                let heatwave_load = match &other {
+                    Statement::HeatwaveLoad { mode, output, .. } => Some((*mode, *output)),
+                    _ => None,
+                };
                 let done =
                     statements::run(&self.shared, &self.caller, self.database.as_deref(), other)
                         .await;
@@ -151,7 +159,15 @@ impl Session {
                         .audit
                         .record(&self.caller, action, &target, &done);
                 }
-                done
+                match (heatwave_load, done) {
+                    // The call's report stays with the session until the next call.
+                    (Some((mode, output)), Ok(answer)) => {
+                        let (report, answer) = report::report(mode, output, answer).await?;
+                        self.report = Some(report);
+                        Ok(answer)
+                    }
+                    (_, done) => done,
+                }
             }
         }
     }
@@ -293,11 +309,15 @@ impl Session {
             variables: self.variables.clone(),
             visible: VisibleDatabases(self.caller.databases.clone()),
             memory: self.shared.limiter.limits().query_memory,
+            report: self.report.clone(),
         };
         let mut prepared = engine.prepare(sql, &context)?;
         for table in prepared.tables() {
-            // The status views show every caller only what it may see.
-            if table.database != PERFORMANCE_SCHEMA {
+            // The status views show every caller only what it may see; the report is the
+            // session's own.
+            if table.database != PERFORMANCE_SCHEMA
+                && table.database != tarn_engine::query::report::SYS_SCHEMA
+            {
                 self.caller.require_database(&table.database)?;
             }
         }

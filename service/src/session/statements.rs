@@ -7,7 +7,7 @@ use arrow::array::{ArrayRef, Float64Array, StringArray, UInt64Array};
 use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
 use tarn_catalog::types::{columns_of, schema_of};
-use tarn_catalog::{CatalogError, LoadMode, LoadOutput, Statement, TableDef, TableKey};
+use tarn_catalog::{CatalogError, LoadMode, Statement, TableDef, TableKey};
 use tarn_engine::QueryStream;
 use tarn_engine::query::{PERFORMANCE_SCHEMA, system};
 
@@ -218,33 +218,29 @@ pub(super) async fn run(
             define,
             refresh,
             mode,
-            output,
+            // The session shapes the whole answer by `output` (and makes its report).
+            output: _,
         } => {
             caller.require(Role::Loader, "CALL sys.HEATWAVE_LOAD")?;
             for (db, _) in &input {
                 caller.require_database(db)?;
             }
             if mode == LoadMode::DryRun {
-                return dry_run(s, &input, &define, output).await;
+                return dry_run(s, &input, &define).await;
             }
             define_tables(s, caller, &define, mode).await?;
             let keys = listed_tables(s, &input, &[])?;
-            let answer = match mode {
-                LoadMode::Normal => heatwave_load(s, keys, refresh, output).await?,
+            match mode {
+                LoadMode::Normal => heatwave_load(s, keys, refresh).await,
                 LoadMode::Validation => {
                     let mut found = Vec::new();
                     for key in keys {
                         found.push((key.to_string(), s.loader.validate(&key).await?));
                     }
-                    validation_rows(found)?
+                    validation_rows(found)
                 }
                 LoadMode::DryRun => unreachable!("answered above"),
-            };
-            Ok(if output == LoadOutput::Silent {
-                empty()
-            } else {
-                answer
-            })
+            }
         }
         Statement::Query(_)
         | Statement::Use { .. }
@@ -375,7 +371,6 @@ async fn dry_run(
     s: &Sessions,
     input: &[(String, Vec<String>)],
     define: &[(String, String, String)],
-    output: LoadOutput,
 ) -> Result<QueryStream> {
     let mut defs = Vec::new();
     for (db, table, attribute) in define {
@@ -420,9 +415,6 @@ async fn dry_run(
     bytes.push(None);
     rows.push(None);
     memory.push(Some(total));
-    if output == LoadOutput::Silent {
-        return Ok(empty());
-    }
     single(vec![
         ("table", Arc::new(StringArray::from(names)) as ArrayRef),
         ("estimated_bytes", Arc::new(UInt64Array::from(memory))),
@@ -496,12 +488,7 @@ fn validation_rows(found: Vec<(String, crate::load::Validation)>) -> Result<Quer
 /// `refresh_external_tables` refreshes the listed tables that are. One row per table with what
 /// was done (`compact`: the table, what was done and any error); a table that fails does not
 /// stop the others.
-async fn heatwave_load(
-    s: &Sessions,
-    keys: Vec<TableKey>,
-    refresh: bool,
-    output: LoadOutput,
-) -> Result<QueryStream> {
+async fn heatwave_load(s: &Sessions, keys: Vec<TableKey>, refresh: bool) -> Result<QueryStream> {
     let (mut names, mut actions, mut versions, mut rows, mut read, mut errors) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for key in keys {
@@ -545,13 +532,6 @@ async fn heatwave_load(
             }
         }
     }
-    if output == LoadOutput::Compact {
-        return single(vec![
-            ("table", strings(names)),
-            ("action", strings(actions)),
-            ("error", Arc::new(StringArray::from(errors)) as ArrayRef),
-        ]);
-    }
     single(vec![
         ("table", strings(names)),
         ("action", strings(actions)),
@@ -563,8 +543,9 @@ async fn heatwave_load(
 }
 
 fn check_not_reserved(name: &str) -> Result<()> {
-    if name == PERFORMANCE_SCHEMA {
-        return Err(CatalogError::invalid("performance_schema is reserved").into());
+    let name = name.to_lowercase();
+    if name == PERFORMANCE_SCHEMA || name == tarn_engine::query::report::SYS_SCHEMA {
+        return Err(CatalogError::invalid(format!("{name} is reserved")).into());
     }
     Ok(())
 }
