@@ -262,16 +262,25 @@ with open(f"{d}/csv/big.csv", "w", newline="") as f:
             data.join("pq").display()
         ))
         .await;
-    let csv_uri = format!("file://{}/", data.join("csv").display());
-    // One table defined, one given only by its files (not created by a dry run).
-    let rows = server
-        .rows(&format!(
-            r#"CALL sys.HEATWAVE_LOAD(CAST('[{{"db_name": "e", "tables": ["pq", {{"table_name": "csv", "engine_attribute": {{"dialect": {{"format": "csv", "field_delimiter": ","}}, "file": [{{"uri": "{csv_uri}"}}]}}}}]}}]' AS JSON), JSON_OBJECT('mode', 'dryrun'))"#
+    // A Delta table (deltalake writes it: four files), estimated from its log's files.
+    delta_op(&data.join("delta"), &["create", "0", "400000", "4"]);
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE e.dl FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
+            data.join("delta").display()
         ))
         .await;
-    assert_eq!(rows.len(), 3, "two tables and the total: {rows:?}");
+    let csv_uri = format!("file://{}/", data.join("csv").display());
+    // Tables defined, one given only by its files (not created by a dry run).
+    let rows = server
+        .rows(&format!(
+            r#"CALL sys.HEATWAVE_LOAD(CAST('[{{"db_name": "e", "tables": ["pq", "dl", {{"table_name": "csv", "engine_attribute": {{"dialect": {{"format": "csv", "field_delimiter": ","}}, "file": [{{"uri": "{csv_uri}"}}]}}}}]}}]' AS JSON), JSON_OBJECT('mode', 'dryrun'))"#
+        ))
+        .await;
+    assert_eq!(rows.len(), 4, "three tables and the total: {rows:?}");
     let by_name = |n: &str| rows.iter().find(|r| r[0] == n).unwrap().clone();
-    let (pq, csv) = (by_name("e.pq"), by_name("e.csv"));
+    let (pq, csv, dl) = (by_name("e.pq"), by_name("e.csv"), by_name("e.dl"));
+    assert_eq!(dl[3], 4, "{dl:?}");
     assert!(
         pq[5].as_str().unwrap().contains("`id` BIGINT")
             && csv[5]
@@ -281,11 +290,11 @@ with open(f"{d}/csv/big.csv", "w", newline="") as f:
         "the DDL with the columns inferred: {rows:?}"
     );
     assert_eq!(pq[3], 2, "{pq:?}");
-    let total = &rows[2];
+    let total = &rows[3];
     assert_eq!(total[0], json!(null));
     assert_eq!(
         total[1].as_u64().unwrap(),
-        pq[1].as_u64().unwrap() + csv[1].as_u64().unwrap()
+        pq[1].as_u64().unwrap() + csv[1].as_u64().unwrap() + dl[1].as_u64().unwrap()
     );
     // Nothing was created or loaded, and the memory the samples took is given back.
     assert_eq!(
@@ -301,7 +310,7 @@ with open(f"{d}/csv/big.csv", "w", newline="") as f:
     assert!(e.message.contains("csv"), "{e:?}");
     // The generated DDL defines the table; then the real loads, against the estimates.
     server.ok(csv[5].as_str().unwrap()).await;
-    for (t, est) in [("pq", &pq), ("csv", &csv)] {
+    for (t, est) in [("pq", &pq), ("csv", &csv), ("dl", &dl)] {
         server
             .ok(&format!("ALTER TABLE e.{t} SECONDARY_LOAD"))
             .await;

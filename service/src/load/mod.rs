@@ -216,10 +216,7 @@ impl Loader {
     pub async fn estimate(&self, def: &TableDef) -> Result<Estimate> {
         use tarn_connectors::read;
         if def.format.kind == tarn_catalog::FormatKind::Delta {
-            return Err(ServiceError::NotSupported(format!(
-                "a dry run of the Delta table {}: its files are named by its log; load it, or validate it",
-                def.key
-            )));
+            return self.estimate_delta(def).await;
         }
         let routes = source::routes(&self.regions, def);
         let files = source::list_files(&self.object_stores, def, &routes).await?;
@@ -247,6 +244,60 @@ impl Loader {
             0.0
         } else {
             source_bytes as f64 / (largest.size as f64 * share)
+        };
+        Ok(Estimate {
+            files: files.len(),
+            source_bytes,
+            columns,
+            rows: (segment.rows as f64 * scale).round() as u64,
+            memory_bytes: (segment.bytes as f64 * scale).round() as u64,
+        })
+    }
+
+    /// A Delta table's dry run: its log names its files (and columns); the largest data file is
+    /// read whole (deletion vectors applied) and scaled by the bytes of all of them.
+    async fn estimate_delta(&self, def: &TableDef) -> Result<Estimate> {
+        use tarn_connectors::read;
+        let routes = source::routes(&self.regions, def);
+        let route = routes
+            .first()
+            .ok_or_else(|| ServiceError::BadRequest(format!("{} has no files", def.key)))?;
+        let (loc, store) = source::open_route(&self.object_stores, &def.files[0].uri, route).await?;
+        let snap = read::delta_snapshot(store, &loc, None)
+            .await
+            .map_err(|e| self::read::read_error(&def.key, e, route))?;
+        let files = &snap.manifest.files;
+        let source_bytes: u64 = files.iter().map(|f| f.size).sum();
+        let Some((largest, file)) = files.iter().enumerate().max_by_key(|(_, f)| f.size) else {
+            return Ok(Estimate {
+                files: 0,
+                source_bytes: 0,
+                columns: snap.schema.clone(),
+                rows: 0,
+                memory_bytes: 0,
+            });
+        };
+        let columns = match &def.columns {
+            Some(c) => tarn_catalog::types::schema_of(c)?,
+            None => snap.schema.clone(),
+        };
+        let reservation = Arc::new(self.memory.reserve(&def.key, 0)?);
+        let opts = read::ReadOptions::new(def.format.clone(), columns.clone(), false)
+            .with_memory(reservation.clone());
+        let read = read::read_delta_files(&snap, &[largest], &opts)
+            .await
+            .map_err(|e| self::read::read_error(&def.key, e, route))?;
+        let (batches, rejected) = read
+            .into_iter()
+            .fold((Vec::new(), Vec::new()), |(mut b, mut r), f| {
+                b.extend(f.batches);
+                r.extend(f.rejected);
+                (b, r)
+            });
+        let segment = tarn_engine::store::Segment::new(file.uri.clone(), batches, rejected);
+        let scale = match file.size {
+            0 => 0.0,
+            size => source_bytes as f64 / size as f64,
         };
         Ok(Estimate {
             files: files.len(),
