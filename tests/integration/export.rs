@@ -53,6 +53,31 @@ print(json.dumps([r[0], r[1], r[2], r[3], r[4]]))
 const SUMMARY: &str =
     "SELECT COUNT(*), SUM(id), CAST(SUM(amount) AS VARCHAR), COUNT(name), SUM(CHAR_LENGTH(name))";
 
+/// [`duckdb_summary`] of files in the test S3 server, read through DuckDB's httpfs.
+fn duckdb_s3_summary(s3: &S3, read: &str) -> Value {
+    let endpoint = s3.endpoint.trim_start_matches("http://");
+    python_json(
+        r#"import os, json, duckdb, pathlib
+import duckdb_extension_httpfs
+ext = next(pathlib.Path(duckdb_extension_httpfs.__file__).parent.rglob("httpfs.duckdb_extension"))
+con = duckdb.connect()
+con.execute(f"LOAD '{ext}'")
+for k, v in [("s3_endpoint", os.environ["ENDPOINT"]), ("s3_use_ssl", "false"), ("s3_url_style", "path"),
+             ("s3_region", "us-east-1"), ("s3_access_key_id", os.environ["KEY"]),
+             ("s3_secret_access_key", os.environ["SECRET"])]:
+    con.execute(f"SET {k} = '{v}'")
+r = con.execute(f"SELECT count(*), sum(id), sum(amount)::VARCHAR, count(name), sum(length(name)) FROM {os.environ['READ']}").fetchone()
+print(json.dumps([r[0], r[1], r[2], r[3], r[4]]))
+"#,
+        &[
+            ("READ", read),
+            ("ENDPOINT", endpoint),
+            ("KEY", &s3.access_key),
+            ("SECRET", &s3.secret_key),
+        ],
+    )
+}
+
 /// The export's folder (from its answer), checked against its manifest.
 fn check_answer(answer: &[Vec<Value>], manifest: &Value) -> String {
     assert_eq!(answer.len(), 1, "{answer:?}");
@@ -303,30 +328,47 @@ async fn exports_to_s3_oci_and_a_pre_authenticated_request_read_back_the_same_ro
         .await;
     let original = server.rows("SELECT * FROM x.t ORDER BY id").await;
     let par = format!("{par_base}/p/write-token/n/ns/b/bucket/o/");
-    for (name, clause, back) in [
-        (
+    let summary = server.rows(&format!("{SUMMARY} FROM x.t")).await;
+    // Every format to every kind of location: s3:// in the SQL form, oci:// by bucket and
+    // namespace and a pre-authenticated request in the JSON form.
+    let mut cases = Vec::new();
+    for format in ["csv", "parquet", "json"] {
+        let (sql_extra, json_extra, back) = match format {
+            "csv" => (
+                " HEADER ON COMPRESSION 'zstd'",
+                ", \"has_header\": true, \"compression\": \"zstd\"",
+                "FORMAT csv HEADER ON FIELDS TERMINATED BY ',' ENCLOSED BY '\"' ESCAPED BY '\\\\'",
+            ),
+            "parquet" => ("", "", "FORMAT parquet"),
+            _ => ("", "", "FORMAT json"),
+        };
+        cases.push((
             "s3",
-            format!("INTO OUTFILE URI 's3://{b}/{prefix}/p/' FORMAT parquet"),
-            "FORMAT parquet",
-        ),
-        (
+            format,
+            format!("INTO OUTFILE URI 's3://{b}/{prefix}/{format}/' FORMAT {format}{sql_extra}"),
+            back,
+        ));
+        cases.push((
             "oci",
+            format,
             format!(
-                "INTO OUTFILE WITH PARAMETERS '{{\"file\": [{{\"bucket\": \"{b}\", \"namespace\": \"testns\", \"prefix\": \"{prefix}/c/\"}}], \"dialect\": {{\"format\": \"csv\", \"has_header\": true, \"compression\": \"zstd\"}}}}'"
+                "INTO OUTFILE WITH PARAMETERS '{{\"file\": [{{\"bucket\": \"{b}\", \"namespace\": \"testns\", \"prefix\": \"{prefix}/oci-{format}/\"}}], \"dialect\": {{\"format\": \"{format}\"{json_extra}}}}}'"
             ),
-            "FORMAT csv HEADER ON FIELDS TERMINATED BY ',' ENCLOSED BY '\"' ESCAPED BY '\\\\'",
-        ),
-        (
+            back,
+        ));
+        cases.push((
             "par",
+            format,
             format!(
-                "INTO OUTFILE WITH PARAMETERS '{{\"file\": [{{\"par\": \"{par}\", \"prefix\": \"j/\"}}], \"dialect\": {{\"format\": \"json\"}}}}'"
+                "INTO OUTFILE WITH PARAMETERS '{{\"file\": [{{\"par\": \"{par}\", \"prefix\": \"{format}/\"}}], \"dialect\": {{\"format\": \"{format}\"{json_extra}}}}}'"
             ),
-            "FORMAT json",
-        ),
-    ] {
+            back,
+        ));
+    }
+    for (name, format, clause, back) in cases {
         let answer = server.rows(&format!("SELECT * FROM x.t {clause}")).await;
         let folder = answer[0][3].as_str().unwrap().to_string();
-        assert_eq!(answer[0][0], json!(ROWS), "{name}: {answer:?}");
+        assert_eq!(answer[0][0], json!(ROWS), "{name} {format}: {answer:?}");
         // The folder as the answer names it reads back (a PAR's token is redacted there).
         let uri = match name {
             "par" => {
@@ -335,17 +377,35 @@ async fn exports_to_s3_oci_and_a_pre_authenticated_request_read_back_the_same_ro
             }
             _ => folder.clone(),
         };
-        let columns = if name == "s3" { "" } else { COLUMNS };
+        let columns = if format == "parquet" { "" } else { COLUMNS };
+        let table = format!("x.back_{name}_{format}");
         server
             .create_and_load(
-                &format!("x.back_{name}"),
+                &table,
                 &format!("{columns} FILE_FORMAT = ({back}) FILES = (URI '{uri}')"),
             )
             .await;
         let got = server
-            .rows(&format!("SELECT * FROM x.back_{name} ORDER BY id"))
+            .rows(&format!("SELECT * FROM {table} ORDER BY id"))
             .await;
-        assert_same_rows(&format!("{name} round trip"), &got, &original);
+        assert_same_rows(&format!("{name} {format} round trip"), &got, &original);
+        // DuckDB reads what went to S3 (httpfs, the same server).
+        if name == "s3" && format != "csv" {
+            let glob = format!("{folder}n*.{format}");
+            let read = match format {
+                "parquet" => format!("read_parquet('{glob}')"),
+                _ => format!(
+                    "read_json('{glob}', columns={{'id': 'BIGINT', 'name': 'VARCHAR', 'amount': \
+                     'DECIMAL(12,2)', 'ratio': 'DOUBLE', 'day': 'DATE', 'at': 'TIMESTAMP', 'flag': 'BOOLEAN'}})"
+                ),
+            };
+            let duck = duckdb_s3_summary(&s3, &read);
+            assert_eq!(
+                duck.as_array().unwrap(),
+                &summary[0],
+                "DuckDB reading {glob}"
+            );
+        }
         // The manifest, written last, lists what is there.
         let manifest: Value = match name {
             "par" => {
@@ -373,7 +433,7 @@ async fn exports_to_s3_oci_and_a_pre_authenticated_request_read_back_the_same_ro
         };
         check_answer(&answer, &manifest);
     }
-    // The PAR's files are in the bucket the request writes to, with the manifest.
+    // The PAR's files are in the bucket the request writes to, with the manifests.
     let written: Vec<String> = walk(&par_root)
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().to_string())

@@ -129,6 +129,8 @@ pub async fn start_fake(root: PathBuf, token: &str) -> (String, Arc<Fake>) {
             "/p/{token}/n/{ns}/b/{bucket}/o/{*name}",
             get(object).put(put_object),
         )
+        // Whole files come in one PUT.
+        .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -262,7 +262,8 @@ impl Loader {
         let route = routes
             .first()
             .ok_or_else(|| ServiceError::BadRequest(format!("{} has no files", def.key)))?;
-        let (loc, store) = source::open_route(&self.object_stores, &def.files[0].uri, route).await?;
+        let (loc, store) =
+            source::open_route(&self.object_stores, &def.files[0].uri, route).await?;
         let snap = read::delta_snapshot(store, &loc, None)
             .await
             .map_err(|e| self::read::read_error(&def.key, e, route))?;
@@ -287,13 +288,13 @@ impl Loader {
         let read = read::read_delta_files(&snap, &[largest], &opts)
             .await
             .map_err(|e| self::read::read_error(&def.key, e, route))?;
-        let (batches, rejected) = read
-            .into_iter()
-            .fold((Vec::new(), Vec::new()), |(mut b, mut r), f| {
-                b.extend(f.batches);
-                r.extend(f.rejected);
-                (b, r)
-            });
+        let (batches, rejected) =
+            read.into_iter()
+                .fold((Vec::new(), Vec::new()), |(mut b, mut r), f| {
+                    b.extend(f.batches);
+                    r.extend(f.rejected);
+                    (b, r)
+                });
         let segment = tarn_engine::store::Segment::new(file.uri.clone(), batches, rejected);
         let scale = match file.size {
             0 => 0.0,
