@@ -60,6 +60,39 @@ async fn a_query_past_its_time_is_stopped_and_the_service_answers_on() {
         server.rows("SELECT 1 + 1").await,
         vec![vec![serde_json::json!(2)]]
     );
+    // Over the MySQL protocol the same stop is MySQL's 3024, and the connection answers after.
+    let addr = server.mysql_addr().await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = python_json(
+        r#"import json, os, pymysql
+c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
+                    password=os.environ["ADMIN"])
+cur = c.cursor()
+try:
+    cur.execute(os.environ["HEAVY"])
+    out = {"error": None}
+except pymysql.err.MySQLError as e:
+    out = {"error": e.args[0], "message": e.args[1]}
+cur.execute("SELECT 1 + 1")
+out["after"] = cur.fetchone()[0]
+print(json.dumps(out))
+"#,
+        &[
+            ("HOST", host),
+            ("PORT", port),
+            ("ADMIN", ADMIN_TOKEN),
+            ("HEAVY", HEAVY),
+        ],
+    );
+    assert_eq!(out["error"], 3024, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.query_timeout (1s)"),
+        "{out}"
+    );
+    assert_eq!(out["after"], 2, "{out}");
 }
 
 #[tokio::test]

@@ -672,7 +672,7 @@ fn mysql_error(e: &ServiceError) -> (ErrorKind, String) {
         (ErrorCode::UnsupportedStatement | ErrorCode::NotSupported, _) => {
             ErrorKind::ER_NOT_SUPPORTED_YET
         }
-        (ErrorCode::QueryTimeout, _) => ErrorKind::ER_QUERY_INTERRUPTED,
+        (ErrorCode::QueryTimeout, _) => ErrorKind::ER_QUERY_TIMEOUT,
         (ErrorCode::TooManyQueries, _) => ErrorKind::ER_TOO_MANY_USER_CONNECTIONS,
         (ErrorCode::MemoryLimit | ErrorCode::QueryMemoryExceeded, _) => {
             ErrorKind::ER_OUT_OF_RESOURCES
