@@ -52,6 +52,9 @@ use crate::store::MemoryStore;
 pub struct QueryStream {
     pub schema: SchemaRef,
     pub stream: SendableRecordBatchStream,
+    /// Whether the rows come in an order the statement asked for (`ORDER BY`): a door that
+    /// hands an answer out in parts in parallel must then keep it whole.
+    pub ordered: bool,
 }
 
 impl std::fmt::Debug for QueryStream {
@@ -69,6 +72,7 @@ impl QueryStream {
         Self {
             stream: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), stream)),
             schema,
+            ordered: false,
         }
     }
 
@@ -283,6 +287,10 @@ impl Engine {
         started: Instant,
         planned: std::time::Duration,
     ) -> QueryStream {
+        let ordered = {
+            use datafusion::physical_plan::ExecutionPlanProperties;
+            physical.output_ordering().is_some()
+        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<datafusion::error::Result<RecordBatch>>(2);
         self.runtime.spawn(async move {
             let mut stream = match execute_stream(physical, task) {
@@ -317,6 +325,7 @@ impl Engine {
         QueryStream {
             stream: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), batches)),
             schema,
+            ordered,
         }
     }
 }

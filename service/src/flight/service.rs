@@ -61,11 +61,14 @@ struct Shared {
     parked: Mutex<Parking>,
     prepared: Mutex<HashMap<Vec<u8>, Prepared>>,
     info: SqlInfoData,
+    /// Endpoints an unordered answer is handed out in (one a core).
+    endpoints: usize,
 }
 
+/// An answer waiting for its tickets: its parts, each taken once.
 struct Parked {
     owner: String,
-    answer: QueryStream,
+    parts: Vec<Option<QueryStream>>,
     since: Instant,
 }
 
@@ -74,8 +77,9 @@ struct Parked {
 struct Parking(HashMap<Vec<u8>, Parked>);
 
 impl Parking {
-    /// Parks `answer` for `owner` under `handle`; the owner's oldest goes when it has too many.
-    fn park(&mut self, handle: Vec<u8>, owner: String, answer: QueryStream) {
+    /// Parks `parts` of an answer for `owner` under `handle`; the owner's oldest goes when it has
+    /// too many.
+    fn park(&mut self, handle: Vec<u8>, owner: String, parts: Vec<QueryStream>) {
         let mine: Vec<(Vec<u8>, Instant)> = self
             .0
             .iter()
@@ -91,18 +95,21 @@ impl Parking {
             handle,
             Parked {
                 owner,
-                answer,
+                parts: parts.into_iter().map(Some).collect(),
                 since: Instant::now(),
             },
         );
     }
 
-    /// The answer parked under `handle`, if `owner` parked it (taken: a ticket is redeemed once).
-    fn take(&mut self, handle: &[u8], owner: &str) -> Option<QueryStream> {
-        match self.0.get(handle) {
-            Some(p) if p.owner == owner => self.0.remove(handle).map(|p| p.answer),
-            _ => None,
+    /// Part `part` of the answer parked under `handle`, if `owner` parked it (taken: a ticket is
+    /// redeemed once; the answer goes when its last part is taken).
+    fn take(&mut self, handle: &[u8], part: usize, owner: &str) -> Option<QueryStream> {
+        let parked = self.0.get_mut(handle).filter(|p| p.owner == owner)?;
+        let taken = parked.parts.get_mut(part)?.take();
+        if parked.parts.iter().all(Option::is_none) {
+            self.0.remove(handle);
         }
+        taken
     }
 
     /// Drops what waited longer than `limit`.
@@ -129,6 +136,10 @@ impl FlightSql {
             parked: Mutex::new(Parking::default()),
             prepared: Mutex::new(HashMap::new()),
             info: sql_info(),
+            endpoints: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(8),
         }))
     }
 
@@ -160,23 +171,33 @@ impl FlightSql {
         let mut session = self.0.sessions.open(caller, Lifetime::Statement);
         let answer = session.execute(sql).await.map_err(status)?;
         let schema = answer.schema.clone();
+        let ordered = answer.ordered;
+        let parts = split(answer, self.0.endpoints);
         let handle = handle();
+        let tickets: Vec<Ticket> = (0..parts.len())
+            .map(|part| {
+                let mut h = handle.clone();
+                h.push(part as u8);
+                let ticket = TicketStatementQuery {
+                    statement_handle: h.into(),
+                };
+                Ticket::new(ticket.as_any().encode_to_vec())
+            })
+            .collect();
         self.0
             .parked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .park(handle.clone(), owner, answer);
-        let ticket = TicketStatementQuery {
-            statement_handle: handle.into(),
-        };
-        let endpoint =
-            FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
+            .park(handle, owner, parts);
         FlightInfo::new()
             .try_with_schema(&schema)
             .map_err(|e| Status::internal(format!("the answer's schema: {e}")))
-            .map(|i| {
-                i.with_endpoint(endpoint)
-                    .with_descriptor(descriptor)
+            .map(|mut i| {
+                for t in tickets {
+                    i = i.with_endpoint(FlightEndpoint::new().with_ticket(t));
+                }
+                i.with_descriptor(descriptor)
+                    .with_ordered(ordered)
                     .with_total_records(-1)
                     .with_total_bytes(-1)
             })
@@ -221,6 +242,34 @@ impl FlightSql {
 }
 
 /// A fresh handle for a parked answer or a prepared statement: 16 random bytes.
+/// `answer` as `parts` streams that share its batches, each taking the next one when it is
+/// ready for it: a client that reads the endpoints of an answer at once decodes it in parallel
+/// (and the door encodes it in parallel); one that reads them one after another reads it all
+/// from the first, and the others end empty. An answer in an order the statement asked for stays
+/// whole.
+fn split(answer: QueryStream, parts: usize) -> Vec<QueryStream> {
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use futures::StreamExt;
+    if parts <= 1 || answer.ordered {
+        return vec![answer];
+    }
+    let schema = answer.schema.clone();
+    let shared = Arc::new(tokio::sync::Mutex::new(answer.stream));
+    (0..parts)
+        .map(|_| {
+            let batches = futures::stream::unfold(shared.clone(), |shared| async move {
+                let next = shared.lock().await.next().await;
+                next.map(|b| (b, shared))
+            });
+            QueryStream {
+                stream: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), batches)),
+                schema: schema.clone(),
+                ordered: false,
+            }
+        })
+        .collect()
+}
+
 fn handle() -> Vec<u8> {
     let mut bytes = vec![0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
@@ -377,12 +426,16 @@ impl FlightSqlService for FlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = self.caller(&request)?;
+        let (handle, part) = match ticket.statement_handle.split_last() {
+            Some((part, handle)) => (handle, *part as usize),
+            None => (&[][..], 0),
+        };
         let parked = self
             .0
             .parked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take(ticket.statement_handle.as_ref(), &caller.name);
+            .take(handle, part, &caller.name);
         let Some(answer) = parked else {
             return Err(Status::not_found(
                 "no such answer: a ticket is redeemed once, by the token that ran its statement, within a minute",
@@ -649,7 +702,7 @@ mod tests {
 
     #[test]
     fn a_token_keeps_a_bounded_number_of_answers_and_only_its_own() {
-        let answer = || QueryStream::from_batches(Arc::new(Schema::empty()), vec![]);
+        let answer = || vec![QueryStream::from_batches(Arc::new(Schema::empty()), vec![])];
         let mut parking = Parking::default();
         for i in 0..PARKED_PER_TOKEN + 2 {
             parking.park(vec![i as u8], "a".into(), answer());
@@ -657,17 +710,69 @@ mod tests {
         }
         parking.park(vec![100], "b".into(), answer());
         // The two oldest of a's went; b's is untouched.
-        assert!(parking.take(&[0], "a").is_none());
-        assert!(parking.take(&[1], "a").is_none());
-        assert!(parking.take(&[2], "a").is_some());
+        assert!(parking.take(&[0], 0, "a").is_none());
+        assert!(parking.take(&[1], 0, "a").is_none());
+        assert!(parking.take(&[2], 0, "a").is_some());
         assert!(
-            parking.take(&[2], "a").is_none(),
+            parking.take(&[2], 0, "a").is_none(),
             "a ticket is redeemed once"
         );
-        assert!(parking.take(&[100], "a").is_none(), "not a's to take");
-        assert!(parking.take(&[100], "b").is_some());
+        assert!(parking.take(&[100], 0, "a").is_none(), "not a's to take");
+        assert!(parking.take(&[100], 1, "b").is_none(), "no such part");
+        assert!(parking.take(&[100], 0, "b").is_some());
         parking.sweep(Duration::ZERO);
-        assert!(parking.take(&[3], "a").is_none(), "swept");
+        assert!(parking.take(&[3], 0, "a").is_none(), "swept");
+    }
+
+    #[tokio::test]
+    async fn an_unordered_answer_in_parts_hands_each_batch_to_one_part_and_an_ordered_one_stays_whole()
+     {
+        use futures::StreamExt;
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let batches: Vec<RecordBatch> = (0..10)
+            .map(|i| {
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![Arc::new(Int64Array::from(vec![i, i + 100]))],
+                )
+                .unwrap()
+            })
+            .collect();
+        let parts = split(
+            QueryStream::from_batches(schema.clone(), batches.clone()),
+            3,
+        );
+        assert_eq!(parts.len(), 3);
+        // Read at once: every batch arrives exactly once, in one part or another.
+        let read = futures::future::join_all(parts.into_iter().map(|p| async move {
+            p.stream
+                .map(|b| {
+                    b.unwrap()
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .value(0)
+                })
+                .collect::<Vec<i64>>()
+                .await
+        }))
+        .await;
+        let mut all: Vec<i64> = read.concat();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<i64>>());
+        // Read one after another: the first part has it all.
+        let mut parts = split(
+            QueryStream::from_batches(schema.clone(), batches.clone()),
+            2,
+        );
+        let second = parts.pop().unwrap();
+        let first: Vec<_> = parts.pop().unwrap().stream.collect().await;
+        assert_eq!(first.len(), 10);
+        assert_eq!(second.stream.collect::<Vec<_>>().await.len(), 0);
+        let mut ordered = QueryStream::from_batches(schema, batches);
+        ordered.ordered = true;
+        assert_eq!(split(ordered, 4).len(), 1);
     }
 
     #[test]

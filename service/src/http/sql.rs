@@ -396,6 +396,7 @@ mod tests {
         let answer = QueryStream {
             schema,
             stream: Box::pin(stream),
+            ordered: false,
         };
         let resp = respond(answer, format).await.map_err(|e| e.0.to_string())?;
         axum::body::to_bytes(resp.into_body(), usize::MAX)

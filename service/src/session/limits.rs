@@ -82,7 +82,7 @@ impl Turn {
 
     /// `answer`, stopped when the time is up or the bytes are too many; the turn goes with it.
     pub fn limit(self, answer: QueryStream) -> QueryStream {
-        let schema = answer.schema.clone();
+        let (schema, ordered) = (answer.schema.clone(), answer.ordered);
         let limited = Limited {
             inner: answer.stream,
             sleep: Box::pin(tokio::time::sleep_until(self.deadline)),
@@ -93,6 +93,7 @@ impl Turn {
         QueryStream {
             stream: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), limited)),
             schema,
+            ordered,
         }
     }
 }
@@ -182,6 +183,7 @@ mod tests {
         QueryStream {
             stream: Box::pin(RecordBatchStreamAdapter::new(schema.clone(), stream)),
             schema,
+            ordered: false,
         }
     }
 
