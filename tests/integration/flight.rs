@@ -249,3 +249,85 @@ print(json.dumps({"rows": rows, "ids": ids, "vs": vs, "batches": batches}))
         "the answer arrives in batches: {out}"
     );
 }
+
+#[tokio::test]
+async fn an_unordered_answer_comes_as_one_endpoint_a_core_and_an_ordered_one_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = crate::mysql::million_rows_loaded(tmp.path()).await;
+    let uri = format!("grpc://{}", server.flight_addr().await);
+    // Arrow's C++ Flight client, with the Flight SQL command built by hand: it shows the
+    // endpoints and lets the test read them at once or one after another.
+    let out = python_json(
+        r#"
+import json, os
+from concurrent.futures import ThreadPoolExecutor
+import pyarrow as pa, pyarrow.compute as pc, pyarrow.flight as fl
+
+def field(num, data):
+    n, size = len(data), b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        size += bytes([b | (0x80 if n else 0)])
+        if not n:
+            break
+    return bytes([(num << 3) | 2]) + size + data
+
+client = fl.FlightClient(os.environ["URI"])
+options = fl.FlightCallOptions(headers=[(b"authorization", ("Bearer " + os.environ["ADMIN"]).encode())])
+def info(sql):
+    command = field(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + field(2, field(1, sql.encode()))
+    return client.get_flight_info(fl.FlightDescriptor.for_command(command), options)
+def summary(tables):
+    t = pa.concat_tables(tables)
+    return [t.num_rows, pc.sum(t.column("id")).as_py()]
+out = {}
+i = info("SELECT id, v FROM s.big")
+out["endpoints"] = len(i.endpoints)
+out["ordered"] = i.ordered
+with ThreadPoolExecutor(len(i.endpoints)) as pool:
+    parts = list(pool.map(lambda e: client.do_get(e.ticket, options).read_all(), i.endpoints))
+out["at_once"] = summary(parts)
+out["parts_used"] = sum(1 for p in parts if p.num_rows > 0)
+i = info("SELECT id, v FROM s.big")
+parts = [client.do_get(e.ticket, options).read_all() for e in i.endpoints]
+out["in_turn"] = summary(parts)
+out["first_part"] = parts[0].num_rows
+i = info("SELECT id FROM s.big ORDER BY id DESC LIMIT 5")
+out["sorted_endpoints"] = len(i.endpoints)
+out["sorted_ordered"] = i.ordered
+out["sorted"] = client.do_get(i.endpoints[0].ticket, options).read_all().column("id").to_pylist()
+print(json.dumps(out))
+"#,
+        &[("URI", &uri), ("ADMIN", ADMIN_TOKEN)],
+    );
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let n: u64 = 1_000_000;
+    let whole = json!([n, n * (n - 1) / 2]);
+    assert_eq!(out["endpoints"], json!(cores), "{out}");
+    assert_eq!(out["ordered"], json!(false), "{out}");
+    assert_eq!(out["at_once"], whole, "{out}");
+    if cores > 1 {
+        assert!(
+            out["parts_used"].as_u64().unwrap() > 1,
+            "read at once, in parallel: {out}"
+        );
+    }
+    assert_eq!(out["in_turn"], whole, "{out}");
+    assert_eq!(
+        out["first_part"],
+        json!(n),
+        "read in turn, the first has it all: {out}"
+    );
+    assert_eq!(
+        (&out["sorted_endpoints"], &out["sorted_ordered"]),
+        (&json!(1), &json!(true)),
+        "{out}"
+    );
+    assert_eq!(
+        out["sorted"],
+        json!([999_999, 999_998, 999_997, 999_996, 999_995])
+    );
+}
