@@ -398,6 +398,22 @@ fn sql_form(query: String, uri: String, p: &mut Parser) -> Result<ExportSpec> {
         Some(c) => ExportCompression::parse(format, &c)?,
         None => default_compression(format),
     };
+    spec(query, uri, format, compression, csv)
+}
+
+/// The spec, once its CSV dialect is checked.
+fn spec(
+    query: String,
+    uri: String,
+    format: ExportFormat,
+    compression: ExportCompression,
+    csv: CsvDialect,
+) -> Result<ExportSpec> {
+    if csv.delimiter.is_empty() || csv.line_terminator.is_empty() {
+        return Err(CatalogError::invalid(
+            "the field and line delimiters may not be empty",
+        ));
+    }
     Ok(ExportSpec {
         query,
         uri,
@@ -507,18 +523,7 @@ fn with_parameters(query: String, text: &str) -> Result<ExportSpec> {
             }
         }
     }
-    if csv.delimiter.is_empty() || csv.line_terminator.is_empty() {
-        return Err(CatalogError::invalid(
-            "field_delimiter and record_delimiter may not be empty",
-        ));
-    }
-    Ok(ExportSpec {
-        query,
-        uri,
-        format,
-        compression,
-        csv,
-    })
+    spec(query, uri, format, compression, csv)
 }
 
 #[cfg(test)]

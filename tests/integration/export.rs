@@ -93,14 +93,14 @@ fn check_answer(answer: &[Vec<Value>], manifest: &Value) -> String {
     location.as_str().unwrap().to_string()
 }
 
-#[tokio::test]
-async fn exports_to_files_in_every_format_read_back_the_same_rows() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+/// A server whose table `x.t` holds [`write_typed`]'s rows, and the directory `out` it may write
+/// to (under its allowed location).
+async fn typed_table(tmp: &std::path::Path) -> (TestServer, std::path::PathBuf) {
+    let data = tmp.join("data");
     let out = data.join("out");
     std::fs::create_dir_all(&out).unwrap();
     write_typed(&data);
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
+    let server = TestServer::spawn(&tmp.join("tarn"), &data, &[]).await;
     server.ok("CREATE DATABASE x").await;
     server
         .create_and_load(
@@ -111,6 +111,13 @@ async fn exports_to_files_in_every_format_read_back_the_same_rows() {
             ),
         )
         .await;
+    (server, out)
+}
+
+#[tokio::test]
+async fn exports_to_files_in_every_format_read_back_the_same_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, out) = typed_table(tmp.path()).await;
     let original = server.rows("SELECT * FROM x.t ORDER BY id").await;
     let summary = server.rows(&format!("{SUMMARY} FROM x.t")).await;
     let out_uri = format!("file://{}", out.display());
@@ -208,21 +215,7 @@ async fn exports_to_files_in_every_format_read_back_the_same_rows() {
 #[tokio::test]
 async fn a_failed_or_refused_export_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let out = data.join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    write_typed(&data);
-    let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
-    server.ok("CREATE DATABASE x").await;
-    server
-        .create_and_load(
-            "x.t",
-            &format!(
-                "FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{}/typed.parquet')",
-                data.display()
-            ),
-        )
-        .await;
+    let (server, out) = typed_table(tmp.path()).await;
     let out_uri = format!("file://{}", out.display());
     // The query fails part way (a division by zero at the last row): the files started are
     // dropped, nothing is left under the prefix.

@@ -58,18 +58,17 @@ fn natural(s: &Avro) -> DataType {
         | Avro::LocalTimestampMillis
         | Avro::LocalTimestampMicros
         | Avro::LocalTimestampNanos => DataType::Timestamp(TimeUnit::Microsecond, None),
-        Avro::Union(u) => {
-            let non_null: Vec<_> = u
-                .variants()
-                .iter()
-                .filter(|v| !matches!(v, Avro::Null))
-                .collect();
-            match non_null.as_slice() {
-                [one] => natural(one),
-                _ => DataType::Utf8,
-            }
-        }
+        Avro::Union(u) => optional(u).map_or(DataType::Utf8, natural),
         _ => DataType::Utf8,
+    }
+}
+
+/// The one type besides null of a union (`["null", T]`), if it has exactly one.
+fn optional(u: &apache_avro::schema::UnionSchema) -> Option<&Avro> {
+    let mut non_null = u.variants().iter().filter(|v| !matches!(v, Avro::Null));
+    match (non_null.next(), non_null.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
     }
 }
 
@@ -77,14 +76,7 @@ fn natural(s: &Avro) -> DataType {
 fn nested(s: &Avro) -> bool {
     match s {
         Avro::Record(_) | Avro::Array(_) | Avro::Map(_) => true,
-        Avro::Union(u) => {
-            let non_null: Vec<_> = u
-                .variants()
-                .iter()
-                .filter(|v| !matches!(v, Avro::Null))
-                .collect();
-            matches!(non_null.as_slice(), [one] if nested(one))
-        }
+        Avro::Union(u) => optional(u).is_some_and(nested),
         _ => false,
     }
 }

@@ -53,6 +53,25 @@ pub struct Estimate {
     pub memory_bytes: u64,
 }
 
+impl Estimate {
+    /// What `sample` (read as a load keeps it) holds, times `scale`.
+    fn scaled(
+        files: usize,
+        source_bytes: u64,
+        columns: arrow::datatypes::SchemaRef,
+        sample: &tarn_engine::store::Segment,
+        scale: f64,
+    ) -> Self {
+        Self {
+            files,
+            source_bytes,
+            columns,
+            rows: (sample.rows as f64 * scale).round() as u64,
+            memory_bytes: (sample.bytes as f64 * scale).round() as u64,
+        }
+    }
+}
+
 /// What a validation found: files and rows read, and the rows a load would reject.
 #[derive(Debug)]
 pub struct Validation {
@@ -245,13 +264,13 @@ impl Loader {
         } else {
             source_bytes as f64 / (largest.size as f64 * share)
         };
-        Ok(Estimate {
-            files: files.len(),
+        Ok(Estimate::scaled(
+            files.len(),
             source_bytes,
             columns,
-            rows: (segment.rows as f64 * scale).round() as u64,
-            memory_bytes: (segment.bytes as f64 * scale).round() as u64,
-        })
+            &segment,
+            scale,
+        ))
     }
 
     /// A Delta table's dry run: its log names its files (and columns); the largest data file is
@@ -300,13 +319,13 @@ impl Loader {
             0 => 0.0,
             size => source_bytes as f64 / size as f64,
         };
-        Ok(Estimate {
-            files: files.len(),
+        Ok(Estimate::scaled(
+            files.len(),
             source_bytes,
             columns,
-            rows: (segment.rows as f64 * scale).round() as u64,
-            memory_bytes: (segment.bytes as f64 * scale).round() as u64,
-        })
+            &segment,
+            scale,
+        ))
     }
 
     /// Refreshes a loaded table: lists its files again, reads only added and changed ones, drops

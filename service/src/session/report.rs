@@ -57,19 +57,12 @@ fn messages(mode: LoadMode, row: Map<String, Value>) -> Vec<(&'static str, Value
                 }
             }
         }
-        LoadMode::Validation => {
-            let kind = if row.contains_key("file") {
-                "warn"
-            } else {
-                "info"
-            };
-            vec![(kind, Value::Object(row))]
-        }
-        LoadMode::Normal => {
-            let kind = if row.contains_key("error") {
-                "error"
-            } else {
-                "info"
+        // A rejected row (it names its file) warns; a table that failed is an error.
+        LoadMode::Validation | LoadMode::Normal => {
+            let kind = match (mode, row.contains_key("file"), row.contains_key("error")) {
+                (LoadMode::Validation, true, _) => "warn",
+                (LoadMode::Normal, _, true) => "error",
+                _ => "info",
             };
             vec![(kind, Value::Object(row))]
         }
