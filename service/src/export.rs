@@ -517,7 +517,9 @@ impl Encoder {
             }
             Self::Json { sink, terminator } => {
                 let mut text = Vec::with_capacity(batch.num_rows() * 64);
-                let mut w = arrow::json::LineDelimitedWriter::new(&mut text);
+                let mut w = arrow::json::WriterBuilder::new()
+                    .with_encoder_factory(Arc::new(RawJson))
+                    .build::<_, arrow::json::writer::LineDelimited>(&mut text);
                 w.write(batch).map_err(io)?;
                 w.finish().map_err(io)?;
                 if terminator != "\n" {
@@ -560,6 +562,41 @@ impl Encoder {
                 Ok(())
             }
         }
+    }
+}
+
+/// JSON columns go into NDJSON as the documents they hold, not as strings of their text.
+#[derive(Debug)]
+struct RawJson;
+
+impl arrow::json::writer::EncoderFactory for RawJson {
+    fn make_default_encoder<'a>(
+        &self,
+        field: &'a arrow::datatypes::FieldRef,
+        array: &'a dyn Array,
+        _options: &'a arrow::json::writer::EncoderOptions,
+    ) -> std::result::Result<
+        Option<arrow::json::writer::NullableEncoder<'a>>,
+        arrow::error::ArrowError,
+    > {
+        use arrow::array::AsArray;
+        if !tarn_catalog::types::is_json(field)
+            || array.data_type() != &arrow::datatypes::DataType::Utf8
+        {
+            return Ok(None);
+        }
+        Ok(Some(arrow::json::writer::NullableEncoder::new(
+            Box::new(RawText(array.as_string::<i32>().clone())),
+            array.nulls().cloned(),
+        )))
+    }
+}
+
+struct RawText(arrow::array::StringArray);
+
+impl arrow::json::writer::Encoder for RawText {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.0.value(idx).as_bytes());
     }
 }
 

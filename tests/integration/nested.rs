@@ -170,6 +170,37 @@ async fn nested_parquet_avro_and_json_load_as_json_that_mysql_operators_read() {
         server.rows("SELECT COUNT(*) FROM n.p").await,
         vec![vec![json!(4)]]
     );
+    // Exported as NDJSON and Parquet, the JSON columns stay documents: tables defined over the
+    // written files (columns inferred) have JSON columns with the same values.
+    let want = server
+        .rows("SELECT id, tags, info, attrs FROM n.p ORDER BY id")
+        .await;
+    for format in ["json", "parquet"] {
+        let answer = server
+            .rows(&format!(
+                "SELECT * FROM n.p INTO OUTFILE URI 'file://{}/out/{format}/' FORMAT {format}",
+                data.display()
+            ))
+            .await;
+        let folder = answer[0][3].as_str().unwrap().to_string();
+        server
+            .create_and_load(
+                &format!("n.back_{format}"),
+                &format!("FILE_FORMAT = (FORMAT {format}) FILES = (URI '{folder}')"),
+            )
+            .await;
+        assert_eq!(
+            server
+                .rows(&format!(
+                    "SELECT id, tags, info, attrs FROM n.back_{format} ORDER BY id"
+                ))
+                .await,
+            want,
+            "{format}"
+        );
+        let described = server.rows(&format!("DESCRIBE n.back_{format}")).await;
+        assert_eq!(described[2][1], json!("JSON"), "{format}: {described:?}");
+    }
     // Recovered from its snapshot, a table keeps its JSON columns.
     let server = server.kill_and_restart().await;
     let described = server.rows("DESCRIBE n.p").await;
