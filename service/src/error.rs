@@ -99,6 +99,13 @@ impl From<DataFusionError> for ServiceError {
 }
 
 impl ServiceError {
+    /// Whether the engine could not plan a statement because a table or column it names does
+    /// not exist (the planner says so only in its message: `table '...' not found`, `... not
+    /// found`). Every door maps this to its own "no such table"; one rule for all of them.
+    pub fn is_unknown_name(&self) -> bool {
+        self.code() == ErrorCode::QueryError && self.to_string().contains("' not found")
+    }
+
     /// A table that is not loaded.
     pub fn not_loaded(table: &TableKey) -> Self {
         Self::Engine(EngineError::NotLoaded {

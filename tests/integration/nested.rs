@@ -203,6 +203,7 @@ async fn nested_parquet_avro_and_json_load_as_json_that_mysql_operators_read() {
     }
     // Recovered from its snapshot, a table keeps its JSON columns.
     let server = server.kill_and_restart().await;
+    server.wait_ready().await;
     let described = server.rows("DESCRIBE n.p").await;
     assert!(
         described.contains(&vec![

@@ -229,8 +229,7 @@ fn status(e: ServiceError) -> Status {
         C::Unauthorized => Code::Unauthenticated,
         C::Forbidden | C::LocationNotAllowed => Code::PermissionDenied,
         C::NotFound => Code::NotFound,
-        // The engine's planning error for a table or column that does not exist.
-        C::QueryError if e.to_string().contains("' not found") => Code::NotFound,
+        C::QueryError if e.is_unknown_name() => Code::NotFound,
         C::AlreadyExists => Code::AlreadyExists,
         C::QueryTimeout => Code::DeadlineExceeded,
         C::TooManyQueries | C::MemoryLimit | C::QueryMemoryExceeded | C::ResultTooLarge => {

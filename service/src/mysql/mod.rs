@@ -666,9 +666,7 @@ fn mysql_error(e: &ServiceError) -> (ErrorKind, String) {
         (ErrorCode::Forbidden, _) => ErrorKind::ER_TABLEACCESS_DENIED_ERROR,
         (ErrorCode::NoDatabaseSelected, _) => ErrorKind::ER_NO_DB_ERROR,
         (ErrorCode::SyntaxError, _) => ErrorKind::ER_PARSE_ERROR,
-        (ErrorCode::QueryError, _) if e.to_string().contains("not found") => {
-            ErrorKind::ER_NO_SUCH_TABLE
-        }
+        (ErrorCode::QueryError, _) if e.is_unknown_name() => ErrorKind::ER_NO_SUCH_TABLE,
         (ErrorCode::UnsupportedStatement | ErrorCode::NotSupported, _) => {
             ErrorKind::ER_NOT_SUPPORTED_YET
         }
