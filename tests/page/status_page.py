@@ -99,6 +99,7 @@ with sync_playwright() as p:
     db, name = os.environ["LOAD_TABLE"].split(".")
     page.goto(f"{url}/#table/{db}/{name}")
     page.wait_for_selector("#table-actions button")
+    wait(page, f"document.getElementById('table-facts').dataset.table === '{db}.{name}'", "the table's facts")
     out["before_load"] = page.evaluate("document.querySelector('#table-facts dd').textContent")
     page.click("#table-actions button:has-text('Load')")
     seen = set()

@@ -227,6 +227,11 @@ let ddlFor = "";
 async function refreshTable(db, table) {
   const name = `${db}.${table}`;
   $("table-title").textContent = name;
+  // Another table's facts never stand under this one's title while its own are fetched.
+  if ($("table-facts").dataset.table !== name) {
+    $("table-facts").replaceChildren();
+    delete $("table-facts").dataset.table;
+  }
   const [one, hist] = await Promise.all([
     api(`/v1/tables/${encodeURIComponent(db)}/${encodeURIComponent(table)}`),
     api(`/v1/tables/${encodeURIComponent(db)}/${encodeURIComponent(table)}/refreshes`),
@@ -243,6 +248,7 @@ async function refreshTable(db, table) {
     card([["Source region", s.source_region || ""], ["Placement", s.placement || ""],
       ["Next refresh", s.next_refresh ? `${when(s.next_refresh)}` : ""]]),
   );
+  $("table-facts").dataset.table = name;
   renderActions(db, table);
   if (ddlFor !== name) {
     ddlFor = name;
