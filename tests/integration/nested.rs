@@ -170,6 +170,25 @@ async fn nested_parquet_avro_and_json_load_as_json_that_mysql_operators_read() {
         server.rows("SELECT COUNT(*) FROM n.p").await,
         vec![vec![json!(4)]]
     );
+    // Over the MySQL protocol a JSON column is MySQL's JSON type (245), its values the text.
+    let addr = server.mysql_addr().await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mysql = python_json(
+        r#"import json, os, pymysql
+c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
+                    password=os.environ["ADMIN"])
+cur = c.cursor()
+cur.execute("SELECT id, info, info->>'$.b' FROM n.p WHERE id = 1")
+print(json.dumps({"types": [d[1] for d in cur.description], "row": list(cur.fetchone())}))
+"#,
+        &[("HOST", host), ("PORT", port), ("ADMIN", ADMIN_TOKEN)],
+    );
+    assert_eq!(mysql["types"][1], json!(245), "{mysql}");
+    assert_eq!(
+        mysql["row"],
+        json!([1, "{\"a\": 10, \"b\": \"x y\"}", "x y"]),
+        "{mysql}"
+    );
     // Exported as NDJSON and Parquet, the JSON columns stay documents: tables defined over the
     // written files (columns inferred) have JSON columns with the same values.
     let want = server

@@ -13,7 +13,11 @@ pub fn columns(schema: &Schema) -> Vec<Column> {
         .fields()
         .iter()
         .map(|f| {
-            let (coltype, unsigned) = column_type(f.data_type());
+            let (coltype, unsigned) = match tarn_catalog::types::is_json(f) {
+                // JSON columns as MySQL's JSON type (the values are its text).
+                true => (ColumnType::MYSQL_TYPE_JSON, false),
+                false => column_type(f.data_type()),
+            };
             let mut colflags = ColumnFlags::empty();
             if unsigned {
                 colflags |= ColumnFlags::UNSIGNED_FLAG;
