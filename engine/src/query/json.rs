@@ -95,6 +95,23 @@ impl ScalarUDFImpl for JsonFunction {
         }
     }
 
+    /// JSON_EXTRACT answers JSON documents: a JSON column, as clients are told.
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<arrow::datatypes::FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let t = self.return_type(&types)?;
+        Ok(Arc::new(match self.kind {
+            Kind::Extract => tarn_catalog::types::json_field(self.name, true),
+            _ => arrow::datatypes::Field::new(self.name, t, true),
+        }))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let constant = args
             .args
