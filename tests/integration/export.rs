@@ -211,23 +211,15 @@ async fn exports_to_files_in_every_format_read_back_the_same_rows() {
         assert_same_rows(&format!("{name} round trip"), &back, &original);
     }
     // A HeatWave user exports from the MySQL client's session: the answer is a row like any.
-    let addr = server.mysql_addr().await;
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = python_json(
-        r#"import json, os, pymysql
-c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
-                    password=os.environ["ADMIN"], database="x")
-cur = c.cursor()
+    let out = server
+        .pymysql_json(
+            r#"cur = connect(database="x").cursor()
 cur.execute("SELECT id, name FROM t WHERE id < 100 INTO OUTFILE URI '" + os.environ["OUT"] + "/mysql/' FORMAT parquet")
 print(json.dumps([list(r) for r in cur.fetchall()]))
 "#,
-        &[
-            ("HOST", host),
-            ("PORT", port),
-            ("ADMIN", ADMIN_TOKEN),
-            ("OUT", &out_uri),
-        ],
-    );
+            &[("OUT", &out_uri)],
+        )
+        .await;
     assert_eq!(out[0][0], json!(100), "{out}");
     assert!(
         out[0][3]

@@ -792,18 +792,13 @@ async fn the_autopilot_report_keeps_the_last_calls_messages_and_its_load_script_
     write_files(&dir);
     let server = TestServer::spawn(&tmp.path().join("tarn"), &dir, &[]).await;
     server.ok("CREATE DATABASE v").await;
-    let addr = server.mysql_addr().await;
-    let (host, port) = addr.rsplit_once(':').unwrap();
     let good = format!("file://{}/good/", dir.display());
     let all = format!("file://{}/all/", dir.display());
     // One connection, as a HeatWave user works: a dry run, its load script read from the report
     // and run, then a validation whose warnings land in the report in place of the dry run's.
-    let out = python_json(
-        r#"
-import json, os, pymysql
-c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
-                    password=os.environ["ADMIN"], autocommit=True)
-cur = c.cursor()
+    let out = server
+        .pymysql_json(
+            r#"cur = connect(autocommit=True).cursor()
 out = {}
 cur.execute("SELECT COUNT(*) FROM sys.heatwave_autopilot_report")
 out["before"] = cur.fetchone()[0]
@@ -829,14 +824,9 @@ cur.execute("SELECT COUNT(*) FROM sys.heatwave_autopilot_report WHERE stage = 'D
 out["dryrun_left"] = cur.fetchone()[0]
 print(json.dumps(out))
 "#,
-        &[
-            ("HOST", host),
-            ("PORT", port),
-            ("ADMIN", ADMIN_TOKEN),
-            ("GOOD", &good),
-            ("ALL", &all),
-        ],
-    );
+            &[("GOOD", &good), ("ALL", &all)],
+        )
+        .await;
     assert_eq!(out["before"], json!(0), "{out}");
     // `output: silent` answers nothing; the report has it all.
     assert_eq!(out["silent"], json!([]), "{out}");

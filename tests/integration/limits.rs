@@ -61,13 +61,9 @@ async fn a_query_past_its_time_is_stopped_and_the_service_answers_on() {
         vec![vec![serde_json::json!(2)]]
     );
     // Over the MySQL protocol the same stop is MySQL's 3024, and the connection answers after.
-    let addr = server.mysql_addr().await;
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = python_json(
-        r#"import json, os, pymysql
-c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
-                    password=os.environ["ADMIN"])
-cur = c.cursor()
+    let out = server
+        .pymysql_json(
+            r#"cur = connect().cursor()
 try:
     cur.execute(os.environ["HEAVY"])
     out = {"error": None}
@@ -77,13 +73,9 @@ cur.execute("SELECT 1 + 1")
 out["after"] = cur.fetchone()[0]
 print(json.dumps(out))
 "#,
-        &[
-            ("HOST", host),
-            ("PORT", port),
-            ("ADMIN", ADMIN_TOKEN),
-            ("HEAVY", HEAVY),
-        ],
-    );
+            &[("HEAVY", HEAVY)],
+        )
+        .await;
     assert_eq!(out["error"], 3024, "{out}");
     assert!(
         out["message"]

@@ -171,18 +171,15 @@ async fn nested_parquet_avro_and_json_load_as_json_that_mysql_operators_read() {
         vec![vec![json!(4)]]
     );
     // Over the MySQL protocol a JSON column is MySQL's JSON type (245), its values the text.
-    let addr = server.mysql_addr().await;
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mysql = python_json(
-        r#"import json, os, pymysql
-c = pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
-                    password=os.environ["ADMIN"])
-cur = c.cursor()
+    let mysql = server
+        .pymysql_json(
+            r#"cur = connect().cursor()
 cur.execute("SELECT id, info, info->>'$.b', info->'$.b' FROM n.p WHERE id = 1")
 print(json.dumps({"types": [d[1] for d in cur.description], "row": list(cur.fetchone())}))
 "#,
-        &[("HOST", host), ("PORT", port), ("ADMIN", ADMIN_TOKEN)],
-    );
+            &[],
+        )
+        .await;
     // `->` answers JSON (245), `->>` text (253, VAR_STRING).
     assert_eq!(mysql["types"], json!([8, 245, 253, 245]), "{mysql}");
     assert_eq!(

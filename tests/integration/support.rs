@@ -223,6 +223,24 @@ impl TestServer {
     }
 
     /// The Flight SQL door's address (`127.0.0.1:port`).
+    /// Runs a Python `script` against this server's MySQL door: it starts with `json`, `os` and
+    /// `pymysql` imported and `connect(**kw)` logging in as admin; `env` is handed on. Answers
+    /// what it prints, one JSON document.
+    pub async fn pymysql_json(&self, script: &str, env: &[(&str, &str)]) -> Value {
+        let addr = self.mysql_addr().await;
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let prelude = r#"import json, os, pymysql
+def connect(**kw):
+    return pymysql.connect(host=os.environ["HOST"], port=int(os.environ["PORT"]), user="admin",
+                           password=os.environ["ADMIN"], **kw)
+"#;
+        let env: Vec<(&str, &str)> = [("HOST", host), ("PORT", port), ("ADMIN", ADMIN_TOKEN)]
+            .into_iter()
+            .chain(env.iter().copied())
+            .collect();
+        python_json(&format!("{prelude}{script}"), &env)
+    }
+
     pub async fn flight_addr(&self) -> String {
         door_addr(&self.flight, "the Flight SQL door to listen").await
     }
