@@ -3,7 +3,8 @@
 #   - load: the eight tables from Parquet, Tarn's SECONDARY_LOAD against DuckDB's CREATE TABLE AS
 #     SELECT (from local disk, and from SeaweedFS through S3); wall time and memory of each;
 #   - the 22 queries on the loaded tables, warm, median of RUNS runs (default 5), answers compared
-#     (a difference fails the run);
+#     (a difference fails the run); with placement keys on lineitem and orders, and again on the
+#     tables as a new user first declares them (no key, columns inferred, snapshots on);
 #   - the same queries over the Parquet files as they are (DuckDB's read_parquet, Tarn's engine
 #     through `tarn bench parquet`).
 # Writes bench/results/tpch-sf<SF>.{json,md,png}.
