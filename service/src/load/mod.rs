@@ -54,14 +54,22 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// What `sample` (read as a load keeps it) holds, times `scale`.
+    /// What `sample` (read as a load keeps it) holds, scaled from the `sampled` bytes of the
+    /// files it was read from to all `source_bytes`.
     fn scaled(
         files: usize,
         source_bytes: u64,
         columns: arrow::datatypes::SchemaRef,
-        sample: &tarn_engine::store::Segment,
-        scale: f64,
+        sample: tarn_connectors::read::FileBatches,
+        file: &str,
+        sampled: f64,
     ) -> Self {
+        let sample =
+            tarn_engine::store::Segment::new(file.to_string(), sample.batches, sample.rejected);
+        let scale = match sampled > 0.0 {
+            true => source_bytes as f64 / sampled,
+            false => 0.0,
+        };
         Self {
             files,
             source_bytes,
@@ -250,27 +258,30 @@ impl Loader {
             Some(c) => tarn_catalog::types::schema_of(c)?,
             None => read::infer_schema(store.clone(), largest, &def.format).await?,
         };
-        // What the sample holds counts against memory_limit as a load's reading does, and is
-        // given back when the estimate is done.
-        let reservation = Arc::new(self.memory.reserve(&def.key, 0)?);
-        let opts = read::ReadOptions::new(def.format.clone(), columns.clone(), false)
-            .with_memory(reservation.clone());
+        let opts = self.sample_options(def, &columns)?;
         let (sample, share) = read::sample_file(store.clone(), largest, &opts).await?;
-        let segment =
-            tarn_engine::store::Segment::new(largest.uri.clone(), sample.batches, sample.rejected);
-        // The sample's share of the table: of its file, and of that file among all the bytes.
-        let scale = if largest.size == 0 || share <= 0.0 {
-            0.0
-        } else {
-            source_bytes as f64 / (largest.size as f64 * share)
-        };
         Ok(Estimate::scaled(
             files.len(),
             source_bytes,
             columns,
-            &segment,
-            scale,
+            sample,
+            &largest.uri,
+            largest.size as f64 * share,
         ))
+    }
+
+    /// How a dry run reads its sample: as a load would, not strict, and counted against
+    /// memory_limit as a load's reading is (given back when the estimate is done).
+    fn sample_options(
+        &self,
+        def: &TableDef,
+        columns: &arrow::datatypes::SchemaRef,
+    ) -> Result<tarn_connectors::read::ReadOptions> {
+        let reservation = Arc::new(self.memory.reserve(&def.key, 0)?);
+        Ok(
+            tarn_connectors::read::ReadOptions::new(def.format.clone(), columns.clone(), false)
+                .with_memory(reservation),
+        )
     }
 
     /// A Delta table's dry run: its log names its files (and columns); the largest data file is
@@ -301,30 +312,19 @@ impl Loader {
             Some(c) => tarn_catalog::types::schema_of(c)?,
             None => snap.schema.clone(),
         };
-        let reservation = Arc::new(self.memory.reserve(&def.key, 0)?);
-        let opts = read::ReadOptions::new(def.format.clone(), columns.clone(), false)
-            .with_memory(reservation.clone());
-        let read = read::read_delta_files(&snap, &[largest], &opts)
+        let opts = self.sample_options(def, &columns)?;
+        let sample = read::read_delta_files(&snap, &[largest], &opts)
             .await
-            .map_err(|e| self::read::read_error(&def.key, e, route))?;
-        let (batches, rejected) =
-            read.into_iter()
-                .fold((Vec::new(), Vec::new()), |(mut b, mut r), f| {
-                    b.extend(f.batches);
-                    r.extend(f.rejected);
-                    (b, r)
-                });
-        let segment = tarn_engine::store::Segment::new(file.uri.clone(), batches, rejected);
-        let scale = match file.size {
-            0 => 0.0,
-            size => source_bytes as f64 / size as f64,
-        };
+            .map_err(|e| self::read::read_error(&def.key, e, route))?
+            .pop()
+            .unwrap_or_default();
         Ok(Estimate::scaled(
             files.len(),
             source_bytes,
             columns,
-            &segment,
-            scale,
+            sample,
+            &file.uri,
+            file.size as f64,
         ))
     }
 
