@@ -20,6 +20,7 @@ use crate::model::{
     ColumnDef, ColumnFormats, Compression, FileFormat, FileSpec, FormatKind, KeyDef, MatchColumns,
     TableDef, TableKey, TableOptions,
 };
+use crate::tokens::{eat_word, expect_word, is_word, optional_byte, single_byte, word};
 use crate::types::{sql_to_arrow, sql_type_text};
 
 /// A table name as written: the database part may be missing.
@@ -571,17 +572,6 @@ fn parse_call(sql: &str) -> Result<Statement> {
     })
 }
 
-fn word(t: &Token) -> Option<String> {
-    match t {
-        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
-        _ => None,
-    }
-}
-
-fn is_word(t: &Token, expected: &str) -> bool {
-    word(t).is_some_and(|w| w == expected)
-}
-
 fn ident(p: &mut Parser) -> Result<String> {
     Ok(p.parse_identifier()?.value.to_lowercase())
 }
@@ -619,24 +609,6 @@ fn object_to_ref(name: &ObjectName) -> Result<TableRef> {
 /// Consumes `tok` if it is next (optional punctuation such as `=` and `,`).
 fn skip(p: &mut Parser, tok: &Token) {
     let _ = p.consume_token(tok);
-}
-
-/// Consumes the next token if it is the unquoted word `expected`.
-fn eat_word(p: &mut Parser, expected: &str) -> bool {
-    let hit = is_word(&p.peek_token().token, expected);
-    if hit {
-        p.next_token();
-    }
-    hit
-}
-
-fn expect_word(p: &mut Parser, expected: &str) -> Result<()> {
-    let tok = p.next_token();
-    if is_word(&tok.token, expected) {
-        Ok(())
-    } else {
-        Err(p.expected::<()>(expected, tok).unwrap_err().into())
-    }
 }
 
 fn parse_create_table(p: &mut Parser, sql: &str, external: bool) -> Result<Statement> {
@@ -1212,16 +1184,6 @@ fn sql_string(bytes: &[u8]) -> String {
     out
 }
 
-fn single_byte(what: &str, s: &str) -> Result<u8> {
-    match s.as_bytes() {
-        [b] => Ok(*b),
-        _ => Err(CatalogError::invalid(format!(
-            "{what} must be a single character, got '{}'",
-            s.escape_default()
-        ))),
-    }
-}
-
 /// `LINES TERMINATED BY`: `\n` (and `\r\n`) is the default; any other single byte is allowed.
 fn line_terminator(s: &str) -> Result<Option<u8>> {
     match s {
@@ -1387,16 +1349,6 @@ fn parse_file_format(p: &mut Parser) -> Result<FileFormat> {
     Ok(f)
 }
 
-/// An enclosure or escape character: empty turns it off.
-fn optional_byte(what: &str, s: &str) -> Result<Option<u8>> {
-    if s.is_empty() {
-        Ok(None)
-    } else {
-        single_byte(what, s).map(Some)
-    }
-}
-
-/// MySQL `%Y-%m-%d %H:%i:%s` style formats to chrono's; chrono formats pass through unchanged.
 /// A format as written (MySQL or chrono); `auto` and `default` mean the ISO forms.
 fn chrono_format(f: &str) -> Option<String> {
     match f.to_ascii_lowercase().as_str() {
@@ -1405,6 +1357,7 @@ fn chrono_format(f: &str) -> Option<String> {
     }
 }
 
+/// MySQL `%Y-%m-%d %H:%i:%s` style formats to chrono's; chrono formats pass through unchanged.
 fn mysql_to_chrono_format(f: &str) -> String {
     f.replace("%i", "%M")
         .replace("%s", "%S")

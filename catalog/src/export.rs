@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::error::{CatalogError, Result};
 use crate::model::FormatKind;
+use crate::tokens::{eat_word, expect_word, optional_byte};
 
 /// What an export writes and where.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,14 +105,32 @@ impl ExportCompression {
         }
     }
 
-    /// The extension written before the format's (`n0-t1-c0.gz.csv`), as HeatWave names files.
-    pub fn infix(self, format: ExportFormat) -> Option<&'static str> {
-        match (format, self) {
-            (ExportFormat::Parquet, _) | (_, Self::None) => None,
-            (_, Self::Gzip) => Some("gz"),
-            (_, Self::Zstd) => Some("zst"),
-            (_, Self::Bzip2) => Some("bz2"),
-            _ => None,
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "uncompressed",
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+            Self::Bzip2 => "bzip2",
+            Self::Snappy => "snappy",
+            Self::Brotli => "brotli",
+            Self::Lz4 => "lz4",
+        }
+    }
+}
+
+impl ExportSpec {
+    /// The written files' extension: the format's, after the codec for Parquet
+    /// (`snappy.parquet`), before the whole-file compression for text (`csv.gz`), where readers
+    /// look for it.
+    pub fn extension(&self) -> String {
+        let format = self.format.extension();
+        match (self.format, self.compression) {
+            (_, ExportCompression::None) => format.to_string(),
+            (ExportFormat::Parquet, c) => format!("{}.{format}", c.name()),
+            (_, ExportCompression::Gzip) => format!("{format}.gz"),
+            (_, ExportCompression::Zstd) => format!("{format}.zst"),
+            (_, ExportCompression::Bzip2) => format!("{format}.bz2"),
+            _ => format.to_string(),
         }
     }
 }
@@ -237,23 +256,6 @@ fn check_prefix(uri: &str) -> Result<()> {
     }
 }
 
-fn eat_word(p: &mut Parser, w: &str) -> bool {
-    match &p.peek_token().token {
-        Token::Word(x) if x.value.eq_ignore_ascii_case(w) => {
-            p.next_token();
-            true
-        }
-        _ => false,
-    }
-}
-
-fn expect_word(p: &mut Parser, w: &str) -> Result<()> {
-    match eat_word(p, w) {
-        true => Ok(()),
-        false => Err(p.expected::<()>(w, p.peek_token()).unwrap_err().into()),
-    }
-}
-
 /// A word or a quoted string (HeatWave takes `FORMAT csv` and `FORMAT 'csv'` alike).
 fn word_or_string(p: &mut Parser) -> Result<String> {
     let tok = p.next_token();
@@ -279,16 +281,6 @@ fn default_compression(format: ExportFormat) -> ExportCompression {
     match format {
         ExportFormat::Parquet => ExportCompression::Snappy,
         _ => ExportCompression::None,
-    }
-}
-
-fn single(what: &str, s: &str) -> Result<Option<u8>> {
-    match s.as_bytes() {
-        [] => Ok(None),
-        [b] => Ok(Some(*b)),
-        _ => Err(CatalogError::invalid(format!(
-            "{what} takes one character, not '{s}'"
-        ))),
     }
 }
 
@@ -342,14 +334,14 @@ fn sql_form(query: String, uri: String, p: &mut Parser) -> Result<ExportSpec> {
                     } else if eat_word(p, "OPTIONALLY") {
                         expect_word(p, "ENCLOSED")?;
                         p.expect_keyword(Keyword::BY)?;
-                        csv.enclosed_by = single("ENCLOSED BY", &p.parse_literal_string()?)?;
+                        csv.enclosed_by = optional_byte("ENCLOSED BY", &p.parse_literal_string()?)?;
                         csv.always_enclose = false;
                     } else if eat_word(p, "ENCLOSED") {
                         p.expect_keyword(Keyword::BY)?;
-                        csv.enclosed_by = single("ENCLOSED BY", &p.parse_literal_string()?)?;
+                        csv.enclosed_by = optional_byte("ENCLOSED BY", &p.parse_literal_string()?)?;
                         csv.always_enclose = csv.enclosed_by.is_some();
                     } else if p.parse_keywords(&[Keyword::ESCAPED, Keyword::BY]) {
-                        csv.escaped_by = single("ESCAPED BY", &p.parse_literal_string()?)?;
+                        csv.escaped_by = optional_byte("ESCAPED BY", &p.parse_literal_string()?)?;
                     } else {
                         break;
                     }
@@ -502,11 +494,11 @@ fn with_parameters(query: String, text: &str) -> Result<ExportSpec> {
             }
             "escape_character" => {
                 csv_only()?;
-                csv.escaped_by = single("escape_character", &s)?;
+                csv.escaped_by = optional_byte("escape_character", &s)?;
             }
             "quotation_marks" => {
                 csv_only()?;
-                csv.enclosed_by = single("quotation_marks", &s)?;
+                csv.enclosed_by = optional_byte("quotation_marks", &s)?;
             }
             "null_value" => {
                 csv_only()?;

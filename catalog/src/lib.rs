@@ -10,6 +10,7 @@ pub mod json;
 pub mod model;
 pub mod sql_dialect;
 pub mod store;
+mod tokens;
 pub mod types;
 
 pub use dialect::{LoadMode, LoadOutput, Statement, TableRef, parse_statement};

@@ -342,21 +342,7 @@ impl Writer {
 }
 
 fn file_name(spec: &ExportSpec, thread: usize, chunk: usize) -> String {
-    let base = format!("n0-t{thread}-c{chunk}");
-    match (spec.format, spec.compression) {
-        (ExportFormat::Parquet, ExportCompression::None) => format!("{base}.parquet"),
-        (ExportFormat::Parquet, c) => format!(
-            "{base}.{}.parquet",
-            serde_json::to_value(c)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        ),
-        (f, c) => match c.infix(f) {
-            Some(ext) => format!("{base}.{}.{ext}", f.extension()),
-            None => format!("{base}.{}", f.extension()),
-        },
-    }
+    format!("n0-t{thread}-c{chunk}.{}", spec.extension())
 }
 
 struct OpenFile {
