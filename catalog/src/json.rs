@@ -245,8 +245,8 @@ fn write(v: &Value, out: &mut String) {
 
 /// JSON_EXTRACT: the value one path reaches; with several paths or a wildcard, an array of all
 /// the values reached; `None` (SQL NULL) when nothing is.
-pub fn extract(doc: &Value, paths: &[JsonPath]) -> Option<String> {
-    let many = paths.len() > 1 || paths.iter().any(JsonPath::is_wild);
+pub fn extract(doc: &Value, paths: &[&JsonPath]) -> Option<String> {
+    let many = paths.len() > 1 || paths.iter().any(|p| p.is_wild());
     let found: Vec<&Value> = paths.iter().flat_map(|p| p.find(doc)).collect();
     match (many, found.as_slice()) {
         (_, []) => None,
@@ -288,7 +288,7 @@ mod tests {
     fn ex(doc: &str, paths: &[&str]) -> Option<String> {
         let doc: Value = serde_json::from_str(doc).unwrap();
         let paths: Vec<JsonPath> = paths.iter().map(|p| JsonPath::parse(p).unwrap()).collect();
-        extract(&doc, &paths)
+        extract(&doc, &paths.iter().collect::<Vec<_>>())
     }
 
     #[test]

@@ -163,7 +163,6 @@ impl ScalarUDFImpl for JsonFunction {
                         b.append_null();
                         continue;
                     }
-                    let mut these = Vec::with_capacity(paths.len());
                     for (p, cache) in paths.iter().zip(parsed.iter_mut()) {
                         let text = p.value(r);
                         if cache.as_ref().is_none_or(|(t, _)| t != text) {
@@ -171,8 +170,11 @@ impl ScalarUDFImpl for JsonFunction {
                                 .map_err(datafusion::common::DataFusionError::Execution)?;
                             *cache = Some((text.to_string(), path));
                         }
-                        these.push(cache.as_ref().expect("parsed above").1.clone());
                     }
+                    let these: Vec<&JsonPath> = parsed
+                        .iter()
+                        .map(|c| &c.as_ref().expect("parsed above").1)
+                        .collect();
                     let doc = parse_doc(docs.value(r), self.name)?;
                     b.append_option(json::extract(&doc, &these));
                 }
