@@ -105,6 +105,19 @@ class Tarn:
         self.proc.wait()
 
 
+def declare_and_load(tarn, parquet, placement):
+    """Declares the eight tables over their Parquet files (with `placement` keys where it names
+    one) and loads them one after another; answers when the loads began."""
+    tarn.sql("CREATE DATABASE `default`")
+    for t in TABLES:
+        key = f" DATA_PLACEMENT_KEY = ({placement[t]})" if t in placement else ""
+        tarn.sql(f"CREATE EXTERNAL TABLE `default`.{t} FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{parquet}/{t}.parquet')" + key)
+    t0 = time.perf_counter()
+    for t in TABLES:
+        tarn.sql(f"ALTER TABLE `default`.{t} SECONDARY_LOAD")
+    return t0
+
+
 def tarn_queries(tarn, qs, runs, replan=False):
     """Runs each query once for its answer, then `runs` times timed. Tarn keeps the optimized plan
     of a statement text it has run; with `replan`, every run's text differs by a comment, so each
@@ -177,13 +190,7 @@ def main():
     open(os.path.join(work, "tarn.toml"), "w").write("\n".join(toml) + "\n")
     tarn = Tarn(binary, port, work, dict(os.environ))
     base_rss, _ = tarn.rss()
-    tarn.sql("CREATE DATABASE `default`")
-    key = lambda t: f" DATA_PLACEMENT_KEY = ({PLACEMENT[t]})" if t in PLACEMENT else ""
-    for t in TABLES:
-        tarn.sql(f"CREATE EXTERNAL TABLE `default`.{t} FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{parquet}/{t}.parquet')" + key(t))
-    t0 = time.perf_counter()
-    for t in TABLES:
-        tarn.sql(f"ALTER TABLE `default`.{t} SECONDARY_LOAD")
+    t0 = declare_and_load(tarn, parquet, PLACEMENT)
     tarn_load = time.perf_counter() - t0
     # Queries run on placed rows: wait for the background placement, and report when it ended.
     tarn.wait_placed(PLACEMENT)
@@ -217,12 +224,7 @@ def main():
     # (the defaults), loaded one after another.
     print("tarn: plain tables (defaults): load, queries...", file=sys.stderr)
     tarn = Tarn(binary, port, work, dict(os.environ), snapshots=True, data="tarn-plain")
-    tarn.sql("CREATE DATABASE `default`")
-    for t in TABLES:
-        tarn.sql(f"CREATE EXTERNAL TABLE `default`.{t} FILE_FORMAT = (FORMAT parquet) FILES = (URI 'file://{parquet}/{t}.parquet')")
-    t0 = time.perf_counter()
-    for t in TABLES:
-        tarn.sql(f"ALTER TABLE `default`.{t} SECONDARY_LOAD")
+    t0 = declare_and_load(tarn, parquet, {})
     tarn_result["plain_load_seconds"] = time.perf_counter() - t0
     # Queries run once the snapshots written after the loads are done (they compete for the cores).
     tarn.wait_snapshotted(TABLES)

@@ -36,6 +36,22 @@ for d in sys.argv[1:]:
     assert!(made.success());
 }
 
+/// `tables` of `db` were not loaded, and no memory stays reserved.
+async fn assert_untouched(server: &TestServer, db: &str, tables: &[&str]) {
+    for t in tables {
+        assert_eq!(
+            server.table_status(db, t).await["load_status"],
+            "NOLOAD_RPDGSTABSTATE",
+            "{db}.{t}"
+        );
+    }
+    let metrics = server.text("/metrics").await;
+    assert!(
+        metrics.contains("tarn_memory_reserved_bytes 0"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn validation_reports_the_rows_a_load_would_reject_and_loads_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -104,17 +120,7 @@ async fn validation_reports_the_rows_a_load_would_reject_and_loads_nothing() {
         ]]
     );
     // Nothing was loaded, and nothing stays reserved.
-    for t in ["t", "g"] {
-        assert_eq!(
-            server.table_status("v", t).await["load_status"],
-            "NOLOAD_RPDGSTABSTATE"
-        );
-    }
-    let metrics = server.text("/metrics").await;
-    assert!(
-        metrics.contains("tarn_memory_reserved_bytes 0"),
-        "{metrics}"
-    );
+    assert_untouched(&server, "v", &["t", "g"]).await;
     // The strict load itself fails on the first bad row, naming it.
     let e = server.err("ALTER TABLE v.t SECONDARY_LOAD").await;
     assert!(e.message.contains("bad.csv"), "{e:?}");
@@ -297,15 +303,7 @@ with open(f"{d}/csv/big.csv", "w", newline="") as f:
         pq[1].as_u64().unwrap() + csv[1].as_u64().unwrap() + dl[1].as_u64().unwrap()
     );
     // Nothing was created or loaded, and the memory the samples took is given back.
-    assert_eq!(
-        server.table_status("e", "pq").await["load_status"],
-        "NOLOAD_RPDGSTABSTATE"
-    );
-    let metrics = server.text("/metrics").await;
-    assert!(
-        metrics.contains("tarn_memory_reserved_bytes 0"),
-        "{metrics}"
-    );
+    assert_untouched(&server, "e", &["pq"]).await;
     let e = server.err("SELECT * FROM e.csv").await;
     assert!(e.message.contains("csv"), "{e:?}");
     // The generated DDL defines the table; then the real loads, against the estimates.
