@@ -298,6 +298,11 @@ async fn a_failed_or_refused_export_leaves_nothing() {
         .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(walk(&out), Vec::<std::path::PathBuf>::new());
+    // The table the exports read is as it was.
+    assert_eq!(
+        server.rows("SELECT COUNT(*) FROM x.t").await,
+        vec![vec![json!(ROWS)]]
+    );
 }
 
 #[tokio::test]

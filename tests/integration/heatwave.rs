@@ -738,6 +738,18 @@ print(json.dumps(True))
             ]
         );
     }
+    // A file that is not a zip archive fails the refresh naming it; the loaded rows answer on.
+    std::fs::write(data.join("zip/broken.zip"), b"PK\x03\x04 not really").unwrap();
+    let (status, v) = server.post("/v1/tables/v/z2/refresh").await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v.to_string().contains("broken.zip") && v.to_string().contains("zip:"),
+        "{v}"
+    );
+    assert_eq!(
+        server.rows("SELECT COUNT(*) FROM v.z2").await,
+        vec![vec![json!(3)]]
+    );
     // Parquet columns meet the table's by name without case (the default), by exact name, or
     // by position; a missing column reads as NULL unless allow_missing_columns is off.
     let cols = format!("URI 'file://{}/cols.parquet'", data.display());
