@@ -199,6 +199,25 @@ impl CatalogStore {
         })
     }
 
+    /// Sets `def` as its table's definition, creating the table (and its database) or replacing
+    /// what it had: how a cluster's worker takes the part of a table its coordinator gives it.
+    pub fn put_table(&self, def: TableDef) -> Result<()> {
+        let TableKey { database, table } = def.key.clone();
+        self.update(|s| {
+            let next_id = s.next_table_id.max(1);
+            let tables = s.databases.entry(database).or_default();
+            match tables.get_mut(&table) {
+                Some(stored) if stored.def == def => return Ok(Change::Unchanged(())),
+                Some(stored) => stored.def = def,
+                None => {
+                    tables.insert(table, StoredTable { id: next_id, def });
+                    s.next_table_id = next_id + 1;
+                }
+            }
+            Ok(Change::Changed(()))
+        })
+    }
+
     /// Gives `key` a new list of files (selective load); answers the definition it had.
     pub fn replace_files(&self, key: &TableKey, files: Vec<FileSpec>) -> Result<TableDef> {
         self.update(|s| {

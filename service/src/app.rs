@@ -72,13 +72,28 @@ impl Application {
             config.admin_token.as_deref(),
         )?);
         let memory = Arc::new(MemoryStore::new(config.memory_limit, config.shards));
-        let engine = Arc::new(Engine::new(
-            catalog.clone(),
-            memory.clone(),
-            config.plan_cache,
-            config.instance_name.clone(),
-            queries,
-        ));
+        if config.worker {
+            // Queries its coordinator planned before publishing the next version still read
+            // the one they planned against.
+            memory.keep_replaced_versions();
+        }
+        let engine = Arc::new(
+            Engine::with_cluster(
+                catalog.clone(),
+                memory.clone(),
+                config.plan_cache,
+                config.instance_name.clone(),
+                queries,
+                config.cluster.as_ref(),
+            )
+            .map_err(|e| ServiceError::Config(format!("the cluster: {e}")))?,
+        );
+        let cluster = config
+            .cluster
+            .clone()
+            .map(crate::cluster::Cluster::new)
+            .transpose()?
+            .map(Arc::new);
         memory.subscribe(Arc::new(ReturnMemory));
         let object_stores = Arc::new(StoreRegistry::new(config.store.clone())?);
         let certificates = config
@@ -105,12 +120,15 @@ impl Application {
             config.regions.clone(),
             config.store.regions.keys().cloned(),
         ));
-        let loader = Arc::new(Loader::new(
-            catalog.clone(),
-            memory.clone(),
-            object_stores.clone(),
-            regions.clone(),
-        ));
+        let loader = Arc::new(
+            Loader::new(
+                catalog.clone(),
+                memory.clone(),
+                object_stores.clone(),
+                regions.clone(),
+            )
+            .with_cluster(cluster),
+        );
         let recovery = Arc::new(Recovery::new(
             snapshots,
             catalog.clone(),
@@ -215,7 +233,12 @@ impl Application {
         );
         let mysql = self.mysql.take().map(crate::mysql::Door::spawn);
         let flight = self.flight.take().map(crate::flight::Door::spawn);
-        let router = http::router(self.http);
+        let worker_token = self
+            .config
+            .worker
+            .then_some(self.config.admin_token.as_deref())
+            .flatten();
+        let router = http::router(self.http, worker_token)?;
         let served = match &self.certificates {
             None => {
                 axum::serve(self.listener, router)

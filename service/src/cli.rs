@@ -23,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run the service.
     Serve(Box<ServeArgs>),
+    /// Run a cluster's worker: it holds the parts of tables its coordinator (a `tarn serve` with
+    /// `workers`) gives it and runs the query tasks it sends. Needs --cluster-token; listens on
+    /// --listen (HTTP and gRPC on one port).
+    Worker(Box<ServeArgs>),
     /// Work with configuration files.
     Config {
         #[command(subcommand)]
@@ -66,7 +70,11 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => match query_runtime() {
-            Ok(queries) => rt.block_on(serve(*args, queries.handle().clone())),
+            Ok(queries) => rt.block_on(serve(Config::load(&args), queries.handle().clone())),
+            Err(e) => Err(format!("cannot start the query runtime: {e}")),
+        },
+        Command::Worker(args) => match query_runtime() {
+            Ok(queries) => rt.block_on(serve(Config::load_worker(&args), queries.handle().clone())),
             Err(e) => Err(format!("cannot start the query runtime: {e}")),
         },
         Command::Config {
@@ -95,8 +103,11 @@ fn query_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-async fn serve(args: ServeArgs, queries: tokio::runtime::Handle) -> Result<(), String> {
-    let config = Config::load(&args).map_err(|e| e.to_string())?;
+async fn serve(
+    config: crate::Result<Config>,
+    queries: tokio::runtime::Handle,
+) -> Result<(), String> {
+    let config = config.map_err(|e| e.to_string())?;
     let app = crate::Application::build(config, queries)
         .await
         .map_err(|e| e.to_string())?;

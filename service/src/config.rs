@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, env = "TARN_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// The workers this instance coordinates (comma-separated URLs, e.g. http://10.0.0.5:7070);
+    /// needs --cluster-token [default: none: one process holds every table].
+    #[arg(long, env = "TARN_WORKERS", value_delimiter = ',')]
+    pub workers: Option<Vec<String>>,
+    /// The token a cluster's coordinator and workers show each other (at least 16 characters).
+    #[arg(long, env = "TARN_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
 }
 
 /// The keys of `tarn.toml`.
@@ -105,6 +112,10 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// The workers this instance coordinates, e.g. ["http://10.0.0.5:7070"] [default: none].
+    pub workers: Option<Vec<String>>,
+    /// The token a cluster's coordinator and workers show each other.
+    pub cluster_token: Option<String>,
     /// Tables (`db.table`) `/readyz` waits for; [default: every table being recovered].
     pub ready_tables: Option<Vec<String>>,
     #[serde(default)]
@@ -212,6 +223,10 @@ pub struct Config {
     pub mysql_listen: Option<SocketAddr>,
     /// Where the Arrow Flight SQL door listens; none: it is off.
     pub flight_listen: Option<SocketAddr>,
+    /// The cluster this instance coordinates; none: one process holds every table.
+    pub cluster: Option<tarn_engine::query::cluster::ClusterSettings>,
+    /// Whether this instance is a cluster's worker (`tarn worker`).
+    pub worker: bool,
 }
 
 /// `[limits]` with their defaults.
@@ -416,8 +431,95 @@ impl Config {
                 args.tls_cert.clone().or(file.tls_cert),
                 args.tls_key.clone().or(file.tls_key),
             )?,
+            cluster: cluster(
+                args.workers.clone().or(file.workers),
+                args.cluster_token.clone().or(file.cluster_token.clone()),
+            )?,
+            worker: false,
         })
     }
+
+    /// A cluster's worker (`tarn worker`): the same settings as `tarn serve`, with the cluster
+    /// token as the admin token (the coordinator is its only client) and no doors but its own.
+    pub fn load_worker(args: &ServeArgs) -> Result<Self> {
+        let mut config = Self::load(args)?;
+        let token = args
+            .cluster_token
+            .clone()
+            .or_else(|| {
+                args.config
+                    .as_ref()
+                    .and_then(|p| read_file(p).ok())
+                    .and_then(|f| f.cluster_token)
+            })
+            .ok_or_else(|| {
+                ServiceError::Config(
+                    "a worker needs the cluster's token: --cluster-token or TARN_CLUSTER_TOKEN"
+                        .into(),
+                )
+            })?;
+        check_cluster_token(&token)?;
+        if config.cluster.is_some() {
+            return Err(ServiceError::Config(
+                "a worker has no workers of its own: drop workers from its settings".into(),
+            ));
+        }
+        config.admin_token = Some(token);
+        config.mysql_listen = None;
+        config.flight_listen = None;
+        config.worker = true;
+        Ok(config)
+    }
+}
+
+fn check_cluster_token(token: &str) -> Result<()> {
+    if token.len() < 16 {
+        return Err(ServiceError::Config(
+            "cluster_token must be at least 16 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `workers` and `cluster_token`: both, or no cluster.
+fn cluster(
+    workers: Option<Vec<String>>,
+    token: Option<String>,
+) -> Result<Option<tarn_engine::query::cluster::ClusterSettings>> {
+    let workers: Vec<String> = workers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if workers.is_empty() {
+        return Ok(None);
+    }
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Err(ServiceError::Config(
+            "workers is set but cluster_token is not: the coordinator and its workers need a shared token".into(),
+        ));
+    };
+    check_cluster_token(&token)?;
+    let mut urls = workers
+        .iter()
+        .map(|w| {
+            let url = url::Url::parse(w)
+                .map_err(|e| ServiceError::Config(format!("workers: '{w}': {e}")))?;
+            if url.scheme() != "http" || url.host().is_none() {
+                return Err(ServiceError::Config(format!(
+                    "workers: '{w}' is not an http://host:port URL"
+                )));
+            }
+            Ok(url)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    urls.sort();
+    urls.dedup();
+    Ok(Some(tarn_engine::query::cluster::ClusterSettings {
+        workers: urls,
+        token,
+    }))
 }
 
 fn tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<crate::tls::TlsFiles>> {

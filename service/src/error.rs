@@ -77,6 +77,15 @@ pub enum ServiceError {
     #[error("configuration: {0}")]
     Config(String),
 
+    /// A cluster's worker could not be reached, or failed what it was asked (`detail` says which).
+    #[error("worker {worker}: {detail}")]
+    Worker {
+        worker: String,
+        detail: String,
+        /// Whether the worker answered (and refused) rather than could not be reached.
+        answered: bool,
+    },
+
     #[error("internal error: {0}")]
     Internal(String),
 
@@ -176,6 +185,10 @@ impl ServiceError {
             Self::NotFound(_) => C::NotFound,
             Self::NotSupported(_) => C::NotSupported,
             Self::Config(_) => C::Config,
+            Self::Worker { answered: true, .. } => C::WorkerFailed,
+            Self::Worker {
+                answered: false, ..
+            } => C::WorkerUnavailable,
             Self::Engine(EngineError::Internal(_))
             | Self::Internal(_)
             | Self::LoadFailed { .. }
@@ -214,6 +227,8 @@ pub enum ErrorCode {
     ResultTooLarge,
     UnsupportedStatement,
     NotSupported,
+    WorkerFailed,
+    WorkerUnavailable,
     Internal,
 }
 
@@ -247,6 +262,8 @@ impl ErrorCode {
             Self::ResultTooLarge => "result_too_large",
             Self::UnsupportedStatement => "unsupported_statement",
             Self::NotSupported => "not_supported",
+            Self::WorkerFailed => "worker_failed",
+            Self::WorkerUnavailable => "worker_unavailable",
             Self::Internal => "internal",
         }
     }

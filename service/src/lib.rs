@@ -9,6 +9,7 @@ pub mod allocator;
 pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod export;

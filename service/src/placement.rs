@@ -57,8 +57,14 @@ impl StoreListener for Placement {
         memory: &Arc<MemoryStore>,
         event: &StoreEvent<'_>,
     ) -> Option<BoxFuture<'static, ()>> {
-        if let StoreEvent::Published { entry, cause, .. } = event
+        // A cluster's workers order their own parts (their definitions carry the key).
+        if let StoreEvent::Published {
+            entry,
+            cause,
+            version,
+        } = event
             && *cause != PublishCause::Placement
+            && !version.is_remote()
         {
             order_in_background(&self.catalog, memory, entry);
         }

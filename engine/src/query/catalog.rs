@@ -8,6 +8,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use tarn_catalog::{CatalogStore, TableKey};
 
+use super::cluster::ClusterTable;
 use super::provider::LoadedTable;
 use super::report;
 use super::system;
@@ -69,6 +70,7 @@ impl SchemaProvider for Database {
         }
         let entry = self.memory.get(&key);
         match entry.as_ref().and_then(|e| e.current()) {
+            Some(v) if v.is_remote() => Ok(Some(Arc::new(ClusterTable::new(key, v)))),
             Some(v) => Ok(Some(Arc::new(LoadedTable::of_table(key, v)))),
             None if entry.is_some_and(|e| e.status().recovering()) => Err(
                 DataFusionError::External(Box::new(EngineError::Recovering { table: key })),

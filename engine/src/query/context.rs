@@ -12,6 +12,7 @@ use datafusion::prelude::SessionContext;
 use tarn_catalog::CatalogStore;
 
 use super::catalog::TarnCatalog;
+use super::cluster::ClusterSettings;
 use super::exprs::FastExpressions;
 use super::scan::WaitForJoinFilters;
 use super::yields::YieldInJoins;
@@ -123,17 +124,25 @@ pub(super) fn new_context(
     catalog: Arc<CatalogStore>,
     memory: Arc<MemoryStore>,
     hostname: String,
-) -> SessionContext {
+    cluster: Option<&ClusterSettings>,
+) -> crate::Result<SessionContext> {
     // The partitions follow the shards.
     let config = engine_config(memory.shards)
         .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(false);
-    let state = datafusion::execution::SessionStateBuilder::new()
+    let mut builder = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
-        .with_default_features()
-        .with_physical_optimizer_rule(Arc::new(FastExpressions))
-        .with_physical_optimizer_rule(Arc::new(WaitForJoinFilters))
+        .with_default_features();
+    builder = match cluster {
+        // Plans travel to workers in DataFusion's protobuf form, which has no place for Tarn's
+        // own expressions (FastExpressions) and no run-time filters across processes.
+        Some(cluster) => super::cluster::coordinator(builder, cluster)?,
+        None => builder
+            .with_physical_optimizer_rule(Arc::new(FastExpressions))
+            .with_physical_optimizer_rule(Arc::new(WaitForJoinFilters)),
+    };
+    let state = builder
         .with_physical_optimizer_rule(Arc::new(YieldInJoins))
         .build();
     let ctx = SessionContext::new_with_state(state);
@@ -155,7 +164,7 @@ pub(super) fn new_context(
             values: system_variables(&hostname),
         }),
     );
-    ctx
+    Ok(ctx)
 }
 
 /// DataFusion settings Tarn chooses differently, each kept unless a `DATAFUSION_*` variable

@@ -8,6 +8,7 @@
 //! is not kept and answers a stream of batches.
 
 mod catalog;
+pub mod cluster;
 mod context;
 mod decimal;
 mod exprs;
@@ -147,17 +148,31 @@ impl Engine {
         hostname: String,
         runtime: tokio::runtime::Handle,
     ) -> Self {
+        Self::with_cluster(catalog, store, plan_cache, hostname, runtime, None)
+            .expect("an engine without a cluster builds")
+    }
+
+    /// As [`Self::new`]; with `cluster`, this process coordinates it: tables whose versions
+    /// name parts on workers are queried there ([`cluster`]).
+    pub fn with_cluster(
+        catalog: Arc<CatalogStore>,
+        store: Arc<MemoryStore>,
+        plan_cache: usize,
+        hostname: String,
+        runtime: tokio::runtime::Handle,
+        cluster: Option<&cluster::ClusterSettings>,
+    ) -> Result<Self> {
         let plans = Arc::new(PlanCache::new(plan_cache));
         // Plans pinning a version would keep it in memory: every publish, unload or drop
         // empties the cache.
         store.subscribe(plans.clone());
-        let ctx = context::new_context(catalog, store.clone(), hostname);
-        Self {
+        let ctx = context::new_context(catalog, store.clone(), hostname, cluster)?;
+        Ok(Self {
             store,
             plans,
             ctx,
             runtime,
-        }
+        })
     }
 
     pub fn store(&self) -> &Arc<MemoryStore> {

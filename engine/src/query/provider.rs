@@ -12,8 +12,11 @@ use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_optimizer::pruning::{PruningPredicateBuilder, PruningStatistics};
 use datafusion::physical_plan::ExecutionPlan;
 
@@ -104,33 +107,53 @@ impl TableProvider for LoadedTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = &self.version.schema;
-        let predicate = match conjunction(filters.iter().cloned()) {
-            Some(expr) => {
-                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-                let physical = state.create_physical_expr(expr, &df_schema)?;
-                PruningPredicateBuilder::new()
-                    .with_file_schema(schema.clone())
-                    .build(physical)
-            }
-            None => None,
-        };
-        let keep: Vec<Vec<usize>> = self
-            .version
-            .shards
-            .iter()
-            .map(|shard| {
-                let keep = predicate
-                    .as_ref()
-                    .and_then(|p| p.prune(&ShardStats { shard, schema }).ok());
-                match keep {
-                    Some(keep) => (0..shard.batches.len()).filter(|&b| keep[b]).collect(),
-                    None => (0..shard.batches.len()).collect(),
-                }
-            })
-            .collect();
-        let scan = LoadedScan::new(self.version.clone(), keep, projection.cloned())?;
-        let exec: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(scan);
-        Ok(exec)
+        scan_version(
+            &self.version,
+            projection.cloned(),
+            filters,
+            state.execution_props(),
+        )
     }
+}
+
+/// The scan of `version`: `filters` prune whole batches by their statistics before anything is
+/// read (the engine still applies them to the rows that remain).
+pub(super) fn scan_version(
+    version: &Arc<TableVersion>,
+    projection: Option<Vec<usize>>,
+    filters: &[Expr],
+    props: &ExecutionProps,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = &version.schema;
+    let predicate = match conjunction(filters.iter().cloned()) {
+        Some(expr) => {
+            let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+            let physical = create_physical_expr(
+                &expr,
+                &df_schema,
+                props,
+                &PhysicalPlanningContext::default(),
+            )?;
+            PruningPredicateBuilder::new()
+                .with_file_schema(schema.clone())
+                .build(physical)
+        }
+        None => None,
+    };
+    let keep: Vec<Vec<usize>> = version
+        .shards
+        .iter()
+        .map(|shard| {
+            let keep = predicate
+                .as_ref()
+                .and_then(|p| p.prune(&ShardStats { shard, schema }).ok());
+            match keep {
+                Some(keep) => (0..shard.batches.len()).filter(|&b| keep[b]).collect(),
+                None => (0..shard.batches.len()).collect(),
+            }
+        })
+        .collect();
+    let scan = LoadedScan::new(version.clone(), keep, projection)?;
+    let exec: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(scan);
+    Ok(exec)
 }

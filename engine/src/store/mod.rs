@@ -16,7 +16,7 @@ mod version;
 pub use events::{PublishCause, StoreEvent, StoreListener};
 pub use segment::{BatchStats, Segment, memory_size};
 pub use status::{HISTORY_LEN, HistoryEntry, LoadReport, LoadState, RecoverySource, TableStatus};
-pub use version::{Shard, TableVersion, column_statistics};
+pub use version::{RemotePart, Shard, TableVersion, column_statistics};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,10 @@ use crate::error::{EngineError, Result};
 pub struct TableEntry {
     pub key: TableKey,
     current: RwLock<Option<Arc<TableVersion>>>,
+    /// On a cluster's worker: the version the current one replaced, kept until the next publish
+    /// so that queries the coordinator planned before it published the cluster's next version
+    /// still find theirs.
+    replaced: RwLock<Option<Arc<TableVersion>>>,
     status: Mutex<TableStatus>,
     /// The table's one writer: held for the length of anything that publishes or frees a
     /// version of it (a load, a refresh, an unload, a recovery, a placement), so two never run
@@ -49,6 +53,7 @@ impl TableEntry {
         Self {
             key,
             current: RwLock::new(None),
+            replaced: RwLock::new(None),
             status: Mutex::new(TableStatus::default()),
             writer: tokio::sync::Mutex::new(()),
             next_version: AtomicU64::new(0),
@@ -87,6 +92,19 @@ impl TableEntry {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Version `number` of the table: the current one, or (on a worker) the one it replaced.
+    pub fn version(&self, number: u64) -> Option<Arc<TableVersion>> {
+        let current = self.current();
+        if let Some(v) = current.filter(|v| v.version == number) {
+            return Some(v);
+        }
+        self.replaced
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|v| v.version == number)
     }
 
     /// The status; while a load runs, its progress is the share of source bytes read so far.
@@ -138,6 +156,9 @@ pub struct MemoryStore {
     queries: AtomicU64,
     pub shards: usize,
     listeners: RwLock<Vec<Arc<dyn StoreListener>>>,
+    /// Whether a published version keeps the one it replaced (a cluster's worker: see
+    /// [`TableEntry::version`]).
+    keep_replaced: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -158,7 +179,13 @@ impl MemoryStore {
             queries: AtomicU64::new(0),
             shards: shards.max(1),
             listeners: RwLock::new(Vec::new()),
+            keep_replaced: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Keeps, per table, the version the current one replaced (for a cluster's worker).
+    pub fn keep_replaced_versions(&self) {
+        self.keep_replaced.store(true, Ordering::SeqCst);
     }
 
     /// Tells `listener` of every publish, unload and drop from now on, after those it was
@@ -216,8 +243,10 @@ impl MemoryStore {
 
     pub fn used_bytes(&self) -> u64 {
         let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
+        // A coordinator's versions of tables its workers hold take nothing here.
         t.values()
             .filter_map(|e| e.current())
+            .filter(|v| !v.is_remote())
             .map(|v| v.bytes)
             .sum()
     }
@@ -302,7 +331,13 @@ impl MemoryStore {
         version: Arc<TableVersion>,
         cause: PublishCause,
     ) {
-        let previous = entry.swap(Some(version.clone()));
+        let mut previous = entry.swap(Some(version.clone()));
+        if self.keep_replaced.load(Ordering::SeqCst) {
+            previous = std::mem::replace(
+                &mut *entry.replaced.write().unwrap_or_else(|e| e.into_inner()),
+                previous,
+            );
+        }
         let waits = self.notify(StoreEvent::Published {
             entry,
             version: &version,
@@ -317,6 +352,11 @@ impl MemoryStore {
     /// Frees the table's data (SECONDARY_UNLOAD); queries already running keep their version.
     pub async fn unload(self: &Arc<Self>, entry: &Arc<TableEntry>) -> Option<Arc<TableVersion>> {
         let gone = entry.swap(None);
+        entry
+            .replaced
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let waits = self.notify(StoreEvent::Unloaded { entry });
         futures::future::join_all(waits).await;
         gone

@@ -30,6 +30,20 @@ pub struct Shard {
     pub columns: Vec<datafusion::common::ColumnStatistics>,
 }
 
+/// One worker's part of a table spread over a cluster: which worker holds it, and the version of
+/// it (the worker's own numbering) that belongs to the cluster's version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemotePart {
+    /// The worker's URL.
+    pub worker: String,
+    pub version: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: usize,
+    /// The worker's shards: its scan's partitions.
+    pub shards: usize,
+}
+
 #[derive(Debug)]
 pub struct TableVersion {
     pub version: u64,
@@ -45,6 +59,9 @@ pub struct TableVersion {
     pub bytes: u64,
     pub rejected: Vec<RejectedRow>,
     pub loaded_at: DateTime<Utc>,
+    /// On a cluster's coordinator: the workers' parts, which hold the rows (this version then
+    /// holds none itself). `None` for a table held here.
+    pub remote: Option<Vec<RemotePart>>,
 }
 
 impl TableVersion {
@@ -120,7 +137,37 @@ impl TableVersion {
             bytes,
             rejected,
             loaded_at: Utc::now(),
+            remote: None,
         }
+    }
+
+    /// A cluster's version of a table whose rows the workers hold in `parts`: `schema` is the
+    /// one every part has, `manifest` all the files.
+    pub fn remote(
+        version: u64,
+        schema: SchemaRef,
+        manifest: Manifest,
+        rejected: Vec<RejectedRow>,
+        parts: Vec<RemotePart>,
+    ) -> Self {
+        Self {
+            version,
+            query_schema: schema.clone(),
+            schema,
+            segments: Vec::new(),
+            shards: Vec::new(),
+            manifest,
+            rows: parts.iter().map(|p| p.rows).sum(),
+            bytes: parts.iter().map(|p| p.bytes).sum(),
+            rejected,
+            loaded_at: Utc::now(),
+            remote: Some(parts),
+        }
+    }
+
+    /// Whether workers hold the rows (this process coordinates a cluster).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 }
 

@@ -236,9 +236,9 @@ fn status(e: ServiceError) -> Status {
             Code::ResourceExhausted
         }
         C::TableNotLoaded | C::TableRecovering | C::ReplicaBehind => Code::FailedPrecondition,
-        C::StoreUnavailable => Code::Unavailable,
+        C::StoreUnavailable | C::WorkerUnavailable => Code::Unavailable,
         C::NotSupported | C::UnsupportedStatement => Code::Unimplemented,
-        C::CatalogUnavailable | C::Internal => Code::Internal,
+        C::CatalogUnavailable | C::Internal | C::WorkerFailed => Code::Internal,
         C::SyntaxError
         | C::InvalidDefinition
         | C::NoDatabaseSelected

@@ -13,6 +13,7 @@ mod regions;
 mod sql;
 mod tables;
 mod tokens;
+mod worker;
 
 use std::sync::Arc;
 
@@ -54,8 +55,21 @@ pub struct HttpState {
     pub instance: Arc<str>,
 }
 
-pub fn router(state: HttpState) -> Router {
-    Router::new()
+/// The API; on a cluster's worker (`worker_token`: the cluster's), also what its coordinator
+/// asks of it.
+pub fn router(state: HttpState, worker_token: Option<&str>) -> crate::Result<Router> {
+    let mut router = Router::new();
+    if let Some(token) = worker_token {
+        router = router
+            .route("/v1/worker", get(worker::info))
+            .route(
+                "/v1/worker/tables/{db}/{table}",
+                axum::routing::put(worker::put_part).delete(worker::drop_part),
+            )
+            .merge(worker::tasks(&state, token)?);
+    }
+    Ok(router
+        .route("/v1/cluster", get(worker::cluster))
         .route("/v1/sql", post(sql::post_sql))
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{db}/{table}", get(tables::one))
@@ -80,5 +94,5 @@ pub fn router(state: HttpState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
-        .with_state(state)
+        .with_state(state))
 }

@@ -159,6 +159,8 @@ pub struct Loader {
     tables: RwLock<HashMap<TableKey, Arc<TableLoads>>>,
     jobs: RefreshJobs,
     pub counters: LoadCounters,
+    /// The workers that hold the tables, when this process coordinates a cluster.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Loader {
@@ -176,6 +178,27 @@ impl Loader {
             tables: RwLock::new(HashMap::new()),
             jobs: RefreshJobs::default(),
             counters: LoadCounters::default(),
+            cluster: None,
+        }
+    }
+
+    /// Loads and refreshes go to `cluster`'s workers: this process coordinates them.
+    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The cluster this process coordinates, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    fn not_on_a_cluster(&self, what: &str) -> Result<()> {
+        match self.cluster {
+            Some(_) => Err(ServiceError::NotSupported(format!(
+                "{what} is not offered on a cluster yet: load the table (its errors name the file)"
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -215,6 +238,7 @@ impl Loader {
     /// the memory the reading took is given back. A file that cannot be read at all fails it,
     /// named.
     pub async fn validate(&self, key: &TableKey) -> Result<Validation> {
+        self.not_on_a_cluster("validation (VALIDATE ONLY, HEATWAVE_LOAD's validation mode)")?;
         let mut def = self.catalog.get(key)?;
         def.options.strict_load = false;
         let entry = self.memory.entry(key);
@@ -411,7 +435,23 @@ impl Loader {
             Mode::Refresh => previous.as_deref(),
             Mode::Load => None,
         };
-        let result = self.build_with_failover(&def, &entry, base, mode).await;
+        let result = match &self.cluster {
+            Some(cluster) => {
+                let mut report = LoadReport::default();
+                cluster
+                    .build(
+                        &self.object_stores,
+                        &self.regions,
+                        &def,
+                        base,
+                        || entry.next_version(),
+                        &mut report,
+                    )
+                    .await
+                    .map(|next| (next, report))
+            }
+            None => self.build_with_failover(&def, &entry, base, mode).await,
+        };
         match result {
             Ok((next, report)) => {
                 let report = self
@@ -542,6 +582,9 @@ impl Loader {
         if entry.current().is_none() {
             return Err(ServiceError::not_loaded(key));
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.drop_table(key).await?;
+        }
         self.memory.unload(&entry).await;
         entry.update_status(|s| {
             *s = Default::default();
@@ -557,6 +600,11 @@ impl Loader {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+        if let Some(cluster) = &self.cluster
+            && let Err(e) = cluster.drop_table(key).await
+        {
+            warn!(table = %key, error = %e, "a worker keeps the dropped table's part");
+        }
         self.memory.drop_table(key).await;
     }
 }

@@ -135,7 +135,8 @@ impl StoreListener for Listener {
     ) -> Option<BoxFuture<'static, ()>> {
         let writer = self.0.clone();
         match event {
-            StoreEvent::Published { .. } if !writer.write => None,
+            // A coordinator's version of a table its workers hold: the workers write theirs.
+            StoreEvent::Published { version, .. } if !writer.write || version.is_remote() => None,
             StoreEvent::Published {
                 entry,
                 cause: PublishCause::Load,

@@ -1,0 +1,519 @@
+//! Tables spread over a cluster's workers, queried with datafusion-distributed.
+//!
+//! On the coordinator a table's version names its parts ([`RemotePart`]: one per worker, in the
+//! order of the workers' URLs) and holds no rows. Its scan is a [`ClusterScanExec`]: the
+//! distributed planner scales it up into one task per part and routes each task to the worker
+//! holding that part, so the scan (with its batch pruning) runs where the rows are, and joins and
+//! aggregations run across the workers above it. On a worker the same node, decoded, reads the
+//! part's version from the worker's own memory store ([`WorkerShards`]).
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result, internal_err, plan_err};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use datafusion_distributed::{
+    ChannelResolver, DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExt,
+    DistributedLeafExec, RouteTasksEvent, RouteTasksEventResponse, ScaleUpLeafNodeEvent,
+    ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, WorkerChannel, WorkerQueryContext,
+    WorkerResolver, grpc,
+};
+use datafusion_proto::bytes::Serializeable;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use futures::StreamExt;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tarn_catalog::TableKey;
+use url::Url;
+
+use super::provider::scan_version;
+use crate::store::{MemoryStore, RemotePart, TableVersion};
+
+/// How a coordinator reaches its workers.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The workers' URLs.
+    pub workers: Vec<Url>,
+    /// The token workers and the coordinator show each other.
+    pub token: String,
+}
+
+/// On the coordinator: a table whose rows the workers hold.
+#[derive(Debug)]
+pub struct ClusterTable {
+    key: TableKey,
+    version: Arc<TableVersion>,
+}
+
+impl ClusterTable {
+    pub fn new(key: TableKey, version: Arc<TableVersion>) -> Self {
+        Self { key, version }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ClusterTable {
+    fn schema(&self) -> SchemaRef {
+        self.version.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // As on one machine: filters prune whole batches (on the workers), and are applied.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(p) => Arc::new(self.version.schema.project(p)?),
+            None => self.version.schema.clone(),
+        };
+        let parts = self.version.remote.clone().unwrap_or_default();
+        if parts.iter().all(|p| p.rows == 0) {
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        Ok(Arc::new(ClusterScanExec::new(
+            Scan {
+                db: self.key.database.clone(),
+                table: self.key.table.clone(),
+                parts,
+                projection: projection.cloned(),
+                filters: filters.to_vec(),
+            },
+            schema,
+        )))
+    }
+}
+
+/// What a cluster scan reads: a table's parts (one, once planned into a task), the columns and
+/// the filters that prune.
+#[derive(Debug, Clone)]
+struct Scan {
+    db: String,
+    table: String,
+    parts: Vec<RemotePart>,
+    projection: Option<Vec<usize>>,
+    filters: Vec<Expr>,
+}
+
+/// The scan of a table spread over workers (see the module's documentation).
+#[derive(Debug)]
+pub struct ClusterScanExec {
+    scan: Scan,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl ClusterScanExec {
+    fn new(scan: Scan, schema: SchemaRef) -> Self {
+        // Every task has as many partitions as the part with the most shards; the others answer
+        // nothing in the partitions they lack.
+        let partitions = scan
+            .parts
+            .iter()
+            .map(|p| p.shards)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            scan,
+            schema,
+            properties,
+        }
+    }
+
+    fn with_parts(&self, parts: Vec<RemotePart>) -> Self {
+        let mut scan = self.scan.clone();
+        scan.parts = parts;
+        let mut exec = Self::new(scan, self.schema.clone());
+        // Variants of one scan keep its partition count.
+        exec.properties = self.properties.clone();
+        exec
+    }
+
+    fn key(&self) -> TableKey {
+        TableKey::new(&self.scan.db, &self.scan.table)
+    }
+}
+
+impl DisplayAs for ClusterScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let parts: Vec<String> = self
+            .scan
+            .parts
+            .iter()
+            .map(|p| format!("{}@v{}", p.worker, p.version))
+            .collect();
+        write!(
+            f,
+            "ClusterScanExec: table={}, parts=[{}]",
+            self.key(),
+            parts.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for ClusterScanExec {
+    fn name(&self) -> &str {
+        "ClusterScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            internal_err!("ClusterScanExec has no children")
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let key = self.key();
+        let Some(shards) = context.session_config().get_extension::<WorkerShards>() else {
+            return internal_err!("the scan of {key} ran outside a worker");
+        };
+        let [part] = self.scan.parts.as_slice() else {
+            return internal_err!(
+                "the scan of {key} reached a worker with {} parts",
+                self.scan.parts.len()
+            );
+        };
+        let schema = self.schema.clone();
+        if part.rows == 0 {
+            // A worker given no files of the table holds nothing of it.
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::empty(),
+            )));
+        }
+        let version = shards
+            .memory
+            .get(&key)
+            .and_then(|e| e.version(part.version))
+            .ok_or_else(|| {
+                DataFusionError::Execution(format!(
+                    "version {} of {key} is no longer held by worker {}: the table changed while \
+                     the query was planned; run the query again",
+                    part.version, part.worker
+                ))
+            })?;
+        let inner = scan_version(
+            &version,
+            self.scan.projection.clone(),
+            &self.scan.filters,
+            &ExecutionProps::new(),
+        )?;
+        if partition >= inner.properties().partitioning.partition_count() {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::empty(),
+            )));
+        }
+        // The part's batches, under the table's schema (a part may know a column to hold no NULL
+        // where the table as a whole does not).
+        let batches = inner.execute(partition, context)?.map(move |b| {
+            let b = b?;
+            Ok(RecordBatch::try_new_with_options(
+                schema.clone(),
+                b.columns().to_vec(),
+                &RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+            )?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            batches,
+        )))
+    }
+}
+
+/// A worker's memory store, as its query sessions see it.
+#[derive(Debug)]
+pub struct WorkerShards {
+    pub memory: Arc<MemoryStore>,
+}
+
+/// A cluster scan as it travels to a worker.
+#[derive(Serialize, Deserialize)]
+struct Encoded {
+    db: String,
+    table: String,
+    parts: Vec<RemotePart>,
+    projection: Option<Vec<usize>>,
+    /// The output schema, as DataFusion's protobuf encodes it.
+    schema: Vec<u8>,
+    partitions: usize,
+    /// Each filter, as DataFusion's protobuf encodes a logical expression.
+    filters: Vec<Vec<u8>>,
+}
+
+/// Encodes and decodes [`ClusterScanExec`] for the trip to a worker.
+#[derive(Debug)]
+pub struct ClusterScanCodec;
+
+impl PhysicalExtensionCodec for ClusterScanCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !inputs.is_empty() {
+            return internal_err!("ClusterScanExec has no inputs");
+        }
+        let e: Encoded = serde_json::from_slice(buf)
+            .map_err(|e| DataFusionError::Internal(format!("a cluster scan: {e}")))?;
+        let proto = datafusion_proto::protobuf::Schema::decode(e.schema.as_slice())
+            .map_err(|e| DataFusionError::Internal(format!("a cluster scan's schema: {e}")))?;
+        let schema: Schema = (&proto).try_into()?;
+        let filters = e
+            .filters
+            .iter()
+            .map(|f| Expr::from_bytes_with_ctx(f, ctx))
+            .collect::<Result<Vec<_>>>()?;
+        let mut exec = ClusterScanExec::new(
+            Scan {
+                db: e.db,
+                table: e.table,
+                parts: e.parts,
+                projection: e.projection,
+                filters,
+            },
+            Arc::new(schema),
+        );
+        exec.properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(exec.schema.clone()),
+            Partitioning::UnknownPartitioning(e.partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(Arc::new(exec))
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        let Some(exec) = node.downcast_ref::<ClusterScanExec>() else {
+            return internal_err!("not a cluster scan: {}", node.name());
+        };
+        let schema = datafusion_proto::protobuf::Schema::try_from(exec.schema.as_ref())?;
+        let filters = exec
+            .scan
+            .filters
+            .iter()
+            .map(|f| f.to_bytes().map(|b| b.to_vec()))
+            .collect::<Result<Vec<_>>>()?;
+        let e = Encoded {
+            db: exec.scan.db.clone(),
+            table: exec.scan.table.clone(),
+            parts: exec.scan.parts.clone(),
+            projection: exec.scan.projection.clone(),
+            schema: schema.encode_to_vec(),
+            partitions: exec.properties.partitioning.partition_count(),
+            filters,
+        };
+        serde_json::to_writer(buf, &e)
+            .map_err(|e| DataFusionError::Internal(format!("a cluster scan: {e}")))
+    }
+}
+
+/// One task per part.
+fn desired_tasks(ev: DesiredTaskCountEvent) -> Option<Result<DesiredTaskCountEventResponse>> {
+    let scan = ev.plan.downcast_ref::<ClusterScanExec>()?;
+    Some(Ok(DesiredTaskCountEventResponse::desired(
+        scan.scan.parts.len(),
+    )))
+}
+
+/// The scan split into one variant per part.
+fn scale_up(ev: ScaleUpLeafNodeEvent) -> Option<Result<ScaleUpLeafNodeEventResponse>> {
+    let scan = ev.plan.downcast_ref::<ClusterScanExec>()?;
+    if ev.task_count != scan.scan.parts.len() {
+        return Some(plan_err!(
+            "the scan of {} needs one task per worker ({}), and was given {}",
+            scan.key(),
+            scan.scan.parts.len(),
+            ev.task_count
+        ));
+    }
+    let variants = scan
+        .scan
+        .parts
+        .iter()
+        .map(|p| Arc::new(scan.with_parts(vec![p.clone()])) as Arc<dyn ExecutionPlan>);
+    Some(
+        DistributedLeafExec::try_new(Arc::clone(ev.plan), variants)
+            .map(|leaf| ScaleUpLeafNodeEventResponse::new(Arc::new(leaf))),
+    )
+}
+
+/// Each task to the worker holding its part.
+fn route(ev: RouteTasksEvent) -> Option<Result<RouteTasksEventResponse>> {
+    let mut urls: Option<Result<Vec<Url>>> = None;
+    let walked = ev.plan.apply(|node| {
+        let Some(leaf) = node.downcast_ref::<DistributedLeafExec>() else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        if leaf.original().downcast_ref::<ClusterScanExec>().is_none() {
+            return Ok(TreeNodeRecursion::Continue);
+        }
+        urls = Some(
+            leaf.variants()
+                .iter()
+                .map(|v| {
+                    let part = v
+                        .downcast_ref::<ClusterScanExec>()
+                        .and_then(|s| s.scan.parts.first())
+                        .ok_or_else(|| DataFusionError::Internal("a cluster scan task".into()))?;
+                    Url::parse(&part.worker)
+                        .map_err(|e| DataFusionError::Plan(format!("worker {}: {e}", part.worker)))
+                })
+                .collect(),
+        );
+        Ok(TreeNodeRecursion::Stop)
+    });
+    if let Err(e) = walked {
+        return Some(Err(e));
+    }
+    Some(urls?.map(RouteTasksEventResponse::new))
+}
+
+/// The configured workers.
+struct Workers(Vec<Url>);
+
+impl WorkerResolver for Workers {
+    fn get_urls(&self) -> Result<Vec<Url>> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Connections to workers, each call carrying the cluster token.
+#[derive(Clone)]
+struct TokenChannels {
+    inner: grpc::DefaultChannelResolver,
+    authorization: http::HeaderValue,
+}
+
+impl TokenChannels {
+    fn new(token: &str) -> Result<Self> {
+        let authorization = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| DataFusionError::Configuration(format!("cluster_token: {e}")))?;
+        Ok(Self {
+            inner: grpc::DefaultChannelResolver::default(),
+            authorization,
+        })
+    }
+}
+
+#[async_trait]
+impl ChannelResolver for TokenChannels {
+    async fn get_worker_client_for_url(&self, url: &Url) -> Result<Box<dyn WorkerChannel>> {
+        use tower::ServiceExt;
+        let channel = self.inner.get_channel(url).await?;
+        let authorization = self.authorization.clone();
+        let channel = channel.map_request(move |mut req: http::Request<tonic::body::Body>| {
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, authorization.clone());
+            req
+        });
+        Ok(grpc::create_worker_client(grpc::BoxCloneSyncChannel::new(
+            channel,
+        )))
+    }
+}
+
+/// The coordinator's session: queries over cluster tables are planned by datafusion-distributed.
+pub(super) fn coordinator(
+    builder: datafusion::execution::SessionStateBuilder,
+    cluster: &ClusterSettings,
+) -> Result<datafusion::execution::SessionStateBuilder> {
+    Ok(builder
+        .with_distributed_worker_resolver(Workers(cluster.workers.clone()))
+        .with_distributed_channel_resolver(TokenChannels::new(&cluster.token)?)
+        .with_distributed_planner()
+        .with_distributed_user_codec(ClusterScanCodec)
+        .with_distributed_desired_task_count_handler(desired_tasks)
+        .with_distributed_scale_up_leaf_node_handler(scale_up)
+        .with_distributed_route_tasks_handler(route))
+}
+
+/// The part of a worker that runs the tasks coordinators send it, over `memory`; `token` is
+/// the cluster's (shown to the other workers, whose results its tasks read).
+pub fn worker(memory: Arc<MemoryStore>, token: &str) -> Result<datafusion_distributed::Worker> {
+    let shards = Arc::new(WorkerShards { memory });
+    let channels = TokenChannels::new(token)?;
+    Ok(datafusion_distributed::Worker::from_session_builder(
+        move |ctx: WorkerQueryContext| {
+            let (shards, channels) = (shards.clone(), channels.clone());
+            async move {
+                let mut builder = ctx
+                    .builder
+                    .with_scalar_functions(
+                        super::json::functions().into_iter().map(Arc::new).collect(),
+                    )
+                    .with_distributed_channel_resolver(channels);
+                let config = builder.config().get_or_insert_default();
+                config.set_distributed_user_codec(ClusterScanCodec);
+                config.set_extension(shards);
+                Ok(builder.build())
+            }
+        },
+    ))
+}

@@ -1,0 +1,334 @@
+//! A cluster: this process coordinates workers (`tarn worker`) that hold the tables' rows.
+//!
+//! The coordinator keeps the catalog, the doors, refresh scheduling and the status; for each
+//! load or refresh it lists the table's files, settles its columns, gives each worker its files
+//! ([`assign`]: balanced by bytes, stable across refreshes) and has every worker load or refresh
+//! its part at once (the worker's own loader, so it reads only what changed in its files). Only
+//! when every worker has its part is the cluster's version published: a version of a table on the
+//! coordinator that names each worker's part and its version ([`RemotePart`]). A query reads
+//! exactly those parts (workers keep the version they replaced until the next one, see
+//! `MemoryStore::keep_replaced_versions`), so it never mixes versions.
+//!
+//! [`worker`] is the other side: what a worker answers its coordinator.
+
+pub mod assign;
+pub mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tarn_catalog::types::{columns_of, schema_of};
+use tarn_catalog::{FileSpec, FormatKind, TableDef, TableKey};
+use tarn_connectors::StoreRegistry;
+use tarn_connectors::listing::Manifest;
+use tarn_engine::query::cluster::ClusterSettings;
+use tarn_engine::store::{LoadReport, RemotePart, TableVersion};
+use tracing::info;
+
+use crate::error::{Result, ServiceError};
+use crate::load::source;
+use crate::regions::Regions;
+
+/// What the coordinator asks of a worker for one table.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartRequest {
+    /// The table as the worker holds it: the table's columns, and its files only.
+    pub def: TableDef,
+    /// Read every file again (a load), rather than only what changed (a refresh).
+    pub load: bool,
+}
+
+/// What a worker answers: the version of its part, and what it read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartLoaded {
+    pub version: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: usize,
+    pub shards: usize,
+    pub files_added: usize,
+    pub files_changed: usize,
+    pub files_removed: usize,
+    pub files_reused: usize,
+    pub rows_added: u64,
+    pub rows_removed: u64,
+    pub bytes_read: u64,
+    pub rejected_rows: usize,
+}
+
+/// A worker as `GET /v1/worker` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub memory_used: u64,
+    pub memory_limit: Option<u64>,
+    pub shards: usize,
+    pub tables: Vec<WorkerTable>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkerTable {
+    pub table: String,
+    pub version: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: usize,
+}
+
+/// The coordinator's side of a cluster.
+pub struct Cluster {
+    settings: ClusterSettings,
+    http: reqwest::Client,
+    /// Per table, which worker holds each file (by URI).
+    assignments: Mutex<HashMap<TableKey, BTreeMap<String, String>>>,
+}
+
+impl Cluster {
+    pub fn new(settings: ClusterSettings) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| ServiceError::Internal(format!("the workers' HTTP client: {e}")))?;
+        Ok(Self {
+            settings,
+            http,
+            assignments: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The workers' URLs, as the parts name them.
+    pub fn workers(&self) -> Vec<String> {
+        self.settings
+            .workers
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .collect()
+    }
+
+    fn url(&self, worker: &str, path: &str) -> String {
+        format!("{worker}{path}")
+    }
+
+    fn table_path(key: &TableKey) -> String {
+        format!("/v1/worker/tables/{}/{}", key.database, key.table)
+    }
+
+    /// Sends `request` to `worker` and reads its JSON answer; the worker's own error message
+    /// when it refused.
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        worker: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T> {
+        let unreachable = |e: reqwest::Error| ServiceError::Worker {
+            worker: worker.to_string(),
+            detail: format!("cannot be reached: {e}"),
+            answered: false,
+        };
+        let response = request
+            .bearer_auth(&self.settings.token)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(ServiceError::Worker {
+                worker: worker.to_string(),
+                detail: message,
+                answered: true,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| ServiceError::Worker {
+            worker: worker.to_string(),
+            detail: format!("an answer that does not read: {e}"),
+            answered: true,
+        })
+    }
+
+    /// Builds the cluster's next version of `def`: every worker loads (or, with `previous`,
+    /// refreshes) its files. `None` when nothing changed on any worker.
+    pub async fn build(
+        &self,
+        object_stores: &StoreRegistry,
+        regions: &Regions,
+        def: &TableDef,
+        previous: Option<&TableVersion>,
+        next_version: impl FnOnce() -> u64,
+        report: &mut LoadReport,
+    ) -> Result<Option<TableVersion>> {
+        let key = &def.key;
+        if def.format.kind == FormatKind::Delta {
+            return Err(ServiceError::NotSupported(format!(
+                "{key} is a Delta table: a cluster loads CSV, Parquet, Avro and JSON tables; \
+                 Delta tables load on one process (run tarn serve without workers)"
+            )));
+        }
+        let routes = source::routes(regions, def);
+        let listed = source::list_files(object_stores, def, &routes).await?;
+        let schema = match (&def.columns, previous) {
+            (Some(c), _) => schema_of(c)?,
+            (None, Some(p)) => p.schema.clone(),
+            (None, None) => match listed.first() {
+                Some((store, f)) => {
+                    tarn_connectors::read::infer_schema(store.clone(), f, &def.format).await?
+                }
+                None => {
+                    return Err(ServiceError::BadRequest(format!(
+                        "no files to infer the columns of '{key}' from: declare its columns, or add files"
+                    )));
+                }
+            },
+        };
+        let columns = columns_of(&schema);
+        let files: Vec<(String, u64)> = listed
+            .iter()
+            .map(|(_, f)| (f.uri.clone(), f.size))
+            .collect();
+        let workers = self.workers();
+        let before = self
+            .assignments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+            .unwrap_or_default();
+        let given = assign::assign(&files, &before, &workers);
+        let had = |w: &str| {
+            previous
+                .and_then(|p| p.remote.as_ref())
+                .and_then(|parts| parts.iter().find(|p| p.worker == w))
+                .filter(|p| p.version > 0)
+                .cloned()
+        };
+        let region = def.files.first().and_then(|f| f.region.clone());
+        let asks = workers.iter().zip(&given).map(|(w, files)| {
+            let mut part_def = def.clone();
+            part_def.columns = Some(columns.clone());
+            part_def.files = files
+                .iter()
+                .map(|uri| FileSpec {
+                    uri: uri.clone(),
+                    pattern: None,
+                    region: region.clone(),
+                })
+                .collect();
+            // The coordinator schedules refreshes; a worker refreshes when asked.
+            part_def.options.refresh_interval = None;
+            let load = had(w).is_none();
+            async move {
+                if files.is_empty() {
+                    if had(w).is_some() {
+                        self.drop_part(w, key).await?;
+                    }
+                    return Ok::<_, ServiceError>(PartLoaded {
+                        shards: 1,
+                        ..Default::default()
+                    });
+                }
+                self.call::<PartLoaded>(
+                    w,
+                    self.http
+                        .put(self.url(w, &Self::table_path(key)))
+                        .json(&PartRequest {
+                            def: part_def,
+                            load,
+                        }),
+                )
+                .await
+            }
+        });
+        let loaded = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let parts: Vec<RemotePart> = workers
+            .iter()
+            .zip(&loaded)
+            .map(|(w, p)| RemotePart {
+                worker: w.clone(),
+                version: p.version,
+                rows: p.rows,
+                bytes: p.bytes,
+                files: p.files,
+                shards: p.shards,
+            })
+            .collect();
+        for p in &loaded {
+            report.files_added += p.files_added;
+            report.files_changed += p.files_changed;
+            report.files_removed += p.files_removed;
+            report.files_reused += p.files_reused;
+            report.rows_added += p.rows_added;
+            report.rows_removed += p.rows_removed;
+            report.bytes_read += p.bytes_read;
+        }
+        let now: BTreeMap<String, String> = workers
+            .iter()
+            .zip(&given)
+            .flat_map(|(w, files)| files.iter().map(move |f| (f.clone(), w.clone())))
+            .collect();
+        let moved = now != before;
+        self.assignments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), now);
+        let unchanged = previous
+            .and_then(|p| p.remote.as_ref())
+            .is_some_and(|old| old == &parts)
+            && !moved;
+        if unchanged {
+            return Ok(None);
+        }
+        info!(table = %key, workers = parts.len(), rows = parts.iter().map(|p| p.rows).sum::<u64>(), "parts loaded on the workers");
+        let manifest = Manifest {
+            files: listed.into_iter().map(|(_, f)| f).collect(),
+            ..Default::default()
+        };
+        Ok(Some(TableVersion::remote(
+            next_version(),
+            schema,
+            manifest,
+            Vec::new(),
+            parts,
+        )))
+    }
+
+    async fn drop_part(&self, worker: &str, key: &TableKey) -> Result<()> {
+        self.call::<serde_json::Value>(
+            worker,
+            self.http.delete(self.url(worker, &Self::table_path(key))),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Frees the table's parts on every worker (`SECONDARY_UNLOAD`, `DROP TABLE`); a worker that
+    /// cannot be reached is named.
+    pub async fn drop_table(&self, key: &TableKey) -> Result<()> {
+        self.assignments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let workers = self.workers();
+        let results =
+            futures::future::join_all(workers.iter().map(|w| self.drop_part(w, key))).await;
+        results.into_iter().collect::<Result<Vec<_>>>().map(|_| ())
+    }
+
+    /// Each worker: its URL and what it answers of itself, or why it does not.
+    pub async fn status(&self) -> Vec<(String, Result<WorkerInfo>)> {
+        let workers = self.workers();
+        let asks = workers.iter().map(|w| async move {
+            let info = self
+                .call::<WorkerInfo>(w, self.http.get(self.url(w, "/v1/worker")))
+                .await;
+            (w.clone(), info)
+        });
+        futures::future::join_all(asks).await
+    }
+}
