@@ -163,6 +163,7 @@ impl ServiceError {
             Self::Engine(EngineError::MemoryLimit { .. })
             | Self::Connector(ConnectorError::MemoryLimit { .. }) => C::MemoryLimit,
             Self::Engine(EngineError::Unsupported(_)) => C::UnsupportedStatement,
+            Self::Engine(EngineError::Query(e)) if worker_unreachable(e) => C::WorkerUnavailable,
             Self::Engine(EngineError::Query(e)) => match e.find_root() {
                 // sqlparser could not read the text.
                 DataFusionError::SQL(..) => C::SyntaxError,
@@ -194,6 +195,20 @@ impl ServiceError {
             | Self::LoadFailed { .. }
             | Self::Shared(_) => C::Internal,
         }
+    }
+}
+
+/// Whether a query failed because a cluster's worker could not be reached (its task's gRPC
+/// call answered "unavailable", here or on the worker that read from it).
+fn worker_unreachable(e: &DataFusionError) -> bool {
+    match e.find_root() {
+        DataFusionError::External(inner) => match inner.downcast_ref::<tonic::Status>() {
+            Some(status) => status.code() == tonic::Code::Unavailable,
+            None => inner
+                .to_string()
+                .contains("code: 'The service is currently unavailable'"),
+        },
+        _ => false,
     }
 }
 

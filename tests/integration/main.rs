@@ -4,6 +4,7 @@ mod access;
 mod architecture;
 mod bad_input;
 mod cli;
+mod cluster;
 mod config;
 mod durability;
 mod export;

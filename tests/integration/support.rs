@@ -73,6 +73,10 @@ pub struct TestServer {
     extra_args: Vec<String>,
     env: Vec<(String, String)>,
     http: reqwest::Client,
+    /// `serve`, or `worker` for a cluster's worker.
+    command: &'static str,
+    /// The address it was asked to listen on (port 0: any).
+    listen: String,
 }
 
 impl TestServer {
@@ -93,18 +97,47 @@ impl TestServer {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::start(data_dir.to_path_buf(), args, env).await
+        Self::start("serve", "127.0.0.1:0", data_dir.to_path_buf(), args, env).await
     }
 
-    async fn start(data_dir: PathBuf, extra_args: Vec<String>, env: Vec<(String, String)>) -> Self {
+    /// Starts a cluster's worker (`tarn worker`) whose parts may read anything under `allowed`;
+    /// its coordinator is a server started with `--workers` and the same `token`.
+    pub async fn spawn_worker(
+        data_dir: &Path,
+        allowed: &Path,
+        token: &str,
+        extra: &[&str],
+    ) -> Self {
+        let allowed = format!("file://{}/", allowed.display());
+        let args = [
+            "--allowed-locations",
+            allowed.as_str(),
+            "--cluster-token",
+            token,
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(str::to_string)
+        .collect();
+        Self::start(
+            "worker",
+            "127.0.0.1:0",
+            data_dir.to_path_buf(),
+            args,
+            Vec::new(),
+        )
+        .await
+    }
+
+    async fn start(
+        command: &'static str,
+        listen: &str,
+        data_dir: PathBuf,
+        extra_args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tarn-test-server"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--instance-name",
-                "tarn-test",
-            ])
+            .args([command, "--listen", listen, "--instance-name", "tarn-test"])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&extra_args)
@@ -179,6 +212,8 @@ impl TestServer {
             extra_args,
             env,
             http: client(),
+            command,
+            listen: listen.to_string(),
         }
     }
 
@@ -190,7 +225,14 @@ impl TestServer {
             self.extra_args.clone(),
             self.env.clone(),
         );
-        Self::start(data_dir, extra_args, env).await
+        let listen = self.listen.clone();
+        Self::start(self.command, &listen, data_dir, extra_args, env).await
+    }
+
+    /// Starts again (after [`Self::kill`]) on the same address and data dir.
+    pub async fn restart_on_same_port(mut self) -> Self {
+        self.listen = self.addr.clone();
+        self.kill_and_restart().await
     }
 
     /// SIGKILL, then start again on the same data dir with `env` added to the environment.

@@ -1,0 +1,255 @@
+//! A cluster on loopback: three `tarn worker` processes and a coordinator (`tarn serve
+//! --workers`). Its answers equal one process's over the same files; a refresh reads only what
+//! changed, on the workers holding it; a stopped worker is named, the cluster's status shows it
+//! down, and once it is back (its part recovered from its own snapshot) the table answers again.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const TOKEN: &str = "cluster-test-token-0123456789";
+
+const COLUMNS: &str = "(order_id INT, customer VARCHAR(16), quantity INT, amount DECIMAL(10,2), \
+                       order_date DATE)";
+
+/// `n` rows from `first`, CSV with a header.
+fn csv(first: u32, n: u32) -> String {
+    let mut s = String::from("order_id,customer,quantity,amount,order_date\n");
+    for i in first..first + n {
+        s.push_str(&format!(
+            "{i},c{},{},{}.{:02},2024-{:02}-{:02}\n",
+            i % 7,
+            i % 11,
+            i % 1000,
+            i % 100,
+            i % 12 + 1,
+            i % 28 + 1
+        ));
+    }
+    s
+}
+
+struct Cluster {
+    coordinator: TestServer,
+    workers: Vec<TestServer>,
+}
+
+async fn cluster(tmp: &std::path::Path, data: &std::path::Path, n: usize) -> Cluster {
+    let mut workers = Vec::new();
+    for i in 0..n {
+        workers.push(
+            TestServer::spawn_worker(&tmp.join(format!("w{i}")), data, TOKEN, &["--shards", "2"])
+                .await,
+        );
+    }
+    let urls: Vec<String> = workers
+        .iter()
+        .map(|w| format!("http://{}", w.addr))
+        .collect();
+    let urls = urls.join(",");
+    let coordinator = TestServer::spawn(
+        &tmp.join("coordinator"),
+        data,
+        &["--workers", &urls, "--cluster-token", TOKEN],
+    )
+    .await;
+    Cluster {
+        coordinator,
+        workers,
+    }
+}
+
+const QUERIES: &[&str] = &[
+    "SELECT COUNT(*), SUM(quantity), SUM(amount), MIN(order_date), MAX(order_id) FROM s.o",
+    "SELECT customer, COUNT(*), SUM(amount), AVG(quantity) FROM s.o GROUP BY customer ORDER BY customer",
+    "SELECT order_id, amount FROM s.o WHERE order_id BETWEEN 1990 AND 2010 ORDER BY order_id",
+    "SELECT COUNT(*) FROM s.o a JOIN s.o b ON a.order_id = b.order_id + 1 WHERE a.quantity > 5",
+    "SELECT COUNT(DISTINCT customer), COUNT(DISTINCT quantity) FROM s.o",
+    "SELECT quantity, COUNT(*) FROM s.o WHERE customer IN ('c1', 'c2') GROUP BY quantity \
+     ORDER BY 2 DESC, 1 LIMIT 4",
+    "SELECT * FROM s.o ORDER BY amount DESC, order_id LIMIT 3",
+];
+
+async fn same_answers(single: &TestServer, cluster: &TestServer, what: &str) {
+    for q in QUERIES {
+        let (one, many) = (single.rows(q).await, cluster.rows(q).await);
+        assert!(!one.is_empty(), "{q}");
+        assert_eq!(one, many, "{what}: {q}");
+    }
+}
+
+async fn declare_and_load(server: &TestServer, data: &std::path::Path) -> Value {
+    server.ok("CREATE DATABASE s").await;
+    server
+        .ok(&format!(
+            "CREATE EXTERNAL TABLE s.o {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON FIELDS TERMINATED BY ',') \
+             FILES = (URI 'file://{}/')",
+            data.display()
+        ))
+        .await;
+    server.ok("ALTER TABLE s.o SECONDARY_LOAD").await
+}
+
+#[tokio::test]
+async fn three_workers_answer_as_one_process_and_refresh_reads_only_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Six files of different sizes: 3,000 rows in all.
+    for (i, (first, n)) in [
+        (0, 900),
+        (900, 600),
+        (1500, 500),
+        (2000, 400),
+        (2400, 350),
+        (2750, 250),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(data.join(format!("f{i}.csv")), csv(first, n)).unwrap();
+    }
+    let single = TestServer::spawn(&tmp.path().join("single"), &data, &[]).await;
+    let c = cluster(tmp.path(), &data, 3).await;
+    declare_and_load(&single, &data).await;
+    declare_and_load(&c.coordinator, &data).await;
+    same_answers(&single, &c.coordinator, "after the load").await;
+
+    // Every worker holds a part; the parts add up to the table and are near an even split.
+    let status = c.coordinator.get("/v1/cluster").await;
+    let workers = status["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 3, "{status}");
+    let mut files = 0;
+    let mut rows = Vec::new();
+    for w in workers {
+        assert_eq!(w["state"], "up", "{status}");
+        let t = &w["tables"][0];
+        assert_eq!(t["table"], "s.o", "{status}");
+        files += t["files"].as_u64().unwrap();
+        rows.push(t["rows"].as_u64().unwrap());
+    }
+    assert_eq!(files, 6, "{status}");
+    assert_eq!(rows.iter().sum::<u64>(), 3000, "{status}");
+    assert!(
+        rows.iter().all(|&r| (800..=1200).contains(&r)),
+        "balanced by bytes: {rows:?}"
+    );
+    // The coordinator's status sums the cluster.
+    let st = c.coordinator.table_status("s", "o").await;
+    assert_eq!(st["load_status"], "AVAIL_RPDGSTABSTATE", "{st}");
+    assert_eq!(
+        c.coordinator
+            .rows("SELECT nrows, load_status FROM performance_schema.rpd_tables")
+            .await,
+        single
+            .rows("SELECT nrows, load_status FROM performance_schema.rpd_tables")
+            .await
+    );
+
+    // One file changes, one is added, one removed: the refresh reads those two only, and the
+    // answers equal one process's after its own refresh.
+    std::fs::write(data.join("f5.csv"), csv(2750, 260)).unwrap();
+    std::fs::write(data.join("f6.csv"), csv(5000, 120)).unwrap();
+    std::fs::remove_file(data.join("f3.csv")).unwrap();
+    let (status, report) = c.coordinator.post("/v1/tables/s/o/refresh").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["files_added"], 1, "{report}");
+    assert_eq!(report["files_changed"], 1, "{report}");
+    assert_eq!(report["files_removed"], 1, "{report}");
+    assert_eq!(report["files_reused"], 4, "{report}");
+    let (status, _) = single.post("/v1/tables/s/o/refresh").await;
+    assert_eq!(status, 200);
+    same_answers(&single, &c.coordinator, "after the refresh").await;
+
+    // A refresh that finds nothing changed publishes nothing.
+    let (_, again) = c.coordinator.post("/v1/tables/s/o/refresh").await;
+    assert_eq!(again["version"], report["version"], "{again}");
+
+    // Unloaded, the parts are gone from the workers too.
+    c.coordinator.ok("ALTER TABLE s.o SECONDARY_UNLOAD").await;
+    let http = reqwest::Client::new();
+    for w in c.workers.iter() {
+        let held: Value = http
+            .get(w.url("/v1/worker"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(held["tables"], serde_json::json!([]), "{held}");
+    }
+    // The worker's API answers the cluster token only.
+    let refused = http
+        .get(c.workers[0].url("/v1/worker"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
+
+#[tokio::test]
+async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..4 {
+        std::fs::write(data.join(format!("f{i}.csv")), csv(i * 500, 500)).unwrap();
+    }
+    let mut c = cluster(tmp.path(), &data, 2).await;
+    declare_and_load(&c.coordinator, &data).await;
+    let q = "SELECT customer, COUNT(*), SUM(amount) FROM s.o GROUP BY customer ORDER BY customer";
+    let before = c.coordinator.rows(q).await;
+
+    // Wait for the worker's snapshot, then stop it hard.
+    let lost = c.workers.pop().unwrap();
+    wait_until(
+        || {
+            let d = lost.data_dir.join("snapshots");
+            async move { std::fs::read_dir(&d).is_ok_and(|mut e| e.next().is_some()) }
+        },
+        "the worker's snapshot",
+    )
+    .await;
+    let lost_addr = lost.addr.clone();
+    let mut lost = lost;
+    lost.kill();
+    let e = c.coordinator.err(q).await;
+    assert_eq!(
+        (e.status, e.code.as_str()),
+        (503, "worker_unavailable"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains(&lost_addr), "{}", e.message);
+    let status = c.coordinator.get("/v1/cluster").await;
+    let down: Vec<&Value> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["state"] == "down")
+        .collect();
+    assert_eq!(down.len(), 1, "{status}");
+    assert!(
+        down[0]["url"].as_str().unwrap().contains(&lost_addr),
+        "{status}"
+    );
+
+    // Back on its port with its data: it recovers its part and the table answers as before.
+    let back = lost.restart_on_same_port().await;
+    wait_until(
+        || {
+            let (c, q, before) = (&c.coordinator, q, before.clone());
+            async move {
+                c.sql(q)
+                    .await
+                    .is_ok_and(|v| v["rows"] == serde_json::json!(before))
+            }
+        },
+        "the table after the worker came back",
+    )
+    .await;
+    drop(back);
+}
