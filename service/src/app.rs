@@ -88,12 +88,7 @@ impl Application {
             )
             .map_err(|e| ServiceError::Config(format!("the cluster: {e}")))?,
         );
-        let cluster = config
-            .cluster
-            .clone()
-            .map(crate::cluster::Cluster::new)
-            .transpose()?
-            .map(Arc::new);
+
         memory.subscribe(Arc::new(ReturnMemory));
         let object_stores = Arc::new(StoreRegistry::new(config.store.clone())?);
         let certificates = config
@@ -120,6 +115,12 @@ impl Application {
             config.regions.clone(),
             config.store.regions.keys().cloned(),
         ));
+        let cluster = config
+            .cluster
+            .clone()
+            .map(|c| crate::cluster::Cluster::new(c, object_stores.clone(), regions.clone()))
+            .transpose()?
+            .map(Arc::new);
         let loader = Arc::new(
             Loader::new(
                 catalog.clone(),
@@ -127,7 +128,7 @@ impl Application {
                 object_stores.clone(),
                 regions.clone(),
             )
-            .with_cluster(cluster),
+            .with_workers(cluster.clone().map(|c| c as Arc<dyn crate::load::Workers>)),
         );
         let recovery = Arc::new(Recovery::new(
             snapshots,
@@ -184,6 +185,7 @@ impl Application {
             regions,
             object_stores,
             recovery,
+            cluster,
             instance: config.instance_name.as_str().into(),
         };
         let app = Self {

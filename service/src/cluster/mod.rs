@@ -15,7 +15,7 @@ pub mod assign;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tarn_catalog::types::{columns_of, schema_of};
@@ -23,11 +23,11 @@ use tarn_catalog::{FileSpec, FormatKind, TableDef, TableKey};
 use tarn_connectors::StoreRegistry;
 use tarn_connectors::listing::Manifest;
 use tarn_engine::query::cluster::ClusterSettings;
-use tarn_engine::store::{LoadReport, RemotePart, TableVersion};
+use tarn_engine::store::{LoadReport, RemotePart, TableEntry, TableVersion};
 use tracing::info;
 
 use crate::error::{Result, ServiceError};
-use crate::load::source;
+use crate::load::{Workers, source};
 use crate::regions::Regions;
 
 /// What the coordinator asks of a worker for one table.
@@ -78,19 +78,27 @@ pub struct WorkerTable {
 /// The coordinator's side of a cluster.
 pub struct Cluster {
     settings: ClusterSettings,
+    object_stores: Arc<StoreRegistry>,
+    regions: Arc<Regions>,
     http: reqwest::Client,
     /// Per table, which worker holds each file (by URI).
     assignments: Mutex<HashMap<TableKey, BTreeMap<String, String>>>,
 }
 
 impl Cluster {
-    pub fn new(settings: ClusterSettings) -> Result<Self> {
+    pub fn new(
+        settings: ClusterSettings,
+        object_stores: Arc<StoreRegistry>,
+        regions: Arc<Regions>,
+    ) -> Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
             .map_err(|e| ServiceError::Internal(format!("the workers' HTTP client: {e}")))?;
         Ok(Self {
             settings,
+            object_stores,
+            regions,
             http,
             assignments: Mutex::new(HashMap::new()),
         })
@@ -150,17 +158,40 @@ impl Cluster {
         })
     }
 
+    async fn drop_part(&self, worker: &str, key: &TableKey) -> Result<()> {
+        self.call::<serde_json::Value>(
+            worker,
+            self.http.delete(self.url(worker, &Self::table_path(key))),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Each worker: its URL and what it answers of itself, or why it does not.
+    pub async fn status(&self) -> Vec<(String, Result<WorkerInfo>)> {
+        let workers = self.workers();
+        let asks = workers.iter().map(|w| async move {
+            let info = self
+                .call::<WorkerInfo>(w, self.http.get(self.url(w, "/v1/worker")))
+                .await;
+            (w.clone(), info)
+        });
+        futures::future::join_all(asks).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Workers for Cluster {
     /// Builds the cluster's next version of `def`: every worker loads (or, with `previous`,
     /// refreshes) its files. `None` when nothing changed on any worker.
-    pub async fn build(
+    async fn build(
         &self,
-        object_stores: &StoreRegistry,
-        regions: &Regions,
         def: &TableDef,
         previous: Option<&TableVersion>,
-        next_version: impl FnOnce() -> u64,
+        entry: &TableEntry,
         report: &mut LoadReport,
     ) -> Result<Option<TableVersion>> {
+        let (object_stores, regions) = (&*self.object_stores, &*self.regions);
         let key = &def.key;
         if def.format.kind == FormatKind::Delta {
             return Err(ServiceError::NotSupported(format!(
@@ -290,7 +321,7 @@ impl Cluster {
             ..Default::default()
         };
         Ok(Some(TableVersion::remote(
-            next_version(),
+            entry.next_version(),
             schema,
             manifest,
             Vec::new(),
@@ -298,18 +329,9 @@ impl Cluster {
         )))
     }
 
-    async fn drop_part(&self, worker: &str, key: &TableKey) -> Result<()> {
-        self.call::<serde_json::Value>(
-            worker,
-            self.http.delete(self.url(worker, &Self::table_path(key))),
-        )
-        .await
-        .map(|_| ())
-    }
-
     /// Frees the table's parts on every worker (`SECONDARY_UNLOAD`, `DROP TABLE`); a worker that
     /// cannot be reached is named.
-    pub async fn drop_table(&self, key: &TableKey) -> Result<()> {
+    async fn drop_table(&self, key: &TableKey) -> Result<()> {
         self.assignments
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -318,17 +340,5 @@ impl Cluster {
         let results =
             futures::future::join_all(workers.iter().map(|w| self.drop_part(w, key))).await;
         results.into_iter().collect::<Result<Vec<_>>>().map(|_| ())
-    }
-
-    /// Each worker: its URL and what it answers of itself, or why it does not.
-    pub async fn status(&self) -> Vec<(String, Result<WorkerInfo>)> {
-        let workers = self.workers();
-        let asks = workers.iter().map(|w| async move {
-            let info = self
-                .call::<WorkerInfo>(w, self.http.get(self.url(w, "/v1/worker")))
-                .await;
-            (w.clone(), info)
-        });
-        futures::future::join_all(asks).await
     }
 }

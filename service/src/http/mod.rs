@@ -51,6 +51,8 @@ pub struct HttpState {
     pub regions: Arc<Regions>,
     pub object_stores: Arc<StoreRegistry>,
     pub recovery: Arc<Recovery>,
+    /// The cluster this process coordinates, if any.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// What `SELECT @@hostname` answers; the status page shows it.
     pub instance: Arc<str>,
 }

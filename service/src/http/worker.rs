@@ -60,7 +60,7 @@ pub async fn cluster(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Reader, "the cluster's status")?;
-    let Some(cluster) = state.loader.cluster() else {
+    let Some(cluster) = &state.cluster else {
         return Ok(Json(json!({"workers": []})));
     };
     let workers: Vec<Value> = cluster

@@ -150,6 +150,24 @@ pub struct LoadCounters {
     pub refreshes_coalesced: AtomicU64,
 }
 
+/// Where the rows are when this process coordinates a cluster: the workers build each version
+/// of a table (the cluster's side is `crate::cluster`).
+#[async_trait::async_trait]
+pub trait Workers: Send + Sync {
+    /// The next version of `def`: every worker loads (or, with `previous`, refreshes) its part;
+    /// numbered by `entry` when there is one, `None` when nothing changed.
+    async fn build(
+        &self,
+        def: &TableDef,
+        previous: Option<&TableVersion>,
+        entry: &TableEntry,
+        report: &mut LoadReport,
+    ) -> Result<Option<TableVersion>>;
+
+    /// Frees the table's parts on every worker.
+    async fn drop_table(&self, key: &TableKey) -> Result<()>;
+}
+
 /// Loads, refreshes, unloads and drops tables.
 pub struct Loader {
     catalog: Arc<CatalogStore>,
@@ -160,7 +178,7 @@ pub struct Loader {
     jobs: RefreshJobs,
     pub counters: LoadCounters,
     /// The workers that hold the tables, when this process coordinates a cluster.
-    cluster: Option<Arc<crate::cluster::Cluster>>,
+    workers: Option<Arc<dyn Workers>>,
 }
 
 impl Loader {
@@ -178,23 +196,18 @@ impl Loader {
             tables: RwLock::new(HashMap::new()),
             jobs: RefreshJobs::default(),
             counters: LoadCounters::default(),
-            cluster: None,
+            workers: None,
         }
     }
 
-    /// Loads and refreshes go to `cluster`'s workers: this process coordinates them.
-    pub fn with_cluster(mut self, cluster: Option<Arc<crate::cluster::Cluster>>) -> Self {
-        self.cluster = cluster;
+    /// Loads and refreshes go to `workers`: this process coordinates a cluster.
+    pub fn with_workers(mut self, workers: Option<Arc<dyn Workers>>) -> Self {
+        self.workers = workers;
         self
     }
 
-    /// The cluster this process coordinates, if any.
-    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.cluster.as_ref()
-    }
-
     fn not_on_a_cluster(&self, what: &str) -> Result<()> {
-        match self.cluster {
+        match self.workers {
             Some(_) => Err(ServiceError::NotSupported(format!(
                 "{what} is not offered on a cluster yet: load the table (its errors name the file)"
             ))),
@@ -435,18 +448,11 @@ impl Loader {
             Mode::Refresh => previous.as_deref(),
             Mode::Load => None,
         };
-        let result = match &self.cluster {
-            Some(cluster) => {
+        let result = match &self.workers {
+            Some(workers) => {
                 let mut report = LoadReport::default();
-                cluster
-                    .build(
-                        &self.object_stores,
-                        &self.regions,
-                        &def,
-                        base,
-                        || entry.next_version(),
-                        &mut report,
-                    )
+                workers
+                    .build(&def, base, &entry, &mut report)
                     .await
                     .map(|next| (next, report))
             }
@@ -582,8 +588,8 @@ impl Loader {
         if entry.current().is_none() {
             return Err(ServiceError::not_loaded(key));
         }
-        if let Some(cluster) = &self.cluster {
-            cluster.drop_table(key).await?;
+        if let Some(workers) = &self.workers {
+            workers.drop_table(key).await?;
         }
         self.memory.unload(&entry).await;
         entry.update_status(|s| {
@@ -600,8 +606,8 @@ impl Loader {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-        if let Some(cluster) = &self.cluster
-            && let Err(e) = cluster.drop_table(key).await
+        if let Some(workers) = &self.workers
+            && let Err(e) = workers.drop_table(key).await
         {
             warn!(table = %key, error = %e, "a worker keeps the dropped table's part");
         }
