@@ -233,6 +233,10 @@ impl Application {
             s.object_stores.clone(),
             Arc::new(s.loader.clone()),
         );
+        let workers = s
+            .cluster
+            .clone()
+            .map(|c| crate::cluster::monitor::spawn(c, s.loader.clone(), s.engine.store().clone()));
         let mysql = self.mysql.take().map(crate::mysql::Door::spawn);
         let flight = self.flight.take().map(crate::flight::Door::spawn);
         let worker_token = self
@@ -265,6 +269,9 @@ impl Application {
         }
         scheduler.abort();
         recovery.abort();
+        if let Some(w) = workers {
+            w.abort();
+        }
         monitor.abort();
         served
     }

@@ -516,10 +516,9 @@ fn cluster(
         .collect::<Result<Vec<_>>>()?;
     urls.sort();
     urls.dedup();
-    Ok(Some(tarn_engine::query::cluster::ClusterSettings {
-        workers: urls,
-        token,
-    }))
+    Ok(Some(tarn_engine::query::cluster::ClusterSettings::new(
+        urls, token,
+    )))
 }
 
 fn tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<crate::tls::TlsFiles>> {

@@ -163,7 +163,9 @@ impl ServiceError {
             Self::Engine(EngineError::MemoryLimit { .. })
             | Self::Connector(ConnectorError::MemoryLimit { .. }) => C::MemoryLimit,
             Self::Engine(EngineError::Unsupported(_)) => C::UnsupportedStatement,
-            Self::Engine(EngineError::Query(e)) if worker_unreachable(e) => C::WorkerUnavailable,
+            // A part of a table read in the query is on a worker that does not answer: the table
+            // is whole again once the worker is back or its part has moved to the others.
+            Self::Engine(EngineError::Query(e)) if worker_unreachable(e) => C::TableRecovering,
             Self::Engine(EngineError::Query(e)) => match e.find_root() {
                 // sqlparser could not read the text.
                 DataFusionError::SQL(..) => C::SyntaxError,
@@ -208,6 +210,10 @@ fn worker_unreachable(e: &DataFusionError) -> bool {
                 .to_string()
                 .contains("code: 'The service is currently unavailable'"),
         },
+        // A new connection to the worker was refused.
+        DataFusionError::Execution(m) => {
+            m.starts_with("Error connecting to Distributed DataFusion worker")
+        }
         _ => false,
     }
 }

@@ -1,7 +1,8 @@
 //! A cluster on loopback: three `tarn worker` processes and a coordinator (`tarn serve
 //! --workers`). Its answers equal one process's over the same files; a refresh reads only what
 //! changed, on the workers holding it; a stopped worker is named, the cluster's status shows it
-//! down, and once it is back (its part recovered from its own snapshot) the table answers again.
+//! down, its files move to the workers that answer, and once it is back the table spreads over it
+//! again.
 
 use serde_json::Value;
 
@@ -167,19 +168,10 @@ async fn three_workers_answer_as_one_process_and_refresh_reads_only_what_changed
 
     // Unloaded, the parts are gone from the workers too.
     c.coordinator.ok("ALTER TABLE s.o SECONDARY_UNLOAD").await;
-    let http = reqwest::Client::new();
     for w in c.workers.iter() {
-        let held: Value = http
-            .get(w.url("/v1/worker"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(held["tables"], serde_json::json!([]), "{held}");
+        assert_eq!(worker_tables(w).await, Vec::<Value>::new());
     }
+    let http = reqwest::Client::new();
     // The worker's API answers the cluster token only.
     let refused = http
         .get(c.workers[0].url("/v1/worker"))
@@ -219,7 +211,7 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
     let e = c.coordinator.err(q).await;
     assert_eq!(
         (e.status, e.code.as_str()),
-        (503, "worker_unavailable"),
+        (503, "table_recovering"),
         "{}",
         e.message
     );
@@ -237,8 +229,8 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
         "{status}"
     );
 
-    // Back on its port with its data: it recovers its part and the table answers as before.
-    let back = lost.restart_on_same_port().await;
+    // Taken out after missed probes, its files go to the worker that answers, which reads them
+    // from the files: the whole table answers again while it is away.
     wait_until(
         || {
             let (c, q, before) = (&c.coordinator, q, before.clone());
@@ -248,8 +240,58 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
                     .is_ok_and(|v| v["rows"] == serde_json::json!(before))
             }
         },
-        "the table after the worker came back",
+        "the table over the worker that answers",
     )
     .await;
-    drop(back);
+    let held = worker_tables(&c.workers[0]).await;
+    assert_eq!(held[0]["files"], 4, "{held:?}");
+
+    // Back on its port: the table spreads over it again, with the same answers.
+    let back = lost.restart_on_same_port().await;
+    wait_until(
+        || {
+            let back = &back;
+            async move {
+                worker_tables(back)
+                    .await
+                    .first()
+                    .is_some_and(|t| t["files"].as_u64() > Some(0))
+            }
+        },
+        "the returning worker's part",
+    )
+    .await;
+    wait_until(
+        || {
+            let w = &c.workers[0];
+            async move { worker_tables(w).await[0]["files"].as_u64() < Some(4) }
+        },
+        "the files moved back",
+    )
+    .await;
+    let answer = c.coordinator.sql(q).await;
+    assert!(
+        answer
+            .as_ref()
+            .is_ok_and(|v| v["rows"] == serde_json::json!(before)),
+        "{answer:?}; worker {} came back as {}; cluster: {}; coordinator log:\n{}",
+        lost_addr,
+        back.addr,
+        c.coordinator.get("/v1/cluster").await,
+        c.coordinator.log.lock().unwrap().join("\n")
+    );
+}
+
+/// The tables a worker holds, as it tells its coordinator.
+async fn worker_tables(worker: &TestServer) -> Vec<Value> {
+    let held: Value = reqwest::Client::new()
+        .get(worker.url("/v1/worker"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    held["tables"].as_array().cloned().unwrap_or_default()
 }

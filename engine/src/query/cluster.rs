@@ -51,6 +51,35 @@ pub struct ClusterSettings {
     pub workers: Vec<Url>,
     /// The token workers and the coordinator show each other.
     pub token: String,
+    /// The workers that answer, which the coordinator keeps up to date: queries run on these.
+    pub live: LiveWorkers,
+}
+
+impl ClusterSettings {
+    /// The settings for `workers`, all taken to be up until found otherwise.
+    pub fn new(workers: Vec<Url>, token: String) -> Self {
+        let live = LiveWorkers::default();
+        live.set(workers.clone());
+        Self {
+            workers,
+            token,
+            live,
+        }
+    }
+}
+
+/// The workers that answer now (shared between the coordinator's monitor and the planner).
+#[derive(Debug, Clone, Default)]
+pub struct LiveWorkers(Arc<std::sync::RwLock<Vec<Url>>>);
+
+impl LiveWorkers {
+    pub fn set(&self, workers: Vec<Url>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = workers;
+    }
+
+    pub fn get(&self) -> Vec<Url> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// On the coordinator: a table whose rows the workers hold.
@@ -106,6 +135,7 @@ impl TableProvider for ClusterTable {
                 parts,
                 projection: projection.cloned(),
                 filters: filters.to_vec(),
+                slice: Slice::WHOLE,
             },
             schema,
         )))
@@ -121,6 +151,19 @@ struct Scan {
     parts: Vec<RemotePart>,
     projection: Option<Vec<usize>>,
     filters: Vec<Expr>,
+    /// Which share of the part's partitions this task reads: those `p` with `p % of == index`
+    /// (a table on one worker is read as two tasks, so that its plan is distributed too).
+    slice: Slice,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Slice {
+    index: usize,
+    of: usize,
+}
+
+impl Slice {
+    const WHOLE: Slice = Slice { index: 0, of: 1 };
 }
 
 /// The scan of a table spread over workers (see the module's documentation).
@@ -155,9 +198,10 @@ impl ClusterScanExec {
         }
     }
 
-    fn with_parts(&self, parts: Vec<RemotePart>) -> Self {
+    fn with_part(&self, part: RemotePart, slice: Slice) -> Self {
         let mut scan = self.scan.clone();
-        scan.parts = parts;
+        scan.parts = vec![part];
+        scan.slice = slice;
         let mut exec = Self::new(scan, self.schema.clone());
         // Variants of one scan keep its partition count.
         exec.properties = self.properties.clone();
@@ -257,7 +301,10 @@ impl ExecutionPlan for ClusterScanExec {
             &self.scan.filters,
             &ExecutionProps::new(),
         )?;
-        if partition >= inner.properties().partitioning.partition_count() {
+        let slice = self.scan.slice;
+        if partition >= inner.properties().partitioning.partition_count()
+            || partition % slice.of != slice.index
+        {
             return Ok(Box::pin(RecordBatchStreamAdapter::new(
                 schema,
                 futures::stream::empty(),
@@ -298,6 +345,7 @@ struct Encoded {
     partitions: usize,
     /// Each filter, as DataFusion's protobuf encodes a logical expression.
     filters: Vec<Vec<u8>>,
+    slice: Slice,
 }
 
 /// Encodes and decodes [`ClusterScanExec`] for the trip to a worker.
@@ -332,6 +380,7 @@ impl PhysicalExtensionCodec for ClusterScanCodec {
                 parts: e.parts,
                 projection: e.projection,
                 filters,
+                slice: e.slice,
             },
             Arc::new(schema),
         );
@@ -368,36 +417,49 @@ impl PhysicalExtensionCodec for ClusterScanCodec {
             schema: schema.encode_to_vec(),
             partitions: exec.properties.partitioning.partition_count(),
             filters,
+            slice: exec.scan.slice,
         };
         serde_json::to_writer(buf, &e)
             .map_err(|e| DataFusionError::Internal(format!("a cluster scan: {e}")))
     }
 }
 
-/// One task per part.
+/// One task per part; two for a table on one worker (one task would not be distributed, and
+/// would run here, where no part is).
 fn desired_tasks(ev: DesiredTaskCountEvent) -> Option<Result<DesiredTaskCountEventResponse>> {
     let scan = ev.plan.downcast_ref::<ClusterScanExec>()?;
     Some(Ok(DesiredTaskCountEventResponse::desired(
-        scan.scan.parts.len(),
+        scan.scan.parts.len().max(2),
     )))
 }
 
-/// The scan split into one variant per part.
+/// The scan split into one variant per part (a table on one worker: the halves of its part).
 fn scale_up(ev: ScaleUpLeafNodeEvent) -> Option<Result<ScaleUpLeafNodeEventResponse>> {
     let scan = ev.plan.downcast_ref::<ClusterScanExec>()?;
-    if ev.task_count != scan.scan.parts.len() {
+    let parts = &scan.scan.parts;
+    let variants: Vec<Arc<dyn ExecutionPlan>> = if ev.task_count == parts.len() {
+        parts
+            .iter()
+            .map(|p| Arc::new(scan.with_part(p.clone(), Slice::WHOLE)) as _)
+            .collect()
+    } else if let [part] = parts.as_slice() {
+        (0..ev.task_count)
+            .map(|index| {
+                let slice = Slice {
+                    index,
+                    of: ev.task_count,
+                };
+                Arc::new(scan.with_part(part.clone(), slice)) as _
+            })
+            .collect()
+    } else {
         return Some(plan_err!(
             "the scan of {} needs one task per worker ({}), and was given {}",
             scan.key(),
-            scan.scan.parts.len(),
+            parts.len(),
             ev.task_count
         ));
-    }
-    let variants = scan
-        .scan
-        .parts
-        .iter()
-        .map(|p| Arc::new(scan.with_parts(vec![p.clone()])) as Arc<dyn ExecutionPlan>);
+    };
     Some(
         DistributedLeafExec::try_new(Arc::clone(ev.plan), variants)
             .map(|leaf| ScaleUpLeafNodeEventResponse::new(Arc::new(leaf))),
@@ -435,19 +497,27 @@ fn route(ev: RouteTasksEvent) -> Option<Result<RouteTasksEventResponse>> {
     Some(urls?.map(RouteTasksEventResponse::new))
 }
 
-/// The configured workers.
-struct Workers(Vec<Url>);
+/// The workers that answer.
+struct Workers(LiveWorkers);
 
 impl WorkerResolver for Workers {
     fn get_urls(&self) -> Result<Vec<Url>> {
-        Ok(self.0.clone())
+        let live = self.0.get();
+        if live.is_empty() {
+            return Err(DataFusionError::Execution(
+                "no worker of the cluster answers: GET /v1/cluster shows why".into(),
+            ));
+        }
+        Ok(live)
     }
 }
 
-/// Connections to workers, each call carrying the cluster token.
+/// Connections to workers, each call carrying the cluster token. A connection whose call failed
+/// in transport (its worker stopped) is dropped, so the next call connects anew: a worker that
+/// comes back is reached at once, not after the old connection's failure is handed out again.
 #[derive(Clone)]
 struct TokenChannels {
-    inner: grpc::DefaultChannelResolver,
+    channels: Arc<std::sync::Mutex<std::collections::HashMap<Url, grpc::BoxCloneSyncChannel>>>,
     authorization: http::HeaderValue,
 }
 
@@ -456,26 +526,54 @@ impl TokenChannels {
         let authorization = http::HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|e| DataFusionError::Configuration(format!("cluster_token: {e}")))?;
         Ok(Self {
-            inner: grpc::DefaultChannelResolver::default(),
+            channels: Arc::default(),
             authorization,
         })
+    }
+
+    async fn channel(&self, url: &Url) -> Result<grpc::BoxCloneSyncChannel> {
+        use tower::ServiceExt;
+        let cached = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(url)
+            .cloned();
+        if let Some(channel) = cached {
+            return Ok(channel);
+        }
+        let connected = grpc::DefaultChannelResolver::default()
+            .get_channel(url)
+            .await?;
+        let authorization = self.authorization.clone();
+        let (channels, key) = (self.channels.clone(), url.clone());
+        let channel = grpc::BoxCloneSyncChannel::new(
+            connected
+                .map_request(move |mut req: http::Request<tonic::body::Body>| {
+                    req.headers_mut()
+                        .insert(http::header::AUTHORIZATION, authorization.clone());
+                    req
+                })
+                .map_err(move |e| {
+                    channels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                    e
+                }),
+        );
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.clone(), channel.clone());
+        Ok(channel)
     }
 }
 
 #[async_trait]
 impl ChannelResolver for TokenChannels {
     async fn get_worker_client_for_url(&self, url: &Url) -> Result<Box<dyn WorkerChannel>> {
-        use tower::ServiceExt;
-        let channel = self.inner.get_channel(url).await?;
-        let authorization = self.authorization.clone();
-        let channel = channel.map_request(move |mut req: http::Request<tonic::body::Body>| {
-            req.headers_mut()
-                .insert(http::header::AUTHORIZATION, authorization.clone());
-            req
-        });
-        Ok(grpc::create_worker_client(grpc::BoxCloneSyncChannel::new(
-            channel,
-        )))
+        Ok(grpc::create_worker_client(self.channel(url).await?))
     }
 }
 
@@ -484,14 +582,16 @@ pub(super) fn coordinator(
     builder: datafusion::execution::SessionStateBuilder,
     cluster: &ClusterSettings,
 ) -> Result<datafusion::execution::SessionStateBuilder> {
-    Ok(builder
-        .with_distributed_worker_resolver(Workers(cluster.workers.clone()))
+    builder
+        .with_distributed_worker_resolver(Workers(cluster.live.clone()))
         .with_distributed_channel_resolver(TokenChannels::new(&cluster.token)?)
         .with_distributed_planner()
         .with_distributed_user_codec(ClusterScanCodec)
         .with_distributed_desired_task_count_handler(desired_tasks)
         .with_distributed_scale_up_leaf_node_handler(scale_up)
-        .with_distributed_route_tasks_handler(route))
+        .with_distributed_route_tasks_handler(route)
+        // At least two tasks a stage, even on one worker (see `desired_tasks`).
+        .with_distributed_max_tasks_per_stage(cluster.workers.len().max(2))
 }
 
 /// The part of a worker that runs the tasks coordinators send it, over `memory`; `token` is

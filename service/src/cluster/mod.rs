@@ -12,6 +12,7 @@
 //! [`worker`] is the other side: what a worker answers its coordinator.
 
 pub mod assign;
+pub mod monitor;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -83,6 +84,8 @@ pub struct Cluster {
     http: reqwest::Client,
     /// Per table, which worker holds each file (by URI).
     assignments: Mutex<HashMap<TableKey, BTreeMap<String, String>>>,
+    /// Tables whose next build spreads their files again (a worker joined or came back).
+    rebalance: Mutex<std::collections::HashSet<TableKey>>,
 }
 
 impl Cluster {
@@ -101,16 +104,42 @@ impl Cluster {
             regions,
             http,
             assignments: Mutex::new(HashMap::new()),
+            rebalance: Mutex::new(Default::default()),
         })
+    }
+
+    fn name(url: &url::Url) -> String {
+        url.as_str().trim_end_matches('/').to_string()
     }
 
     /// The workers' URLs, as the parts name them.
     pub fn workers(&self) -> Vec<String> {
-        self.settings
+        self.settings.workers.iter().map(Self::name).collect()
+    }
+
+    /// The workers that answer (parts go to these, and queries run on them).
+    pub fn live_workers(&self) -> Vec<String> {
+        self.settings.live.get().iter().map(Self::name).collect()
+    }
+
+    /// Marks which workers answer (the monitor's finding).
+    pub fn set_live(&self, live: &[String]) {
+        let urls = self
+            .settings
             .workers
             .iter()
-            .map(|u| u.as_str().trim_end_matches('/').to_string())
-            .collect()
+            .filter(|u| live.contains(&Self::name(u)))
+            .cloned()
+            .collect();
+        self.settings.live.set(urls);
+    }
+
+    /// The next build of `key` spreads its files over the workers again.
+    pub fn rebalance(&self, key: &TableKey) {
+        self.rebalance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
     }
 
     fn url(&self, worker: &str, path: &str) -> String {
@@ -167,12 +196,17 @@ impl Cluster {
         .map(|_| ())
     }
 
-    /// Each worker: its URL and what it answers of itself, or why it does not.
+    /// Each worker: its URL and what it answers of itself, or why it does not (within 2 s).
     pub async fn status(&self) -> Vec<(String, Result<WorkerInfo>)> {
         let workers = self.workers();
         let asks = workers.iter().map(|w| async move {
             let info = self
-                .call::<WorkerInfo>(w, self.http.get(self.url(w, "/v1/worker")))
+                .call::<WorkerInfo>(
+                    w,
+                    self.http
+                        .get(self.url(w, "/v1/worker"))
+                        .timeout(std::time::Duration::from_secs(2)),
+                )
                 .await;
             (w.clone(), info)
         });
@@ -220,7 +254,19 @@ impl Workers for Cluster {
             .iter()
             .map(|(_, f)| (f.uri.clone(), f.size))
             .collect();
-        let workers = self.workers();
+        let workers = self.live_workers();
+        if workers.is_empty() {
+            return Err(ServiceError::Worker {
+                worker: "(none)".into(),
+                detail: "no worker of the cluster answers: GET /v1/cluster shows why".into(),
+                answered: false,
+            });
+        }
+        let rebalance = self
+            .rebalance
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         let before = self
             .assignments
             .lock()
@@ -228,7 +274,7 @@ impl Workers for Cluster {
             .get(key)
             .cloned()
             .unwrap_or_default();
-        let given = assign::assign(&files, &before, &workers);
+        let given = assign::assign(&files, &before, &workers, rebalance);
         let had = |w: &str| {
             previous
                 .and_then(|p| p.remote.as_ref())
@@ -253,9 +299,9 @@ impl Workers for Cluster {
             let load = had(w).is_none();
             async move {
                 if files.is_empty() {
-                    if had(w).is_some() {
-                        self.drop_part(w, key).await?;
-                    }
+                    // Whatever the worker has of the table (a part recovered from its snapshot
+                    // after its files moved elsewhere) goes.
+                    self.drop_part(w, key).await?;
                     return Ok::<_, ServiceError>(PartLoaded {
                         shards: 1,
                         ..Default::default()

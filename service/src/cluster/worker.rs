@@ -22,7 +22,13 @@ pub async fn put_part(
     request: PartRequest,
 ) -> Result<PartLoaded> {
     let key = request.def.key.clone();
+    let replaced = catalog
+        .get(&key)
+        .is_ok_and(|d| d.files != request.def.files);
     catalog.put_table(request.def)?;
+    if replaced {
+        loader.files_replaced(&key);
+    }
     let loaded = memory.get(&key).and_then(|e| e.current()).is_some();
     let report: LoadReport = if request.load || !loaded {
         loader.load(&key).await?

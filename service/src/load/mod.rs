@@ -232,6 +232,17 @@ impl Loader {
             .clone()
     }
 
+    /// The table's FILES were replaced (a cluster's worker given other files): its next refresh
+    /// reads the new list as the table's own, not as another copy of the same files (whose
+    /// missing files would be kept as awaited replicas).
+    pub fn files_replaced(&self, key: &TableKey) {
+        *self
+            .loads(key)
+            .copy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// A refresh asked for lately, by id.
     pub fn job(&self, id: u64) -> Option<RefreshJob> {
         self.jobs.get(id)
