@@ -295,3 +295,175 @@ async fn worker_tables(worker: &TestServer) -> Vec<Value> {
         .unwrap();
     held["tables"].as_array().cloned().unwrap_or_default()
 }
+
+#[tokio::test]
+async fn a_table_larger_than_any_worker_loads_across_them_and_one_larger_than_all_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("small")).unwrap();
+    std::fs::create_dir_all(data.join("large")).unwrap();
+    for i in 0..6 {
+        std::fs::write(
+            data.join(format!("small/f{i}.csv")),
+            csv(i * 10_000, 10_000),
+        )
+        .unwrap();
+    }
+    for i in 0..6 {
+        std::fs::write(
+            data.join(format!("large/f{i}.csv")),
+            csv(i * 60_000, 60_000),
+        )
+        .unwrap();
+    }
+    let mut workers = Vec::new();
+    for i in 0..3 {
+        workers.push(
+            TestServer::spawn_worker(
+                &tmp.path().join(format!("w{i}")),
+                &data,
+                TOKEN,
+                &["--memory-limit", "1536KiB", "--snapshots", "false"],
+            )
+            .await,
+        );
+    }
+    let urls: Vec<String> = workers
+        .iter()
+        .map(|w| format!("http://{}", w.addr))
+        .collect();
+    let coordinator = TestServer::spawn(
+        &tmp.path().join("coordinator"),
+        &data,
+        &["--workers", &urls.join(","), "--cluster-token", TOKEN],
+    )
+    .await;
+    coordinator.ok("CREATE DATABASE s").await;
+    for t in ["small", "large"] {
+        coordinator
+            .ok(&format!(
+                "CREATE EXTERNAL TABLE s.{t} {COLUMNS} FILE_FORMAT = (FORMAT csv HEADER ON \
+                 FIELDS TERMINATED BY ',') FILES = (URI 'file://{}/{t}/')",
+                data.display()
+            ))
+            .await;
+    }
+    coordinator.ok("ALTER TABLE s.small SECONDARY_LOAD").await;
+    let size = coordinator
+        .rows(
+            "SELECT size_bytes FROM performance_schema.rpd_tables t \
+             JOIN performance_schema.rpd_table_id i ON t.id = i.id WHERE i.name = 's.small'",
+        )
+        .await[0][0]
+        .as_u64()
+        .unwrap();
+    assert!(
+        size > 1536 << 10,
+        "the table ({size} bytes) is larger than one worker's memory_limit"
+    );
+    assert_eq!(
+        coordinator.rows("SELECT COUNT(*) FROM s.small").await[0][0],
+        60_000
+    );
+
+    // Six times larger: more than the three workers hold. Refused, naming a worker and its
+    // limit; the loaded table answers on.
+    let e = coordinator.err("ALTER TABLE s.large SECONDARY_LOAD").await;
+    assert!(
+        e.message.contains("worker http://127.0.0.1:") && e.message.contains("memory"),
+        "{} {}",
+        e.code,
+        e.message
+    );
+    assert_eq!(
+        coordinator.rows("SELECT COUNT(*) FROM s.small").await[0][0],
+        60_000
+    );
+    let st = coordinator.table_status("s", "large").await;
+    assert_eq!(st["load_status"], "NOLOAD_RPDGSTABSTATE", "{st}");
+}
+
+#[tokio::test]
+async fn a_query_never_mixes_versions_while_refreshes_land_files_on_every_worker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..3 {
+        std::fs::write(data.join(format!("a{i}.csv")), csv(i * 1000, 1000)).unwrap();
+    }
+    let c = cluster(tmp.path(), &data, 3).await;
+    declare_and_load(&c.coordinator, &data).await;
+    let coordinator = std::sync::Arc::new(c.coordinator);
+    // The counts each version has: 3,000 rows, then each round adds three files of different
+    // sizes (one for each worker), so a query reading one worker's new part beside another's
+    // old one would count a number no version has.
+    let mut counts = vec![3000u64];
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let queries = tokio::spawn({
+        let (coordinator, stop, answered) = (coordinator.clone(), stop.clone(), answered.clone());
+        async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match coordinator.sql("SELECT COUNT(*) FROM s.o").await {
+                    Ok(v) => seen.push(v["rows"][0][0].as_u64().unwrap()),
+                    Err(e) => return Err(format!("{e:?}")),
+                }
+                answered.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(seen)
+        }
+    });
+    let mut next = 10_000;
+    for round in 1..=5u32 {
+        let mut added = 0;
+        for j in 0..3u32 {
+            let n = 100 * round + 7 * j + 1;
+            std::fs::write(data.join(format!("r{round}-{j}.csv")), csv(next, n)).unwrap();
+            next += n;
+            added += u64::from(n);
+        }
+        let (status, report) = coordinator.post("/v1/tables/s/o/refresh").await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["files_added"], 3, "{report}");
+        counts.push(counts.last().unwrap() + added);
+        // Two more answers before the next round: queries run against every version.
+        let at = answered.load(Ordering::SeqCst);
+        wait_until(
+            || {
+                let answered = answered.clone();
+                async move { answered.load(Ordering::SeqCst) >= at + 2 }
+            },
+            "queries between refreshes",
+        )
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let seen = match queries.await.unwrap() {
+        Ok(seen) => seen,
+        Err(e) => panic!(
+            "{e}\nworkers:\n{}",
+            c.workers
+                .iter()
+                .map(|w| w.log.lock().unwrap().join("\n"))
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        ),
+    };
+    assert!(
+        seen.len() >= 10,
+        "queries ran through the refreshes: {seen:?}"
+    );
+    for n in &seen {
+        assert!(counts.contains(n), "{n} is no version's count ({counts:?})");
+    }
+    assert_eq!(
+        coordinator.rows("SELECT COUNT(*) FROM s.o").await[0][0],
+        *counts.last().unwrap()
+    );
+    // The new files went to every worker.
+    for w in &c.workers {
+        assert!(worker_tables(w).await[0]["files"].as_u64() > Some(1));
+    }
+}

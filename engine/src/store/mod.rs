@@ -28,14 +28,17 @@ use tarn_connectors::read::{MemoryRefused, ReadMemory};
 
 use crate::error::{EngineError, Result};
 
+/// How many replaced versions a cluster's worker keeps per table (see [`TableEntry::version`]).
+pub const KEPT_REPLACED: usize = 3;
+
 #[derive(Debug)]
 pub struct TableEntry {
     pub key: TableKey,
     current: RwLock<Option<Arc<TableVersion>>>,
-    /// On a cluster's worker: the version the current one replaced, kept until the next publish
-    /// so that queries the coordinator planned before it published the cluster's next version
-    /// still find theirs.
-    replaced: RwLock<Option<Arc<TableVersion>>>,
+    /// On a cluster's worker: the last [`KEPT_REPLACED`] versions the current one replaced, so
+    /// that queries the coordinator planned before it published the cluster's next versions still
+    /// find theirs (they share the segments of files that did not change).
+    replaced: RwLock<VecDeque<Arc<TableVersion>>>,
     status: Mutex<TableStatus>,
     /// The table's one writer: held for the length of anything that publishes or frees a
     /// version of it (a load, a refresh, an unload, a recovery, a placement), so two never run
@@ -53,7 +56,7 @@ impl TableEntry {
         Self {
             key,
             current: RwLock::new(None),
-            replaced: RwLock::new(None),
+            replaced: RwLock::new(VecDeque::new()),
             status: Mutex::new(TableStatus::default()),
             writer: tokio::sync::Mutex::new(()),
             next_version: AtomicU64::new(0),
@@ -103,8 +106,9 @@ impl TableEntry {
         self.replaced
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .filter(|v| v.version == number)
+            .iter()
+            .find(|v| v.version == number)
+            .cloned()
     }
 
     /// The status; while a load runs, its progress is the share of source bytes read so far.
@@ -332,11 +336,14 @@ impl MemoryStore {
         cause: PublishCause,
     ) {
         let mut previous = entry.swap(Some(version.clone()));
-        if self.keep_replaced.load(Ordering::SeqCst) {
-            previous = std::mem::replace(
-                &mut *entry.replaced.write().unwrap_or_else(|e| e.into_inner()),
-                previous,
-            );
+        if self.keep_replaced.load(Ordering::SeqCst)
+            && let Some(p) = previous.take()
+        {
+            let mut kept = entry.replaced.write().unwrap_or_else(|e| e.into_inner());
+            kept.push_back(p);
+            if kept.len() > KEPT_REPLACED {
+                previous = kept.pop_front();
+            }
         }
         let waits = self.notify(StoreEvent::Published {
             entry,
@@ -356,7 +363,7 @@ impl MemoryStore {
             .replaced
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .take();
+            .clear();
         let waits = self.notify(StoreEvent::Unloaded { entry });
         futures::future::join_all(waits).await;
         gone
@@ -485,6 +492,28 @@ mod tests {
                 waited.store(true, Ordering::SeqCst);
             }))
         }
+    }
+
+    #[tokio::test]
+    async fn a_worker_keeps_the_versions_its_current_one_replaced_until_unloaded() {
+        let store = Arc::new(MemoryStore::new(None, 1));
+        let e = store.entry(&TableKey::new("d", "t"));
+        for v in 1..=2 {
+            store.publish(&e, version(v), PublishCause::Load).await;
+        }
+        assert!(e.version(1).is_none(), "kept only on a worker");
+        store.keep_replaced_versions();
+        for v in 3..=7 {
+            store.publish(&e, version(v), PublishCause::Refresh).await;
+        }
+        let found: Vec<u64> = (1..=7).filter(|&v| e.version(v).is_some()).collect();
+        assert_eq!(
+            found,
+            vec![4, 5, 6, 7],
+            "the current one and {KEPT_REPLACED} before it"
+        );
+        store.unload(&e).await;
+        assert!((1..=7).all(|v| e.version(v).is_none()));
     }
 
     fn version(v: u64) -> Arc<TableVersion> {
