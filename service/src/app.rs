@@ -233,10 +233,14 @@ impl Application {
             s.object_stores.clone(),
             Arc::new(s.loader.clone()),
         );
-        let workers = s
-            .cluster
-            .clone()
-            .map(|c| crate::cluster::monitor::spawn(c, s.loader.clone(), s.engine.store().clone()));
+        let workers = s.cluster.clone().map(|c| {
+            crate::cluster::monitor::spawn(
+                c,
+                s.loader.clone(),
+                s.catalog.clone(),
+                s.engine.store().clone(),
+            )
+        });
         let mysql = self.mysql.take().map(crate::mysql::Door::spawn);
         let flight = self.flight.take().map(crate::flight::Door::spawn);
         let worker_token = self

@@ -69,6 +69,11 @@ const QUERIES: &[&str] = &[
     "SELECT quantity, COUNT(*) FROM s.o WHERE customer IN ('c1', 'c2') GROUP BY quantity \
      ORDER BY 2 DESC, 1 LIMIT 4",
     "SELECT * FROM s.o ORDER BY amount DESC, order_id LIMIT 3",
+    // DataFusion's functions and Tarn's own, evaluated where the rows are.
+    "SELECT EXTRACT(YEAR FROM order_date) AS y, EXTRACT(MONTH FROM order_date) AS m, COUNT(*) FROM s.o \
+     WHERE customer LIKE 'c%' GROUP BY y, m ORDER BY y, m",
+    "SELECT COUNT(*), SUM(CASE WHEN quantity > 5 THEN amount END) FROM s.o \
+     WHERE JSON_UNQUOTE(JSON_EXTRACT(CONCAT('{\"c\": \"', customer, '\"}'), '$.c')) = 'c3'",
 ];
 
 async fn same_answers(single: &TestServer, cluster: &TestServer, what: &str) {
@@ -135,6 +140,25 @@ async fn three_workers_answer_as_one_process_and_refresh_reads_only_what_changed
         rows.iter().all(|&r| (800..=1200).contains(&r)),
         "balanced by bytes: {rows:?}"
     );
+    // Metrics per worker, from the coordinator's probes.
+    wait_until(
+        || {
+            let c = &c.coordinator;
+            async move {
+                let m = c.text("/metrics").await;
+                m.lines()
+                    .filter(|l| l.starts_with("tarn_worker_up{") && l.ends_with(" 1"))
+                    .count()
+                    == 3
+                    && m.lines()
+                        .filter(|l| l.starts_with("tarn_worker_tables{") && l.ends_with(" 1"))
+                        .count()
+                        == 3
+            }
+        },
+        "metrics of the three workers",
+    )
+    .await;
     // The coordinator's status sums the cluster.
     let st = c.coordinator.table_status("s", "o").await;
     assert_eq!(st["load_status"], "AVAIL_RPDGSTABSTATE", "{st}");
@@ -466,4 +490,36 @@ async fn a_query_never_mixes_versions_while_refreshes_land_files_on_every_worker
     for w in &c.workers {
         assert!(worker_tables(w).await[0]["files"].as_u64() > Some(1));
     }
+
+    // A restarted coordinator takes the workers' parts back, without reading anything.
+    let coordinator = std::sync::Arc::try_unwrap(coordinator)
+        .unwrap_or_else(|_| panic!("the queries are done"))
+        .kill_and_restart()
+        .await;
+    let last = *counts.last().unwrap();
+    wait_until(
+        || {
+            let coordinator = &coordinator;
+            async move {
+                coordinator
+                    .sql("SELECT COUNT(*) FROM s.o")
+                    .await
+                    .is_ok_and(|v| v["rows"][0][0] == last)
+            }
+        },
+        "the table after the coordinator restarted",
+    )
+    .await;
+    let st = coordinator.table_status("s", "o").await;
+    assert_eq!(st["load_status"], "AVAIL_RPDGSTABSTATE", "{st}");
+    // And refreshes go on from there: a new file is read, the others kept.
+    std::fs::write(data.join("z.csv"), csv(90_000, 5)).unwrap();
+    let (status, report) = coordinator.post("/v1/tables/s/o/refresh").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["files_added"], 1, "{report}");
+    assert_eq!(report["files_removed"], 0, "{report}");
+    assert_eq!(
+        coordinator.rows("SELECT COUNT(*) FROM s.o").await[0][0],
+        last + 5
+    );
 }

@@ -603,16 +603,17 @@ pub fn worker(memory: Arc<MemoryStore>, token: &str) -> Result<datafusion_distri
         move |ctx: WorkerQueryContext| {
             let (shards, channels) = (shards.clone(), channels.clone());
             async move {
-                let mut builder = ctx
-                    .builder
-                    .with_scalar_functions(
-                        super::json::functions().into_iter().map(Arc::new).collect(),
-                    )
-                    .with_distributed_channel_resolver(channels);
+                let mut builder = ctx.builder.with_distributed_channel_resolver(channels);
                 let config = builder.config().get_or_insert_default();
                 config.set_distributed_user_codec(ClusterScanCodec);
                 config.set_extension(shards);
-                Ok(builder.build())
+                // Tarn's JSON functions beside DataFusion's own (which the builder has).
+                let mut state = builder.build();
+                for f in super::json::functions() {
+                    use datafusion::execution::FunctionRegistry;
+                    state.register_udf(Arc::new(f))?;
+                }
+                Ok(state)
             }
         },
     ))

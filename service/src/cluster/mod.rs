@@ -74,6 +74,13 @@ pub struct WorkerTable {
     pub rows: u64,
     pub bytes: u64,
     pub files: usize,
+    pub shards: usize,
+    /// The part's files (what a restarted coordinator takes its assignment back from).
+    #[serde(default)]
+    pub manifest: Vec<tarn_connectors::listing::FileEntry>,
+    /// The columns the part was given.
+    #[serde(default)]
+    pub columns: Option<Vec<tarn_catalog::ColumnDef>>,
 }
 
 /// The coordinator's side of a cluster.
@@ -86,6 +93,8 @@ pub struct Cluster {
     assignments: Mutex<HashMap<TableKey, BTreeMap<String, String>>>,
     /// Tables whose next build spreads their files again (a worker joined or came back).
     rebalance: Mutex<std::collections::HashSet<TableKey>>,
+    /// What each worker answered to the monitor's last probe (for `/metrics`).
+    last_probe: Mutex<Vec<(String, Option<WorkerInfo>)>>,
 }
 
 impl Cluster {
@@ -105,6 +114,7 @@ impl Cluster {
             http,
             assignments: Mutex::new(HashMap::new()),
             rebalance: Mutex::new(Default::default()),
+            last_probe: Mutex::new(Vec::new()),
         })
     }
 
@@ -132,6 +142,83 @@ impl Cluster {
             .cloned()
             .collect();
         self.settings.live.set(urls);
+    }
+
+    /// After this coordinator restarted: the parts the workers that answer hold of `def` (each
+    /// worker's current version), as the cluster's version to publish, and the assignment taken
+    /// back from their files. `None` when no worker holds any, or one that should does not answer.
+    pub fn adopt(
+        &self,
+        def: &TableDef,
+        answers: &[(String, Option<WorkerInfo>)],
+        entry: &TableEntry,
+    ) -> Result<Option<TableVersion>> {
+        let name = def.key.to_string();
+        let mut parts = Vec::new();
+        let mut assignment = BTreeMap::new();
+        let mut files = Vec::new();
+        let mut columns = def.columns.clone();
+        for w in self.live_workers() {
+            let Some((_, Some(info))) = answers.iter().find(|(x, _)| *x == w) else {
+                return Ok(None);
+            };
+            match info.tables.iter().find(|t| t.table == name) {
+                Some(t) => {
+                    parts.push(RemotePart {
+                        worker: w.clone(),
+                        version: t.version,
+                        rows: t.rows,
+                        bytes: t.bytes,
+                        files: t.files,
+                        shards: t.shards,
+                    });
+                    for f in &t.manifest {
+                        assignment.insert(f.uri.clone(), w.clone());
+                    }
+                    files.extend(t.manifest.iter().cloned());
+                    columns = columns.or_else(|| t.columns.clone());
+                }
+                None => parts.push(RemotePart {
+                    worker: w.clone(),
+                    version: 0,
+                    rows: 0,
+                    bytes: 0,
+                    files: 0,
+                    shards: 1,
+                }),
+            }
+        }
+        let Some(columns) = columns.filter(|_| !assignment.is_empty()) else {
+            return Ok(None);
+        };
+        files.sort_by(|a, b| a.uri.cmp(&b.uri));
+        self.assignments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(def.key.clone(), assignment);
+        Ok(Some(TableVersion::remote(
+            entry.next_version(),
+            schema_of(&columns)?,
+            Manifest {
+                files,
+                ..Default::default()
+            },
+            Vec::new(),
+            parts,
+        )))
+    }
+
+    /// Keeps what the workers answered the monitor's last probe.
+    pub fn set_last_probe(&self, probe: Vec<(String, Option<WorkerInfo>)>) {
+        *self.last_probe.lock().unwrap_or_else(|e| e.into_inner()) = probe;
+    }
+
+    /// What each worker answered the monitor's last probe (`None`: it did not answer).
+    pub fn last_probe(&self) -> Vec<(String, Option<WorkerInfo>)> {
+        self.last_probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The next build of `key` spreads its files over the workers again.

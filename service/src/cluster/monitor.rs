@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
+use tarn_catalog::CatalogStore;
 use tarn_engine::MemoryStore;
+use tarn_engine::store::{LoadState, PublishCause};
 use tracing::{info, warn};
 
 use super::Cluster;
@@ -63,19 +66,30 @@ impl Health {
 pub fn spawn(
     cluster: Arc<Cluster>,
     loader: Arc<Loader>,
+    catalog: Arc<CatalogStore>,
     memory: Arc<MemoryStore>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut health = Health::default();
+        let mut adopted = false;
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
-            let probes: Vec<(String, bool)> = cluster
+            let answers: Vec<(String, Option<super::WorkerInfo>)> = cluster
                 .status()
                 .await
                 .into_iter()
-                .map(|(w, info)| (w, info.is_ok()))
+                .map(|(w, info)| (w, info.ok()))
                 .collect();
+            let probes: Vec<(String, bool)> = answers
+                .iter()
+                .map(|(w, info)| (w.clone(), info.is_some()))
+                .collect();
+            cluster.set_last_probe(answers.clone());
             let changes = health.record(&probes);
+            if !adopted && probes.iter().all(|(_, up)| *up) {
+                adopted = true;
+                adopt(&cluster, &catalog, &memory, &answers).await;
+            }
             if changes == Changes::default() {
                 continue;
             }
@@ -112,6 +126,40 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// After a restart: every table the workers hold parts of, and this coordinator has not loaded,
+/// is published from those parts (as they are; nothing is read).
+async fn adopt(
+    cluster: &Cluster,
+    catalog: &CatalogStore,
+    memory: &Arc<MemoryStore>,
+    answers: &[(String, Option<super::WorkerInfo>)],
+) {
+    for (_, def) in catalog.all_tables() {
+        let entry = memory.entry(&def.key);
+        let _writer = entry.writer.lock().await;
+        if entry.current().is_some() {
+            continue;
+        }
+        match cluster.adopt(&def, answers, &entry) {
+            Ok(Some(version)) => {
+                let (rows, parts) = (version.rows, version.remote.as_ref().map_or(0, Vec::len));
+                memory
+                    .publish(&entry, Arc::new(version), PublishCause::Recovery)
+                    .await;
+                entry.update_status(|s| {
+                    s.load_status = LoadState::Avail;
+                    s.load_progress = 100.0;
+                    s.load_end = Some(Utc::now());
+                    s.last_success = s.load_end;
+                });
+                info!(table = %def.key, rows, parts, "taken back from the workers' parts");
+            }
+            Ok(None) => {}
+            Err(e) => warn!(table = %def.key, error = %e, "cannot take the workers' parts back"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub async fn drop_part(catalog: &CatalogStore, loader: &Loader, key: &TableKey) 
 }
 
 /// What this worker holds.
-pub fn info(memory: &MemoryStore) -> WorkerInfo {
+pub fn info(catalog: &CatalogStore, memory: &MemoryStore) -> WorkerInfo {
     let mut tables: Vec<WorkerTable> = memory
         .entries()
         .into_iter()
@@ -74,6 +74,9 @@ pub fn info(memory: &MemoryStore) -> WorkerInfo {
                 rows: v.rows,
                 bytes: v.bytes,
                 files: v.manifest.files.len(),
+                shards: v.shards.len(),
+                manifest: v.manifest.files.clone(),
+                columns: catalog.get(&e.key).ok().and_then(|d| d.columns),
             })
         })
         .collect();

@@ -43,6 +43,7 @@ pub async fn metrics(
     table_metrics(&mut out, &state, &caller);
     engine_metrics(&mut out, &state);
     region_metrics(&mut out, &state, &caller);
+    cluster_metrics(&mut out, &state);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }
 
@@ -164,6 +165,39 @@ fn engine_metrics(out: &mut String, state: &HttpState) {
 }
 
 /// Region health, failovers and the region each table reads.
+/// Per worker of the cluster this process coordinates, as the last probe found it.
+fn cluster_metrics(out: &mut String, state: &HttpState) {
+    let Some(cluster) = &state.cluster else {
+        return;
+    };
+    let probe = cluster.last_probe();
+    let worker = |w: &str| format!("{{worker=\"{}\"}}", label(w));
+    write_gauge(
+        out,
+        "tarn_worker_up",
+        "1 while the worker answers the coordinator's probes, 0 when its last probe failed.",
+        &mut probe
+            .iter()
+            .map(|(w, info)| (worker(w), f64::from(u8::from(info.is_some())))),
+    );
+    write_gauge(
+        out,
+        "tarn_worker_memory_used_bytes",
+        "Memory the worker's loaded parts hold.",
+        &mut probe
+            .iter()
+            .filter_map(|(w, info)| Some((worker(w), info.as_ref()?.memory_used as f64))),
+    );
+    write_gauge(
+        out,
+        "tarn_worker_tables",
+        "Tables the worker holds a part of.",
+        &mut probe
+            .iter()
+            .filter_map(|(w, info)| Some((worker(w), info.as_ref()?.tables.len() as f64))),
+    );
+}
+
 fn region_metrics(out: &mut String, state: &HttpState, caller: &Caller) {
     let mut tables = state.loader.tables();
     tables.retain(|t| caller.sees(&t.key.database));

@@ -51,7 +51,7 @@ pub async fn info(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<crate::cluster::WorkerInfo>, ApiError> {
     caller.require(Role::Admin, "a worker's status")?;
-    Ok(Json(worker::info(state.engine.store())))
+    Ok(Json(worker::info(&state.catalog, state.engine.store())))
 }
 
 /// `GET /v1/cluster`: every worker, up or not.
