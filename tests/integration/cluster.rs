@@ -69,6 +69,9 @@ const QUERIES: &[&str] = &[
     "SELECT quantity, COUNT(*) FROM s.o WHERE customer IN ('c1', 'c2') GROUP BY quantity \
      ORDER BY 2 DESC, 1 LIMIT 4",
     "SELECT * FROM s.o ORDER BY amount DESC, order_id LIMIT 3",
+    // A null-aware anti join (NOT IN), which the planner runs in one task.
+    "SELECT COUNT(*), SUM(amount) FROM s.o WHERE customer NOT IN \
+     (SELECT customer FROM s.o WHERE quantity = 10 AND order_id % 2 = 0)",
     // DataFusion's functions and Tarn's own, evaluated where the rows are.
     "SELECT EXTRACT(YEAR FROM order_date) AS y, EXTRACT(MONTH FROM order_date) AS m, COUNT(*) FROM s.o \
      WHERE customer LIKE 'c%' GROUP BY y, m ORDER BY y, m",
@@ -195,15 +198,9 @@ async fn three_workers_answer_as_one_process_and_refresh_reads_only_what_changed
     for w in c.workers.iter() {
         assert_eq!(worker_tables(w).await, Vec::<Value>::new());
     }
-    let http = reqwest::Client::new();
     // The worker's API answers the cluster token only.
-    let refused = http
-        .get(c.workers[0].url("/v1/worker"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
+    let (refused, _) = c.workers[0].get_with("/v1/worker", ADMIN_TOKEN).await;
+    assert_eq!(refused, 401);
 }
 
 #[tokio::test]
@@ -308,15 +305,7 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
 
 /// The tables a worker holds, as it tells its coordinator.
 async fn worker_tables(worker: &TestServer) -> Vec<Value> {
-    let held: Value = reqwest::Client::new()
-        .get(worker.url("/v1/worker"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, held) = worker.get_with("/v1/worker", TOKEN).await;
     held["tables"].as_array().cloned().unwrap_or_default()
 }
 

@@ -424,6 +424,17 @@ def connect(**kw):
             .await
             .unwrap()
     }
+
+    /// `GET path` with `token` instead of the admin token: the status and the JSON answer.
+    pub async fn get_with(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
 }
 
 impl Drop for TestServer {

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tarn_catalog::TableKey;
 use url::Url;
 
-use super::provider::scan_version;
+use super::provider::{prune_only, scan_version};
 use crate::store::{MemoryStore, RemotePart, TableVersion};
 
 /// How a coordinator reaches its workers.
@@ -109,8 +109,8 @@ impl TableProvider for ClusterTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // As on one machine: filters prune whole batches (on the workers), and are applied.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // As on one machine, with the pruning done on the workers.
+        Ok(prune_only(filters))
     }
 
     async fn scan(
@@ -497,6 +497,97 @@ fn route(ev: RouteTasksEvent) -> Option<Result<RouteTasksEventResponse>> {
     Some(urls?.map(RouteTasksEventResponse::new))
 }
 
+/// Puts a cluster scan that would share a stage with a node the distributed planner runs in one
+/// task (a null-aware anti join, a join that emits its build side's rows) behind a
+/// `CoalescePartitionsExec`: the planner then cuts a stage there, the scan runs one task per part
+/// on the workers, and its rows are gathered to the one task. Without it that stage would have
+/// one task, and a table's parts are on several workers.
+#[derive(Debug)]
+struct GatherForSingleTasks;
+
+impl GatherForSingleTasks {
+    fn single_task(node: &Arc<dyn ExecutionPlan>) -> bool {
+        use datafusion::common::JoinType as J;
+        use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+        let emits_probe_side_only = |t: &J| {
+            matches!(
+                t,
+                J::Inner | J::Right | J::RightSemi | J::RightAnti | J::RightMark
+            )
+        };
+        if let Some(j) = node.downcast_ref::<HashJoinExec>() {
+            return j.mode == PartitionMode::CollectLeft
+                && (j.null_aware || !emits_probe_side_only(j.join_type()));
+        }
+        if let Some(j) = node.downcast_ref::<NestedLoopJoinExec>() {
+            return !emits_probe_side_only(j.join_type());
+        }
+        false
+    }
+
+    /// Below a one-task node, down to where the planner cuts stages anyway: each cluster scan
+    /// gathered.
+    fn gather_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::common::tree_node::Transformed;
+        use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+        use datafusion::physical_plan::repartition::RepartitionExec;
+        use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+        plan.transform_down(|node| {
+            let cut = node.is::<CoalescePartitionsExec>()
+                || node.is::<SortPreservingMergeExec>()
+                || node
+                    .downcast_ref::<RepartitionExec>()
+                    .is_some_and(|r| matches!(r.partitioning(), Partitioning::Hash(..)));
+            if cut {
+                return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
+            }
+            if node.is::<ClusterScanExec>() {
+                let gathered: Arc<dyn ExecutionPlan> = Arc::new(CoalescePartitionsExec::new(node));
+                return Ok(Transformed::new(gathered, true, TreeNodeRecursion::Jump));
+            }
+            Ok(Transformed::no(node))
+        })
+        .map(|t| t.data)
+    }
+}
+
+impl datafusion::physical_optimizer::PhysicalOptimizerRule for GatherForSingleTasks {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::common::tree_node::Transformed;
+        plan.transform_down(|node| {
+            if !Self::single_task(&node) {
+                return Ok(Transformed::no(node));
+            }
+            let children = node
+                .children()
+                .into_iter()
+                .map(|c| Self::gather_scans(Arc::clone(c)))
+                .collect::<Result<Vec<_>>>()?;
+            use datafusion::physical_plan::execution_plan::{
+                ChildrenPropertiesMode, ReplaceChildrenOptions,
+            };
+            let node = node.replace_children(
+                children,
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            )?;
+            Ok(Transformed::new(node, true, TreeNodeRecursion::Jump))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "gather_cluster_scans_for_single_tasks"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
 /// The workers that answer.
 struct Workers(LiveWorkers);
 
@@ -583,6 +674,7 @@ pub(super) fn coordinator(
     cluster: &ClusterSettings,
 ) -> Result<datafusion::execution::SessionStateBuilder> {
     builder
+        .with_physical_optimizer_rule(Arc::new(GatherForSingleTasks))
         .with_distributed_worker_resolver(Workers(cluster.live.clone()))
         .with_distributed_channel_resolver(TokenChannels::new(&cluster.token)?)
         .with_distributed_planner()

@@ -96,8 +96,7 @@ impl TableProvider for LoadedTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Filters prune whole batches; the engine still applies them to the rows that remain.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(prune_only(filters))
     }
 
     async fn scan(
@@ -114,6 +113,11 @@ impl TableProvider for LoadedTable {
             state.execution_props(),
         )
     }
+}
+
+/// Filters prune whole batches; the engine still applies them to the rows that remain.
+pub(super) fn prune_only(filters: &[&Expr]) -> Vec<TableProviderFilterPushDown> {
+    vec![TableProviderFilterPushDown::Inexact; filters.len()]
 }
 
 /// The scan of `version`: `filters` prune whole batches by their statistics before anything is
