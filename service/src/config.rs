@@ -79,6 +79,9 @@ pub struct ServeArgs {
     /// The token a cluster's coordinator and workers show each other (at least 16 characters).
     #[arg(long, env = "TARN_CLUSTER_TOKEN", hide_env_values = true)]
     pub cluster_token: Option<String>,
+    /// How batches are compressed between a cluster's processes: lz4, zstd or none [default: lz4].
+    #[arg(long, env = "TARN_CLUSTER_COMPRESSION")]
+    pub cluster_compression: Option<String>,
 }
 
 /// The keys of `tarn.toml`.
@@ -116,6 +119,8 @@ pub struct FileConfig {
     pub workers: Option<Vec<String>>,
     /// The token a cluster's coordinator and workers show each other.
     pub cluster_token: Option<String>,
+    /// How batches are compressed between a cluster's processes: "lz4", "zstd" or "none".
+    pub cluster_compression: Option<String>,
     /// Tables (`db.table`) `/readyz` waits for; [default: every table being recovered].
     pub ready_tables: Option<Vec<String>>,
     #[serde(default)]
@@ -434,6 +439,9 @@ impl Config {
             cluster: cluster(
                 args.workers.clone().or(file.workers),
                 args.cluster_token.clone().or(file.cluster_token.clone()),
+                args.cluster_compression
+                    .clone()
+                    .or(file.cluster_compression.clone()),
             )?,
             worker: false,
         })
@@ -485,7 +493,23 @@ fn check_cluster_token(token: &str) -> Result<()> {
 fn cluster(
     workers: Option<Vec<String>>,
     token: Option<String>,
+    compression: Option<String>,
 ) -> Result<Option<tarn_engine::query::cluster::ClusterSettings>> {
+    use tarn_engine::query::cluster::CompressionType;
+    let compression = match compression
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("lz4") => Some(CompressionType::LZ4_FRAME),
+        Some("zstd") => Some(CompressionType::ZSTD),
+        Some("none") => None,
+        Some(other) => {
+            return Err(ServiceError::Config(format!(
+                "cluster_compression = '{other}': lz4, zstd or none"
+            )));
+        }
+    };
     let workers: Vec<String> = workers
         .unwrap_or_default()
         .into_iter()
@@ -516,9 +540,9 @@ fn cluster(
         .collect::<Result<Vec<_>>>()?;
     urls.sort();
     urls.dedup();
-    Ok(Some(tarn_engine::query::cluster::ClusterSettings::new(
-        urls, token,
-    )))
+    let mut settings = tarn_engine::query::cluster::ClusterSettings::new(urls, token);
+    settings.compression = compression;
+    Ok(Some(settings))
 }
 
 fn tls(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<crate::tls::TlsFiles>> {

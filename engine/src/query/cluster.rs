@@ -44,6 +44,8 @@ use url::Url;
 use super::provider::{prune_only, scan_version};
 use crate::store::{MemoryStore, RemotePart, TableVersion};
 
+pub use datafusion_distributed::CompressionType;
+
 /// How a coordinator reaches its workers.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
@@ -53,6 +55,9 @@ pub struct ClusterSettings {
     pub token: String,
     /// The workers that answer, which the coordinator keeps up to date: queries run on these.
     pub live: LiveWorkers,
+    /// How batches are compressed between workers: LZ4 (the default), ZSTD, or not at all (on
+    /// one machine, or a network faster than compressing).
+    pub compression: Option<datafusion_distributed::CompressionType>,
 }
 
 impl ClusterSettings {
@@ -64,6 +69,7 @@ impl ClusterSettings {
             workers,
             token,
             live,
+            compression: Some(datafusion_distributed::CompressionType::LZ4_FRAME),
         }
     }
 }
@@ -682,6 +688,9 @@ pub(super) fn coordinator(
         .with_distributed_desired_task_count_handler(desired_tasks)
         .with_distributed_scale_up_leaf_node_handler(scale_up)
         .with_distributed_route_tasks_handler(route)
+        .with_distributed_compression(cluster.compression)?
+        // Metrics of every task sent back with its batches: only EXPLAIN ANALYZE would show them.
+        .with_distributed_metrics_collection(false)?
         // At least two tasks a stage, even on one worker (see `desired_tasks`).
         .with_distributed_max_tasks_per_stage(cluster.workers.len().max(2))
 }
