@@ -512,3 +512,53 @@ async fn a_query_never_mixes_versions_while_refreshes_land_files_on_every_worker
         last + 5
     );
 }
+
+#[tokio::test]
+async fn a_worker_killed_during_a_refresh_gives_no_wrong_answer_and_the_table_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..6 {
+        std::fs::write(data.join(format!("f{i}.csv")), csv(i * 1000, 1000)).unwrap();
+    }
+    let mut c = cluster(tmp.path(), &data, 3).await;
+    declare_and_load(&c.coordinator, &data).await;
+    for i in 0..3 {
+        std::fs::write(data.join(format!("g{i}.csv")), csv(10_000 + i * 700, 700)).unwrap();
+    }
+    // The refresh starts, and a worker is killed while it runs.
+    let (status, job) = c
+        .coordinator
+        .post("/v1/tables/s/o/refresh?async=true")
+        .await;
+    assert_eq!(status, 202, "{job}");
+    c.workers[1].kill();
+    // Every answer is a version's count or a 503 naming why, until the whole table (with the
+    // new files) answers from the two workers left.
+    let started = std::time::Instant::now();
+    loop {
+        match c.coordinator.sql("SELECT COUNT(*) FROM s.o").await {
+            Ok(v) if v["rows"][0][0] == 8100 => break,
+            Ok(v) => assert_eq!(v["rows"][0][0], 6000, "{v}"),
+            Err(e) => assert_eq!(
+                (e.status, e.code.as_str()),
+                (503, "table_recovering"),
+                "{e:?}"
+            ),
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the table did not recover: {}",
+            c.coordinator.get("/v1/cluster").await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let held: u64 = [&c.workers[0], &c.workers[2]]
+        .iter()
+        .map(|w| async move { worker_tables(w).await[0]["files"].as_u64().unwrap() })
+        .collect::<futures::future::JoinAll<_>>()
+        .await
+        .into_iter()
+        .sum();
+    assert_eq!(held, 9, "every file on the two workers left");
+}
