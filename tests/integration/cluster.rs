@@ -143,6 +143,29 @@ async fn three_workers_answer_as_one_process_and_refresh_reads_only_what_changed
         rows.iter().all(|&r| (800..=1200).contains(&r)),
         "balanced by bytes: {rows:?}"
     );
+    // Through the MySQL door, as through HTTP: the same session API over the same cluster.
+    let q = "SELECT customer, COUNT(*), SUM(amount) FROM s.o GROUP BY customer ORDER BY customer";
+    let mysql = c
+        .coordinator
+        .pymysql_json(
+            r#"cur = connect(database="s").cursor()
+cur.execute(os.environ["Q"])
+print(json.dumps([[str(v) for v in r] for r in cur.fetchall()]))
+"#,
+            &[("Q", q)],
+        )
+        .await;
+    let http: Vec<Vec<String>> = single
+        .rows(q)
+        .await
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect()
+        })
+        .collect();
+    assert_eq!(mysql, serde_json::json!(http));
     // Metrics per worker, from the coordinator's probes.
     wait_until(
         || {
