@@ -309,6 +309,10 @@ pub struct TableOptions {
     /// checks the keys; otherwise they are declarations only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub verify_keys: bool,
+    /// On a cluster's worker, for a Delta table: the data files (URIs) of the table that are this
+    /// worker's part; the others in the log are left to the other workers. Not part of the DDL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_files: Option<Vec<String>>,
 }
 
 /// A declared key: its columns (lower case) hold no two equal rows. A primary key's columns are
@@ -348,6 +352,7 @@ impl Default for TableOptions {
             placement_key: Vec::new(),
             keys: Vec::new(),
             verify_keys: false,
+            part_files: None,
         }
     }
 }

@@ -585,3 +585,72 @@ async fn a_worker_killed_during_a_refresh_gives_no_wrong_answer_and_the_table_re
         .sum();
     assert_eq!(held, 9, "every file on the two workers left");
 }
+
+#[tokio::test]
+async fn a_delta_table_spreads_over_the_workers_and_refreshes_follow_its_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let table = data.join("d");
+    delta_op(&table, &["create", "0", "600", "6"]);
+    let single = TestServer::spawn(&tmp.path().join("single"), &data, &[]).await;
+    let c = cluster(tmp.path(), &data, 3).await;
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE s.d FILE_FORMAT = (FORMAT delta) FILES = (URI 'file://{}/')",
+        table.display()
+    );
+    for server in [&single, &c.coordinator] {
+        server.ok("CREATE DATABASE s").await;
+        server.ok(&ddl).await;
+        server.ok("ALTER TABLE s.d SECONDARY_LOAD").await;
+    }
+    let queries = [
+        "SELECT COUNT(*), SUM(id), MIN(id), MAX(id) FROM s.d",
+        "SELECT id % 7 AS k, COUNT(*) FROM s.d GROUP BY k ORDER BY k",
+    ];
+    let same = |what: &'static str| {
+        let (single, coordinator) = (&single, &c.coordinator);
+        async move {
+            for q in queries {
+                assert_eq!(
+                    single.rows(q).await,
+                    coordinator.rows(q).await,
+                    "{what}: {q}"
+                );
+            }
+        }
+    };
+    same("after the load").await;
+    let parts: Vec<u64> = futures::future::join_all(c.workers.iter().map(worker_tables))
+        .await
+        .iter()
+        .map(|t| t[0]["files"].as_u64().unwrap())
+        .collect();
+    assert_eq!(parts, vec![2, 2, 2], "six files over three workers");
+
+    // A commit adds a file: one worker reads it, the others keep theirs.
+    delta_op(&table, &["append", "600", "700"]);
+    let (status, report) = c.coordinator.post("/v1/tables/s/d/refresh").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            report["files_added"].as_u64(),
+            report["files_reused"].as_u64()
+        ),
+        (Some(1), Some(6)),
+        "{report}"
+    );
+    assert_eq!(report["delta_version"], 6, "{report}");
+    single.post("/v1/tables/s/d/refresh").await;
+    same("after an append").await;
+
+    // A delete rewrites files: the workers holding them read them again.
+    delta_op(&table, &["delete", "id % 10 = 3"]);
+    let (status, report) = c.coordinator.post("/v1/tables/s/d/refresh").await;
+    assert_eq!(status, 200, "{report}");
+    single.post("/v1/tables/s/d/refresh").await;
+    same("after a delete").await;
+    assert_eq!(
+        c.coordinator.rows("SELECT COUNT(*) FROM s.d").await[0][0],
+        630
+    );
+}

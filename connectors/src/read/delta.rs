@@ -35,6 +35,20 @@ pub struct DeltaSnapshot {
     pub fallback: Option<String>,
 }
 
+impl DeltaSnapshot {
+    /// Keeps only the active files whose URI `keep` holds (a cluster's worker: its part).
+    pub fn keep_only(&mut self, keep: &[String]) {
+        let keep: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
+        let (files, paths): (Vec<_>, Vec<_>) = std::mem::take(&mut self.manifest.files)
+            .into_iter()
+            .zip(std::mem::take(&mut self.paths))
+            .filter(|(f, _)| keep.contains(f.uri.as_str()))
+            .unzip();
+        self.manifest.files = files;
+        self.paths = paths;
+    }
+}
+
 fn table_url(loc: &Location) -> Result<Url> {
     let root = loc.key().trim_end_matches('/');
     let s = match loc {

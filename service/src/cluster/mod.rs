@@ -56,6 +56,9 @@ pub struct PartLoaded {
     pub rows_removed: u64,
     pub bytes_read: u64,
     pub rejected_rows: usize,
+    /// For a Delta table, the log's version the part was read at.
+    #[serde(default)]
+    pub delta_version: Option<u64>,
 }
 
 /// A worker as `GET /v1/worker` shows it.
@@ -314,33 +317,50 @@ impl Workers for Cluster {
     ) -> Result<Option<TableVersion>> {
         let (object_stores, regions) = (&*self.object_stores, &*self.regions);
         let key = &def.key;
-        if def.format.kind == FormatKind::Delta {
-            return Err(ServiceError::NotSupported(format!(
-                "{key} is a Delta table: a cluster loads CSV, Parquet, Avro and JSON tables; \
-                 Delta tables load on one process (run tarn serve without workers)"
-            )));
-        }
+        let delta = def.format.kind == FormatKind::Delta;
         let routes = source::routes(regions, def);
-        let listed = source::list_files(object_stores, def, &routes).await?;
-        let schema = match (&def.columns, previous) {
-            (Some(c), _) => schema_of(c)?,
-            (None, Some(p)) => p.schema.clone(),
-            (None, None) => match listed.first() {
-                Some((store, f)) => {
-                    tarn_connectors::read::infer_schema(store.clone(), f, &def.format).await?
-                }
-                None => {
-                    return Err(ServiceError::BadRequest(format!(
-                        "no files to infer the columns of '{key}' from: declare its columns, or add files"
-                    )));
-                }
-            },
+        // The files, with the version of the Delta log they are of; and the columns.
+        let (listed, delta_version, schema) = if delta {
+            let route = routes.first().ok_or_else(|| {
+                ServiceError::BadRequest(format!("{key} names no Delta table location"))
+            })?;
+            let (loc, store) = source::open_route(object_stores, &def.files[0].uri, route).await?;
+            let snap = tarn_connectors::read::delta_snapshot(store, &loc, None).await?;
+            let files: Vec<_> = snap
+                .manifest
+                .files
+                .iter()
+                .map(|f| {
+                    let mut f = f.clone();
+                    f.uri = route.logical(&f.uri);
+                    f
+                })
+                .collect();
+            let schema = match &def.columns {
+                Some(c) => schema_of(c)?,
+                None => snap.schema.clone(),
+            };
+            (files, Some(snap.version), schema)
+        } else {
+            let listed = source::list_files(object_stores, def, &routes).await?;
+            let schema = match (&def.columns, previous) {
+                (Some(c), _) => schema_of(c)?,
+                (None, Some(p)) => p.schema.clone(),
+                (None, None) => match listed.first() {
+                    Some((store, f)) => {
+                        tarn_connectors::read::infer_schema(store.clone(), f, &def.format).await?
+                    }
+                    None => {
+                        return Err(ServiceError::BadRequest(format!(
+                            "no files to infer the columns of '{key}' from: declare its columns, or add files"
+                        )));
+                    }
+                },
+            };
+            (listed.into_iter().map(|(_, f)| f).collect(), None, schema)
         };
         let columns = columns_of(&schema);
-        let files: Vec<(String, u64)> = listed
-            .iter()
-            .map(|(_, f)| (f.uri.clone(), f.size))
-            .collect();
+        let files: Vec<(String, u64)> = listed.iter().map(|f| (f.uri.clone(), f.size)).collect();
         let workers = self.live_workers();
         if workers.is_empty() {
             return Err(ServiceError::Worker {
@@ -372,15 +392,21 @@ impl Workers for Cluster {
         let region = def.files.first().and_then(|f| f.region.clone());
         let asks = workers.iter().zip(&given).map(|(w, files)| {
             let mut part_def = def.clone();
-            part_def.columns = Some(columns.clone());
-            part_def.files = files
-                .iter()
-                .map(|uri| FileSpec {
-                    uri: uri.clone(),
-                    pattern: None,
-                    region: region.clone(),
-                })
-                .collect();
+            if delta {
+                // The worker reads the same log and keeps its files of it; its columns are the
+                // log's (as the coordinator's are), or the declared ones.
+                part_def.options.part_files = Some(files.clone());
+            } else {
+                part_def.columns = Some(columns.clone());
+                part_def.files = files
+                    .iter()
+                    .map(|uri| FileSpec {
+                        uri: uri.clone(),
+                        pattern: None,
+                        region: region.clone(),
+                    })
+                    .collect();
+            }
             // The coordinator schedules refreshes; a worker refreshes when asked.
             part_def.options.refresh_interval = None;
             let load = had(w).is_none();
@@ -410,6 +436,31 @@ impl Workers for Cluster {
             .await
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
+        // Every part must be of the Delta version the files were assigned from: one read at a
+        // later version (a commit landed meanwhile) fails this build (the table keeps its
+        // version; the next refresh reads it). A part none of whose files changed keeps the
+        // version it was last read at, which is the same data.
+        let moved_on = |p: &PartLoaded| {
+            let changed = p.files_added + p.files_changed + p.files_removed > 0;
+            p.delta_version.is_some_and(|pv| pv > delta_version.unwrap_or(pv))
+                || (changed && p.delta_version != delta_version)
+        };
+        if let Some(v) = delta_version
+            && let Some((w, p)) = workers
+                .iter()
+                .zip(&loaded)
+                .find(|(_, p)| p.files > 0 && moved_on(p))
+        {
+            return Err(ServiceError::Worker {
+                worker: w.clone(),
+                detail: format!(
+                    "read Delta version {:?} of {key} where the cluster assigned files of version {v}: \
+                     a commit landed during the refresh; the table stays at its version and the next refresh reads it",
+                    p.delta_version
+                ),
+                answered: true,
+            });
+        }
         let parts: Vec<RemotePart> = workers
             .iter()
             .zip(&loaded)
@@ -450,7 +501,8 @@ impl Workers for Cluster {
         }
         info!(table = %key, workers = parts.len(), rows = parts.iter().map(|p| p.rows).sum::<u64>(), "parts loaded on the workers");
         let manifest = Manifest {
-            files: listed.into_iter().map(|(_, f)| f).collect(),
+            files: listed,
+            delta_version,
             ..Default::default()
         };
         Ok(Some(TableVersion::remote(

@@ -49,6 +49,7 @@ pub async fn put_part(
         rows_removed: report.rows_removed,
         bytes_read: report.bytes_read,
         rejected_rows: report.rejected_rows,
+        delta_version: report.delta_version,
     })
 }
 

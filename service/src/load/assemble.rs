@@ -236,11 +236,25 @@ impl Build<'_> {
         for f in &mut snap.manifest.files {
             f.uri = route.logical(&f.uri);
         }
+        if let Some(part) = &self.def.options.part_files {
+            snap.keep_only(part);
+        }
         self.loads.set_delta(Some(snap.table.clone()));
         report.delta_fallback = snap.fallback.clone();
+        // A cluster's worker given other files of the same Delta version reads them.
+        let same_files = |prev: &TableVersion| {
+            prev.manifest.files.len() == snap.manifest.files.len()
+                && prev
+                    .manifest
+                    .files
+                    .iter()
+                    .zip(&snap.manifest.files)
+                    .all(|(a, b)| a.uri == b.uri)
+        };
         if let Some(prev) = self.previous
             && let Some(loaded) = prev.manifest.delta_version
             && snap.version <= loaded
+            && same_files(prev)
         {
             if snap.version < loaded {
                 // Versions only go forward: the copy has not caught up with what was loaded.
