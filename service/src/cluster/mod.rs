@@ -442,7 +442,8 @@ impl Workers for Cluster {
         // version it was last read at, which is the same data.
         let moved_on = |p: &PartLoaded| {
             let changed = p.files_added + p.files_changed + p.files_removed > 0;
-            p.delta_version.is_some_and(|pv| pv > delta_version.unwrap_or(pv))
+            p.delta_version
+                .is_some_and(|pv| pv > delta_version.unwrap_or(pv))
                 || (changed && p.delta_version != delta_version)
         };
         if let Some(v) = delta_version

@@ -241,7 +241,8 @@ impl Build<'_> {
         }
         self.loads.set_delta(Some(snap.table.clone()));
         report.delta_fallback = snap.fallback.clone();
-        // A cluster's worker given other files of the same Delta version reads them.
+        // A cluster's worker given other files of the same Delta version reads them (a copy
+        // behind the loaded version is never read, whoever reads it).
         let same_files = |prev: &TableVersion| {
             prev.manifest.files.len() == snap.manifest.files.len()
                 && prev
@@ -253,8 +254,9 @@ impl Build<'_> {
         };
         if let Some(prev) = self.previous
             && let Some(loaded) = prev.manifest.delta_version
-            && snap.version <= loaded
-            && same_files(prev)
+            && (snap.version < loaded
+                || (snap.version == loaded
+                    && (self.def.options.part_files.is_none() || same_files(prev))))
         {
             if snap.version < loaded {
                 // Versions only go forward: the copy has not caught up with what was loaded.
