@@ -476,8 +476,26 @@ impl Config {
         config.mysql_listen = None;
         config.flight_listen = None;
         config.worker = true;
+        // Workers may share a snapshot_location: each writes below it in a place of its own
+        // (named by its data directory), since they hold parts of the same tables.
+        if let Some(shared) = config.snapshot_location.take() {
+            config.snapshot_location = Some(format!(
+                "{}/worker-{}/",
+                shared.trim_end_matches('/'),
+                worker_id(&config.data_dir)?
+            ));
+        }
         Ok(config)
     }
+}
+
+/// A worker's name under a shared snapshot_location: from its data directory's absolute path.
+fn worker_id(data_dir: &Path) -> Result<String> {
+    use sha2::Digest;
+    let cwd = std::env::current_dir().map_err(|e| ServiceError::Config(e.to_string()))?;
+    let path = cwd.join(data_dir);
+    let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
+    Ok(hex::encode(&digest[..6]))
 }
 
 fn check_cluster_token(token: &str) -> Result<()> {

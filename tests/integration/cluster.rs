@@ -35,12 +35,19 @@ struct Cluster {
     workers: Vec<TestServer>,
 }
 
+/// Workers write their snapshots below one shared `snapshot_location`, each in a place of its own.
 async fn cluster(tmp: &std::path::Path, data: &std::path::Path, n: usize) -> Cluster {
+    let shared = format!("file://{}/", tmp.join("snapshots").display());
     let mut workers = Vec::new();
     for i in 0..n {
         workers.push(
-            TestServer::spawn_worker(&tmp.join(format!("w{i}")), data, TOKEN, &["--shards", "2"])
-                .await,
+            TestServer::spawn_worker(
+                &tmp.join(format!("w{i}")),
+                data,
+                TOKEN,
+                &["--shards", "2", "--snapshot-location", &shared],
+            )
+            .await,
         );
     }
     let urls: Vec<String> = workers
@@ -239,14 +246,27 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
     let q = "SELECT customer, COUNT(*), SUM(amount) FROM s.o GROUP BY customer ORDER BY customer";
     let before = c.coordinator.rows(q).await;
 
-    // Wait for the worker's snapshot, then stop it hard.
+    // Wait for both workers' snapshots, each in its own place below the shared location, then
+    // stop one hard.
     let lost = c.workers.pop().unwrap();
+    let shared = tmp.path().join("snapshots");
     wait_until(
         || {
-            let d = lost.data_dir.join("snapshots");
-            async move { std::fs::read_dir(&d).is_ok_and(|mut e| e.next().is_some()) }
+            let shared = shared.clone();
+            async move {
+                std::fs::read_dir(&shared).is_ok_and(|places| {
+                    places
+                        .flatten()
+                        .filter(|p| p.file_name().to_string_lossy().starts_with("worker-"))
+                        .filter(|p| {
+                            std::fs::read_dir(p.path()).is_ok_and(|mut e| e.next().is_some())
+                        })
+                        .count()
+                        == 2
+                })
+            }
         },
-        "the worker's snapshot",
+        "each worker's snapshot in its own place",
     )
     .await;
     let lost_addr = lost.addr.clone();
