@@ -673,4 +673,28 @@ async fn a_delta_table_spreads_over_the_workers_and_refreshes_follow_its_log() {
         c.coordinator.rows("SELECT COUNT(*) FROM s.d").await[0][0],
         630
     );
+
+    // A restarted coordinator takes the parts back (columns from the log, as the workers read it).
+    let mut c = c;
+    c.coordinator = c.coordinator.kill_and_restart().await;
+    wait_until(
+        || {
+            let coordinator = &c.coordinator;
+            async move {
+                coordinator
+                    .sql("SELECT COUNT(*) FROM s.d")
+                    .await
+                    .is_ok_and(|v| v["rows"][0][0] == 630)
+            }
+        },
+        "the Delta table after the coordinator restarted",
+    )
+    .await;
+    for q in queries {
+        assert_eq!(
+            single.rows(q).await,
+            c.coordinator.rows(q).await,
+            "after a restart: {q}"
+        );
+    }
 }

@@ -77,7 +77,12 @@ pub fn info(catalog: &CatalogStore, memory: &MemoryStore) -> WorkerInfo {
                 files: v.manifest.files.len(),
                 shards: v.shards.len(),
                 manifest: v.manifest.files.clone(),
-                columns: catalog.get(&e.key).ok().and_then(|d| d.columns),
+                // Declared, or as the part was read (a Delta table's log says them).
+                columns: catalog
+                    .get(&e.key)
+                    .ok()
+                    .and_then(|d| d.columns)
+                    .or_else(|| Some(tarn_catalog::types::columns_of(&v.schema))),
             })
         })
         .collect();
