@@ -295,15 +295,10 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
 
     // Taken out after missed probes, its files go to the worker that answers, which reads them
     // from the files: the whole table answers again while it is away.
-    wait_until(
-        || {
-            let (c, q, before) = (&c.coordinator, q, before.clone());
-            async move {
-                c.sql(q)
-                    .await
-                    .is_ok_and(|v| v["rows"] == serde_json::json!(before))
-            }
-        },
+    answers(
+        &c.coordinator,
+        q,
+        serde_json::json!(before),
         "the table over the worker that answers",
     )
     .await;
@@ -344,6 +339,18 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
         c.coordinator.get("/v1/cluster").await,
         c.coordinator.log.lock().unwrap().join("\n")
     );
+}
+
+/// Waits until `q` answers `rows` on `server` (errors meanwhile are waited through).
+async fn answers(server: &TestServer, q: &str, rows: Value, what: &str) {
+    wait_until(
+        || {
+            let rows = &rows;
+            async move { server.sql(q).await.is_ok_and(|v| v["rows"] == *rows) }
+        },
+        what,
+    )
+    .await;
 }
 
 /// The tables a worker holds, as it tells its coordinator.
@@ -529,16 +536,10 @@ async fn a_query_never_mixes_versions_while_refreshes_land_files_on_every_worker
         .kill_and_restart()
         .await;
     let last = *counts.last().unwrap();
-    wait_until(
-        || {
-            let coordinator = &coordinator;
-            async move {
-                coordinator
-                    .sql("SELECT COUNT(*) FROM s.o")
-                    .await
-                    .is_ok_and(|v| v["rows"][0][0] == last)
-            }
-        },
+    answers(
+        &coordinator,
+        "SELECT COUNT(*) FROM s.o",
+        serde_json::json!([[last]]),
         "the table after the coordinator restarted",
     )
     .await;
@@ -677,16 +678,10 @@ async fn a_delta_table_spreads_over_the_workers_and_refreshes_follow_its_log() {
     // A restarted coordinator takes the parts back (columns from the log, as the workers read it).
     let mut c = c;
     c.coordinator = c.coordinator.kill_and_restart().await;
-    wait_until(
-        || {
-            let coordinator = &c.coordinator;
-            async move {
-                coordinator
-                    .sql("SELECT COUNT(*) FROM s.d")
-                    .await
-                    .is_ok_and(|v| v["rows"][0][0] == 630)
-            }
-        },
+    answers(
+        &c.coordinator,
+        "SELECT COUNT(*) FROM s.d",
+        serde_json::json!([[630]]),
         "the Delta table after the coordinator restarted",
     )
     .await;
