@@ -230,6 +230,8 @@ pub struct Config {
     pub flight_listen: Option<SocketAddr>,
     /// The cluster this instance coordinates; none: one process holds every table.
     pub cluster: Option<tarn_engine::query::cluster::ClusterSettings>,
+    /// The cluster's token, when one is set (a coordinator's, or a worker's).
+    pub cluster_token: Option<String>,
     /// Whether this instance is a cluster's worker (`tarn worker`).
     pub worker: bool,
 }
@@ -372,6 +374,11 @@ impl Config {
             None => Some(data_dir.join("audit.log")),
         };
         let home_region = args.home_region.clone().or(file.home_region.clone());
+        let cluster_token = args
+            .cluster_token
+            .clone()
+            .or(file.cluster_token.clone())
+            .filter(|t| !t.is_empty());
         let regions = replicas(&file, home_region.clone())?;
         Ok(Self {
             listen: listen(args.listen.clone().or(file.listen))?,
@@ -438,12 +445,13 @@ impl Config {
             )?,
             cluster: cluster(
                 args.workers.clone().or(file.workers),
-                args.cluster_token.clone().or(file.cluster_token.clone()),
+                cluster_token.clone(),
                 args.cluster_compression
                     .clone()
                     .or(file.cluster_compression.clone()),
             )?,
             worker: false,
+            cluster_token,
         })
     }
 
@@ -451,21 +459,11 @@ impl Config {
     /// token as the admin token (the coordinator is its only client) and no doors but its own.
     pub fn load_worker(args: &ServeArgs) -> Result<Self> {
         let mut config = Self::load(args)?;
-        let token = args
-            .cluster_token
-            .clone()
-            .or_else(|| {
-                args.config
-                    .as_ref()
-                    .and_then(|p| read_file(p).ok())
-                    .and_then(|f| f.cluster_token)
-            })
-            .ok_or_else(|| {
-                ServiceError::Config(
-                    "a worker needs the cluster's token: --cluster-token or TARN_CLUSTER_TOKEN"
-                        .into(),
-                )
-            })?;
+        let token = config.cluster_token.clone().ok_or_else(|| {
+            ServiceError::Config(
+                "a worker needs the cluster's token: --cluster-token or TARN_CLUSTER_TOKEN".into(),
+            )
+        })?;
         check_cluster_token(&token)?;
         if config.cluster.is_some() {
             return Err(ServiceError::Config(
@@ -537,7 +535,7 @@ fn cluster(
     if workers.is_empty() {
         return Ok(None);
     }
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
+    let Some(token) = token else {
         return Err(ServiceError::Config(
             "workers is set but cluster_token is not: the coordinator and its workers need a shared token".into(),
         ));

@@ -191,6 +191,10 @@ impl ClusterScanExec {
             .max()
             .unwrap_or(1)
             .max(1);
+        Self::with_partitions(scan, schema, partitions)
+    }
+
+    fn with_partitions(scan: Scan, schema: SchemaRef, partitions: usize) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(partitions),
@@ -204,14 +208,16 @@ impl ClusterScanExec {
         }
     }
 
+    /// The task reading `slice` of `part`: variants of one scan keep its partition count.
     fn with_part(&self, part: RemotePart, slice: Slice) -> Self {
         let mut scan = self.scan.clone();
         scan.parts = vec![part];
         scan.slice = slice;
-        let mut exec = Self::new(scan, self.schema.clone());
-        // Variants of one scan keep its partition count.
-        exec.properties = self.properties.clone();
-        exec
+        Self {
+            scan,
+            schema: self.schema.clone(),
+            properties: self.properties.clone(),
+        }
     }
 
     fn key(&self) -> TableKey {
@@ -379,7 +385,7 @@ impl PhysicalExtensionCodec for ClusterScanCodec {
             .iter()
             .map(|f| Expr::from_bytes_with_ctx(f, ctx))
             .collect::<Result<Vec<_>>>()?;
-        let mut exec = ClusterScanExec::new(
+        Ok(Arc::new(ClusterScanExec::with_partitions(
             Scan {
                 db: e.db,
                 table: e.table,
@@ -389,14 +395,8 @@ impl PhysicalExtensionCodec for ClusterScanCodec {
                 slice: e.slice,
             },
             Arc::new(schema),
-        );
-        exec.properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(exec.schema.clone()),
-            Partitioning::UnknownPartitioning(e.partitions),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
-        Ok(Arc::new(exec))
+            e.partitions,
+        )))
     }
 
     fn try_encode(

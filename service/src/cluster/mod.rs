@@ -78,11 +78,12 @@ pub struct WorkerTable {
     pub bytes: u64,
     pub files: usize,
     pub shards: usize,
-    /// The part's files (what a restarted coordinator takes its assignment back from).
-    #[serde(default)]
+    /// The part's files (what a restarted coordinator takes its assignment back from); only
+    /// when asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifest: Vec<tarn_connectors::listing::FileEntry>,
-    /// The columns the part was given.
-    #[serde(default)]
+    /// The columns the part was read with; only when its files are asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<tarn_catalog::ColumnDef>>,
 }
 
@@ -98,6 +99,8 @@ pub struct Cluster {
     rebalance: Mutex<std::collections::HashSet<TableKey>>,
     /// What each worker answered to the monitor's last probe (for `/metrics`).
     last_probe: Mutex<Vec<(String, Option<WorkerInfo>)>>,
+    /// Per Delta table, its log as the last build read it.
+    delta_logs: Mutex<HashMap<TableKey, tarn_connectors::read::DeltaTable>>,
 }
 
 impl Cluster {
@@ -118,6 +121,7 @@ impl Cluster {
             assignments: Mutex::new(HashMap::new()),
             rebalance: Mutex::new(Default::default()),
             last_probe: Mutex::new(Vec::new()),
+            delta_logs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -286,15 +290,21 @@ impl Cluster {
         .map(|_| ())
     }
 
-    /// Each worker: its URL and what it answers of itself, or why it does not (within 2 s).
-    pub async fn status(&self) -> Vec<(String, Result<WorkerInfo>)> {
+    /// Each worker: its URL and what it answers of itself, or why it does not (within 2 s);
+    /// with `files`, also each part's files and columns (what a restarted coordinator takes back).
+    pub async fn status(&self, files: bool) -> Vec<(String, Result<WorkerInfo>)> {
         let workers = self.workers();
+        let path = if files {
+            "/v1/worker?files=true"
+        } else {
+            "/v1/worker"
+        };
         let asks = workers.iter().map(|w| async move {
             let info = self
                 .call::<WorkerInfo>(
                     w,
                     self.http
-                        .get(self.url(w, "/v1/worker"))
+                        .get(self.url(w, path))
                         .timeout(std::time::Duration::from_secs(2)),
                 )
                 .await;
@@ -324,38 +334,29 @@ impl Workers for Cluster {
             let route = routes.first().ok_or_else(|| {
                 ServiceError::BadRequest(format!("{key} names no Delta table location"))
             })?;
-            let (loc, store) = source::open_route(object_stores, &def.files[0].uri, route).await?;
-            let snap = tarn_connectors::read::delta_snapshot(store, &loc, None).await?;
-            let files: Vec<_> = snap
-                .manifest
-                .files
-                .iter()
-                .map(|f| {
-                    let mut f = f.clone();
-                    f.uri = route.logical(&f.uri);
-                    f
-                })
-                .collect();
+            // The log as the last build left it: only the commits since are replayed.
+            let log = self
+                .delta_logs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .cloned();
+            let snap = source::delta_snapshot(object_stores, def, route, log).await?;
+            self.delta_logs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), snap.table.clone());
             let schema = match &def.columns {
                 Some(c) => schema_of(c)?,
                 None => snap.schema.clone(),
             };
-            (files, Some(snap.version), schema)
+            (snap.manifest.files, Some(snap.version), schema)
         } else {
             let listed = source::list_files(object_stores, def, &routes).await?;
             let schema = match (&def.columns, previous) {
                 (Some(c), _) => schema_of(c)?,
                 (None, Some(p)) => p.schema.clone(),
-                (None, None) => match listed.first() {
-                    Some((store, f)) => {
-                        tarn_connectors::read::infer_schema(store.clone(), f, &def.format).await?
-                    }
-                    None => {
-                        return Err(ServiceError::BadRequest(format!(
-                            "no files to infer the columns of '{key}' from: declare its columns, or add files"
-                        )));
-                    }
-                },
+                (None, None) => source::infer_columns(def, &listed).await?,
             };
             (listed.into_iter().map(|(_, f)| f).collect(), None, schema)
         };
@@ -519,6 +520,10 @@ impl Workers for Cluster {
     /// cannot be reached is named.
     async fn drop_table(&self, key: &TableKey) -> Result<()> {
         self.assignments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        self.delta_logs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);

@@ -75,7 +75,7 @@ pub fn spawn(
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
             let answers: Vec<(String, Option<super::WorkerInfo>)> = cluster
-                .status()
+                .status(false)
                 .await
                 .into_iter()
                 .map(|(w, info)| (w, info.ok()))
@@ -87,8 +87,17 @@ pub fn spawn(
             cluster.set_last_probe(answers.clone());
             let changes = health.record(&probes);
             if !adopted && probes.iter().all(|(_, up)| *up) {
-                adopted = true;
-                adopt(&cluster, &catalog, &memory, &answers).await;
+                // Once, when every worker answers: their parts with their files.
+                let with_files: Vec<(String, Option<super::WorkerInfo>)> = cluster
+                    .status(true)
+                    .await
+                    .into_iter()
+                    .map(|(w, info)| (w, info.ok()))
+                    .collect();
+                if with_files.iter().all(|(_, info)| info.is_some()) {
+                    adopted = true;
+                    adopt(&cluster, &catalog, &memory, &with_files).await;
+                }
             }
             if changes == Changes::default() {
                 continue;

@@ -62,8 +62,8 @@ pub async fn drop_part(catalog: &CatalogStore, loader: &Loader, key: &TableKey) 
     }
 }
 
-/// What this worker holds.
-pub fn info(catalog: &CatalogStore, memory: &MemoryStore) -> WorkerInfo {
+/// What this worker holds; with `files`, each part's files and columns too.
+pub fn info(catalog: &CatalogStore, memory: &MemoryStore, files: bool) -> WorkerInfo {
     let mut tables: Vec<WorkerTable> = memory
         .entries()
         .into_iter()
@@ -76,13 +76,19 @@ pub fn info(catalog: &CatalogStore, memory: &MemoryStore) -> WorkerInfo {
                 bytes: v.bytes,
                 files: v.manifest.files.len(),
                 shards: v.shards.len(),
-                manifest: v.manifest.files.clone(),
+                manifest: if files {
+                    v.manifest.files.clone()
+                } else {
+                    Vec::new()
+                },
                 // Declared, or as the part was read (a Delta table's log says them).
-                columns: catalog
-                    .get(&e.key)
-                    .ok()
-                    .and_then(|d| d.columns)
-                    .or_else(|| Some(tarn_catalog::types::columns_of(&v.schema))),
+                columns: files.then(|| {
+                    catalog
+                        .get(&e.key)
+                        .ok()
+                        .and_then(|d| d.columns)
+                        .unwrap_or_else(|| tarn_catalog::types::columns_of(&v.schema))
+                }),
             })
         })
         .collect();

@@ -4,7 +4,7 @@
 //! (datafusion-distributed's gRPC worker service, on the same port). On a coordinator,
 //! `GET /v1/cluster`: each worker's state, memory and tables.
 
-use axum::extract::{Extension, Path, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -46,12 +46,24 @@ pub async fn drop_part(
     Ok(Json(json!({"dropped": key.to_string()})))
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub struct InfoParams {
+    /// Each part's files and columns too.
+    #[serde(default)]
+    files: bool,
+}
+
 pub async fn info(
     State(state): State<HttpState>,
     Extension(caller): Extension<Caller>,
+    Query(params): Query<InfoParams>,
 ) -> Result<Json<crate::cluster::WorkerInfo>, ApiError> {
     caller.require(Role::Admin, "a worker's status")?;
-    Ok(Json(worker::info(&state.catalog, state.engine.store())))
+    Ok(Json(worker::info(
+        &state.catalog,
+        state.engine.store(),
+        params.files,
+    )))
 }
 
 /// `GET /v1/cluster`: every worker, up or not.
@@ -64,7 +76,7 @@ pub async fn cluster(
         return Ok(Json(json!({"workers": []})));
     };
     let workers: Vec<Value> = cluster
-        .status()
+        .status(false)
         .await
         .into_iter()
         .map(|(url, info)| match info {

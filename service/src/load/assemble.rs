@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::TableLoads;
 use super::diff::{self, FileDiff, Loaded};
-use super::read::{read_delta, read_error, read_listed};
+use super::read::{read_delta, read_listed};
 use super::source::{self, CopyState, Listed};
 use crate::error::{Result, ServiceError};
 use crate::regions::{Regions, Route};
@@ -228,14 +228,8 @@ impl Build<'_> {
         }
         let key = self.key();
         let route = &routes[0];
-        let (loc, store) =
-            source::open_route(self.object_stores, &self.def.files[0].uri, route).await?;
-        let mut snap = read::delta_snapshot(store, &loc, self.loads.delta())
-            .await
-            .map_err(|e| read_error(key, e, route))?;
-        for f in &mut snap.manifest.files {
-            f.uri = route.logical(&f.uri);
-        }
+        let mut snap =
+            source::delta_snapshot(self.object_stores, self.def, route, self.loads.delta()).await?;
         if let Some(part) = &self.def.options.part_files {
             snap.keep_only(part);
         }
@@ -284,17 +278,9 @@ impl Build<'_> {
         let key = self.key();
         Ok(match (declared, self.previous, files) {
             (Some(s), _, _) => (s.clone(), true),
-            (None, None, Files::Listing(listed)) => match listed.first() {
-                Some((store, f)) => (
-                    read::infer_schema(store.clone(), f, &self.def.format).await?,
-                    true,
-                ),
-                None => {
-                    return Err(ServiceError::BadRequest(format!(
-                        "no files to infer the columns of '{key}' from: declare its columns, or add files"
-                    )));
-                }
-            },
+            (None, None, Files::Listing(listed)) => {
+                (source::infer_columns(self.def, listed).await?, true)
+            }
             (None, None, Files::Delta(snap)) => (snap.schema.clone(), true),
             (None, Some(p), Files::Listing(_)) => (p.schema.clone(), true),
             (None, Some(p), Files::Delta(snap)) => {

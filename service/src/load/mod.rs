@@ -340,11 +340,7 @@ impl Loader {
         let route = routes
             .first()
             .ok_or_else(|| ServiceError::BadRequest(format!("{} has no files", def.key)))?;
-        let (loc, store) =
-            source::open_route(&self.object_stores, &def.files[0].uri, route).await?;
-        let snap = read::delta_snapshot(store, &loc, None)
-            .await
-            .map_err(|e| self::read::read_error(&def.key, e, route))?;
+        let snap = source::delta_snapshot(&self.object_stores, def, route, None).await?;
         let files = &snap.manifest.files;
         let source_bytes: u64 = files.iter().map(|f| f.size).sum();
         let Some((largest, file)) = files.iter().enumerate().max_by_key(|(_, f)| f.size) else {

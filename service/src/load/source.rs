@@ -140,6 +140,40 @@ pub async fn open_route(
     Ok((loc, store))
 }
 
+/// A Delta table's log read through `route` (replaying only the commits after `previous`, when
+/// given), its files named as the table names its location, whichever copy they are read from.
+pub async fn delta_snapshot(
+    object_stores: &StoreRegistry,
+    def: &TableDef,
+    route: &Route,
+    previous: Option<tarn_connectors::read::DeltaTable>,
+) -> Result<tarn_connectors::read::DeltaSnapshot> {
+    let (loc, store) = open_route(object_stores, &def.files[0].uri, route).await?;
+    let mut snap = tarn_connectors::read::delta_snapshot(store, &loc, previous)
+        .await
+        .map_err(|e| super::read::read_error(&def.key, e, route))?;
+    for f in &mut snap.manifest.files {
+        f.uri = route.logical(&f.uri);
+    }
+    Ok(snap)
+}
+
+/// The columns of a table without declared ones, from the first of its `listed` files.
+pub async fn infer_columns(
+    def: &TableDef,
+    listed: &[Listed],
+) -> Result<arrow::datatypes::SchemaRef> {
+    match listed.first() {
+        Some((store, f)) => {
+            Ok(tarn_connectors::read::infer_schema(store.clone(), f, &def.format).await?)
+        }
+        None => Err(crate::error::ServiceError::BadRequest(format!(
+            "no files to infer the columns of '{}' from: declare its columns, or add files",
+            def.key
+        ))),
+    }
+}
+
 /// A listed file and the store it is read through.
 pub type Listed = (Arc<dyn ObjectStore>, FileEntry);
 
