@@ -786,6 +786,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cluster_needs_http_workers_a_long_enough_token_and_a_known_compression() {
+        let token = || Some("a-cluster-token-0123456789".to_string());
+        let err = |r: Result<Option<tarn_engine::query::cluster::ClusterSettings>>| {
+            r.err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert!(
+            cluster(None, token(), None).unwrap().is_none(),
+            "no workers: one process"
+        );
+        let workers = || {
+            Some(vec![
+                "http://10.0.0.6:7070".into(),
+                " http://10.0.0.5:7070 ".into(),
+            ])
+        };
+        let c = cluster(workers(), token(), Some("NONE".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.workers.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+            ["http://10.0.0.5:7070/", "http://10.0.0.6:7070/"],
+            "trimmed and in order"
+        );
+        assert_eq!((c.compression, c.live.get().len()), (None, 2));
+        assert!(err(cluster(workers(), None, None)).contains("cluster_token is not"));
+        assert!(err(cluster(workers(), Some("short".into()), None)).contains("at least 16"));
+        assert!(
+            err(cluster(Some(vec!["grpc://w:1".into()]), token(), None))
+                .contains("'grpc://w:1' is not an http://host:port URL")
+        );
+        assert!(
+            err(cluster(workers(), token(), Some("gzip".into())))
+                .contains("cluster_compression = 'gzip': lz4, zstd or none")
+        );
+    }
+
+    #[test]
     fn config_check_accepts_a_valid_file_and_names_the_line_of_a_bad_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tarn.toml");

@@ -223,14 +223,55 @@ print(json.dumps([[str(v) for v in r] for r in cur.fetchall()]))
     let (_, again) = c.coordinator.post("/v1/tables/s/o/refresh").await;
     assert_eq!(again["version"], report["version"], "{again}");
 
+    // The worker's API and its task service answer the cluster token only: no token and the
+    // coordinator's admin token are refused (401), and so is a reader token the worker made (403).
+    let (refused, _) = c.workers[0].get_with("/v1/worker", ADMIN_TOKEN).await;
+    assert_eq!(refused, 401);
+    let http = reqwest::Client::new();
+    let made: Value = http
+        .post(c.workers[0].url("/v1/tokens"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "r", "role": "reader"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reader = made["token"].as_str().unwrap();
+    let (refused, _) = c.workers[0].get_with("/v1/worker", reader).await;
+    assert_eq!(refused, 403);
+    let tasks = c.workers[0].url("/worker.WorkerService/GetWorkerInfo");
+    let status = |r: reqwest::RequestBuilder| async move { r.send().await.unwrap().status() };
+    assert_eq!(status(http.post(&tasks)).await, 401);
+    assert_eq!(
+        status(http.post(&tasks).bearer_auth(ADMIN_TOKEN)).await,
+        401
+    );
+    assert_eq!(status(http.post(&tasks).bearer_auth(reader)).await, 403);
+    // A part that does not read is refused, naming why, and the worker's part is as it was.
+    let held = worker_tables(&c.workers[0]).await;
+    let bad = http
+        .put(c.workers[0].url("/v1/worker/tables/s/o"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"def": {"key": "s.o"}, "load": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("def"));
+    assert_eq!(worker_tables(&c.workers[0]).await, held);
+    assert_eq!(
+        held[0]["rows"].as_u64().map(|r| r > 0),
+        Some(true),
+        "{held:?}"
+    );
+
     // Unloaded, the parts are gone from the workers too.
     c.coordinator.ok("ALTER TABLE s.o SECONDARY_UNLOAD").await;
     for w in c.workers.iter() {
         assert_eq!(worker_tables(w).await, Vec::<Value>::new());
     }
-    // The worker's API answers the cluster token only.
-    let (refused, _) = c.workers[0].get_with("/v1/worker", ADMIN_TOKEN).await;
-    assert_eq!(refused, 401);
 }
 
 #[tokio::test]
