@@ -6,20 +6,26 @@ One release server loads lineitem from DATA_DIR/parquet (plain DDL, snapshots on
 at a time, the whole table is fetched: HTTP as an Arrow IPC stream (curl to /dev/null), Arrow
 Flight SQL with ADBC (fetch_arrow_table, and batch by batch without keeping them), the MySQL
 protocol with the `mysql` client in batch mode (to /dev/null) and with PyMySQL's unbuffered
-cursor. For each: wall time, rows/s, the server's CPU seconds (so that where the client is the
-limit, the server's own rate shows), and the server's resident memory at its peak during the fetch
-above what it held before. Writes RESULTS_DIR/doors-sf<N>.{json,md}.
+cursor. Beside them, the reference: Arrow's own C++ Flight server holding the same answer, read by
+the same pyarrow.flight client. For each: wall time, rows/s, the server's CPU seconds (so that
+where the client is the limit, the server's own rate shows), the clients' CPU seconds, and the
+server's resident memory at its peak during the fetch above what it held before. Writes RESULTS_DIR/doors-sf<N>.{json,md}.
 """
 import datetime
 import json
 import os
 import platform
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+
+# numpy (through pyarrow) would otherwise start BLAS threads that spin beside the clients.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from benchauth import HEADERS, TOKEN
 from benchauth import env as with_token
@@ -52,6 +58,13 @@ def measure(pid, rows, run, repeat=None):
     return median
 
 
+def client_cpu_seconds():
+    """CPU seconds of this process (the Python clients) and of its finished children (`mysql`,
+    curl)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def measure_once(pid, rows, run):
     """Runs `run()` once, sampling the server's RSS; answers the figures."""
     base = status(pid)
@@ -65,17 +78,18 @@ def measure_once(pid, rows, run):
 
     t = threading.Thread(target=sample)
     t.start()
-    cpu0 = cpu_seconds(pid)
+    cpu0, client0 = cpu_seconds(pid), client_cpu_seconds()
     t0 = time.perf_counter()
     got = run()
     wall = time.perf_counter() - t0
     cpu = cpu_seconds(pid) - cpu0
+    client = client_cpu_seconds() - client0
     done.set()
     t.join()
     if got is not None and got != rows:
         raise SystemExit(f"expected {rows} rows, got {got}")
     return {"seconds": wall, "rows_per_s": rows / wall, "server_cpu_s": cpu,
-            "rows_per_server_cpu_s": rows / cpu if cpu > 0 else None,
+            "rows_per_server_cpu_s": rows / cpu if cpu > 0 else None, "client_cpu_s": client,
             "server_rss_peak_above_before": peak[0] - base}
 
 
@@ -140,7 +154,7 @@ def main():
         out["Arrow Flight SQL, ADBC fetch_arrow_table"] = measure(proc.pid, rows, lambda: flight(True))
         out["Arrow Flight SQL, ADBC batch by batch"] = measure(proc.pid, rows, lambda: flight(False))
 
-        def flight_cpp():
+        def flight_cpp(parallel):
             # Arrow's C++ Flight client (pyarrow.flight), with the Flight SQL command built by hand.
             import pyarrow.flight as fl
 
@@ -157,13 +171,42 @@ def main():
             client = fl.FlightClient(f"grpc://127.0.0.1:{flight_port}")
             options = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
             info = client.get_flight_info(fl.FlightDescriptor.for_command(command), options)
-            # Every endpoint at once, each on a thread of its own, into one table.
+            # Every endpoint at once, each on a thread of its own, into one table; or one after
+            # another (the first then streams the whole answer, as one stream).
             from concurrent.futures import ThreadPoolExecutor
             import pyarrow as pa
-            with ThreadPoolExecutor(len(info.endpoints)) as pool:
+            with ThreadPoolExecutor(len(info.endpoints) if parallel else 1) as pool:
                 parts = list(pool.map(lambda e: client.do_get(e.ticket, options).read_all(), info.endpoints))
             return pa.concat_tables(parts).num_rows
-        out["Arrow Flight SQL, pyarrow.flight read_all (C++ client)"] = measure(proc.pid, rows, flight_cpp)
+        out["Arrow Flight SQL, pyarrow.flight read_all (C++ client)"] = measure(
+            proc.pid, rows, lambda: flight_cpp(True))
+        out["Arrow Flight SQL, pyarrow.flight read_all, one stream"] = measure(
+            proc.pid, rows, lambda: flight_cpp(False))
+
+        # The reference: Arrow's own C++ Flight server holding the same answer (as HTTP sent
+        # it, same batches), read by the same client as one stream.
+        answer = os.path.join(work, "lineitem.arrows")
+        req = urllib.request.Request(base + "/v1/sql", data=ROWS_SQL.encode(), method="POST",
+                                     headers={**HEADERS, "accept": "application/vnd.apache.arrow.stream"})
+        with urllib.request.urlopen(req) as r, open(answer, "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+        reference_port = int(flight_port) + 1
+        reference = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "flight_reference.py"),
+                                      answer, str(reference_port)], stdout=subprocess.PIPE, text=True)
+        try:
+            if reference.stdout.readline().strip() != "ready":
+                raise SystemExit("the reference Flight server did not start")
+
+            def reference_read():
+                import pyarrow.flight as fl
+                client = fl.FlightClient(f"grpc://127.0.0.1:{reference_port}")
+                return client.do_get(fl.Ticket(b"lineitem")).read_all().num_rows
+            out["Reference: Arrow's C++ Flight server, same batches, pyarrow.flight read_all"] = measure(
+                reference.pid, rows, reference_read)
+        finally:
+            reference.terminate()
+            reference.wait()
+            os.remove(answer)
         mysql = ["mysql", "-h", "127.0.0.1", "-P", mysql_port, "-u", "admin", f"-p{TOKEN}", "--batch",
                  "--quick", "-e", ROWS_SQL]
         out["MySQL protocol, mysql client --batch --quick"] = measure(
@@ -192,12 +235,12 @@ def main():
     json.dump(report, open(path + ".json", "w"), indent=1)
     lines = [f"# SELECT * of TPC-H lineitem SF{sf} ({rows:,} rows) through each door",
              "", f"{report['date']}, {report['machine']}; each the run of median time.", "",
-             "| door and client | runs | seconds | rows/s | server CPU s | rows per server CPU s | server RSS peak above before |",
-             "|---|---|---|---|---|---|---|"]
+             "| door and client | runs | seconds | rows/s | server CPU s | rows per server CPU s | client CPU s | server RSS peak above before |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, d in out.items():
         per_cpu = d["rows_per_server_cpu_s"]
         lines.append(f"| {name} | {d['runs']} | {d['seconds']:.2f} | {d['rows_per_s'] / 1e6:.2f} M | {d['server_cpu_s']:.2f} | "
-                     f"{'-' if per_cpu is None else f'{per_cpu / 1e6:.2f} M'} | "
+                     f"{'-' if per_cpu is None else f'{per_cpu / 1e6:.2f} M'} | {d['client_cpu_s']:.2f} | "
                      f"{d['server_rss_peak_above_before'] / 2**20:.0f} MiB |")
     open(path + ".md", "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,0 +1,30 @@
+"""Arrow's own Flight server (C++, through pyarrow.flight) serving one table: the reference the
+doors benchmark sets Tarn's Flight SQL door beside, with the same client and the same batches.
+
+    python flight_reference.py TABLE.arrows PORT
+
+Reads TABLE.arrows (an Arrow IPC stream: Tarn's answer, as HTTP sent it) into memory and answers
+every DoGet with all of it, batch by batch as read. Prints "ready" once it listens.
+"""
+import sys
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+
+def main():
+    path, port = sys.argv[1:3]
+    with pa.OSFile(path) as f:
+        table = pa.ipc.open_stream(f).read_all()
+
+    class Reference(flight.FlightServerBase):
+        def do_get(self, context, ticket):
+            return flight.RecordBatchStream(table)
+
+    server = Reference(f"grpc://127.0.0.1:{port}")
+    print("ready", flush=True)
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()
