@@ -9,17 +9,15 @@
 //! `FlightInfo` is asked for (its errors come back there, and its schema is the real one); the
 //! ticket then streams its batches as they come ([`service`]).
 
+mod connection;
 mod service;
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use futures::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tonic::Status;
 use tracing::{info, warn};
 
@@ -28,6 +26,7 @@ use crate::access::tokens::Tokens;
 use crate::error::{ErrorCode, Result, ServiceError};
 use crate::session::Sessions;
 
+use connection::Connection;
 pub use service::FlightSql;
 
 /// Largest message the door accepts from a client (bound parameters, a big statement).
@@ -95,7 +94,7 @@ impl Door {
                     let incoming = futures::stream::unfold(self.listener, |l| async move {
                         let accepted = l.accept().await.map(|(s, _)| {
                             let _ = s.set_nodelay(true);
-                            s
+                            Connection::new(s)
                         });
                         Some((accepted, l))
                     });
@@ -111,7 +110,7 @@ impl Door {
                     };
                     let incoming = futures::stream::unfold(listener, |mut l| async move {
                         let (io, _) = axum::serve::Listener::accept(&mut l).await;
-                        Some((Ok::<_, std::io::Error>(TlsConnection(io)), l))
+                        Some((Ok::<_, std::io::Error>(Connection::new(io)), l))
                     })
                     .boxed();
                     server.serve_with_incoming(incoming).await
@@ -122,50 +121,6 @@ impl Door {
                 warn!(error = %e, "Arrow Flight SQL door stopped");
             }
         })
-    }
-}
-
-/// A TLS connection as the gRPC server takes it.
-struct TlsConnection(tokio_rustls::server::TlsStream<TcpStream>);
-
-impl tonic::transport::server::Connected for TlsConnection {
-    type ConnectInfo = ();
-    fn connect_info(&self) -> Self::ConnectInfo {}
-}
-
-impl AsyncRead for TlsConnection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsConnection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
     }
 }
 

@@ -241,7 +241,6 @@ impl FlightSql {
     }
 }
 
-/// A fresh handle for a parked answer or a prepared statement: 16 random bytes.
 /// `answer` as `parts` streams that share its batches, each taking the next one when it is
 /// ready for it: a client that reads the endpoints of an answer at once decodes it in parallel
 /// (and the door encodes it in parallel); one that reads them one after another reads it all
@@ -270,6 +269,7 @@ fn split(answer: QueryStream, parts: usize) -> Vec<QueryStream> {
         .collect()
 }
 
+/// A fresh handle for a parked answer or a prepared statement: 16 random bytes.
 fn handle() -> Vec<u8> {
     let mut bytes = vec![0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
