@@ -5,7 +5,8 @@
 //! gigabyte answer made some 65,000 writes, and on the client as many wake-ups and reads, which
 //! cost both sides more than the bytes did. [`Connection`] gathers the frames written in one
 //! turn of the server into one buffer and sends it with one write once it is [`GATHER`] bytes,
-//! or when the server has nothing more to add.
+//! or when the server has nothing more to add. A client that allows large frames gets them as
+//! they are, uncopied.
 //!
 //! A flush with the buffer short of [`GATHER`] is put off once: the connection's task is woken
 //! at once and the flush answers done, so the server may add the frames it has ready; the next
@@ -20,6 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes gathered before they are sent without waiting for a flush.
 pub const GATHER: usize = 256 * 1024;
+
+/// A write at least this large is passed to the socket as it is (after what was gathered).
+const PASS: usize = 64 * 1024;
 
 pub struct Connection<T> {
     io: T,
@@ -64,8 +68,13 @@ impl<T: AsyncWrite + Unpin> Connection<T> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if self.out.len() + len > GATHER && !self.out.is_empty() {
+        if (self.out.len() + len > GATHER || len >= PASS) && !self.out.is_empty() {
             ready!(self.poll_send(cx))?;
+        }
+        if len >= PASS {
+            // A large frame (a client that allows them) goes out as it is, uncopied.
+            self.owed = false;
+            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         }
         if self.out.capacity() == 0 {
             self.out.reserve(GATHER);
@@ -205,6 +214,19 @@ mod tests {
                 .iter()
                 .all(|w| w.len() > GATHER - frame)
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_goes_out_as_it_is_after_what_was_gathered() {
+        let socket = Recorder::default();
+        let mut c = Connection::new(socket.clone());
+        c.write_all(b"header").await.unwrap();
+        let big = vec![7u8; PASS * 2];
+        c.write_all(&big).await.unwrap();
+        let writes = socket.writes();
+        assert_eq!(writes.len(), 2, "two writes");
+        assert_eq!(writes[0], b"header", "what was gathered goes first");
+        assert!(writes[1] == big, "then the frame, whole");
     }
 
     #[tokio::test]
