@@ -1,6 +1,7 @@
 //! Faster forms of a few expressions, put in place after planning by [`FastExpressions`]:
-//! decimal arithmetic ([`super::decimal`]) and `LIKE` patterns made of several `%`-separated
-//! parts ([`super::like`]). Each computes exactly what DataFusion's own expression computes.
+//! decimal arithmetic ([`super::decimal`]), `LIKE` patterns made of several `%`-separated
+//! parts ([`super::like`]) and a filter's cheap comparisons evaluated together
+//! ([`super::conjunction`]). Each computes exactly what DataFusion's own expression computes.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::ProjectionExec;
 
+use super::conjunction::AllOf;
 use super::decimal::DecimalArithmetic;
 use super::like::SubstringsLike;
 
@@ -53,13 +55,18 @@ fn projection(p: &ProjectionExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
 }
 
 fn filter(f: &FilterExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let t = rewrite(f.predicate(), &f.input().schema())?;
-    Ok(match t.transformed {
-        true => Some(Arc::new(
-            FilterExecBuilder::from(f).with_predicate(t.data).build()?,
-        )),
-        false => None,
-    })
+    let schema = f.input().schema();
+    let t = rewrite(f.predicate(), &schema)?;
+    let predicate = match AllOf::of(&t.data, &schema) {
+        Some(all) => all,
+        None if t.transformed => t.data,
+        None => return Ok(None),
+    };
+    Ok(Some(Arc::new(
+        FilterExecBuilder::from(f)
+            .with_predicate(predicate)
+            .build()?,
+    )))
 }
 
 fn aggregate(a: &AggregateExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {

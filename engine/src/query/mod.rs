@@ -9,6 +9,7 @@
 
 mod catalog;
 pub mod cluster;
+mod conjunction;
 mod context;
 mod decimal;
 mod exprs;
