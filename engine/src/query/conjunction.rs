@@ -364,7 +364,7 @@ mod tests {
         let got = values(&fast, &b);
         assert_eq!(got, values(&none, &b));
         // Kleene: false AND NULL is false, so rows with a null date are false too.
-        assert!(got.iter().all(|v| *v == Some(false) || *v == None));
+        assert!(got.iter().all(|v| *v == Some(false) || v.is_none()));
         assert_eq!(got.len(), b.num_rows());
     }
 }
