@@ -39,17 +39,7 @@ async fn fixture() -> Fixture {
     let token = |name: &str, role: &str, dbs: Option<Vec<&str>>| {
         let server = &server;
         let body = json!({"name": name, "role": role, "databases": dbs});
-        async move {
-            let r = client()
-                .post(server.url("/v1/tokens"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
-            let v: Value = r.json().await.unwrap();
-            v["token"].as_str().unwrap().to_string()
-        }
+        async move { server.make_token(body).await }
     };
     let reader_s = token("reader-s", "reader", Some(vec!["s"])).await;
     let loader_s = token("loader-s", "loader", Some(vec!["S"])).await;

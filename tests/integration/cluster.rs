@@ -30,6 +30,16 @@ fn csv(first: u32, n: u32) -> String {
     s
 }
 
+/// `count` CSV files `{prefix}0.csv`, `{prefix}1.csv`, ... in `dir`, of `rows` orders each,
+/// numbered on from `first`.
+fn write_csvs(dir: &std::path::Path, prefix: &str, count: u32, first: u32, rows: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..count {
+        let file = dir.join(format!("{prefix}{i}.csv"));
+        std::fs::write(file, csv(first + i * rows, rows)).unwrap();
+    }
+}
+
 struct Cluster {
     coordinator: TestServer,
     workers: Vec<TestServer>,
@@ -92,6 +102,21 @@ async fn same_answers(single: &TestServer, cluster: &TestServer, what: &str) {
         assert!(!one.is_empty(), "{q}");
         assert_eq!(one, many, "{what}: {q}");
     }
+}
+
+/// A coordinator and `workers` workers over `files` CSV files of `rows` orders each (`f0.csv`,
+/// ...) in `tmp`/data, loaded as `s.o`; answers the data directory too.
+async fn loaded_cluster(
+    tmp: &std::path::Path,
+    files: u32,
+    rows: u32,
+    workers: usize,
+) -> (std::path::PathBuf, Cluster) {
+    let data = tmp.join("data");
+    write_csvs(&data, "f", files, 0, rows);
+    let c = cluster(tmp, &data, workers).await;
+    declare_and_load(&c.coordinator, &data).await;
+    (data, c)
 }
 
 async fn declare_and_load(server: &TestServer, data: &std::path::Path) -> Value {
@@ -227,19 +252,11 @@ print(json.dumps([[str(v) for v in r] for r in cur.fetchall()]))
     // coordinator's admin token are refused (401), and so is a reader token the worker made (403).
     let (refused, _) = c.workers[0].get_with("/v1/worker", ADMIN_TOKEN).await;
     assert_eq!(refused, 401);
+    let reader = c.workers[0]
+        .make_token_as(TOKEN, serde_json::json!({"name": "r", "role": "reader"}))
+        .await;
+    let (refused, _) = c.workers[0].get_with("/v1/worker", &reader).await;
     let http = reqwest::Client::new();
-    let made: Value = http
-        .post(c.workers[0].url("/v1/tokens"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "r", "role": "reader"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let reader = made["token"].as_str().unwrap();
-    let (refused, _) = c.workers[0].get_with("/v1/worker", reader).await;
     assert_eq!(refused, 403);
     let tasks = c.workers[0].url("/worker.WorkerService/GetWorkerInfo");
     let status = |r: reqwest::RequestBuilder| async move { r.send().await.unwrap().status() };
@@ -248,7 +265,7 @@ print(json.dumps([[str(v) for v in r] for r in cur.fetchall()]))
         status(http.post(&tasks).bearer_auth(ADMIN_TOKEN)).await,
         401
     );
-    assert_eq!(status(http.post(&tasks).bearer_auth(reader)).await, 403);
+    assert_eq!(status(http.post(&tasks).bearer_auth(&reader)).await, 403);
     // A part that does not read is refused, naming why, and the worker's part is as it was.
     let held = worker_tables(&c.workers[0]).await;
     let bad = http
@@ -277,13 +294,7 @@ print(json.dumps([[str(v) for v in r] for r in cur.fetchall()]))
 #[tokio::test]
 async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for i in 0..4 {
-        std::fs::write(data.join(format!("f{i}.csv")), csv(i * 500, 500)).unwrap();
-    }
-    let mut c = cluster(tmp.path(), &data, 2).await;
-    declare_and_load(&c.coordinator, &data).await;
+    let (_, mut c) = loaded_cluster(tmp.path(), 4, 500, 2).await;
     let q = "SELECT customer, COUNT(*), SUM(amount) FROM s.o GROUP BY customer ORDER BY customer";
     let before = c.coordinator.rows(q).await;
 
@@ -404,22 +415,8 @@ async fn worker_tables(worker: &TestServer) -> Vec<Value> {
 async fn a_table_larger_than_any_worker_loads_across_them_and_one_larger_than_all_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    std::fs::create_dir_all(data.join("small")).unwrap();
-    std::fs::create_dir_all(data.join("large")).unwrap();
-    for i in 0..6 {
-        std::fs::write(
-            data.join(format!("small/f{i}.csv")),
-            csv(i * 10_000, 10_000),
-        )
-        .unwrap();
-    }
-    for i in 0..6 {
-        std::fs::write(
-            data.join(format!("large/f{i}.csv")),
-            csv(i * 60_000, 60_000),
-        )
-        .unwrap();
-    }
+    write_csvs(&data.join("small"), "f", 6, 0, 10_000);
+    write_csvs(&data.join("large"), "f", 6, 0, 60_000);
     let mut workers = Vec::new();
     for i in 0..3 {
         workers.push(
@@ -490,13 +487,7 @@ async fn a_table_larger_than_any_worker_loads_across_them_and_one_larger_than_al
 #[tokio::test]
 async fn a_query_never_mixes_versions_while_refreshes_land_files_on_every_worker() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for i in 0..3 {
-        std::fs::write(data.join(format!("a{i}.csv")), csv(i * 1000, 1000)).unwrap();
-    }
-    let c = cluster(tmp.path(), &data, 3).await;
-    declare_and_load(&c.coordinator, &data).await;
+    let (data, c) = loaded_cluster(tmp.path(), 3, 1000, 3).await;
     let coordinator = std::sync::Arc::new(c.coordinator);
     // The counts each version has: 3,000 rows, then each round adds three files of different
     // sizes (one for each worker), so a query reading one worker's new part beside another's
@@ -601,16 +592,8 @@ async fn a_query_never_mixes_versions_while_refreshes_land_files_on_every_worker
 #[tokio::test]
 async fn a_worker_killed_during_a_refresh_gives_no_wrong_answer_and_the_table_recovers() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    for i in 0..6 {
-        std::fs::write(data.join(format!("f{i}.csv")), csv(i * 1000, 1000)).unwrap();
-    }
-    let mut c = cluster(tmp.path(), &data, 3).await;
-    declare_and_load(&c.coordinator, &data).await;
-    for i in 0..3 {
-        std::fs::write(data.join(format!("g{i}.csv")), csv(10_000 + i * 700, 700)).unwrap();
-    }
+    let (data, mut c) = loaded_cluster(tmp.path(), 6, 1000, 3).await;
+    write_csvs(&data, "g", 3, 10_000, 700);
     // The refresh starts, and a worker is killed while it runs.
     let (status, job) = c
         .coordinator

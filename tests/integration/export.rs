@@ -280,14 +280,10 @@ async fn a_failed_or_refused_export_leaves_nothing() {
         );
     }
     // A reader may query but not export.
-    let r = client()
-        .post(server.url("/v1/tokens"))
-        .json(&json!({"name": "r", "role": "reader"}))
-        .send()
-        .await
-        .unwrap();
-    let reader: Value = r.json().await.unwrap();
-    let r = client_with(reader["token"].as_str().unwrap())
+    let reader = server
+        .make_token(json!({"name": "r", "role": "reader"}))
+        .await;
+    let r = client_with(&reader)
         .post(server.url("/v1/sql"))
         .header("accept", "application/json")
         .body(format!(

@@ -3,7 +3,7 @@
 //! metadata as a reader and as the admin, tokens (Bearer and basic), roles and database scopes,
 //! errors as gRPC statuses on a connection that stays usable, and connections side by side.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::mysql::sample_loaded;
 use crate::support::*;
@@ -116,21 +116,16 @@ async fn flight_sql_clients_query_prepare_and_list_with_tokens_and_roles() {
             data.display()
         ))
         .await;
-    let r = client()
-        .post(server.url("/v1/tokens"))
-        .json(&json!({"name": "reader", "role": "reader", "databases": ["s"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let reader: Value = r.json().await.unwrap();
+    let reader = server
+        .make_token(json!({"name": "reader", "role": "reader", "databases": ["s"]}))
+        .await;
     let uri = format!("grpc://{}", server.flight_addr().await);
     let out = python_json(
         SESSION,
         &[
             ("URI", &uri),
             ("ADMIN", ADMIN_TOKEN),
-            ("READER", reader["token"].as_str().unwrap()),
+            ("READER", &reader),
             ("DATA", data.to_str().unwrap()),
         ],
     );

@@ -204,14 +204,10 @@ async fn an_input_list_defines_tables_by_their_files_and_loads_them() {
     let rows = server.rows(&call).await;
     assert_eq!(rows[0][1], "skipped: already loaded", "{rows:?}");
     // Creating is DDL: a loader may load defined tables, not define new ones.
-    let r = client()
-        .post(server.url("/v1/tokens"))
-        .json(&json!({"name": "loader", "role": "loader"}))
-        .send()
-        .await
-        .unwrap();
-    let loader: serde_json::Value = r.json().await.unwrap();
-    let as_loader = client_with(loader["token"].as_str().unwrap());
+    let loader = server
+        .make_token(json!({"name": "loader", "role": "loader"}))
+        .await;
+    let as_loader = client_with(&loader);
     let other = call.replace("\"train\"", "\"other\"");
     let r = as_loader
         .post(server.url("/v1/sql"))
@@ -411,16 +407,7 @@ async fn selective_load_changes_the_file_list_and_a_failed_refresh_keeps_the_old
     let token = |role: &str| {
         let server = &server;
         let role = role.to_string();
-        async move {
-            let r = client()
-                .post(server.url("/v1/tokens"))
-                .json(&json!({"name": role, "role": role}))
-                .send()
-                .await
-                .unwrap();
-            let made: serde_json::Value = r.json().await.unwrap();
-            client_with(made["token"].as_str().unwrap())
-        }
+        async move { client_with(&server.make_token(json!({"name": role, "role": role})).await) }
     };
     let (loader, reader) = (token("loader").await, token("reader").await);
     let sql = |c: &reqwest::Client, q: String| {

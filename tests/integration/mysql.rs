@@ -140,15 +140,9 @@ async fn a_heatwave_session_runs_over_the_mysql_protocol() {
     let data = tmp.path().join("data");
     copy_sample("parquet", &data);
     let server = TestServer::spawn(&tmp.path().join("tarn"), &data, &[]).await;
-    let r = client()
-        .post(server.url("/v1/tokens"))
-        .json(&json!({"name": "reader", "role": "reader", "databases": ["market_data"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let token: Value = r.json().await.unwrap();
-    let reader = token["token"].as_str().unwrap().to_string();
+    let reader = server
+        .make_token(json!({"name": "reader", "role": "reader", "databases": ["market_data"]}))
+        .await;
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = python_json(
@@ -340,13 +334,9 @@ print(json.dumps(out))
 async fn kill_query_stops_a_running_query_and_leaves_its_connection_usable() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, _) = sample_loaded(tmp.path()).await;
-    let r = client()
-        .post(server.url("/v1/tokens"))
-        .json(&json!({"name": "reader", "role": "reader"}))
-        .send()
-        .await
-        .unwrap();
-    let reader: Value = r.json().await.unwrap();
+    let reader = server
+        .make_token(json!({"name": "reader", "role": "reader"}))
+        .await;
     let addr = server.mysql_addr().await;
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = python_json(
@@ -355,7 +345,7 @@ async fn kill_query_stops_a_running_query_and_leaves_its_connection_usable() {
             ("HOST", host),
             ("PORT", port),
             ("ADMIN", ADMIN_TOKEN),
-            ("READER", reader["token"].as_str().unwrap()),
+            ("READER", &reader),
         ],
     );
     assert_eq!(out["reader_kills_admin"], 1095, "{out}");

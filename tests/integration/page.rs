@@ -118,13 +118,9 @@ failback_after = "1s"
         .ok("SELECT t.load_progress FROM performance_schema.rpd_tables t JOIN performance_schema.rpd_table_id i ON t.id = i.id WHERE i.name = 's.bad'")
         .await;
     assert_eq!(rpd["rows"], json!([[100.0]]), "{rpd}");
-    let r = client()
-        .post(server.url("/v1/tokens"))
-        .json(&json!({"name": "reader", "role": "reader", "databases": ["s"]}))
-        .send()
-        .await
-        .unwrap();
-    let reader: Value = r.json().await.unwrap();
+    let reader = server
+        .make_token(json!({"name": "reader", "role": "reader", "databases": ["s"]}))
+        .await;
     let shots = std::env::var("TARN_SCREENSHOTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| tmp.path().join("shots"));
@@ -132,7 +128,7 @@ failback_after = "1s"
         .arg(repo_root().join("tests/page/status_page.py"))
         .env("URL", server.url(""))
         .env("ADMIN", ADMIN_TOKEN)
-        .env("READER", reader["token"].as_str().unwrap())
+        .env("READER", &reader)
         .env("CHROMIUM", chromium())
         .env("SHOTS", &shots)
         .env("HISTORY_TABLE", "s.p")

@@ -425,6 +425,28 @@ def connect(**kw):
             .unwrap()
     }
 
+    /// A token made through `POST /v1/tokens` by `admin` (a token allowed to make them) from
+    /// `body` (name, role, databases, expires_in): the new token's secret.
+    pub async fn make_token_as(&self, admin: &str, body: Value) -> String {
+        let r = client_with(admin)
+            .post(self.url("/v1/tokens"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "making the token {body}");
+        let made: Value = r.json().await.unwrap();
+        made["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {made}"))
+            .to_string()
+    }
+
+    /// A token made by the admin token from `body`: see [`Self::make_token_as`].
+    pub async fn make_token(&self, body: Value) -> String {
+        self.make_token_as(ADMIN_TOKEN, body).await
+    }
+
     /// `GET path` with `token` instead of the admin token: the status and the JSON answer.
     pub async fn get_with(&self, path: &str, token: &str) -> (u16, Value) {
         let r = reqwest::Client::new()
