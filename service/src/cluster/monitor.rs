@@ -74,12 +74,7 @@ pub fn spawn(
         let mut adopted = false;
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
-            let answers: Vec<(String, Option<super::WorkerInfo>)> = cluster
-                .status(false)
-                .await
-                .into_iter()
-                .map(|(w, info)| (w, info.ok()))
-                .collect();
+            let answers = probe(&cluster, false).await;
             let probes: Vec<(String, bool)> = answers
                 .iter()
                 .map(|(w, info)| (w.clone(), info.is_some()))
@@ -88,12 +83,7 @@ pub fn spawn(
             let changes = health.record(&probes);
             if !adopted && probes.iter().all(|(_, up)| *up) {
                 // Once, when every worker answers: their parts with their files.
-                let with_files: Vec<(String, Option<super::WorkerInfo>)> = cluster
-                    .status(true)
-                    .await
-                    .into_iter()
-                    .map(|(w, info)| (w, info.ok()))
-                    .collect();
+                let with_files = probe(&cluster, true).await;
                 if with_files.iter().all(|(_, info)| info.is_some()) {
                     adopted = true;
                     adopt(&cluster, &catalog, &memory, &with_files).await;
@@ -139,6 +129,17 @@ pub fn spawn(
 
 /// After a restart: every table the workers hold parts of, and this coordinator has not loaded,
 /// is published from those parts (as they are; nothing is read).
+/// Every worker's answer to a probe (with `files`, its parts' files and columns too); `None`
+/// for a worker that gave none.
+async fn probe(cluster: &Cluster, files: bool) -> Vec<(String, Option<super::WorkerInfo>)> {
+    cluster
+        .status(files)
+        .await
+        .into_iter()
+        .map(|(w, info)| (w, info.ok()))
+        .collect()
+}
+
 async fn adopt(
     cluster: &Cluster,
     catalog: &CatalogStore,
