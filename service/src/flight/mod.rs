@@ -10,12 +10,12 @@
 //! ticket then streams its batches as they come ([`service`]).
 
 mod connection;
+mod doget;
 mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arrow_flight::flight_service_server::FlightServiceServer;
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tonic::Status;
@@ -82,9 +82,7 @@ impl Door {
                 sweeper.sweep();
             }
         });
-        let service = FlightServiceServer::new(self.service)
-            .max_decoding_message_size(MAX_REQUEST)
-            .max_encoding_message_size(usize::MAX);
+        let service = doget::WithDirectDoGet::new(self.service);
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(service);

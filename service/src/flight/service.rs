@@ -29,10 +29,10 @@ use prost::Message;
 use tarn_engine::QueryStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::doget::Wire;
 use super::{authenticate, status};
 use crate::access::Caller;
 use crate::access::tokens::Tokens;
-use crate::error::ServiceError;
 use crate::session::text::{bind, literal};
 use crate::session::{Lifetime, Sessions, TABLE_KINDS};
 
@@ -48,7 +48,7 @@ const PARKED_PER_TOKEN: usize = 8;
 /// do not).
 const MAX_PREPARED: usize = 10_000;
 
-type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(super) type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The service behind the door (see the module).
 #[derive(Clone)]
@@ -205,6 +205,30 @@ impl FlightSql {
 
     /// A statement that answers no rows (DDL, a load): run to its end; answers the rows it
     /// reports affected, or 0.
+    /// The parked answer (or part of one) a statement's ticket names, taken by its owner.
+    pub(super) fn redeem<T>(
+        &self,
+        ticket: TicketStatementQuery,
+        request: &Request<T>,
+    ) -> Result<QueryStream, Status> {
+        let caller = self.caller(request)?;
+        let (handle, part) = match ticket.statement_handle.split_last() {
+            Some((part, handle)) => (handle, *part as usize),
+            None => (&[][..], 0),
+        };
+        let parked = self
+            .0
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(handle, part, &caller.name);
+        parked.ok_or_else(|| {
+            Status::not_found(
+                "no such answer: a ticket is redeemed once, by the token that ran its statement, within a minute",
+            )
+        })
+    }
+
     async fn run_update(&self, caller: Caller, sql: &str) -> Result<i64, Status> {
         let mut session = self.0.sessions.open(caller, Lifetime::Statement);
         let answer = session.execute(sql).await.map_err(status)?;
@@ -420,35 +444,15 @@ impl FlightSqlService for FlightSql {
             .map(Response::new)
     }
 
+    /// Served by [`super::doget`], which writes the batches' buffers into the messages itself;
+    /// this answers the same messages, should anything call the service directly.
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let caller = self.caller(&request)?;
-        let (handle, part) = match ticket.statement_handle.split_last() {
-            Some((part, handle)) => (handle, *part as usize),
-            None => (&[][..], 0),
-        };
-        let parked = self
-            .0
-            .parked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(handle, part, &caller.name);
-        let Some(answer) = parked else {
-            return Err(Status::not_found(
-                "no such answer: a ticket is redeemed once, by the token that ran its statement, within a minute",
-            ));
-        };
-        let batches = answer.stream.map_err(|e| {
-            let e: ServiceError = e.into();
-            FlightError::Tonic(Box::new(status(e)))
-        });
-        let stream = FlightDataEncoderBuilder::new()
-            .with_schema(answer.schema)
-            .build(batches)
-            .map_err(Status::from);
+        let answer = self.redeem(ticket, &request)?;
+        let stream = super::doget::answer_messages(answer).map_ok(Wire::into_flight_data);
         Ok(Response::new(Box::pin(stream)))
     }
 
