@@ -156,6 +156,31 @@ async fn three_workers_answer_as_one_process_and_refresh_reads_only_what_changed
     declare_and_load(&c.coordinator, &data).await;
     same_answers(&single, &c.coordinator, "after the load").await;
 
+    // Each worker tells the coordinator its part's column bounds, and the coordinator plans with
+    // them: a join whose one side a filter leaves small builds on that side whole (broadcast to
+    // the tasks) instead of shuffling both sides between the workers.
+    let (_, held) = c.workers[0].get_with("/v1/worker?files=true", TOKEN).await;
+    let bounds = held["tables"][0]["bounds"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(bounds.len(), 5, "one a column: {held}");
+    assert!(
+        bounds
+            .iter()
+            .all(|b| b["min"].is_string() && b["max"].is_string() && b["nulls"] == 0),
+        "{held}"
+    );
+    let join = "SELECT COUNT(*), SUM(a.amount) FROM s.o a JOIN s.o b ON a.order_id = b.order_id \
+                WHERE b.order_id < 40";
+    let plan = c.coordinator.rows(&format!("EXPLAIN {join}")).await;
+    let physical = plan[1][1].as_str().unwrap_or_default();
+    assert!(
+        physical.contains("mode=CollectLeft") && !physical.contains("mode=Partitioned"),
+        "{physical}"
+    );
+    assert_eq!(single.rows(join).await, c.coordinator.rows(join).await);
+
     // Every worker holds a part; the parts add up to the table and are near an even split.
     let status = c.coordinator.get("/v1/cluster").await;
     let workers = status["workers"].as_array().unwrap();

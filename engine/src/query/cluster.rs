@@ -14,8 +14,11 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, Result, internal_err, plan_err};
+use datafusion::common::{
+    ColumnStatistics, DataFusionError, Result, Statistics, internal_err, plan_err,
+};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -134,7 +137,13 @@ impl TableProvider for ClusterTable {
         if parts.iter().all(|p| p.rows == 0) {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        Ok(Arc::new(ClusterScanExec::new(
+        let known = &self.version.remote_statistics;
+        let statistics = match projection {
+            _ if known.is_empty() => Vec::new(),
+            Some(p) => p.iter().filter_map(|&c| known.get(c).cloned()).collect(),
+            None => known.clone(),
+        };
+        let mut exec = ClusterScanExec::new(
             Scan {
                 db: self.key.database.clone(),
                 table: self.key.table.clone(),
@@ -144,7 +153,9 @@ impl TableProvider for ClusterTable {
                 slice: Slice::WHOLE,
             },
             schema,
-        )))
+        );
+        exec.columns = Arc::new(statistics);
+        Ok(Arc::new(exec))
     }
 }
 
@@ -178,6 +189,9 @@ pub struct ClusterScanExec {
     scan: Scan,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    /// Per output column, the figures the planner estimates with (on the coordinator; empty
+    /// when unknown, and on a worker, which has planned nothing).
+    columns: Arc<Vec<ColumnStatistics>>,
 }
 
 impl ClusterScanExec {
@@ -205,6 +219,7 @@ impl ClusterScanExec {
             scan,
             schema,
             properties,
+            columns: Arc::default(),
         }
     }
 
@@ -217,6 +232,7 @@ impl ClusterScanExec {
             scan,
             schema: self.schema.clone(),
             properties: self.properties.clone(),
+            columns: self.columns.clone(),
         }
     }
 
@@ -271,6 +287,23 @@ impl ExecutionPlan for ClusterScanExec {
         } else {
             internal_err!("ClusterScanExec has no children")
         }
+    }
+
+    /// The rows the parts hold (fewer once the filters prune) and each column's bounds over
+    /// them: the planner then estimates filters and joins over a cluster table as it does over
+    /// one held here, builds joins on the small side (broadcast to the tasks that probe) and
+    /// shuffles only what must be.
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let rows: u64 = self.scan.parts.iter().map(|p| p.rows).sum();
+        let mut rows = rows as usize / self.scan.slice.of;
+        let mut stats = Statistics::new_unknown(&self.schema);
+        if partition.is_some() {
+            rows /= self.properties.partitioning.partition_count().max(1);
+        } else if self.columns.len() == stats.column_statistics.len() {
+            stats.column_statistics = self.columns.as_ref().clone();
+        }
+        stats.num_rows = Precision::Inexact(rows);
+        Ok(Arc::new(stats))
     }
 
     fn execute(
@@ -674,11 +707,26 @@ impl ChannelResolver for TokenChannels {
     }
 }
 
+/// Largest build side (bytes, as the planner estimates it) a coordinator's join collects whole
+/// rather than hash-partitions: a collected build is broadcast to every task that probes it, so
+/// it crosses between processes once a task, where one process shares it (128 MiB there). 4 MiB
+/// takes in the dimension tables and the filtered small ones; measured on TPC-H SF1 with three
+/// workers on one machine (median of 3): geometric mean of the cluster's time over one
+/// process's 5.67 at 128 MiB, 5.02 at 16 MiB, 4.84 at 4 MiB (Q7 565 -> 364 ms, Q21 875 -> 657).
+const CLUSTER_COLLECT_BYTES: usize = 4 << 20;
+
 /// The coordinator's session: queries over cluster tables are planned by datafusion-distributed.
 pub(super) fn coordinator(
-    builder: datafusion::execution::SessionStateBuilder,
+    mut builder: datafusion::execution::SessionStateBuilder,
     cluster: &ClusterSettings,
 ) -> Result<datafusion::execution::SessionStateBuilder> {
+    if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD").is_none() {
+        let config = builder.config().get_or_insert_default();
+        config
+            .options_mut()
+            .optimizer
+            .hash_join_single_partition_threshold = CLUSTER_COLLECT_BYTES;
+    }
     builder
         .with_physical_optimizer_rule(Arc::new(GatherForSingleTasks))
         .with_distributed_worker_resolver(Workers(cluster.live.clone()))

@@ -44,6 +44,69 @@ pub struct RemotePart {
     pub shards: usize,
 }
 
+/// A column's bounds over one worker's part, as the worker reports them: the coordinator's
+/// planner sees a cluster table's ranges through them (date filters' selectivity, how many keys
+/// a join can match), as it sees a table held here through its shards' statistics.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ColumnBounds {
+    /// The smallest and largest value, as DataFusion's protobuf encodes a scalar (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nulls: Option<u64>,
+}
+
+fn scalar_hex(p: &Precision<ScalarValue>) -> Option<String> {
+    use prost::Message;
+    let v = p.get_value().filter(|v| !v.is_null())?;
+    let proto = datafusion_proto::protobuf::ScalarValue::try_from(v).ok()?;
+    Some(hex::encode(proto.encode_to_vec()))
+}
+
+fn hex_scalar(h: &str) -> Option<ScalarValue> {
+    use prost::Message;
+    let bytes = hex::decode(h).ok()?;
+    let proto = datafusion_proto::protobuf::ScalarValue::decode(bytes.as_slice()).ok()?;
+    ScalarValue::try_from(&proto).ok()
+}
+
+/// The planner's figures for a table spread over parts, from each part's [`ColumnBounds`]
+/// (`parts` holding rows only): per column, the smallest min, the largest max and the nulls,
+/// all inexact (a scan's filters prune); a column some part gives no figure for stays unknown.
+pub fn merge_bounds(parts: &[&[ColumnBounds]], columns: usize) -> Vec<ColumnStatistics> {
+    (0..columns)
+        .map(|c| {
+            let mut merged = ColumnStatistics::new_unknown();
+            let mut first = true;
+            for part in parts {
+                let Some(b) = part.get(c) else {
+                    return ColumnStatistics::new_unknown();
+                };
+                let min = b.min.as_deref().and_then(hex_scalar);
+                let max = b.max.as_deref().and_then(hex_scalar);
+                let nulls = b
+                    .nulls
+                    .map_or(Precision::Absent, |n| Precision::Inexact(n as usize));
+                let (min, max) = (
+                    min.map_or(Precision::Absent, Precision::Inexact),
+                    max.map_or(Precision::Absent, Precision::Inexact),
+                );
+                if first {
+                    (merged.min_value, merged.max_value, merged.null_count) = (min, max, nulls);
+                    first = false;
+                } else {
+                    merged.min_value = merged.min_value.min(&min);
+                    merged.max_value = merged.max_value.max(&max);
+                    merged.null_count = merged.null_count.add(&nulls);
+                }
+            }
+            merged
+        })
+        .collect()
+}
+
 #[derive(Debug)]
 pub struct TableVersion {
     pub version: u64,
@@ -62,6 +125,9 @@ pub struct TableVersion {
     /// On a cluster's coordinator: the workers' parts, which hold the rows (this version then
     /// holds none itself). `None` for a table held here.
     pub remote: Option<Vec<RemotePart>>,
+    /// On a cluster's coordinator: per column, the figures the planner uses, merged from the
+    /// parts' [`ColumnBounds`] (empty when the workers gave none).
+    pub remote_statistics: Vec<ColumnStatistics>,
 }
 
 impl TableVersion {
@@ -138,6 +204,7 @@ impl TableVersion {
             rejected,
             loaded_at: Utc::now(),
             remote: None,
+            remote_statistics: Vec::new(),
         }
     }
 
@@ -149,6 +216,7 @@ impl TableVersion {
         manifest: Manifest,
         rejected: Vec<RejectedRow>,
         parts: Vec<RemotePart>,
+        statistics: Vec<ColumnStatistics>,
     ) -> Self {
         Self {
             version,
@@ -162,7 +230,39 @@ impl TableVersion {
             rejected,
             loaded_at: Utc::now(),
             remote: Some(parts),
+            remote_statistics: statistics,
         }
+    }
+
+    /// Per column, its bounds over every shard: what a worker reports of its part.
+    pub fn column_bounds(&self) -> Vec<ColumnBounds> {
+        (0..self.schema.fields().len())
+            .map(|c| {
+                let mut merged: Option<ColumnStatistics> = None;
+                for shard in self.shards.iter().filter(|s| !s.batches.is_empty()) {
+                    let Some(stats) = shard.columns.get(c) else {
+                        return ColumnBounds::default();
+                    };
+                    merged = Some(match merged {
+                        None => stats.clone(),
+                        Some(m) => ColumnStatistics {
+                            null_count: m.null_count.add(&stats.null_count),
+                            min_value: m.min_value.min(&stats.min_value),
+                            max_value: m.max_value.max(&stats.max_value),
+                            ..ColumnStatistics::new_unknown()
+                        },
+                    });
+                }
+                let Some(m) = merged else {
+                    return ColumnBounds::default();
+                };
+                ColumnBounds {
+                    min: scalar_hex(&m.min_value),
+                    max: scalar_hex(&m.max_value),
+                    nulls: m.null_count.get_value().map(|&n| n as u64),
+                }
+            })
+            .collect()
     }
 
     /// Whether workers hold the rows (this process coordinates a cluster).
@@ -253,6 +353,68 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+
+    #[test]
+    fn a_parts_bounds_travel_as_text_and_merge_into_the_planners_figures() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("d", DataType::Date32, false),
+        ]));
+        let part = |lo: i64, null: bool| {
+            let a: Int64Array = (lo..lo + 10)
+                .map(|v| (!null || v != lo).then_some(v))
+                .collect();
+            let d = arrow::array::Date32Array::from_iter_values((lo..lo + 10).map(|v| v as i32));
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(a), Arc::new(d)]).unwrap();
+            let seg = Segment::new(
+                "f".into(),
+                vec![batch.slice(0, 4), batch.slice(4, 6)],
+                vec![],
+            );
+            let v = TableVersion::build(
+                1,
+                schema.clone(),
+                vec![Arc::new(seg)],
+                Manifest::default(),
+                3,
+            );
+            let bounds = v.column_bounds();
+            // As a worker sends them and the coordinator reads them.
+            let json = serde_json::to_string(&bounds).unwrap();
+            serde_json::from_str::<Vec<ColumnBounds>>(&json).unwrap()
+        };
+        let (one, two) = (part(100, true), part(5, false));
+        assert_eq!(one.len(), 2);
+        assert_eq!(one[0].nulls, Some(1));
+        let merged = merge_bounds(&[&one, &two], 2);
+        let a = &merged[0];
+        assert_eq!(a.min_value, Precision::Inexact(ScalarValue::Int64(Some(5))));
+        assert_eq!(
+            a.max_value,
+            Precision::Inexact(ScalarValue::Int64(Some(109)))
+        );
+        assert_eq!(a.null_count, Precision::Inexact(1));
+        let d = &merged[1];
+        assert_eq!(
+            d.min_value,
+            Precision::Inexact(ScalarValue::Date32(Some(5)))
+        );
+        assert_eq!(
+            d.max_value,
+            Precision::Inexact(ScalarValue::Date32(Some(109)))
+        );
+        // A part that gave no figure for a column leaves it unknown.
+        let none = vec![ColumnBounds::default(); 2];
+        let merged = merge_bounds(&[&one, &none], 2);
+        assert_eq!(merged[0].min_value, Precision::Absent);
+        assert_eq!(merged[0].max_value, Precision::Absent);
+        let short: Vec<ColumnBounds> = Vec::new();
+        assert_eq!(
+            merge_bounds(&[&one, &short], 2)[1],
+            ColumnStatistics::new_unknown()
+        );
+    }
 
     #[test]
     fn shards_get_batches_round_robin_with_their_stats() {

@@ -24,7 +24,9 @@ use tarn_catalog::{FileSpec, FormatKind, TableDef, TableKey};
 use tarn_connectors::StoreRegistry;
 use tarn_connectors::listing::Manifest;
 use tarn_engine::query::cluster::ClusterSettings;
-use tarn_engine::store::{LoadReport, RemotePart, TableEntry, TableVersion};
+use tarn_engine::store::{
+    ColumnBounds, LoadReport, RemotePart, TableEntry, TableVersion, merge_bounds,
+};
 use tracing::info;
 
 use crate::error::{Result, ServiceError};
@@ -59,6 +61,9 @@ pub struct PartLoaded {
     /// For a Delta table, the log's version the part was read at.
     #[serde(default)]
     pub delta_version: Option<u64>,
+    /// Per column, its bounds over the part (for the coordinator's planner).
+    #[serde(default)]
+    pub bounds: Vec<ColumnBounds>,
 }
 
 /// A worker as `GET /v1/worker` shows it.
@@ -85,6 +90,9 @@ pub struct WorkerTable {
     /// The columns the part was read with; only when its files are asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<tarn_catalog::ColumnDef>>,
+    /// Per column, its bounds over the part; only when its files are asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounds: Vec<ColumnBounds>,
 }
 
 /// The coordinator's side of a cluster.
@@ -165,6 +173,7 @@ impl Cluster {
         let mut assignment = BTreeMap::new();
         let mut files = Vec::new();
         let mut columns = def.columns.clone();
+        let mut bounds = Vec::new();
         for w in self.live_workers() {
             let Some((_, Some(info))) = answers.iter().find(|(x, _)| *x == w) else {
                 return Ok(None);
@@ -184,6 +193,9 @@ impl Cluster {
                     }
                     files.extend(t.manifest.iter().cloned());
                     columns = columns.or_else(|| t.columns.clone());
+                    if t.rows > 0 {
+                        bounds.push(t.bounds.as_slice());
+                    }
                 }
                 None => parts.push(RemotePart {
                     worker: w.clone(),
@@ -203,15 +215,18 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(def.key.clone(), assignment);
+        let schema = schema_of(&columns)?;
+        let statistics = merge_bounds(&bounds, schema.fields().len());
         Ok(Some(TableVersion::remote(
             entry.next_version(),
-            schema_of(&columns)?,
+            schema,
             Manifest {
                 files,
                 ..Default::default()
             },
             Vec::new(),
             parts,
+            statistics,
         )))
     }
 
@@ -507,12 +522,19 @@ impl Workers for Cluster {
             delta_version,
             ..Default::default()
         };
+        let bounds: Vec<&[ColumnBounds]> = loaded
+            .iter()
+            .filter(|p| p.rows > 0)
+            .map(|p| p.bounds.as_slice())
+            .collect();
+        let statistics = merge_bounds(&bounds, schema.fields().len());
         Ok(Some(TableVersion::remote(
             entry.next_version(),
             schema,
             manifest,
             Vec::new(),
             parts,
+            statistics,
         )))
     }
 

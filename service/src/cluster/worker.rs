@@ -50,6 +50,11 @@ pub async fn put_part(
         bytes_read: report.bytes_read,
         rejected_rows: report.rejected_rows,
         delta_version: report.delta_version,
+        bounds: memory
+            .get(&key)
+            .and_then(|e| e.current())
+            .map(|v| v.column_bounds())
+            .unwrap_or_default(),
     })
 }
 
@@ -89,6 +94,7 @@ pub fn info(catalog: &CatalogStore, memory: &MemoryStore, files: bool) -> Worker
                         .and_then(|d| d.columns)
                         .unwrap_or_else(|| tarn_catalog::types::columns_of(&v.schema))
                 }),
+                bounds: if files { v.column_bounds() } else { Vec::new() },
             })
         })
         .collect();
