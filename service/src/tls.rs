@@ -227,6 +227,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Small writes (a gRPC stream's frames, an answer's last bytes) go out at once.
+                let _ = stream.set_nodelay(true);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
