@@ -33,8 +33,8 @@ use datafusion::physical_plan::{
 use datafusion_distributed::{
     ChannelResolver, DesiredTaskCountEvent, DesiredTaskCountEventResponse, DistributedExt,
     DistributedLeafExec, RouteTasksEvent, RouteTasksEventResponse, ScaleUpLeafNodeEvent,
-    ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, WorkerChannel, WorkerQueryContext,
-    WorkerResolver, grpc,
+    ScaleUpLeafNodeEventResponse, SessionStateBuilderExt, WorkerChannel, WorkerPlanRewriteEvent,
+    WorkerPlanRewriteEventResponse, WorkerQueryContext, WorkerResolver, grpc,
 };
 use datafusion_proto::bytes::Serializeable;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
@@ -743,6 +743,15 @@ pub(super) fn coordinator(
         .with_distributed_max_tasks_per_stage(cluster.workers.len().max(2))
 }
 
+/// A task's plan as the worker runs it: with Tarn's faster expressions (see
+/// [`super::exprs`]), put in place here because plans travel in DataFusion's protobuf form,
+/// which has no place for them (the coordinator plans with DataFusion's own).
+fn faster_on_worker(ev: WorkerPlanRewriteEvent<'_>) -> Result<WorkerPlanRewriteEventResponse> {
+    use datafusion::physical_optimizer::PhysicalOptimizerRule;
+    let plan = super::exprs::FastExpressions.optimize(ev.plan, ev.session_config.options())?;
+    Ok(WorkerPlanRewriteEventResponse::new(plan))
+}
+
 /// The part of a worker that runs the tasks coordinators send it, over `memory`; `token` is
 /// the cluster's (shown to the other workers, whose results its tasks read).
 pub fn worker(memory: Arc<MemoryStore>, token: &str) -> Result<datafusion_distributed::Worker> {
@@ -752,7 +761,10 @@ pub fn worker(memory: Arc<MemoryStore>, token: &str) -> Result<datafusion_distri
         move |ctx: WorkerQueryContext| {
             let (shards, channels) = (shards.clone(), channels.clone());
             async move {
-                let mut builder = ctx.builder.with_distributed_channel_resolver(channels);
+                let mut builder = ctx
+                    .builder
+                    .with_distributed_channel_resolver(channels)
+                    .with_distributed_worker_plan_rewrite_handler(faster_on_worker);
                 let config = builder.config().get_or_insert_default();
                 config.set_distributed_user_codec(ClusterScanCodec);
                 config.set_extension(shards);
@@ -766,4 +778,118 @@ pub fn worker(memory: Arc<MemoryStore>, token: &str) -> Result<datafusion_distri
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    #[tokio::test]
+    async fn a_worker_runs_the_plan_it_is_sent_with_faster_expressions_and_the_same_answer() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("d", DataType::Decimal128(10, 2), true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![
+                    Some(1),
+                    Some(5),
+                    None,
+                    Some(7),
+                    Some(9),
+                ])) as ArrayRef,
+                Arc::new(
+                    Decimal128Array::from(vec![Some(150), Some(-275), Some(1), None, Some(99)])
+                        .with_precision_and_scale(10, 2)
+                        .unwrap(),
+                ),
+                Arc::new(StringArray::from(vec![
+                    Some("xay"),
+                    Some("x-y-"),
+                    Some("xy"),
+                    Some("xzzy"),
+                    None,
+                ])),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        let df = ctx
+            .sql("SELECT a, d * d + d AS e FROM t WHERE a > 1 AND a < 10 AND s LIKE 'x%y%'")
+            .await
+            .unwrap();
+        let plan = df.create_physical_plan().await.unwrap();
+        // The plan travels as the coordinator planned it, and the worker makes it faster.
+        let bytes = datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec(
+            plan.clone(),
+            &ClusterScanCodec,
+        )
+        .unwrap();
+        let arrived = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
+            &bytes,
+            &ctx.task_ctx(),
+            &ClusterScanCodec,
+        )
+        .unwrap();
+        let config = ctx.state().config().clone();
+        let fast = faster_on_worker(WorkerPlanRewriteEvent {
+            plan: arrived,
+            session_config: &config,
+        })
+        .unwrap()
+        .plan;
+        // The same faster forms, where DataFusion's own would show otherwise.
+        let names = |plan: &Arc<dyn ExecutionPlan>| {
+            let mut names = Vec::new();
+            plan.apply(|node| {
+                node.apply_expressions(&mut |e| {
+                    e.apply(|e| {
+                        let any = e.as_ref() as &dyn std::any::Any;
+                        if any.is::<super::super::conjunction::AllOf>() {
+                            names.push("AllOf");
+                        } else if any.is::<super::super::like::SubstringsLike>() {
+                            names.push("SubstringsLike");
+                        } else if any.is::<super::super::decimal::DecimalArithmetic>() {
+                            names.push("DecimalArithmetic");
+                        }
+                        Ok(TreeNodeRecursion::Continue)
+                    })
+                })
+            })
+            .unwrap();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&plan), Vec::<&str>::new());
+        assert_eq!(
+            names(&fast),
+            [
+                "AllOf",
+                "DecimalArithmetic",
+                "DecimalArithmetic",
+                "SubstringsLike"
+            ]
+        );
+        let answer = |plan: Arc<dyn ExecutionPlan>| {
+            let ctx = ctx.task_ctx();
+            async move {
+                let batches = datafusion::physical_plan::collect(plan, ctx).await.unwrap();
+                arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        let (before, after) = (answer(plan).await, answer(fast).await);
+        assert_eq!(before, after);
+        assert!(before.contains("4.8125"), "{before}");
+    }
 }
