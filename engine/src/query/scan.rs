@@ -45,7 +45,7 @@ use datafusion::physical_plan::{DisplayFormatType, Partitioning, SendableRecordB
 use futures::StreamExt;
 
 use super::provider::ShardStats;
-use crate::store::{TableVersion, column_statistics};
+use crate::store::{TableVersion, column_statistics, merge_column};
 
 /// After this many filtered batches, a dynamic filter that kept more than [`KEEP_RATIO`] of the
 /// rows stops being evaluated row by row.
@@ -125,12 +125,7 @@ impl LoadedScan {
                     };
                     merged = Some(match merged {
                         None => stats,
-                        Some(m) => ColumnStatistics {
-                            null_count: m.null_count.add(&stats.null_count),
-                            min_value: m.min_value.min(&stats.min_value),
-                            max_value: m.max_value.max(&stats.max_value),
-                            ..ColumnStatistics::new_unknown()
-                        },
+                        Some(m) => merge_column(m, &stats),
                     });
                 }
                 merged.unwrap_or_else(ColumnStatistics::new_unknown)

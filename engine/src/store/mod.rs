@@ -16,7 +16,9 @@ mod version;
 pub use events::{PublishCause, StoreEvent, StoreListener};
 pub use segment::{BatchStats, Segment, memory_size};
 pub use status::{HISTORY_LEN, HistoryEntry, LoadReport, LoadState, RecoverySource, TableStatus};
-pub use version::{ColumnBounds, RemotePart, Shard, TableVersion, column_statistics, merge_bounds};
+pub use version::{
+    ColumnBounds, RemotePart, Shard, TableVersion, column_statistics, merge_bounds, merge_column,
+};
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -58,6 +58,16 @@ pub struct ColumnBounds {
     pub nulls: Option<u64>,
 }
 
+/// Two sets of one column's figures as one: the smaller min, the larger max, the nulls added.
+pub fn merge_column(a: ColumnStatistics, b: &ColumnStatistics) -> ColumnStatistics {
+    ColumnStatistics {
+        null_count: a.null_count.add(&b.null_count),
+        min_value: a.min_value.min(&b.min_value),
+        max_value: a.max_value.max(&b.max_value),
+        ..ColumnStatistics::new_unknown()
+    }
+}
+
 fn scalar_hex(p: &Precision<ScalarValue>) -> Option<String> {
     use prost::Message;
     let v = p.get_value().filter(|v| !v.is_null())?;
@@ -76,33 +86,28 @@ fn hex_scalar(h: &str) -> Option<ScalarValue> {
 /// (`parts` holding rows only): per column, the smallest min, the largest max and the nulls,
 /// all inexact (a scan's filters prune); a column some part gives no figure for stays unknown.
 pub fn merge_bounds(parts: &[&[ColumnBounds]], columns: usize) -> Vec<ColumnStatistics> {
+    let inexact = |v: Option<ScalarValue>| v.map_or(Precision::Absent, Precision::Inexact);
     (0..columns)
         .map(|c| {
-            let mut merged = ColumnStatistics::new_unknown();
-            let mut first = true;
+            let mut merged: Option<ColumnStatistics> = None;
             for part in parts {
                 let Some(b) = part.get(c) else {
                     return ColumnStatistics::new_unknown();
                 };
-                let min = b.min.as_deref().and_then(hex_scalar);
-                let max = b.max.as_deref().and_then(hex_scalar);
-                let nulls = b
-                    .nulls
-                    .map_or(Precision::Absent, |n| Precision::Inexact(n as usize));
-                let (min, max) = (
-                    min.map_or(Precision::Absent, Precision::Inexact),
-                    max.map_or(Precision::Absent, Precision::Inexact),
-                );
-                if first {
-                    (merged.min_value, merged.max_value, merged.null_count) = (min, max, nulls);
-                    first = false;
-                } else {
-                    merged.min_value = merged.min_value.min(&min);
-                    merged.max_value = merged.max_value.max(&max);
-                    merged.null_count = merged.null_count.add(&nulls);
-                }
+                let stats = ColumnStatistics {
+                    min_value: inexact(b.min.as_deref().and_then(hex_scalar)),
+                    max_value: inexact(b.max.as_deref().and_then(hex_scalar)),
+                    null_count: b
+                        .nulls
+                        .map_or(Precision::Absent, |n| Precision::Inexact(n as usize)),
+                    ..ColumnStatistics::new_unknown()
+                };
+                merged = Some(match merged {
+                    None => stats,
+                    Some(m) => merge_column(m, &stats),
+                });
             }
-            merged
+            merged.unwrap_or_else(ColumnStatistics::new_unknown)
         })
         .collect()
 }
@@ -245,12 +250,7 @@ impl TableVersion {
                     };
                     merged = Some(match merged {
                         None => stats.clone(),
-                        Some(m) => ColumnStatistics {
-                            null_count: m.null_count.add(&stats.null_count),
-                            min_value: m.min_value.min(&stats.min_value),
-                            max_value: m.max_value.max(&stats.max_value),
-                            ..ColumnStatistics::new_unknown()
-                        },
+                        Some(m) => merge_column(m, stats),
                     });
                 }
                 let Some(m) = merged else {
