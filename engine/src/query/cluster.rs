@@ -734,13 +734,11 @@ pub(super) fn coordinator(
     mut builder: datafusion::execution::SessionStateBuilder,
     cluster: &ClusterSettings,
 ) -> Result<datafusion::execution::SessionStateBuilder> {
-    if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD").is_none() {
-        let config = builder.config().get_or_insert_default();
-        config
-            .options_mut()
-            .optimizer
-            .hash_join_single_partition_threshold = CLUSTER_COLLECT_BYTES;
-    }
+    super::context::default_unless_env(
+        builder.config().get_or_insert_default(),
+        "datafusion.optimizer.hash_join_single_partition_threshold",
+        &CLUSTER_COLLECT_BYTES.to_string(),
+    );
     builder
         .with_physical_optimizer_rule(Arc::new(GatherForSingleTasks))
         .with_distributed_worker_resolver(Workers(cluster.live.clone()))
@@ -967,5 +965,27 @@ mod tests {
             assert!(lines[input + 1].starts_with("FilterExec"), "{shown}");
             assert!(lines[input + 2].starts_with("ClusterScanExec"), "{shown}");
         }
+    }
+
+    #[test]
+    fn a_coordinator_collects_only_small_build_sides() {
+        let settings = ClusterSettings::new(
+            vec![Url::parse("http://127.0.0.1:1").unwrap()],
+            "a-cluster-token-of-some-length".into(),
+        );
+        let state = coordinator(
+            datafusion::execution::SessionStateBuilder::new()
+                .with_config(super::super::context::engine_config(2)),
+            &settings,
+        )
+        .unwrap()
+        .build();
+        let optimizer = &state.config_options().optimizer;
+        let expected =
+            match std::env::var("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD") {
+                Ok(v) => v.parse().unwrap(),
+                Err(_) => CLUSTER_COLLECT_BYTES,
+            };
+        assert_eq!(optimizer.hash_join_single_partition_threshold, expected);
     }
 }

@@ -226,11 +226,16 @@ pub fn engine_config(partitions: usize) -> SessionConfig {
 /// Applies [`TARN_DEFAULTS`] to `config`, except those a `DATAFUSION_*` variable sets.
 fn tarn_defaults(config: &mut SessionConfig) {
     for (key, value) in TARN_DEFAULTS {
-        let env = key.to_uppercase().replace('.', "_");
-        if std::env::var_os(&env).is_none() {
-            // The keys are DataFusion's own (checked by a test).
-            let _ = config.options_mut().set(key, value);
-        }
+        default_unless_env(config, key, value);
+    }
+}
+
+/// Sets DataFusion's setting `key` to `value`, unless its `DATAFUSION_*` variable sets it.
+pub(super) fn default_unless_env(config: &mut SessionConfig, key: &str, value: &str) {
+    let env = key.to_uppercase().replace('.', "_");
+    if std::env::var_os(&env).is_none() {
+        // The keys are DataFusion's own (checked by tests).
+        let _ = config.options_mut().set(key, value);
     }
 }
 

@@ -127,8 +127,6 @@ pub fn spawn(
     })
 }
 
-/// After a restart: every table the workers hold parts of, and this coordinator has not loaded,
-/// is published from those parts (as they are; nothing is read).
 /// Every worker's answer to a probe (with `files`, its parts' files and columns too); `None`
 /// for a worker that gave none.
 async fn probe(cluster: &Cluster, files: bool) -> Vec<(String, Option<super::WorkerInfo>)> {
@@ -140,6 +138,8 @@ async fn probe(cluster: &Cluster, files: bool) -> Vec<(String, Option<super::Wor
         .collect()
 }
 
+/// After a restart: every table the workers hold parts of, and this coordinator has not loaded,
+/// is published from those parts (as they are; nothing is read).
 async fn adopt(
     cluster: &Cluster,
     catalog: &CatalogStore,

@@ -103,17 +103,11 @@ impl Wire {
     pub fn into_flight_data(self) -> FlightData {
         match self {
             Wire::Message(m) => m,
-            Wire::Ipc { header, body } => {
-                let mut data = Vec::with_capacity(Self::body_len(&body));
-                for b in &body {
-                    data.extend_from_slice(b);
-                }
-                FlightData {
-                    data_header: header.to_vec().into(),
-                    data_body: data.into(),
-                    ..Default::default()
-                }
-            }
+            Wire::Ipc { header, body } => FlightData {
+                data_header: header.to_vec().into(),
+                data_body: concat(&body).into(),
+                ..Default::default()
+            },
         }
     }
 }
@@ -304,11 +298,16 @@ fn gather(mut parts: Vec<Buffer>) -> Buffer {
     if parts.len() == 1 {
         return parts.pop().expect("one part");
     }
-    let mut all = Vec::with_capacity(parts.iter().map(|b| b.len()).sum());
-    for p in &parts {
+    Buffer::from(concat(&parts))
+}
+
+/// `parts`' bytes, one after another, in one vector.
+fn concat(parts: &[Buffer]) -> Vec<u8> {
+    let mut all = Vec::with_capacity(Wire::body_len(parts));
+    for p in parts {
         all.extend_from_slice(p);
     }
-    Buffer::from(all)
+    all
 }
 
 /// DoGet's codec: tickets in as protobuf, [`Wire`] messages out.

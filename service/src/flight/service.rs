@@ -203,8 +203,6 @@ impl FlightSql {
             })
     }
 
-    /// A statement that answers no rows (DDL, a load): run to its end; answers the rows it
-    /// reports affected, or 0.
     /// The parked answer (or part of one) a statement's ticket names, taken by its owner.
     pub(super) fn redeem<T>(
         &self,
@@ -229,6 +227,8 @@ impl FlightSql {
         })
     }
 
+    /// A statement that answers no rows (DDL, a load): run to its end; answers the rows it
+    /// reports affected, or 0.
     async fn run_update(&self, caller: Caller, sql: &str) -> Result<i64, Status> {
         let mut session = self.0.sessions.open(caller, Lifetime::Statement);
         let answer = session.execute(sql).await.map_err(status)?;
