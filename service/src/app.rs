@@ -121,6 +121,19 @@ impl Application {
             .map(|c| crate::cluster::Cluster::new(c, object_stores.clone(), regions.clone()))
             .transpose()?
             .map(Arc::new);
+        // A worker takes a lost worker's files from its snapshots when they are shared.
+        let elsewhere = match &config.shared_snapshots {
+            Some((location, own)) => Some(Arc::new(
+                crate::snapshot::shared::SharedSnapshots::open(
+                    location,
+                    own,
+                    &object_stores,
+                    config.store.home_region.as_deref(),
+                )
+                .await?,
+            ) as Arc<dyn crate::load::ReadElsewhere>),
+            None => None,
+        };
         let loader = Arc::new(
             Loader::new(
                 catalog.clone(),
@@ -128,7 +141,8 @@ impl Application {
                 object_stores.clone(),
                 regions.clone(),
             )
-            .with_workers(cluster.clone().map(|c| c as Arc<dyn crate::load::Workers>)),
+            .with_workers(cluster.clone().map(|c| c as Arc<dyn crate::load::Workers>))
+            .with_read_elsewhere(elsewhere),
         );
         let recovery = Arc::new(Recovery::new(
             snapshots,

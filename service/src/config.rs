@@ -213,6 +213,9 @@ pub struct Config {
     pub store: StoreConfig,
     pub tables: Vec<DeclaredTable>,
     pub snapshot_location: Option<String>,
+    /// A worker's shared snapshot location and its own place below it (`worker-<id>`), where
+    /// the other workers' snapshots are looked in for a lost worker's files.
+    pub shared_snapshots: Option<(String, String)>,
     /// Whether loaded tables are written as snapshots (and come back from them after a restart).
     pub snapshots: bool,
     pub ready_tables: Option<Vec<tarn_catalog::TableKey>>,
@@ -419,6 +422,7 @@ impl Config {
             },
             tables: file.tables,
             snapshot_location,
+            shared_snapshots: None,
             snapshots: args.snapshots.or(file.snapshots).unwrap_or(true),
             ready_tables: file.ready_tables.map(ready_tables).transpose()?,
             regions,
@@ -477,11 +481,9 @@ impl Config {
         // Workers may share a snapshot_location: each writes below it in a place of its own
         // (named by its data directory), since they hold parts of the same tables.
         if let Some(shared) = config.snapshot_location.take() {
-            config.snapshot_location = Some(format!(
-                "{}/worker-{}/",
-                shared.trim_end_matches('/'),
-                worker_id(&config.data_dir)?
-            ));
+            let own = format!("worker-{}", worker_id(&config.data_dir)?);
+            config.snapshot_location = Some(format!("{}/{own}/", shared.trim_end_matches('/')));
+            config.shared_snapshots = Some((shared, own));
         }
         Ok(config)
     }

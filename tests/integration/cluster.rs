@@ -335,9 +335,7 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
                     places
                         .flatten()
                         .filter(|p| p.file_name().to_string_lossy().starts_with("worker-"))
-                        .filter(|p| {
-                            std::fs::read_dir(p.path()).is_ok_and(|mut e| e.next().is_some())
-                        })
+                        .filter(|p| p.path().join("s/o/snapshot.json").exists())
                         .count()
                         == 2
                 })
@@ -381,6 +379,22 @@ async fn a_stopped_worker_is_named_and_its_tables_answer_again_when_it_returns()
     .await;
     let held = worker_tables(&c.workers[0]).await;
     assert_eq!(held[0]["files"], 4, "{held:?}");
+    // The lost worker's two files were taken from its snapshot, not read from the source.
+    let history = c.coordinator.get("/v1/tables/s/o/refreshes").await;
+    let taken = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["report"]["files_added"] == 2)
+        .unwrap_or_else(|| panic!("no refresh took the lost worker's files: {history}"));
+    assert_eq!(
+        (
+            &taken["report"]["files_from_snapshots"],
+            &taken["report"]["bytes_read"]
+        ),
+        (&serde_json::json!(2), &serde_json::json!(0)),
+        "{taken}"
+    );
 
     // Back on its port: the table spreads over it again, with the same answers.
     let back = lost.restart_on_same_port().await;

@@ -137,6 +137,9 @@ pub struct LoadReport {
     pub files_removed: usize,
     /// Files whose loaded data was kept as it was (not read again).
     pub files_reused: usize,
+    /// Files whose rows were taken from a snapshot another worker of the cluster wrote of them
+    /// (a lost worker's part), not read from the source.
+    pub files_from_snapshots: usize,
     pub rows: u64,
     pub rows_added: u64,
     pub rows_removed: u64,

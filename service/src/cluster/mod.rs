@@ -54,6 +54,9 @@ pub struct PartLoaded {
     pub files_changed: usize,
     pub files_removed: usize,
     pub files_reused: usize,
+    /// Files taken from another worker's snapshot rather than read from the source.
+    #[serde(default)]
+    pub files_from_snapshots: usize,
     pub rows_added: u64,
     pub rows_removed: u64,
     pub bytes_read: u64,
@@ -495,6 +498,7 @@ impl Workers for Cluster {
             report.files_changed += p.files_changed;
             report.files_removed += p.files_removed;
             report.files_reused += p.files_reused;
+            report.files_from_snapshots += p.files_from_snapshots;
             report.rows_added += p.rows_added;
             report.rows_removed += p.rows_removed;
             report.bytes_read += p.bytes_read;

@@ -1,7 +1,9 @@
 //! The coordinator's watch over its workers: every second it asks each for its status. A worker
 //! that has not answered three times in a row is taken out of the cluster: queries stop going
 //! to it, and every table with a part on it is refreshed over the workers that answer (its files
-//! are given to them; they read them from the source), until which the table answers
+//! are given to them; they take them from its snapshots when the workers share a
+//! `snapshot_location`, see `crate::snapshot::shared`, else read them from the source), until
+//! which the table answers
 //! `table_recovering`. A worker that answers again is taken back, and the tables are spread over
 //! it again on their next refresh, which is asked for at once.
 

@@ -45,6 +45,7 @@ pub async fn put_part(
         files_changed: report.files_changed,
         files_removed: report.files_removed,
         files_reused: report.files_reused,
+        files_from_snapshots: report.files_from_snapshots,
         rows_added: report.rows_added,
         rows_removed: report.rows_removed,
         bytes_read: report.bytes_read,

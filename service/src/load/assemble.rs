@@ -33,6 +33,8 @@ pub(super) struct Build<'a> {
     pub loads: &'a TableLoads,
     /// The loaded version a refresh starts from; none for a load.
     pub previous: Option<&'a TableVersion>,
+    /// Where files already read by others may be found.
+    pub elsewhere: Option<&'a dyn super::ReadElsewhere>,
 }
 
 /// Where a version's files come from.
@@ -159,10 +161,19 @@ impl Build<'_> {
                 })
             })
             .collect();
-        let to_read = d.to_read();
+        let mut to_read = d.to_read();
         let schema = self
             .new_columns(declared, &files, &to_read, schema, &mut segments, report)
             .await?;
+        self.take_from_elsewhere(
+            &entries,
+            &schema,
+            &mut to_read,
+            &mut segments,
+            report,
+            reservation,
+        )
+        .await?;
 
         let opts = ReadOptions::new(
             self.def.format.clone(),
@@ -206,6 +217,48 @@ impl Build<'_> {
             manifest,
             self.memory.shards,
         )))
+    }
+
+    /// Takes the files of `to_read` found elsewhere (another worker's snapshot) from there: their
+    /// segments are held against the memory limit like read ones, and they are no longer read.
+    async fn take_from_elsewhere(
+        &self,
+        entries: &[&FileEntry],
+        schema: &SchemaRef,
+        to_read: &mut Vec<usize>,
+        segments: &mut [Option<Arc<Segment>>],
+        report: &mut LoadReport,
+        reservation: &Reservation,
+    ) -> Result<()> {
+        let o = &self.def.options;
+        // Rows a key check left out depend on the other files of the part: read those again.
+        let Some(elsewhere) = self
+            .elsewhere
+            .filter(|_| !o.verify_keys || o.keys.is_empty())
+        else {
+            return Ok(());
+        };
+        if to_read.is_empty() {
+            return Ok(());
+        }
+        let wanted: Vec<(usize, &FileEntry)> = to_read.iter().map(|&i| (i, entries[i])).collect();
+        let found = elsewhere.segments(self.def, schema, &wanted).await;
+        if found.is_empty() {
+            return Ok(());
+        }
+        for (i, seg) in found {
+            if segments[i].is_some() || !to_read.contains(&i) {
+                continue;
+            }
+            reservation.grow(seg.bytes)?;
+            report.files_from_snapshots += 1;
+            report.rows_added += seg.rows;
+            report.bytes_read = report.bytes_read.saturating_sub(entries[i].size);
+            segments[i] = Some(Arc::new(seg));
+        }
+        to_read.retain(|&i| segments[i].is_none());
+        info!(table = %self.key(), files = report.files_from_snapshots, "taken from other workers' snapshots");
+        Ok(())
     }
 
     /// The table's files: its Delta log's active files, or the listing of its FILES entries.

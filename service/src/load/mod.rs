@@ -168,6 +168,22 @@ pub trait Workers: Send + Sync {
     async fn drop_table(&self, key: &TableKey) -> Result<()>;
 }
 
+/// Rows of files already read elsewhere: on a cluster's worker, the snapshots the other workers
+/// wrote in the shared `snapshot_location`, so a lost worker's files are taken from its snapshot
+/// rather than read and parsed again from the source.
+#[async_trait::async_trait]
+pub trait ReadElsewhere: Send + Sync {
+    /// Of `files` (each with its index), those whose rows, read for `def` under `schema`, are
+    /// found intact elsewhere: each index with its segment. Whatever is not found (or cannot be
+    /// read) is left out, and the loader reads it from the source.
+    async fn segments(
+        &self,
+        def: &TableDef,
+        schema: &arrow::datatypes::SchemaRef,
+        files: &[(usize, &tarn_connectors::listing::FileEntry)],
+    ) -> Vec<(usize, tarn_engine::store::Segment)>;
+}
+
 /// Loads, refreshes, unloads and drops tables.
 pub struct Loader {
     catalog: Arc<CatalogStore>,
@@ -179,6 +195,8 @@ pub struct Loader {
     pub counters: LoadCounters,
     /// The workers that hold the tables, when this process coordinates a cluster.
     workers: Option<Arc<dyn Workers>>,
+    /// Where files already read by others may be found (a cluster's worker).
+    elsewhere: Option<Arc<dyn ReadElsewhere>>,
 }
 
 impl Loader {
@@ -197,7 +215,14 @@ impl Loader {
             jobs: RefreshJobs::default(),
             counters: LoadCounters::default(),
             workers: None,
+            elsewhere: None,
         }
+    }
+
+    /// Files to read are looked for in `elsewhere` first.
+    pub fn with_read_elsewhere(mut self, elsewhere: Option<Arc<dyn ReadElsewhere>>) -> Self {
+        self.elsewhere = elsewhere;
+        self
     }
 
     /// Loads and refreshes go to `workers`: this process coordinates a cluster.
@@ -495,6 +520,7 @@ impl Loader {
             entry,
             loads: &loads,
             previous,
+            elsewhere: self.elsewhere.as_deref(),
         };
         let read_from = source::first_route(&self.regions, def).and_then(|r| r.region);
         let result = build.run().instrument(span.clone()).await;

@@ -31,6 +31,11 @@ pub(super) struct Meta {
     pub(super) table: String,
     /// CRC-32 of the table's definition as the catalog holds it.
     pub(super) definition: u32,
+    /// CRC-32 of what decides a file's rows once its columns are known (the file format and its
+    /// options, strict loading): another worker reading the same file this way gets the same
+    /// rows. Absent in snapshots written before it was kept.
+    #[serde(default)]
+    pub(super) reading: Option<u32>,
     pub(super) version: u64,
     pub(super) written_at: DateTime<Utc>,
     /// The table's schema, as an Arrow IPC file without batches (hex).
@@ -212,6 +217,11 @@ pub(super) fn name_of_path(part: &str) -> Option<String> {
 
 pub(super) fn definition_crc(def: &TableDef) -> u32 {
     crc32fast::hash(serde_json::to_string(def).unwrap_or_default().as_bytes())
+}
+
+pub(super) fn reading_crc(def: &TableDef) -> u32 {
+    let reading = serde_json::json!([def.format, def.options.strict_load]);
+    crc32fast::hash(reading.to_string().as_bytes())
 }
 
 pub(super) fn hex(bytes: &[u8]) -> String {

@@ -18,6 +18,7 @@
 
 mod format;
 pub mod recovery;
+pub mod shared;
 pub mod writer;
 
 pub use format::FORMAT_VERSION;
@@ -36,7 +37,8 @@ use tracing::warn;
 use crate::error::{Result, ServiceError};
 use format::{
     Meta, SegmentMeta, chunk_crcs, decode_ipc, definition_crc, hex, ipc_bytes, map_file,
-    name_of_path, redacted, restored_key, stats_batch, stats_from_batch, table_dir, unhex,
+    name_of_path, reading_crc, redacted, restored_key, stats_batch, stats_from_batch, table_dir,
+    unhex,
 };
 
 /// Where snapshots live and what has been written of each table.
@@ -83,17 +85,11 @@ impl Snapshots {
                     Some(dir),
                 )
             }
-            Some(uri) => {
-                let loc = tarn_connectors::Location::parse(uri)?;
-                let store = object_stores.store_for(&loc, region).await?;
-                let prefix = loc.key().trim_end_matches('/').to_string();
-                let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-                    store
-                } else {
-                    Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
-                };
-                (store, uri.to_string(), None)
-            }
+            Some(uri) => (
+                store_at(uri, object_stores, region).await?,
+                uri.to_string(),
+                None,
+            ),
         };
         let test_delay = std::env::var("TARN_TEST_SNAPSHOT_DELAY_MS")
             .ok()
@@ -229,6 +225,7 @@ impl Snapshots {
             format: FORMAT_VERSION,
             table: key.to_string(),
             definition: definition_crc(def),
+            reading: Some(reading_crc(def)),
             version: version.version,
             written_at: chrono::Utc::now(),
             schema: hex(&ipc_bytes(&version.schema, &[])?),
@@ -332,56 +329,17 @@ impl Snapshots {
             .segments
             .iter()
             .map(|s| {
-                let schema = schema.clone();
-                async move {
-                    let path = self.path(key, &format!("segments/{}", s.name));
-                    let data = match &self.local {
-                        // Mapped, not copied: snapshot files never change once written.
-                        Some(dir) => map_file(&dir.join(path.as_ref()))
-                            .map_err(|e| format!("segment {} is missing: {e}", s.name))?,
-                        None => self
-                            .store
-                            .get(&path)
-                            .await
-                            .map_err(|e| format!("segment {} is missing: {e}", s.name))?
-                            .bytes()
-                            .await
-                            .map_err(|e| format!("segment {}: {e}", s.name))?,
-                    };
-                    let s = s.clone();
-                    tokio::task::spawn_blocking(move || {
-                        if data.len() as u64 != s.size || chunk_crcs(&data) != s.crc32 {
-                            return Err(format!(
-                                "segment {} is corrupt (size or checksum)",
-                                s.name
-                            ));
-                        }
-                        let (seg_schema, batches) = decode_ipc(data)
-                            .map_err(|e| format!("segment {} is corrupt: {e}", s.name))?;
-                        if seg_schema.fields() != schema.fields() {
-                            return Err(format!("segment {} has other columns", s.name));
-                        }
-                        let stats = s
-                            .stats
-                            .as_deref()
-                            .and_then(unhex)
-                            .and_then(|b| decode_ipc(Bytes::from(b)).ok())
-                            .and_then(|(_, b)| b.into_iter().next())
-                            .and_then(|b| {
-                                stats_from_batch(&b, schema.fields().len(), batches.len())
-                            });
-                        let seg = Segment::recovered(
-                            s.source.clone(),
-                            batches,
-                            stats,
-                            s.rejected.clone(),
-                            s.size,
-                        );
-                        Ok((s, seg))
-                    })
-                    .await
-                    .map_err(|e| format!("segment: {e}"))?
-                }
+                let path = self.path(key, &format!("segments/{}", s.name));
+                let local = self.local.as_ref().map(|dir| dir.join(path.as_ref()));
+                read_segment(
+                    &*self.store,
+                    path,
+                    local,
+                    s,
+                    schema.clone(),
+                    s.source.clone(),
+                )
+                .map(|r| r.map(|seg| (s.clone(), seg)))
                 .boxed()
             })
             .collect();
@@ -411,6 +369,72 @@ impl Snapshots {
             .insert(key.clone(), by_id);
         Ok((version, bytes))
     }
+}
+
+/// The store at `uri`, with paths below its prefix.
+async fn store_at(
+    uri: &str,
+    object_stores: &tarn_connectors::StoreRegistry,
+    region: Option<&str>,
+) -> Result<Arc<dyn ObjectStore>> {
+    let loc = tarn_connectors::Location::parse(uri)?;
+    let store = object_stores.store_for(&loc, region).await?;
+    let prefix = loc.key().trim_end_matches('/').to_string();
+    Ok(if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+    })
+}
+
+/// Reads one segment file (mapped when `local` names it on disk), checking its size and
+/// checksums and that its columns are `schema`'s; the segment is `file`'s.
+async fn read_segment(
+    store: &dyn ObjectStore,
+    path: ObjectPath,
+    local: Option<std::path::PathBuf>,
+    s: &SegmentMeta,
+    schema: arrow::datatypes::SchemaRef,
+    file: String,
+) -> std::result::Result<Segment, String> {
+    let data = match local {
+        // Mapped, not copied: snapshot files never change once written.
+        Some(file) => map_file(&file).map_err(|e| format!("segment {} is missing: {e}", s.name))?,
+        None => store
+            .get(&path)
+            .await
+            .map_err(|e| format!("segment {} is missing: {e}", s.name))?
+            .bytes()
+            .await
+            .map_err(|e| format!("segment {}: {e}", s.name))?,
+    };
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || {
+        if data.len() as u64 != s.size || chunk_crcs(&data) != s.crc32 {
+            return Err(format!("segment {} is corrupt (size or checksum)", s.name));
+        }
+        let (seg_schema, batches) =
+            decode_ipc(data).map_err(|e| format!("segment {} is corrupt: {e}", s.name))?;
+        if seg_schema.fields() != schema.fields() {
+            return Err(format!("segment {} has other columns", s.name));
+        }
+        let stats = s
+            .stats
+            .as_deref()
+            .and_then(unhex)
+            .and_then(|b| decode_ipc(Bytes::from(b)).ok())
+            .and_then(|(_, b)| b.into_iter().next())
+            .and_then(|b| stats_from_batch(&b, schema.fields().len(), batches.len()));
+        Ok(Segment::recovered(
+            file,
+            batches,
+            stats,
+            s.rejected.clone(),
+            s.size,
+        ))
+    })
+    .await
+    .map_err(|e| format!("segment: {e}"))?
 }
 
 #[cfg(test)]
