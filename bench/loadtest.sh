@@ -9,6 +9,7 @@
 #   ./bench/loadtest.sh                                  # this tree's release build
 #   TARN_BIN=/path/to/tarn ./bench/loadtest.sh           # that build instead (no cargo build)
 #   TARN_COMPARE=/path/to/other/tarn ./bench/loadtest.sh # and another build beside it
+#   MIX=tpch ./bench/loadtest.sh                         # only the 22 TPC-H queries, no refreshes
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tarn-target}"

@@ -11,6 +11,9 @@ small file lands in the `ticks` table's directory every second and the table is 
 `POST /v1/tables/tpch/ticks/refresh`; DuckDB: the file's rows are inserted). Every answer must
 succeed: one error fails the run. Reports queries/s and p50/p99 latency per engine, to
 RESULTS_DIR/loadtest-sf<N>.{json,md}.
+
+With MIX=tpch in the environment, the clients send only the 22 TPC-H queries (in random order) and
+nothing is refreshed; the results go to RESULTS_DIR/loadtest-sf<N>-tpch.{json,md}.
 """
 import datetime
 import http.client
@@ -39,13 +42,17 @@ LIGHT = {
 }
 
 
+TPCH_ONLY = os.environ.get("MIX", "mixed") == "tpch"
+
+
 def workload(seed, n=100000):
-    """The statements a client sends, in order: heavy (TPC-H) and light, one for one."""
+    """The statements a client sends, in order: heavy (TPC-H) and light, one for one (only
+    TPC-H with MIX=tpch)."""
     rnd = random.Random(seed)
     names = [str(i) for i in range(1, 23)]
     out = []
     for _ in range(n):
-        if rnd.random() < 0.5:
+        if TPCH_ONLY or rnd.random() < 0.5:
             out.append(("q" + (q := rnd.choice(names)), q))
         else:
             kind = rnd.choice(sorted(LIGHT))
@@ -224,7 +231,7 @@ def drive(connect, send, tick, clients, seconds):
 
     def ticker():
         i = 1
-        while time.monotonic() < stop:
+        while not TPCH_ONLY and time.monotonic() < stop:
             t0 = time.perf_counter()
             try:
                 tick(i)
@@ -288,6 +295,7 @@ def main():
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}",
         "scale_factor": sf, "clients": clients, "seconds": seconds, "engines": {},
+        "mix": "tpch" if TPCH_ONLY else "mixed",
     }
     for name, binary in binaries:
         print(f"tarn ({name}): load, then {clients} clients for {seconds:.0f} s...", file=sys.stderr)
@@ -295,7 +303,7 @@ def main():
     print(f"duckdb: load, then {clients} threads for {seconds:.0f} s...", file=sys.stderr)
     report["engines"]["duckdb"] = run_duckdb(parquet, qs, clients, seconds)
     os.makedirs(results, exist_ok=True)
-    base = os.path.join(results, f"loadtest-sf{sf}")
+    base = os.path.join(results, f"loadtest-sf{sf}" + ("-tpch" if TPCH_ONLY else ""))
     json.dump(report, open(base + ".json", "w"), indent=1)
     open(base + ".md", "w").write(markdown(report))
     print(markdown(report))
@@ -310,8 +318,10 @@ def markdown(r):
     lines = [
         f"# Load test, TPC-H SF{r['scale_factor']}: {r['clients']} clients for {r['seconds']:.0f} s",
         "",
-        f"{r['date']}, {r['machine']}. Half TPC-H queries, half light ones (point lookup, date-range count,",
-        "count of the refreshed table); a new file and a refresh of `ticks` every second.",
+        f"{r['date']}, {r['machine']}. " + (
+            "The 22 TPC-H queries only, in random order; nothing refreshed." if r.get("mix") == "tpch" else
+            "Half TPC-H queries, half light ones (point lookup, date-range count,\n"
+            "count of the refreshed table); a new file and a refresh of `ticks` every second."),
         "",
         "| engine | queries | errors | queries/s | p50 ms | p99 ms | heavy p50 | heavy p99 | light p50 | light p99 | refreshes | refresh p50 ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -4,7 +4,7 @@
 # new file lands (time and bytes read), and the time from a file landing to its rows being
 # visible with REFRESH_INTERVAL = '1s' and with MAX_STALENESS = '1s' on read.
 #
-#   ./bench/refresh.sh            # FILES=1000 RUNS=5
+#   ./bench/refresh.sh            # FILES=1000 RUNS=5; writes bench/results/refresh-<FILES>-files.txt
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tarn-target}"
@@ -51,5 +51,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"; rm -f "$data"/table/new-*.parquet' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 
-"$venv/bin/python" "$root/bench/refresh_driver.py" "http://127.0.0.1:$port" "$data" "$runs"
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+{
+  "$venv/bin/python" "$root/bench/refresh_driver.py" "http://127.0.0.1:$port" "$data" "$runs"
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+} | tee "$root/bench/results/refresh-$files-files.txt"

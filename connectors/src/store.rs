@@ -156,52 +156,18 @@ impl StoreRegistry {
 
     /// Parses `uri` and refuses it unless the config allows it; no request is sent.
     pub fn check(&self, uri: &str) -> Result<Location> {
-        let loc = Location::parse(uri)?;
-        let refused = |reason: &str| ConnectorError::LocationRefused {
-            uri: crate::location::redact(uri),
-            reason: reason.to_string(),
-        };
-        if !self.allowed(&loc) {
-            return Err(ConnectorError::LocationNotAllowed {
-                uri: crate::location::redact(uri),
-            });
-        }
-        if self.reserved(&loc) {
-            return Err(refused(
-                "it holds Tarn's own data (data_dir, snapshot_location)",
-            ));
-        }
-        // A local path is judged by where it leads: a symbolic link or `..` must not take it out
-        // of the allowed directories or into Tarn's own.
-        if let Location::File { path } = &loc {
-            let real = Location::File {
-                path: canonical(path)
-                    .ok_or_else(|| refused("the path has '..' after a missing part"))?,
-            };
-            if !self.allowed(&real) {
-                return Err(refused(&format!(
-                    "it leads to {real}, outside allowed_locations"
-                )));
-            }
-            if self.reserved(&real) {
-                return Err(refused(
-                    "it leads into Tarn's own data (data_dir, snapshot_location)",
-                ));
-            }
-        }
-        Ok(loc)
+        self.checker().check(uri)
     }
 
-    fn allowed(&self, loc: &Location) -> bool {
-        self.config.allowed_locations.iter().any(|a| {
-            loc.is_allowed_by(a) || canonical_entry(a).is_some_and(|a| loc.is_allowed_by(&a))
-        })
-    }
-
-    fn reserved(&self, loc: &Location) -> bool {
-        self.config.reserved_locations.iter().any(|r| {
-            loc.is_allowed_by(r) || canonical_entry(r).is_some_and(|r| loc.is_allowed_by(&r))
-        })
+    /// A checker for many locations at once (a listing's files): the allow-list's entries and
+    /// each directory are resolved once, not once per file.
+    pub fn checker(&self) -> LocationCheck<'_> {
+        LocationCheck {
+            registry: self,
+            allowed: std::cell::OnceCell::new(),
+            reserved: std::cell::OnceCell::new(),
+            dirs: Default::default(),
+        }
     }
 
     /// Whether `region` is one the configuration knows (a `[regions.NAME]` or the home region).
@@ -363,6 +329,106 @@ async fn resolve(loc: &Location, endpoint: &str) -> Result<()> {
             message: format!("unknown host '{host}'"),
         }),
     }
+}
+
+/// Checks locations against the allow-list and Tarn's own places ([`StoreRegistry::check`]),
+/// remembering what it resolved on the local file system.
+pub struct LocationCheck<'a> {
+    registry: &'a StoreRegistry,
+    /// The allow-list's and the reserved entries, and for local ones their resolved forms.
+    allowed: std::cell::OnceCell<Vec<String>>,
+    reserved: std::cell::OnceCell<Vec<String>>,
+    /// Directories (as file locations' paths) and what they resolve to.
+    dirs: std::cell::RefCell<HashMap<String, Option<String>>>,
+}
+
+impl LocationCheck<'_> {
+    /// Parses `uri` and refuses it unless the config allows it; no request is sent.
+    pub fn check(&self, uri: &str) -> Result<Location> {
+        let loc = Location::parse(uri)?;
+        let refused = |reason: &str| ConnectorError::LocationRefused {
+            uri: crate::location::redact(uri),
+            reason: reason.to_string(),
+        };
+        if !self.allowed(&loc) {
+            return Err(ConnectorError::LocationNotAllowed {
+                uri: crate::location::redact(uri),
+            });
+        }
+        if self.reserved(&loc) {
+            return Err(refused(
+                "it holds Tarn's own data (data_dir, snapshot_location)",
+            ));
+        }
+        // A local path is judged by where it leads: a symbolic link or `..` must not take it out
+        // of the allowed directories or into Tarn's own.
+        if let Location::File { path } = &loc {
+            let real = Location::File {
+                path: self
+                    .canonical(path)
+                    .ok_or_else(|| refused("the path has '..' after a missing part"))?,
+            };
+            if !self.allowed(&real) {
+                return Err(refused(&format!(
+                    "it leads to {real}, outside allowed_locations"
+                )));
+            }
+            if self.reserved(&real) {
+                return Err(refused(
+                    "it leads into Tarn's own data (data_dir, snapshot_location)",
+                ));
+            }
+        }
+        Ok(loc)
+    }
+
+    fn allowed(&self, loc: &Location) -> bool {
+        let entries = self
+            .allowed
+            .get_or_init(|| with_canonical(&self.registry.config.allowed_locations));
+        entries.iter().any(|a| loc.is_allowed_by(a))
+    }
+
+    fn reserved(&self, loc: &Location) -> bool {
+        let entries = self
+            .reserved
+            .get_or_init(|| with_canonical(&self.registry.config.reserved_locations));
+        entries.iter().any(|r| loc.is_allowed_by(r))
+    }
+
+    /// [`canonical`], with each directory resolved once: a file that is not itself a link is
+    /// its directory's resolved path and its name.
+    fn canonical(&self, path: &str) -> Option<String> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((dir, name)) if !name.is_empty() && name != "." && name != ".." => (dir, name),
+            _ => return canonical(path),
+        };
+        let is_link = std::fs::symlink_metadata(format!("/{path}"))
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(true);
+        if is_link {
+            return canonical(path);
+        }
+        let real_dir = self
+            .dirs
+            .borrow_mut()
+            .entry(dir.to_string())
+            .or_insert_with(|| canonical(dir))
+            .clone()?;
+        Some(if real_dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{real_dir}/{name}")
+        })
+    }
+}
+
+/// Entries of an allow-list, and beside each local one whose links resolve elsewhere, its
+/// resolved form.
+fn with_canonical(entries: &[String]) -> Vec<String> {
+    let mut out = entries.to_vec();
+    out.extend(entries.iter().filter_map(|e| canonical_entry(e)));
+    out
 }
 
 /// `path` (a file location's, without its leading `/`) with symbolic links and `.` / `..`

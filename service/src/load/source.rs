@@ -194,13 +194,15 @@ pub async fn list_files(
             spec.pattern.as_deref(),
         )
         .await?;
+        let checker = object_stores.checker();
         for f in &mut found {
             f.uri = route.logical(&f.uri);
             // A local file is judged by where it leads (a link out of the allowed directory).
             if matches!(loc, Location::File { .. }) {
-                object_stores.check(&f.uri)?;
+                checker.check(&f.uri)?;
             }
         }
+        drop(checker);
         if found.is_empty() && !def.options.allow_missing_files {
             return Err(ConnectorError::NoFiles {
                 uri: tarn_connectors::location::redact(&spec.uri),

@@ -56,8 +56,10 @@ pub(super) struct SegmentMeta {
     pub(super) rows: u64,
     pub(super) rejected: Vec<RejectedRow>,
     /// Per-batch min, max and null counts as an Arrow IPC file (hex), so recovery need not
-    /// compute them again; absent when they could not be encoded.
-    #[serde(default)]
+    /// compute them again. Snapshots written since keep them in the segment file's footer
+    /// ([`STATS_KEY`]): here, a table of many files made `snapshot.json` hundreds of megabytes,
+    /// written again by every refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) stats: Option<String>,
 }
 
@@ -225,19 +227,27 @@ pub(super) fn reading_crc(def: &TableDef) -> u32 {
 }
 
 pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 pub(super) fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
-pub(super) fn ipc_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+/// The key, in a segment file's footer, of its per-batch statistics (an Arrow IPC file, hex).
+pub(super) const STATS_KEY: &str = "tarn.stats";
+
+/// An Arrow IPC file of `batches`, with `metadata` (key, value) in its footer.
+pub(super) fn ipc_bytes(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    metadata: Option<(&str, String)>,
+) -> Result<Vec<u8>> {
     let mut w = FileWriter::try_new(Vec::new(), schema)
         .map_err(|e| ServiceError::Internal(format!("snapshot encoding: {e}")))?;
+    if let Some((k, v)) = metadata {
+        w.write_metadata(k, v);
+    }
     for b in batches {
         w.write(b)
             .map_err(|e| ServiceError::Internal(format!("snapshot encoding: {e}")))?;
@@ -250,6 +260,14 @@ pub(super) fn ipc_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<V
 pub(super) fn decode_ipc(
     bytes: Bytes,
 ) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), String> {
+    decode_ipc_with(bytes, None).map(|(schema, batches, _)| (schema, batches))
+}
+
+/// [`decode_ipc`], also answering the value of `key` in the file's footer.
+pub(super) fn decode_ipc_with(
+    bytes: Bytes,
+    key: Option<&str>,
+) -> std::result::Result<(SchemaRef, Vec<RecordBatch>, Option<String>), String> {
     let buffer = Buffer::from(bytes);
     let len = buffer.len();
     if len < 10 {
@@ -262,6 +280,14 @@ pub(super) fn decode_ipc(
         .ok_or("footer longer than the file")?;
     let footer = root_as_footer(&buffer[footer_start..len - 10]).map_err(|e| e.to_string())?;
     let schema = Arc::new(fb_to_schema(footer.schema().ok_or("no schema")?));
+    let value = key.and_then(|key| {
+        footer
+            .custom_metadata()?
+            .iter()
+            .find(|kv| kv.key() == Some(key))?
+            .value()
+            .map(str::to_string)
+    });
     let mut decoder = FileDecoder::new(schema.clone(), footer.version());
     for block in footer.dictionaries().iter().flatten() {
         let data = block_data(&buffer, block)?;
@@ -279,7 +305,7 @@ pub(super) fn decode_ipc(
             batches.push(b);
         }
     }
-    Ok((schema, batches))
+    Ok((schema, batches, value))
 }
 
 #[allow(unsafe_code)]
@@ -403,6 +429,7 @@ mod tests {
         let encoded = ipc_bytes(
             &stats_batch(&schema, &stats).unwrap().schema(),
             &[stats_batch(&schema, &stats).unwrap()],
+            None,
         )
         .unwrap();
         let (_, decoded) = decode_ipc(Bytes::from(encoded)).unwrap();
@@ -418,7 +445,7 @@ mod tests {
 
         // The data itself: decoded without a copy, equal to what was written; checksums catch
         // a flipped byte.
-        let data = ipc_bytes(&schema, &batches).unwrap();
+        let data = ipc_bytes(&schema, &batches, None).unwrap();
         let crcs = chunk_crcs(&data);
         let (s, got) = decode_ipc(Bytes::from(data.clone())).unwrap();
         assert_eq!(s, schema);
