@@ -5,7 +5,7 @@
 //! Requests retry with exponential backoff on 5xx answers, timeouts and dropped connections, for a
 //! bounded total time; 4xx answers are not retried, and a host that does not resolve fails at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -338,8 +338,10 @@ pub struct LocationCheck<'a> {
     /// The allow-list's and the reserved entries, and for local ones their resolved forms.
     allowed: std::cell::OnceCell<Vec<String>>,
     reserved: std::cell::OnceCell<Vec<String>>,
-    /// Directories (as file locations' paths) and what they resolve to.
-    dirs: std::cell::RefCell<HashMap<String, Option<String>>>,
+    /// Directories (as file locations' paths): what they resolve to, and the names of the
+    /// links in them (none when they cannot be read).
+    #[allow(clippy::type_complexity)]
+    dirs: std::cell::RefCell<HashMap<String, (Option<String>, Option<HashSet<String>>)>>,
 }
 
 impl LocationCheck<'_> {
@@ -403,24 +405,35 @@ impl LocationCheck<'_> {
             Some((dir, name)) if !name.is_empty() && name != "." && name != ".." => (dir, name),
             _ => return canonical(path),
         };
-        let is_link = std::fs::symlink_metadata(format!("/{path}"))
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(true);
-        if is_link {
+        let mut dirs = self.dirs.borrow_mut();
+        let (real_dir, links) = dirs
+            .entry(dir.to_string())
+            .or_insert_with(|| (canonical(dir), links_in(dir)));
+        // A file that is a link (or one not seen in its directory) is resolved on its own.
+        if links.as_ref().is_none_or(|links| links.contains(name)) {
+            drop(dirs);
             return canonical(path);
         }
-        let real_dir = self
-            .dirs
-            .borrow_mut()
-            .entry(dir.to_string())
-            .or_insert_with(|| canonical(dir))
-            .clone()?;
+        let real_dir = real_dir.clone()?;
         Some(if real_dir.is_empty() {
             name.to_string()
         } else {
             format!("{real_dir}/{name}")
         })
     }
+}
+
+/// The names of the links in the directory `dir` (a file location's path), from the directory
+/// itself (no `stat` per file); none when it cannot be read, or a name does not read.
+fn links_in(dir: &str) -> Option<HashSet<String>> {
+    let mut links = HashSet::new();
+    for entry in std::fs::read_dir(format!("/{dir}")).ok()? {
+        let entry = entry.ok()?;
+        if entry.file_type().ok()?.is_symlink() {
+            links.insert(entry.file_name().into_string().ok()?);
+        }
+    }
+    Some(links)
 }
 
 /// Entries of an allow-list, and beside each local one whose links resolve elsewhere, its
