@@ -56,10 +56,8 @@ pub(super) struct SegmentMeta {
     pub(super) rows: u64,
     pub(super) rejected: Vec<RejectedRow>,
     /// Per-batch min, max and null counts as an Arrow IPC file (hex), so recovery need not
-    /// compute them again. Snapshots written since keep them in the segment file's footer
-    /// ([`STATS_KEY`]): here, a table of many files made `snapshot.json` hundreds of megabytes,
-    /// written again by every refresh.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// compute them again; absent when they could not be encoded.
+    #[serde(default)]
     pub(super) stats: Option<String>,
 }
 
@@ -234,20 +232,9 @@ pub(super) fn unhex(s: &str) -> Option<Vec<u8>> {
     hex::decode(s).ok()
 }
 
-/// The key, in a segment file's footer, of its per-batch statistics (an Arrow IPC file, hex).
-pub(super) const STATS_KEY: &str = "tarn.stats";
-
-/// An Arrow IPC file of `batches`, with `metadata` (key, value) in its footer.
-pub(super) fn ipc_bytes(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    metadata: Option<(&str, String)>,
-) -> Result<Vec<u8>> {
+pub(super) fn ipc_bytes(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let mut w = FileWriter::try_new(Vec::new(), schema)
         .map_err(|e| ServiceError::Internal(format!("snapshot encoding: {e}")))?;
-    if let Some((k, v)) = metadata {
-        w.write_metadata(k, v);
-    }
     for b in batches {
         w.write(b)
             .map_err(|e| ServiceError::Internal(format!("snapshot encoding: {e}")))?;
@@ -260,14 +247,6 @@ pub(super) fn ipc_bytes(
 pub(super) fn decode_ipc(
     bytes: Bytes,
 ) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), String> {
-    decode_ipc_with(bytes, None).map(|(schema, batches, _)| (schema, batches))
-}
-
-/// [`decode_ipc`], also answering the value of `key` in the file's footer.
-pub(super) fn decode_ipc_with(
-    bytes: Bytes,
-    key: Option<&str>,
-) -> std::result::Result<(SchemaRef, Vec<RecordBatch>, Option<String>), String> {
     let buffer = Buffer::from(bytes);
     let len = buffer.len();
     if len < 10 {
@@ -280,14 +259,6 @@ pub(super) fn decode_ipc_with(
         .ok_or("footer longer than the file")?;
     let footer = root_as_footer(&buffer[footer_start..len - 10]).map_err(|e| e.to_string())?;
     let schema = Arc::new(fb_to_schema(footer.schema().ok_or("no schema")?));
-    let value = key.and_then(|key| {
-        footer
-            .custom_metadata()?
-            .iter()
-            .find(|kv| kv.key() == Some(key))?
-            .value()
-            .map(str::to_string)
-    });
     let mut decoder = FileDecoder::new(schema.clone(), footer.version());
     for block in footer.dictionaries().iter().flatten() {
         let data = block_data(&buffer, block)?;
@@ -305,7 +276,7 @@ pub(super) fn decode_ipc_with(
             batches.push(b);
         }
     }
-    Ok((schema, batches, value))
+    Ok((schema, batches))
 }
 
 #[allow(unsafe_code)]
@@ -429,7 +400,6 @@ mod tests {
         let encoded = ipc_bytes(
             &stats_batch(&schema, &stats).unwrap().schema(),
             &[stats_batch(&schema, &stats).unwrap()],
-            None,
         )
         .unwrap();
         let (_, decoded) = decode_ipc(Bytes::from(encoded)).unwrap();
@@ -445,7 +415,7 @@ mod tests {
 
         // The data itself: decoded without a copy, equal to what was written; checksums catch
         // a flipped byte.
-        let data = ipc_bytes(&schema, &batches, None).unwrap();
+        let data = ipc_bytes(&schema, &batches).unwrap();
         let crcs = chunk_crcs(&data);
         let (s, got) = decode_ipc(Bytes::from(data.clone())).unwrap();
         assert_eq!(s, schema);

@@ -36,9 +36,9 @@ use tracing::warn;
 
 use crate::error::{Result, ServiceError};
 use format::{
-    Meta, STATS_KEY, SegmentMeta, chunk_crcs, decode_ipc, decode_ipc_with, definition_crc, hex,
-    ipc_bytes, map_file, name_of_path, reading_crc, redacted, restored_key, stats_batch,
-    stats_from_batch, table_dir, unhex,
+    Meta, SegmentMeta, chunk_crcs, decode_ipc, definition_crc, hex, ipc_bytes, map_file,
+    name_of_path, reading_crc, redacted, restored_key, stats_batch, stats_from_batch, table_dir,
+    unhex,
 };
 
 /// Where snapshots live and what has been written of each table.
@@ -188,13 +188,13 @@ impl Snapshots {
                 Some(m) => m.clone(),
                 None => {
                     let (schema, seg2) = (version.schema.clone(), seg.clone());
-                    let (data, crc32) = tokio::task::spawn_blocking(move || {
-                        let stats = stats_batch(&schema, &seg2.stats)
-                            .and_then(|b| ipc_bytes(&b.schema(), &[b], None).ok())
-                            .map(|b| (STATS_KEY, hex(&b)));
-                        let data = ipc_bytes(&schema, &seg2.batches, stats)?;
+                    let (data, crc32, stats) = tokio::task::spawn_blocking(move || {
+                        let data = ipc_bytes(&schema, &seg2.batches)?;
                         let crc32 = chunk_crcs(&data);
-                        Ok::<_, ServiceError>((data, crc32))
+                        let stats = stats_batch(&schema, &seg2.stats)
+                            .and_then(|b| ipc_bytes(&b.schema(), &[b]).ok())
+                            .map(|b| hex(&b));
+                        Ok::<_, ServiceError>((data, crc32, stats))
                     })
                     .await
                     .map_err(|e| ServiceError::Internal(format!("snapshot encoding: {e}")))??;
@@ -206,7 +206,7 @@ impl Snapshots {
                         crc32,
                         rows: seg.rows,
                         rejected: seg.rejected.clone(),
-                        stats: None,
+                        stats,
                     };
                     bytes_written += data.len() as u64;
                     let path = self.path(key, &format!("segments/{name}"));
@@ -228,7 +228,7 @@ impl Snapshots {
             reading: Some(reading_crc(def)),
             version: version.version,
             written_at: chrono::Utc::now(),
-            schema: hex(&ipc_bytes(&version.schema, &[], None)?),
+            schema: hex(&ipc_bytes(&version.schema, &[])?),
             manifest: redacted(&version.manifest),
             segments,
         };
@@ -413,15 +413,14 @@ async fn read_segment(
         if data.len() as u64 != s.size || chunk_crcs(&data) != s.crc32 {
             return Err(format!("segment {} is corrupt (size or checksum)", s.name));
         }
-        let (seg_schema, batches, footer_stats) = decode_ipc_with(data, Some(STATS_KEY))
-            .map_err(|e| format!("segment {} is corrupt: {e}", s.name))?;
+        let (seg_schema, batches) =
+            decode_ipc(data).map_err(|e| format!("segment {} is corrupt: {e}", s.name))?;
         if seg_schema.fields() != schema.fields() {
             return Err(format!("segment {} has other columns", s.name));
         }
         let stats = s
             .stats
             .as_deref()
-            .or(footer_stats.as_deref())
             .and_then(unhex)
             .and_then(|b| decode_ipc(Bytes::from(b)).ok())
             .and_then(|(_, b)| b.into_iter().next())
@@ -491,47 +490,6 @@ mod tests {
                     .to_vec()
             })
             .collect()
-    }
-
-    /// Each segment's per-batch statistics travel in its own file's footer, not in
-    /// `snapshot.json` (which every refresh writes again), and come back with the segment.
-    #[tokio::test]
-    async fn batch_statistics_are_kept_in_the_segment_file_not_in_the_metadata() {
-        let dir = tempfile::tempdir().unwrap();
-        let stores = StoreRegistry::new(StoreConfig::default()).unwrap();
-        let snapshots = Snapshots::open(dir.path(), None, &stores, None)
-            .await
-            .unwrap();
-        let def = def();
-        let written = version(1, Arc::new(segment(10)));
-        snapshots.write(&def, &written).await.unwrap();
-        let table = dir.path().join("snapshots/d/t");
-        let meta = std::fs::read_to_string(table.join("snapshot.json")).unwrap();
-        assert!(!meta.contains("\"stats\""), "{meta}");
-        let file = std::fs::read_dir(table.join("segments"))
-            .unwrap()
-            .flatten()
-            .next()
-            .unwrap()
-            .path();
-        let (_, _, stats) = super::format::decode_ipc_with(
-            bytes::Bytes::from(std::fs::read(file).unwrap()),
-            Some(super::STATS_KEY),
-        )
-        .unwrap();
-        let stats = super::unhex(&stats.expect("statistics in the footer")).unwrap();
-        let (_, batches) = super::decode_ipc(bytes::Bytes::from(stats)).unwrap();
-        let from_footer = super::stats_from_batch(&batches[0], 1, 1).unwrap();
-        let (back, _) = snapshots.read(&def, 1).await.unwrap();
-        let shown = |s: &tarn_engine::store::BatchStats| {
-            format!("{:?} {:?} {:?} {}", s.min, s.max, s.nulls, s.rows)
-        };
-        assert_eq!(shown(&from_footer[0]), shown(&written.segments[0].stats[0]));
-        assert_eq!(
-            shown(&back.segments[0].stats[0]),
-            shown(&written.segments[0].stats[0])
-        );
-        assert_eq!(shown(&from_footer[0]), "[Int64(10)] [Int64(14)] [0] 5");
     }
 
     /// A segment is known by what it is, not where it lives: a new segment that the allocator
