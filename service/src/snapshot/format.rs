@@ -55,10 +55,21 @@ pub(super) struct SegmentMeta {
     pub(super) crc32: Vec<u32>,
     pub(super) rows: u64,
     pub(super) rejected: Vec<RejectedRow>,
-    /// Per-batch min, max and null counts as an Arrow IPC file (hex), so recovery need not
-    /// compute them again; absent when they could not be encoded.
-    #[serde(default)]
+    /// Per-batch min, max and null counts as an Arrow IPC file (hex), in snapshots written
+    /// before [`Self::stats_crc`]: kept here, they made a table of 10,000 files a
+    /// `snapshot.json` of 236 MB, written again by every refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) stats: Option<String>,
+    /// The CRC-32 of the segment's per-batch min, max and null counts, kept beside it as an
+    /// Arrow IPC file (`segments/<name>.stats`), so recovery need not compute them again;
+    /// absent when they could not be encoded. Read, not mapped: they are not the table's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) stats_crc: Option<u32>,
+}
+
+/// The name of the file beside segment file `name` that holds its per-batch statistics.
+pub(super) fn stats_name(name: &str) -> String {
+    format!("{name}.stats")
 }
 
 /// Checksummed piece of a segment file.

@@ -37,8 +37,8 @@ use tracing::warn;
 use crate::error::{Result, ServiceError};
 use format::{
     Meta, SegmentMeta, chunk_crcs, decode_ipc, definition_crc, hex, ipc_bytes, map_file,
-    name_of_path, reading_crc, redacted, restored_key, stats_batch, stats_from_batch, table_dir,
-    unhex,
+    name_of_path, reading_crc, redacted, restored_key, stats_batch, stats_from_batch, stats_name,
+    table_dir, unhex,
 };
 
 /// Where snapshots live and what has been written of each table.
@@ -192,8 +192,7 @@ impl Snapshots {
                         let data = ipc_bytes(&schema, &seg2.batches)?;
                         let crc32 = chunk_crcs(&data);
                         let stats = stats_batch(&schema, &seg2.stats)
-                            .and_then(|b| ipc_bytes(&b.schema(), &[b]).ok())
-                            .map(|b| hex(&b));
+                            .and_then(|b| ipc_bytes(&b.schema(), &[b]).ok());
                         Ok::<_, ServiceError>((data, crc32, stats))
                     })
                     .await
@@ -206,7 +205,8 @@ impl Snapshots {
                         crc32,
                         rows: seg.rows,
                         rejected: seg.rejected.clone(),
-                        stats,
+                        stats: None,
+                        stats_crc: stats.as_ref().map(|b| crc32fast::hash(b)),
                     };
                     bytes_written += data.len() as u64;
                     let path = self.path(key, &format!("segments/{name}"));
@@ -215,6 +215,15 @@ impl Snapshots {
                         .await
                         .map_err(err)?;
                     written.push(path);
+                    if let Some(stats) = stats {
+                        bytes_written += stats.len() as u64;
+                        let path = self.path(key, &format!("segments/{}", stats_name(&name)));
+                        self.store
+                            .put(&path, PutPayload::from(stats))
+                            .await
+                            .map_err(err)?;
+                        written.push(path);
+                    }
                     m
                 }
             };
@@ -246,13 +255,24 @@ impl Snapshots {
             .await
             .map_err(err)?;
         self.sync(vec![meta_path]).await?;
-        // Segment files the new snapshot does not use are garbage now.
-        let keep: HashSet<String> = meta.segments.iter().map(|s| s.name.clone()).collect();
-        let prefix = self.path(key, "segments");
-        let mut list = self.store.list(Some(&prefix));
-        while let Some(Ok(obj)) = list.next().await {
-            if obj.location.filename().is_some_and(|n| !keep.contains(n)) {
-                let _ = self.store.delete(&obj.location).await;
+        // Segment files the new snapshot does not use are garbage now: those of the snapshot
+        // before it; on this process's first write of the table, whatever the directory holds
+        // (files of a write a crash cut short, too).
+        let keep: HashSet<String> = meta.segments.iter().flat_map(files_of).collect();
+        if known.is_empty() {
+            let prefix = self.path(key, "segments");
+            let mut list = self.store.list(Some(&prefix));
+            while let Some(Ok(obj)) = list.next().await {
+                if obj.location.filename().is_some_and(|n| !keep.contains(n)) {
+                    let _ = self.store.delete(&obj.location).await;
+                }
+            }
+        } else {
+            for name in known.values().flat_map(files_of) {
+                if !keep.contains(&name) {
+                    let path = self.path(key, &format!("segments/{name}"));
+                    let _ = self.store.delete(&path).await;
+                }
             }
         }
         self.written
@@ -387,6 +407,15 @@ async fn store_at(
     })
 }
 
+/// A segment's files: its rows, and its statistics when kept beside them.
+fn files_of(s: &SegmentMeta) -> Vec<String> {
+    let mut files = vec![s.name.clone()];
+    if s.stats_crc.is_some() {
+        files.push(stats_name(&s.name));
+    }
+    files
+}
+
 /// Reads one segment file (mapped when `local` names it on disk), checking its size and
 /// checksums and that its columns are `schema`'s; the segment is `file`'s.
 async fn read_segment(
@@ -397,9 +426,9 @@ async fn read_segment(
     schema: arrow::datatypes::SchemaRef,
     file: String,
 ) -> std::result::Result<Segment, String> {
-    let data = match local {
+    let data = match &local {
         // Mapped, not copied: snapshot files never change once written.
-        Some(file) => map_file(&file).map_err(|e| format!("segment {} is missing: {e}", s.name))?,
+        Some(file) => map_file(file).map_err(|e| format!("segment {} is missing: {e}", s.name))?,
         None => store
             .get(&path)
             .await
@@ -408,6 +437,21 @@ async fn read_segment(
             .await
             .map_err(|e| format!("segment {}: {e}", s.name))?,
     };
+    // Its statistics, when intact; else they are computed again from the rows.
+    let stats_bytes: Option<Bytes> = match (s.stats_crc, &local) {
+        (None, _) => None,
+        (Some(_), Some(file)) => std::fs::read(file.with_file_name(stats_name(&s.name)))
+            .ok()
+            .map(Bytes::from),
+        (Some(_), None) => {
+            let path = ObjectPath::from(format!("{path}.stats"));
+            match store.get(&path).await {
+                Ok(r) => r.bytes().await.ok(),
+                Err(_) => None,
+            }
+        }
+    }
+    .filter(|b| Some(crc32fast::hash(b)) == s.stats_crc);
     let s = s.clone();
     tokio::task::spawn_blocking(move || {
         if data.len() as u64 != s.size || chunk_crcs(&data) != s.crc32 {
@@ -422,7 +466,9 @@ async fn read_segment(
             .stats
             .as_deref()
             .and_then(unhex)
-            .and_then(|b| decode_ipc(Bytes::from(b)).ok())
+            .map(Bytes::from)
+            .or(stats_bytes)
+            .and_then(|b| decode_ipc(b).ok())
             .and_then(|(_, b)| b.into_iter().next())
             .and_then(|b| stats_from_batch(&b, schema.fields().len(), batches.len()));
         Ok(Segment::recovered(
@@ -490,6 +536,66 @@ mod tests {
                     .to_vec()
             })
             .collect()
+    }
+
+    /// Each segment's per-batch statistics are kept in a file beside it, not in `snapshot.json`
+    /// (which every refresh writes again), and come back with it when their checksum holds;
+    /// else they are computed again from the rows. Files of replaced snapshots go.
+    #[tokio::test]
+    async fn batch_statistics_are_kept_beside_each_segment_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = StoreRegistry::new(StoreConfig::default()).unwrap();
+        let snapshots = Snapshots::open(dir.path(), None, &stores, None)
+            .await
+            .unwrap();
+        let def = def();
+        let shown = |v: &TableVersion| {
+            let s = &v.segments[0].stats[0];
+            format!("{:?} {:?} {:?} {}", s.min, s.max, s.nulls, s.rows)
+        };
+        let first = version(1, Arc::new(segment(100)));
+        snapshots.write(&def, &first).await.unwrap();
+        let written = version(2, Arc::new(segment(10)));
+        snapshots.write(&def, &written).await.unwrap();
+        let table = dir.path().join("snapshots/d/t");
+        let mut files: Vec<String> = std::fs::read_dir(table.join("segments"))
+            .unwrap()
+            .flatten()
+            .map(|f| f.file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        // Only the latest snapshot's files are left.
+        assert_eq!(files, ["v2-0.arrow", "v2-0.arrow.stats"]);
+        let meta = std::fs::read_to_string(table.join("snapshot.json")).unwrap();
+        assert!(
+            !meta.contains("\"stats\"") && meta.contains("\"stats_crc\""),
+            "{meta}"
+        );
+
+        let (back, bytes) = snapshots.read(&def, 1).await.unwrap();
+        assert_eq!(shown(&back), "[Int64(10)] [Int64(14)] [0] 5");
+        // The data's memory is the segment file's, not its statistics'.
+        let size = std::fs::metadata(table.join("segments/v2-0.arrow"))
+            .unwrap()
+            .len();
+        assert_eq!((bytes, back.segments[0].bytes), (size, size));
+
+        // Statistics of other rows, with their checksum: read from the file, as they are.
+        let stats_file = table.join("segments/v2-0.arrow.stats");
+        let other = super::stats_batch(&schema(), &segment(500).stats)
+            .and_then(|b| super::ipc_bytes(&b.schema(), &[b]).ok())
+            .unwrap();
+        std::fs::write(&stats_file, &other).unwrap();
+        let crc = crc32fast::hash(&other);
+        let mut m: serde_json::Value = serde_json::from_str(&meta).unwrap();
+        m["segments"][0]["stats_crc"] = crc.into();
+        std::fs::write(table.join("snapshot.json"), m.to_string()).unwrap();
+        let (back, _) = snapshots.read(&def, 1).await.unwrap();
+        assert_eq!(shown(&back), "[Int64(500)] [Int64(504)] [0] 5");
+        // A statistics file that does not match its checksum is not used.
+        std::fs::write(&stats_file, b"damaged").unwrap();
+        let (back, _) = snapshots.read(&def, 1).await.unwrap();
+        assert_eq!(shown(&back), "[Int64(10)] [Int64(14)] [0] 5");
     }
 
     /// A segment is known by what it is, not where it lives: a new segment that the allocator
