@@ -124,9 +124,11 @@ async fn restarts_after_load_and_after_refresh_answer_the_same_from_snapshots() 
         server.get("/v1/tables/s/t").await["status"]["version"],
         version
     );
-    // Only the segment files of the newest snapshot are kept.
-    let segments = walk(&tmp.path().join("tarn/snapshots/s/t/segments"));
+    // Only the segment files of the newest snapshot are kept, each with its statistics.
+    let segments = segment_files(&tmp.path().join("tarn/snapshots/s/t/segments"));
     assert_eq!(segments.len(), 3, "{segments:?}");
+    let all = walk(&tmp.path().join("tarn/snapshots/s/t/segments"));
+    assert_eq!(all.len(), 6, "{all:?}");
 }
 
 #[tokio::test]
@@ -192,7 +194,7 @@ async fn sigkill_in_the_middle_of_a_snapshot_write_recovers_the_previous_snapsho
     server.post("/v1/tables/s/t/refresh").await;
     let before = server.rows(ALL).await;
     wait_until(
-        || async { walk(&tmp.path().join("tarn/snapshots/s/t/segments")).len() == 2 },
+        || async { segment_files(&tmp.path().join("tarn/snapshots/s/t/segments")).len() == 2 },
         "the new segment file",
     )
     .await;
@@ -231,7 +233,7 @@ async fn unusable_snapshots_fall_back_to_a_full_load_with_the_reason_and_failure
     let snaps = tmp.path().join("tarn/snapshots/s");
     // t: a segment corrupted; gone: corrupted and its source removed; nometa: metadata lost.
     for t in ["t", "gone"] {
-        let seg = walk(&snaps.join(t).join("segments")).remove(0);
+        let seg = segment_files(&snaps.join(t).join("segments")).remove(0);
         let mut bytes = std::fs::read(&seg).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
@@ -387,4 +389,12 @@ async fn with_snapshots_off_nothing_is_written_and_a_restart_starts_empty() {
     server.wait_ready().await;
     let e = server.err("SELECT COUNT(*) FROM s.t").await;
     assert_eq!(e.code, "table_not_loaded", "{}", e.message);
+}
+
+/// The segment files (rows) of a snapshot's `segments` directory, without their statistics.
+fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "arrow"))
+        .collect()
 }
