@@ -428,7 +428,15 @@ async fn read_segment(
 ) -> std::result::Result<Segment, String> {
     let data = match &local {
         // Mapped, not copied: snapshot files never change once written.
-        Some(file) => map_file(file).map_err(|e| format!("segment {} is missing: {e}", s.name))?,
+        // Mapping populates the pages, a read from the disk: on the blocking pool, not on a
+        // thread that serves requests.
+        Some(file) => {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || map_file(&file))
+                .await
+                .map_err(|e| format!("segment {}: {e}", s.name))?
+                .map_err(|e| format!("segment {} is missing: {e}", s.name))?
+        }
         None => store
             .get(&path)
             .await
