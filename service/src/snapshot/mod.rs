@@ -7,6 +7,7 @@
 //! <db>/<table>/loaded                 the table was loaded: recover it (written before the load answers)
 //! <db>/<table>/snapshot.json          the latest complete snapshot: format, definition, version, manifest, segments
 //! <db>/<table>/segments/<name>.arrow  one Arrow IPC file per segment (source file), with its CRC-32 in snapshot.json
+//! <db>/<table>/segments/<name>.arrow.stats  its batches' min, max and null counts (Arrow IPC, CRC-32 in snapshot.json)
 //! ```
 //!
 //! A segment file is written once and shared by every later snapshot that keeps the segment, so a
