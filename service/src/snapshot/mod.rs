@@ -532,6 +532,16 @@ mod tests {
         TableVersion::build(v, schema(), vec![seg], Manifest::default(), 1)
     }
 
+    /// Snapshots under a new temporary data directory.
+    async fn local_snapshots() -> (tempfile::TempDir, Snapshots) {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = StoreRegistry::new(StoreConfig::default()).unwrap();
+        let snapshots = Snapshots::open(dir.path(), None, &stores, None)
+            .await
+            .unwrap();
+        (dir, snapshots)
+    }
+
     fn values(v: &TableVersion) -> Vec<i64> {
         v.segments
             .iter()
@@ -552,11 +562,7 @@ mod tests {
     /// else they are computed again from the rows. Files of replaced snapshots go.
     #[tokio::test]
     async fn batch_statistics_are_kept_beside_each_segment_and_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let stores = StoreRegistry::new(StoreConfig::default()).unwrap();
-        let snapshots = Snapshots::open(dir.path(), None, &stores, None)
-            .await
-            .unwrap();
+        let (dir, snapshots) = local_snapshots().await;
         let def = def();
         let shown = |v: &TableVersion| {
             let s = &v.segments[0].stats[0];
@@ -611,11 +617,7 @@ mod tests {
     /// puts where a freed one was is written, not taken for the freed one's file.
     #[tokio::test]
     async fn each_new_segment_is_written_even_at_a_freed_segments_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let stores = StoreRegistry::new(StoreConfig::default()).unwrap();
-        let snapshots = Snapshots::open(dir.path(), None, &stores, None)
-            .await
-            .unwrap();
+        let (_dir, snapshots) = local_snapshots().await;
         let def = def();
         let mut collisions = 0;
         for round in 0..20i64 {
