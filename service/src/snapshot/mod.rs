@@ -49,6 +49,8 @@ pub struct Snapshots {
     root: String,
     /// Per table: segment (by its id) -> its file, for segments already persisted.
     written: std::sync::Mutex<HashMap<TableKey, HashMap<u64, SegmentMeta>>>,
+    /// Tables whose segment directory this process has cleared of files no snapshot uses.
+    swept: std::sync::Mutex<HashSet<TableKey>>,
     /// The directory, when snapshots are on local disk (read by mapping the files).
     local: Option<std::path::PathBuf>,
     /// `TARN_TEST_SNAPSHOT_DELAY_MS`, for tests only: a delay before `snapshot.json` is put (to
@@ -100,6 +102,7 @@ impl Snapshots {
             store,
             root,
             written: Default::default(),
+            swept: Default::default(),
             local,
             test_delay,
         })
@@ -260,7 +263,12 @@ impl Snapshots {
         // before it; on this process's first write of the table, whatever the directory holds
         // (files of a write a crash cut short, too).
         let keep: HashSet<String> = meta.segments.iter().flat_map(files_of).collect();
-        if known.is_empty() {
+        let first = self
+            .swept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        if first {
             let prefix = self.path(key, "segments");
             let mut list = self.store.list(Some(&prefix));
             while let Some(Ok(obj)) = list.next().await {
@@ -611,6 +619,62 @@ mod tests {
         std::fs::write(&stats_file, b"damaged").unwrap();
         let (back, _) = snapshots.read(&def, 1).await.unwrap();
         assert_eq!(shown(&back), "[Int64(10)] [Int64(14)] [0] 5");
+    }
+
+    /// A process's first write of a table clears its segment directory of files no snapshot
+    /// uses (a write a crash cut short), even when it recovered the table first; later writes
+    /// delete the replaced snapshot's files by name.
+    #[tokio::test]
+    async fn files_no_snapshot_uses_are_cleared_after_a_restart() {
+        let (dir, snapshots) = local_snapshots().await;
+        let def = def();
+        snapshots
+            .write(&def, &version(1, Arc::new(segment(0))))
+            .await
+            .unwrap();
+        let segments = dir.path().join("snapshots/d/t/segments");
+        // A write cut short: its files are out, its snapshot.json is not.
+        std::fs::write(segments.join("v2-0.arrow"), b"torn").unwrap();
+        std::fs::write(segments.join("v2-0.arrow.stats"), b"torn").unwrap();
+        let files = || {
+            let mut f: Vec<String> = std::fs::read_dir(&segments)
+                .unwrap()
+                .flatten()
+                .map(|f| f.file_name().into_string().unwrap())
+                .collect();
+            f.sort();
+            f
+        };
+        // The next process recovers the table, then writes its next version.
+        let stores = StoreRegistry::new(StoreConfig::default()).unwrap();
+        let restarted = Snapshots::open(dir.path(), None, &stores, None)
+            .await
+            .unwrap();
+        let (back, _) = restarted.read(&def, 1).await.unwrap();
+        let next = version(3, Arc::new(segment(50)));
+        let next = TableVersion::build(
+            3,
+            schema(),
+            vec![back.segments[0].clone(), next.segments[0].clone()],
+            Manifest::default(),
+            1,
+        );
+        restarted.write(&def, &next).await.unwrap();
+        assert_eq!(
+            files(),
+            [
+                "v1-0.arrow",
+                "v1-0.arrow.stats",
+                "v3-1.arrow",
+                "v3-1.arrow.stats"
+            ]
+        );
+        // A later write deletes what the snapshot it replaces used and the new one does not.
+        restarted
+            .write(&def, &version(4, next.segments[1].clone()))
+            .await
+            .unwrap();
+        assert_eq!(files(), ["v3-1.arrow", "v3-1.arrow.stats"]);
     }
 
     /// A segment is known by what it is, not where it lives: a new segment that the allocator
