@@ -140,9 +140,11 @@ impl Location {
     /// Whether `allowed` (an entry of `allowed_locations`) covers this location. An entry ending in
     /// `/` covers everything below it; any other entry covers exactly itself.
     pub fn is_allowed_by(&self, allowed: &str) -> bool {
-        let Ok(a) = Location::parse(allowed) else {
-            return false;
-        };
+        Location::parse(allowed).is_ok_and(|a| self.is_within(&a))
+    }
+
+    /// [`Self::is_allowed_by`] an entry already parsed.
+    pub fn is_within(&self, a: &Location) -> bool {
         if a.store_uri() != self.store_uri() {
             return false;
         }

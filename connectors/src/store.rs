@@ -336,8 +336,8 @@ async fn resolve(loc: &Location, endpoint: &str) -> Result<()> {
 pub struct LocationCheck<'a> {
     registry: &'a StoreRegistry,
     /// The allow-list's and the reserved entries, and for local ones their resolved forms.
-    allowed: std::cell::OnceCell<Vec<String>>,
-    reserved: std::cell::OnceCell<Vec<String>>,
+    allowed: std::cell::OnceCell<Vec<Location>>,
+    reserved: std::cell::OnceCell<Vec<Location>>,
     /// Directories (as file locations' paths): what they resolve to, and the names of the
     /// links in them (none when they cannot be read).
     #[allow(clippy::type_complexity)]
@@ -388,14 +388,14 @@ impl LocationCheck<'_> {
         let entries = self
             .allowed
             .get_or_init(|| with_canonical(&self.registry.config.allowed_locations));
-        entries.iter().any(|a| loc.is_allowed_by(a))
+        entries.iter().any(|a| loc.is_within(a))
     }
 
     fn reserved(&self, loc: &Location) -> bool {
         let entries = self
             .reserved
             .get_or_init(|| with_canonical(&self.registry.config.reserved_locations));
-        entries.iter().any(|r| loc.is_allowed_by(r))
+        entries.iter().any(|r| loc.is_within(r))
     }
 
     /// [`canonical`], with each directory resolved once: a file that is not itself a link is
@@ -436,12 +436,15 @@ fn links_in(dir: &str) -> Option<HashSet<String>> {
     Some(links)
 }
 
-/// Entries of an allow-list, and beside each local one whose links resolve elsewhere, its
-/// resolved form.
-fn with_canonical(entries: &[String]) -> Vec<String> {
-    let mut out = entries.to_vec();
-    out.extend(entries.iter().filter_map(|e| canonical_entry(e)));
-    out
+/// Entries of an allow-list (those that parse), and beside each local one whose links resolve
+/// elsewhere, its resolved form.
+fn with_canonical(entries: &[String]) -> Vec<Location> {
+    entries
+        .iter()
+        .cloned()
+        .chain(entries.iter().filter_map(|e| canonical_entry(e)))
+        .filter_map(|e| Location::parse(&e).ok())
+        .collect()
 }
 
 /// `path` (a file location's, without its leading `/`) with symbolic links and `.` / `..`

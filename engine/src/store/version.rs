@@ -19,7 +19,7 @@ use super::segment::{BatchStats, Segment};
 
 /// One shard: the batches a scan partition reads, and their statistics as arrays (one entry per
 /// batch) in the shape DataFusion's pruning wants.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Shard {
     pub batches: Vec<RecordBatch>,
     pub mins: Vec<ArrayRef>,
@@ -28,6 +28,77 @@ pub struct Shard {
     pub rows: ArrayRef,
     /// Per column, its min, max and null count over the whole shard (for the planner).
     pub columns: Vec<datafusion::common::ColumnStatistics>,
+}
+
+impl Shard {
+    /// The shard of `part`'s batches, with their statistics as arrays.
+    fn of(schema: &SchemaRef, part: Vec<(RecordBatch, &BatchStats)>) -> Shard {
+        let ncols = schema.fields().len();
+        let col = |f: &dyn Fn(&BatchStats) -> ScalarValue, c: usize| -> ArrayRef {
+            let vals: Vec<ScalarValue> = part.iter().map(|(_, s)| f(s)).collect();
+            if vals.is_empty() {
+                return arrow::array::new_empty_array(schema.field(c).data_type());
+            }
+            ScalarValue::iter_to_array(vals).unwrap_or_else(|_| {
+                arrow::array::new_null_array(schema.field(c).data_type(), part.len())
+            })
+        };
+        let mut shard = Shard {
+            columns: Vec::new(),
+            mins: (0..ncols).map(|c| col(&|s| s.min[c].clone(), c)).collect(),
+            maxs: (0..ncols).map(|c| col(&|s| s.max[c].clone(), c)).collect(),
+            nulls: (0..ncols)
+                .map(|c| {
+                    Arc::new(UInt64Array::from_iter_values(
+                        part.iter().map(|(_, s)| s.nulls[c]),
+                    )) as ArrayRef
+                })
+                .collect(),
+            rows: Arc::new(UInt64Array::from_iter_values(
+                part.iter().map(|(_, s)| s.rows),
+            )),
+            batches: part.into_iter().map(|(b, _)| b).collect(),
+        };
+        shard.columns = shard.statistics(schema);
+        shard
+    }
+
+    /// This shard with `more`'s batches after its own. Statistics arrays that cannot be joined
+    /// (their types differ) come out as NULLs, which prune nothing.
+    fn extended(&self, schema: &SchemaRef, more: Shard) -> Shard {
+        let n = self.batches.len() + more.batches.len();
+        let join = |a: &ArrayRef, b: &ArrayRef, c: Option<usize>| -> ArrayRef {
+            arrow::compute::concat(&[a.as_ref(), b.as_ref()]).unwrap_or_else(|_| {
+                let t = c.map_or(DataType::UInt64, |c| schema.field(c).data_type().clone());
+                arrow::array::new_null_array(&t, n)
+            })
+        };
+        let mut batches = self.batches.clone();
+        batches.extend(more.batches);
+        let mut shard = Shard {
+            batches,
+            mins: (0..self.mins.len())
+                .map(|c| join(&self.mins[c], &more.mins[c], Some(c)))
+                .collect(),
+            maxs: (0..self.maxs.len())
+                .map(|c| join(&self.maxs[c], &more.maxs[c], Some(c)))
+                .collect(),
+            nulls: (0..self.nulls.len())
+                .map(|c| join(&self.nulls[c], &more.nulls[c], None))
+                .collect(),
+            rows: join(&self.rows, &more.rows, None),
+            columns: Vec::new(),
+        };
+        shard.columns = shard.statistics(schema);
+        shard
+    }
+
+    /// Per column, its min, max and null count over the whole shard.
+    fn statistics(&self, schema: &SchemaRef) -> Vec<ColumnStatistics> {
+        (0..schema.fields().len())
+            .map(|c| column_statistics(self, c, schema.field(c).data_type(), None))
+            .collect()
+    }
 }
 
 /// One worker's part of a table spread over a cluster: which worker holds it, and the version of
@@ -155,41 +226,80 @@ impl TableVersion {
                 i += 1;
             }
         }
-        let ncols = schema.fields().len();
         let shards: Vec<Shard> = parts
             .into_iter()
-            .map(|part| {
-                let col = |f: &dyn Fn(&BatchStats) -> ScalarValue, c: usize| -> ArrayRef {
-                    let vals: Vec<ScalarValue> = part.iter().map(|(_, s)| f(s)).collect();
-                    if vals.is_empty() {
-                        return arrow::array::new_empty_array(schema.field(c).data_type());
-                    }
-                    ScalarValue::iter_to_array(vals).unwrap_or_else(|_| {
-                        arrow::array::new_null_array(schema.field(c).data_type(), part.len())
-                    })
-                };
-                let mut shard = Shard {
-                    columns: Vec::new(),
-                    mins: (0..ncols).map(|c| col(&|s| s.min[c].clone(), c)).collect(),
-                    maxs: (0..ncols).map(|c| col(&|s| s.max[c].clone(), c)).collect(),
-                    nulls: (0..ncols)
-                        .map(|c| {
-                            Arc::new(UInt64Array::from_iter_values(
-                                part.iter().map(|(_, s)| s.nulls[c]),
-                            )) as ArrayRef
-                        })
-                        .collect(),
-                    rows: Arc::new(UInt64Array::from_iter_values(
-                        part.iter().map(|(_, s)| s.rows),
-                    )),
-                    batches: part.into_iter().map(|(b, _)| b).collect(),
-                };
-                shard.columns = (0..ncols)
-                    .map(|c| column_statistics(&shard, c, schema.field(c).data_type(), None))
-                    .collect();
-                shard
+            .map(|part| Shard::of(&schema, part))
+            .collect();
+        Self::with_shards(version, schema, segments, shards, manifest)
+    }
+
+    /// [`Self::build`] for the version after `previous` (a refresh): when it only adds segments
+    /// to `previous`'s (every one of them kept, the same columns, as many shards), `previous`'s
+    /// shards are kept and only the added segments' batches are dealt out, on from where
+    /// `previous` left off, so a refresh that adds one file beside thousands does not gather
+    /// every batch's statistics again. Otherwise, a build from scratch.
+    pub fn build_on(
+        previous: Option<&TableVersion>,
+        version: u64,
+        schema: SchemaRef,
+        segments: Vec<Arc<Segment>>,
+        manifest: Manifest,
+        nshards: usize,
+    ) -> Self {
+        let nshards = nshards.max(1);
+        let Some(prev) = previous.filter(|p| {
+            p.remote.is_none()
+                && p.shards.len() == nshards
+                && p.schema.fields() == schema.fields()
+                && p.segments.len() <= segments.len()
+        }) else {
+            return Self::build(version, schema, segments, manifest, nshards);
+        };
+        // Each of previous's segments, in order, among the new ones; the rest are added.
+        let mut kept = prev.segments.iter().peekable();
+        let mut added = Vec::new();
+        for seg in &segments {
+            match kept.peek() {
+                Some(k) if Arc::ptr_eq(k, seg) => {
+                    kept.next();
+                }
+                _ => added.push(seg),
+            }
+        }
+        if kept.peek().is_some() {
+            return Self::build(version, schema, segments, manifest, nshards);
+        }
+        let mut parts: Vec<Vec<(RecordBatch, &BatchStats)>> =
+            (0..nshards).map(|_| Vec::new()).collect();
+        let mut i: usize = prev.shards.iter().map(|s| s.batches.len()).sum();
+        for seg in added {
+            for (b, s) in seg.batches.iter().zip(&seg.stats) {
+                parts[i % nshards].push((b.clone(), s));
+                i += 1;
+            }
+        }
+        let shards: Vec<Shard> = prev
+            .shards
+            .iter()
+            .zip(parts)
+            .map(|(old, part)| {
+                if part.is_empty() {
+                    old.clone()
+                } else {
+                    old.extended(&schema, Shard::of(&schema, part))
+                }
             })
             .collect();
+        Self::with_shards(version, schema, segments, shards, manifest)
+    }
+
+    fn with_shards(
+        version: u64,
+        schema: SchemaRef,
+        segments: Vec<Arc<Segment>>,
+        shards: Vec<Shard>,
+        manifest: Manifest,
+    ) -> Self {
         let query_schema = without_nulls(&schema, &shards);
         let rows = segments.iter().map(|s| s.rows).sum();
         let bytes = segments.iter().map(|s| s.bytes).sum();
@@ -414,6 +524,104 @@ mod tests {
             merge_bounds(&[&one, &short], 2)[1],
             ColumnStatistics::new_unknown()
         );
+    }
+
+    /// A refresh that only adds files keeps the previous version's shards and deals out only
+    /// the new batches; one that drops a file builds from scratch. Either way the shards hold
+    /// every row once, with statistics that match them.
+    #[test]
+    fn a_version_that_only_adds_segments_is_built_on_the_previous_shards() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let seg = |name: &str, lo: i64, batches: i64| {
+            let b = |i: i64| {
+                let a: Int64Array = (lo + i * 10..lo + i * 10 + 10)
+                    .map(|v| (v % 7 != 0).then_some(v))
+                    .collect();
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(a)]).unwrap()
+            };
+            Arc::new(Segment::new(
+                name.into(),
+                (0..batches).map(b).collect(),
+                vec![],
+            ))
+        };
+        let (a, c) = (seg("a", 0, 3), seg("c", 1000, 2));
+        let prev = TableVersion::build(
+            1,
+            schema.clone(),
+            vec![a.clone(), c.clone()],
+            Manifest::default(),
+            2,
+        );
+        // b sorts between a and c; its batches go on after the 5 dealt before.
+        let b = seg("b", 500, 2);
+        let segments = vec![a.clone(), b.clone(), c.clone()];
+        let next = TableVersion::build_on(
+            Some(&prev),
+            2,
+            schema.clone(),
+            segments.clone(),
+            Manifest::default(),
+            2,
+        );
+        let fresh = TableVersion::build(2, schema.clone(), segments, Manifest::default(), 2);
+        let values = |v: &TableVersion| {
+            let mut all: Vec<Option<i64>> = v
+                .shards
+                .iter()
+                .flat_map(|s| s.batches.iter())
+                .flat_map(|b| {
+                    b.column(0)
+                        .as_primitive::<arrow::datatypes::Int64Type>()
+                        .iter()
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        assert_eq!(values(&next), values(&fresh));
+        assert_eq!((next.rows, next.segments.len()), (70, 3));
+        // The previous shards' batches stay first, unchanged; b's two batches go to shard 1
+        // (batch 5) and shard 0 (batch 6).
+        assert_eq!(next.shards[0].batches.len(), 4);
+        assert_eq!(next.shards[1].batches.len(), 3);
+        for (old, new) in prev.shards.iter().zip(&next.shards) {
+            for (x, y) in old.batches.iter().zip(&new.batches) {
+                assert!(Arc::ptr_eq(x.column(0), y.column(0)));
+            }
+        }
+        let first = |s: &Shard, i: usize| ScalarValue::try_from_array(&s.mins[0], i).unwrap();
+        assert_eq!(first(&next.shards[1], 2), ScalarValue::Int64(Some(500)));
+        assert_eq!(first(&next.shards[0], 3), ScalarValue::Int64(Some(510)));
+        for shard in &next.shards {
+            assert_eq!(shard.mins[0].len(), shard.batches.len());
+            assert_eq!(shard.rows.len(), shard.batches.len());
+            let nulls: usize = shard.batches.iter().map(|b| b.column(0).null_count()).sum();
+            assert_eq!(shard.columns[0].null_count, Precision::Exact(nulls));
+        }
+        let bounds = |v: &TableVersion| {
+            v.column_bounds()
+                .iter()
+                .map(|b| format!("{:?} {:?} {:?}", b.min, b.max, b.nulls))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bounds(&next), bounds(&fresh));
+
+        // Dropping c: built from scratch, as `build` lays it out.
+        let dropped = TableVersion::build_on(
+            Some(&next),
+            3,
+            schema.clone(),
+            vec![a.clone(), b.clone()],
+            Manifest::default(),
+            2,
+        );
+        let plain = TableVersion::build(3, schema.clone(), vec![a, b], Manifest::default(), 2);
+        let layout =
+            |v: &TableVersion| v.shards.iter().map(|s| s.batches.len()).collect::<Vec<_>>();
+        assert_eq!(layout(&dropped), layout(&plain));
+        assert_eq!(values(&dropped), values(&plain));
     }
 
     #[test]

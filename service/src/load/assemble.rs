@@ -210,7 +210,8 @@ impl Build<'_> {
             let left_out = super::keys::check(key, &schema, &o.keys, &mut segments, o.strict_load)?;
             report.rows_added = report.rows_added.saturating_sub(left_out);
         }
-        Ok(Some(TableVersion::build(
+        Ok(Some(TableVersion::build_on(
+            self.previous,
             self.entry.next_version(),
             schema,
             segments,
