@@ -30,6 +30,25 @@ pub struct Shard {
     pub columns: Vec<datafusion::common::ColumnStatistics>,
 }
 
+/// The batches of `segments` dealt round robin over `nshards` shards, the first to shard
+/// `start % nshards` (as if `start` batches had been dealt before), each with its statistics.
+fn deal(
+    segments: &[Arc<Segment>],
+    nshards: usize,
+    start: usize,
+) -> Vec<Vec<(RecordBatch, &BatchStats)>> {
+    let mut parts: Vec<Vec<(RecordBatch, &BatchStats)>> =
+        (0..nshards).map(|_| Vec::new()).collect();
+    let mut i = start;
+    for seg in segments {
+        for (b, s) in seg.batches.iter().zip(&seg.stats) {
+            parts[i % nshards].push((b.clone(), s));
+            i += 1;
+        }
+    }
+    parts
+}
+
 impl Shard {
     /// The shard of `part`'s batches, with their statistics as arrays.
     fn of(schema: &SchemaRef, part: Vec<(RecordBatch, &BatchStats)>) -> Shard {
@@ -217,16 +236,7 @@ impl TableVersion {
         nshards: usize,
     ) -> Self {
         let nshards = nshards.max(1);
-        let mut parts: Vec<Vec<(RecordBatch, &BatchStats)>> =
-            (0..nshards).map(|_| Vec::new()).collect();
-        let mut i = 0;
-        for seg in &segments {
-            for (b, s) in seg.batches.iter().zip(&seg.stats) {
-                parts[i % nshards].push((b.clone(), s));
-                i += 1;
-            }
-        }
-        let shards: Vec<Shard> = parts
+        let shards: Vec<Shard> = deal(&segments, nshards, 0)
             .into_iter()
             .map(|part| Shard::of(&schema, part))
             .collect();
@@ -263,25 +273,17 @@ impl TableVersion {
                 Some(k) if Arc::ptr_eq(k, seg) => {
                     kept.next();
                 }
-                _ => added.push(seg),
+                _ => added.push(seg.clone()),
             }
         }
         if kept.peek().is_some() {
             return Self::build(version, schema, segments, manifest, nshards);
         }
-        let mut parts: Vec<Vec<(RecordBatch, &BatchStats)>> =
-            (0..nshards).map(|_| Vec::new()).collect();
-        let mut i: usize = prev.shards.iter().map(|s| s.batches.len()).sum();
-        for seg in added {
-            for (b, s) in seg.batches.iter().zip(&seg.stats) {
-                parts[i % nshards].push((b.clone(), s));
-                i += 1;
-            }
-        }
+        let dealt: usize = prev.shards.iter().map(|s| s.batches.len()).sum();
         let shards: Vec<Shard> = prev
             .shards
             .iter()
-            .zip(parts)
+            .zip(deal(&added, nshards, dealt))
             .map(|(old, part)| {
                 if part.is_empty() {
                     old.clone()
