@@ -148,15 +148,26 @@ impl Location {
         if a.store_uri() != self.store_uri() {
             return false;
         }
-        let (ak, k) = (a.key(), self.key());
-        if ak.is_empty() {
-            return true;
-        }
-        if ak.ends_with('/') {
-            k.starts_with(ak)
-        } else {
-            k == ak
-        }
+        key_within(self.key(), a.key())
+    }
+
+    /// Whether this is a local file location whose path is `path` or below it (an allow-list
+    /// entry's rule, for paths already known to be local).
+    pub fn holds_path(&self, path: &str) -> bool {
+        matches!(self, Self::File { .. }) && key_within(path, self.key())
+    }
+}
+
+/// An entry's rule for keys: an empty `entry` holds everything, one ending in `/` what is below
+/// it, any other only itself.
+fn key_within(key: &str, entry: &str) -> bool {
+    if entry.is_empty() {
+        return true;
+    }
+    if entry.ends_with('/') {
+        key.starts_with(entry)
+    } else {
+        key == entry
     }
 }
 

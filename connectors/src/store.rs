@@ -348,54 +348,81 @@ impl LocationCheck<'_> {
     /// Parses `uri` and refuses it unless the config allows it; no request is sent.
     pub fn check(&self, uri: &str) -> Result<Location> {
         let loc = Location::parse(uri)?;
-        let refused = |reason: &str| ConnectorError::LocationRefused {
-            uri: crate::location::redact(uri),
-            reason: reason.to_string(),
-        };
+        if let Location::File { path } = &loc {
+            self.judge_file(path, uri)?;
+            return Ok(loc);
+        }
         if !self.allowed(&loc) {
             return Err(ConnectorError::LocationNotAllowed {
                 uri: crate::location::redact(uri),
             });
         }
         if self.reserved(&loc) {
-            return Err(refused(
-                "it holds Tarn's own data (data_dir, snapshot_location)",
-            ));
-        }
-        // A local path is judged by where it leads: a symbolic link or `..` must not take it out
-        // of the allowed directories or into Tarn's own.
-        if let Location::File { path } = &loc {
-            let real = Location::File {
-                path: self
-                    .canonical(path)
-                    .ok_or_else(|| refused("the path has '..' after a missing part"))?,
-            };
-            if !self.allowed(&real) {
-                return Err(refused(&format!(
-                    "it leads to {real}, outside allowed_locations"
-                )));
-            }
-            if self.reserved(&real) {
-                return Err(refused(
-                    "it leads into Tarn's own data (data_dir, snapshot_location)",
-                ));
-            }
+            return Err(ConnectorError::LocationRefused {
+                uri: crate::location::redact(uri),
+                reason: "it holds Tarn's own data (data_dir, snapshot_location)".to_string(),
+            });
         }
         Ok(loc)
     }
 
+    /// [`Self::check`] for a local file a listing found, by its path (a file location's, no
+    /// leading `/`), without parsing a URI again.
+    pub fn check_file(&self, path: &str) -> Result<()> {
+        self.judge_file(path, &format!("file:///{path}"))
+    }
+
+    /// A local path is judged by where it leads too: a symbolic link or `..` must not take it
+    /// out of the allowed directories or into Tarn's own.
+    fn judge_file(&self, path: &str, uri: &str) -> Result<()> {
+        let refused = |reason: &str| ConnectorError::LocationRefused {
+            uri: crate::location::redact(uri),
+            reason: reason.to_string(),
+        };
+        let allowed = |p: &str| self.allowed_entries().iter().any(|e| e.holds_path(p));
+        let reserved = |p: &str| self.reserved_entries().iter().any(|e| e.holds_path(p));
+        if !allowed(path) {
+            return Err(ConnectorError::LocationNotAllowed {
+                uri: crate::location::redact(uri),
+            });
+        }
+        if reserved(path) {
+            return Err(refused(
+                "it holds Tarn's own data (data_dir, snapshot_location)",
+            ));
+        }
+        let real = self
+            .canonical(path)
+            .ok_or_else(|| refused("the path has '..' after a missing part"))?;
+        if !allowed(&real) {
+            return Err(refused(&format!(
+                "it leads to file:///{real}, outside allowed_locations"
+            )));
+        }
+        if reserved(&real) {
+            return Err(refused(
+                "it leads into Tarn's own data (data_dir, snapshot_location)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn allowed_entries(&self) -> &[Location] {
+        self.allowed
+            .get_or_init(|| with_canonical(&self.registry.config.allowed_locations))
+    }
+
+    fn reserved_entries(&self) -> &[Location] {
+        self.reserved
+            .get_or_init(|| with_canonical(&self.registry.config.reserved_locations))
+    }
+
     fn allowed(&self, loc: &Location) -> bool {
-        let entries = self
-            .allowed
-            .get_or_init(|| with_canonical(&self.registry.config.allowed_locations));
-        entries.iter().any(|a| loc.is_within(a))
+        self.allowed_entries().iter().any(|a| loc.is_within(a))
     }
 
     fn reserved(&self, loc: &Location) -> bool {
-        let entries = self
-            .reserved
-            .get_or_init(|| with_canonical(&self.registry.config.reserved_locations));
-        entries.iter().any(|r| loc.is_within(r))
+        self.reserved_entries().iter().any(|r| loc.is_within(r))
     }
 
     /// [`canonical`], with each directory resolved once: a file that is not itself a link is

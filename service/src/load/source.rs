@@ -199,7 +199,7 @@ pub async fn list_files(
             f.uri = route.logical(&f.uri);
             // A local file is judged by where it leads (a link out of the allowed directory).
             if matches!(loc, Location::File { .. }) {
-                checker.check(&f.uri)?;
+                checker.check_file(&f.key)?;
             }
         }
         drop(checker);
