@@ -436,7 +436,8 @@ impl LocationCheck<'_> {
         let (real_dir, links) = dirs
             .entry(dir.to_string())
             .or_insert_with(|| (canonical(dir), links_in(dir)));
-        // A file that is a link (or one not seen in its directory) is resolved on its own.
+        // A file that is a link (or any file, when its directory could not be read) is resolved
+        // on its own.
         if links.as_ref().is_none_or(|links| links.contains(name)) {
             drop(dirs);
             return canonical(path);

@@ -248,7 +248,8 @@ impl Build<'_> {
             return Ok(());
         }
         for (i, seg) in found {
-            if segments[i].is_some() || !to_read.contains(&i) {
+            // Only a file still to read (its segment not yet there) is taken.
+            if segments[i].is_some() {
                 continue;
             }
             reservation.grow(seg.bytes)?;

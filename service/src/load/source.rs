@@ -202,7 +202,6 @@ pub async fn list_files(
                 checker.check_file(&f.key)?;
             }
         }
-        drop(checker);
         if found.is_empty() && !def.options.allow_missing_files {
             return Err(ConnectorError::NoFiles {
                 uri: tarn_connectors::location::redact(&spec.uri),

@@ -183,6 +183,14 @@ impl Snapshots {
             .get(key)
             .cloned()
             .unwrap_or_default();
+        // Whether the segment directory was cleared of files no snapshot uses since this process
+        // started; taken back until this write has finished, so that the next write after one
+        // that failed half-way (its files out, its snapshot.json not) clears them.
+        let swept = self
+            .swept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         let mut segments = Vec::with_capacity(version.segments.len());
         let mut by_id = HashMap::new();
         let mut bytes_written = 0u64;
@@ -263,12 +271,7 @@ impl Snapshots {
         // before it; on this process's first write of the table, whatever the directory holds
         // (files of a write a crash cut short, too).
         let keep: HashSet<String> = meta.segments.iter().flat_map(files_of).collect();
-        let first = self
-            .swept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone());
-        if first {
+        if !swept {
             let prefix = self.path(key, "segments");
             let mut list = self.store.list(Some(&prefix));
             while let Some(Ok(obj)) = list.next().await {
@@ -284,6 +287,10 @@ impl Snapshots {
                 }
             }
         }
+        self.swept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
         self.written
             .lock()
             .unwrap_or_else(|e| e.into_inner())

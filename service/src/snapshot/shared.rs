@@ -108,15 +108,18 @@ impl ReadElsewhere for SharedSnapshots {
             let Some(meta) = self.usable(&place, def, schema).await else {
                 continue;
             };
+            let listed: HashMap<&str, &FileEntry> = meta
+                .manifest
+                .files
+                .iter()
+                .map(|m| (m.uri.as_str(), m))
+                .collect();
             for s in &meta.segments {
                 let Some(&(i, f)) = wanted.get(&s.source) else {
                     continue;
                 };
-                let same = meta.manifest.files.iter().any(|m| {
-                    m.uri == s.source
-                        && m.size == f.size
-                        && m.etag == f.etag
-                        && m.last_modified == f.last_modified
+                let same = listed.get(s.source.as_str()).is_some_and(|m| {
+                    m.size == f.size && m.etag == f.etag && m.last_modified == f.last_modified
                 });
                 if same {
                     wanted.remove(&s.source);
