@@ -4,7 +4,10 @@ doors benchmark sets Tarn's Flight SQL door beside, with the same client and the
     python flight_reference.py TABLE.arrows PORT
 
 Reads TABLE.arrows (an Arrow IPC stream: Tarn's answer, as HTTP sent it) into memory and answers
-every DoGet with all of it, batch by batch as read. Prints "ready" once it listens.
+every DoGet with all of it, batch by batch as read. Any Flight SQL statement (what ADBC's
+`execute` sends) is answered with one endpoint whose ticket streams the table, so that ADBC can
+read it too; every other command (ADBC asks for SqlInfo on connecting) is unimplemented, which
+ADBC accepts. Prints "ready" once it listens.
 """
 import sys
 
@@ -18,6 +21,12 @@ def main():
         table = pa.ipc.open_stream(f).read_all()
 
     class Reference(flight.FlightServerBase):
+        def get_flight_info(self, context, descriptor):
+            if b"CommandStatementQuery" not in (descriptor.command or b""):
+                raise flight.FlightUnimplementedError("the reference answers statements only")
+            return flight.FlightInfo(table.schema, descriptor, [flight.FlightEndpoint(b"table", [])],
+                                     table.num_rows, -1)
+
         def do_get(self, context, ticket):
             return flight.RecordBatchStream(table)
 
