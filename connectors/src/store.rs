@@ -5,7 +5,7 @@
 //! Requests retry with exponential backoff on 5xx answers, timeouts and dropped connections, for a
 //! bounded total time; 4xx answers are not retried, and a host that does not resolve fails at once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -341,7 +341,12 @@ pub struct LocationCheck<'a> {
     /// Directories (as file locations' paths): what they resolve to, and the names of the
     /// links in them (none when they cannot be read).
     #[allow(clippy::type_complexity)]
-    dirs: std::cell::RefCell<HashMap<String, (Option<String>, Option<HashSet<String>>)>>,
+    dirs: std::cell::RefCell<
+        datafusion::common::HashMap<
+            String,
+            (Option<String>, Option<datafusion::common::HashSet<String>>),
+        >,
+    >,
 }
 
 impl LocationCheck<'_> {
@@ -349,7 +354,7 @@ impl LocationCheck<'_> {
     pub fn check(&self, uri: &str) -> Result<Location> {
         let loc = Location::parse(uri)?;
         if let Location::File { path } = &loc {
-            self.judge_file(path, uri)?;
+            self.judge_file(path, || uri.to_string())?;
             return Ok(loc);
         }
         if !self.allowed(&loc) {
@@ -369,21 +374,21 @@ impl LocationCheck<'_> {
     /// [`Self::check`] for a local file a listing found, by its path (a file location's, no
     /// leading `/`), without parsing a URI again.
     pub fn check_file(&self, path: &str) -> Result<()> {
-        self.judge_file(path, &format!("file:///{path}"))
+        self.judge_file(path, || format!("file:///{path}"))
     }
 
     /// A local path is judged by where it leads too: a symbolic link or `..` must not take it
-    /// out of the allowed directories or into Tarn's own.
-    fn judge_file(&self, path: &str, uri: &str) -> Result<()> {
+    /// out of the allowed directories or into Tarn's own. `uri` names it in an error.
+    fn judge_file(&self, path: &str, uri: impl Fn() -> String) -> Result<()> {
         let refused = |reason: &str| ConnectorError::LocationRefused {
-            uri: crate::location::redact(uri),
+            uri: crate::location::redact(&uri()),
             reason: reason.to_string(),
         };
         let allowed = |p: &str| self.allowed_entries().iter().any(|e| e.holds_path(p));
         let reserved = |p: &str| self.reserved_entries().iter().any(|e| e.holds_path(p));
         if !allowed(path) {
             return Err(ConnectorError::LocationNotAllowed {
-                uri: crate::location::redact(uri),
+                uri: crate::location::redact(&uri()),
             });
         }
         if reserved(path) {
@@ -391,9 +396,11 @@ impl LocationCheck<'_> {
                 "it holds Tarn's own data (data_dir, snapshot_location)",
             ));
         }
-        let real = self
-            .canonical(path)
-            .ok_or_else(|| refused("the path has '..' after a missing part"))?;
+        let real = match self.canonical(path) {
+            Some(Resolved::Same) => return Ok(()),
+            Some(Resolved::Elsewhere(real)) => real,
+            None => return Err(refused("the path has '..' after a missing part")),
+        };
         if !allowed(&real) {
             return Err(refused(&format!(
                 "it leads to file:///{real}, outside allowed_locations"
@@ -427,34 +434,56 @@ impl LocationCheck<'_> {
 
     /// [`canonical`], with each directory resolved once: a file that is not itself a link is
     /// its directory's resolved path and its name.
-    fn canonical(&self, path: &str) -> Option<String> {
+    fn canonical(&self, path: &str) -> Option<Resolved> {
         let (dir, name) = match path.rsplit_once('/') {
             Some((dir, name)) if !name.is_empty() && name != "." && name != ".." => (dir, name),
-            _ => return canonical(path),
+            _ => return Resolved::from(path, canonical(path)),
         };
         let mut dirs = self.dirs.borrow_mut();
         let (real_dir, links) = dirs
-            .entry(dir.to_string())
+            .entry_ref(dir)
             .or_insert_with(|| (canonical(dir), links_in(dir)));
         // A file that is a link (or any file, when its directory could not be read) is resolved
         // on its own.
         if links.as_ref().is_none_or(|links| links.contains(name)) {
             drop(dirs);
-            return canonical(path);
+            return Resolved::from(path, canonical(path));
         }
-        let real_dir = real_dir.clone()?;
-        Some(if real_dir.is_empty() {
+        let real_dir = real_dir.as_deref()?;
+        if real_dir == dir {
+            return Some(Resolved::Same);
+        }
+        Some(Resolved::Elsewhere(if real_dir.is_empty() {
             name.to_string()
         } else {
             format!("{real_dir}/{name}")
+        }))
+    }
+}
+
+/// Where a local path leads, resolved.
+enum Resolved {
+    /// To itself: nothing on the way is a link, `.` or `..`.
+    Same,
+    Elsewhere(String),
+}
+
+impl Resolved {
+    fn from(path: &str, real: Option<String>) -> Option<Self> {
+        real.map(|r| {
+            if r == path {
+                Self::Same
+            } else {
+                Self::Elsewhere(r)
+            }
         })
     }
 }
 
 /// The names of the links in the directory `dir` (a file location's path), from the directory
 /// itself (no `stat` per file); none when it cannot be read, or a name does not read.
-fn links_in(dir: &str) -> Option<HashSet<String>> {
-    let mut links = HashSet::new();
+fn links_in(dir: &str) -> Option<datafusion::common::HashSet<String>> {
+    let mut links = datafusion::common::HashSet::new();
     for entry in std::fs::read_dir(format!("/{dir}")).ok()? {
         let entry = entry.ok()?;
         if entry.file_type().ok()?.is_symlink() {

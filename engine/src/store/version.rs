@@ -83,32 +83,55 @@ impl Shard {
     }
 
     /// This shard with `more`'s batches after its own. Statistics arrays that cannot be joined
-    /// (their types differ) come out as NULLs, which prune nothing.
+    /// (their types differ) come out as NULLs, which prune nothing. A column's figures over the
+    /// whole are the two shards' merged (the smallest min, the largest max, the nulls added),
+    /// not gathered again over every batch; gathered only where a shard has no bound (all its
+    /// values null) or the arrays could not be joined.
     fn extended(&self, schema: &SchemaRef, more: Shard) -> Shard {
         let n = self.batches.len() + more.batches.len();
-        let join = |a: &ArrayRef, b: &ArrayRef, c: Option<usize>| -> ArrayRef {
+        let mut gather = vec![false; schema.fields().len()];
+        let mut join = |a: &ArrayRef, b: &ArrayRef, c: Option<usize>| -> ArrayRef {
             arrow::compute::concat(&[a.as_ref(), b.as_ref()]).unwrap_or_else(|_| {
+                if let Some(c) = c {
+                    gather[c] = true;
+                }
                 let t = c.map_or(DataType::UInt64, |c| schema.field(c).data_type().clone());
                 arrow::array::new_null_array(&t, n)
             })
         };
+        let mins = (0..self.mins.len())
+            .map(|c| join(&self.mins[c], &more.mins[c], Some(c)))
+            .collect();
+        let maxs = (0..self.maxs.len())
+            .map(|c| join(&self.maxs[c], &more.maxs[c], Some(c)))
+            .collect();
+        let nulls = (0..self.nulls.len())
+            .map(|c| join(&self.nulls[c], &more.nulls[c], None))
+            .collect();
+        let rows = join(&self.rows, &more.rows, None);
         let mut batches = self.batches.clone();
         batches.extend(more.batches);
         let mut shard = Shard {
             batches,
-            mins: (0..self.mins.len())
-                .map(|c| join(&self.mins[c], &more.mins[c], Some(c)))
-                .collect(),
-            maxs: (0..self.maxs.len())
-                .map(|c| join(&self.maxs[c], &more.maxs[c], Some(c)))
-                .collect(),
-            nulls: (0..self.nulls.len())
-                .map(|c| join(&self.nulls[c], &more.nulls[c], None))
-                .collect(),
-            rows: join(&self.rows, &more.rows, None),
+            mins,
+            maxs,
+            nulls,
+            rows,
             columns: Vec::new(),
         };
-        shard.columns = shard.statistics(schema);
+        let bounded = |s: &ColumnStatistics| {
+            !matches!(s.min_value, Precision::Absent) && !matches!(s.max_value, Precision::Absent)
+        };
+        shard.columns = (0..schema.fields().len())
+            .map(|c| {
+                let (a, b) = (&self.columns[c], &more.columns[c]);
+                if gather[c] || !bounded(a) || !bounded(b) {
+                    column_statistics(&shard, c, schema.field(c).data_type(), None)
+                } else {
+                    merge_column(a.clone(), b)
+                }
+            })
+            .collect();
         shard
     }
 
@@ -531,6 +554,38 @@ mod tests {
     /// A refresh that only adds files keeps the previous version's shards and deals out only
     /// the new batches; one that drops a file builds from scratch. Either way the shards hold
     /// every row once, with statistics that match them.
+    /// A shard whose column held only NULLs has no bound to merge: the column's figures are
+    /// gathered again once the added batches bring values (and stay those of every batch).
+    #[test]
+    fn a_column_of_nulls_gets_the_bounds_of_the_values_added_to_it() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let seg = |name: &str, values: Vec<Option<i64>>| {
+            let a: Int64Array = values.into_iter().collect();
+            let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(a)]).unwrap();
+            Arc::new(Segment::new(name.into(), vec![b], vec![]))
+        };
+        let a = seg("a", vec![None, None]);
+        let prev = TableVersion::build(1, schema.clone(), vec![a.clone()], Manifest::default(), 1);
+        assert_eq!(prev.shards[0].columns[0].min_value, Precision::Absent);
+        let b = seg("b", vec![Some(7), None, Some(3)]);
+        let next = TableVersion::build_on(
+            Some(&prev),
+            2,
+            schema.clone(),
+            vec![a, b],
+            Manifest::default(),
+            1,
+        );
+        let shard = &next.shards[0];
+        assert_eq!(shard.batches.len(), 2);
+        assert_eq!(shard.columns, shard.statistics(&schema));
+        assert_eq!(
+            shard.columns[0].min_value,
+            Precision::Inexact(ScalarValue::Int64(Some(3)))
+        );
+        assert_eq!(shard.columns[0].null_count, Precision::Exact(3));
+    }
+
     #[test]
     fn a_version_that_only_adds_segments_is_built_on_the_previous_shards() {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
@@ -601,6 +656,8 @@ mod tests {
             assert_eq!(shard.rows.len(), shard.batches.len());
             let nulls: usize = shard.batches.iter().map(|b| b.column(0).null_count()).sum();
             assert_eq!(shard.columns[0].null_count, Precision::Exact(nulls));
+            // Merged figures are the ones gathered again over every batch.
+            assert_eq!(shard.columns, shard.statistics(&schema));
         }
         let bounds = |v: &TableVersion| {
             v.column_bounds()

@@ -5,7 +5,8 @@
 //! same deletion vector) and size; last-modified is not compared, since replication does not keep
 //! it.
 
-use std::collections::{HashMap, HashSet};
+// hashbrown with its fast hash: a refresh beside 10,000 files hashes each name three times.
+use datafusion::common::{HashMap, HashSet};
 
 use tarn_connectors::listing::FileEntry;
 
@@ -60,24 +61,23 @@ pub fn diff(listed: &[&FileEntry], loaded: Option<Loaded<'_>>) -> FileDiff {
         };
     };
     let mut d = FileDiff::default();
-    let loaded_files: HashMap<&str, &FileEntry> =
-        loaded.files.iter().map(|f| (f.uri.as_str(), f)).collect();
-    let reusable_segments: HashMap<&str, (usize, u64)> = match loaded.reusable {
-        true => loaded
-            .segments
-            .iter()
-            .enumerate()
-            .map(|(i, (file, rows))| (*file, (i, *rows)))
-            .collect(),
-        false => HashMap::new(),
-    };
+    let mut loaded_files: HashMap<&str, &FileEntry> = HashMap::with_capacity(loaded.files.len());
+    loaded_files.extend(loaded.files.iter().map(|f| (f.uri.as_str(), f)));
+    let mut reusable_segments: HashMap<&str, (usize, u64)> = HashMap::new();
+    if loaded.reusable {
+        reusable_segments.reserve(loaded.segments.len());
+        reusable_segments.extend(
+            (loaded.segments.iter().enumerate()).map(|(i, (file, rows))| (*file, (i, *rows))),
+        );
+    }
     let unchanged = |f: &FileEntry| {
         loaded.reusable
             && loaded_files
                 .get(f.uri.as_str())
                 .is_some_and(|p| p.etag == f.etag && p.size == f.size)
     };
-    let listed_uris: HashSet<&str> = listed.iter().map(|f| f.uri.as_str()).collect();
+    let mut listed_uris: HashSet<&str> = HashSet::with_capacity(listed.len());
+    listed_uris.extend(listed.iter().map(|f| f.uri.as_str()));
     for (file, rows) in loaded.segments {
         if !listed_uris.contains(file) {
             d.files_removed += 1;

@@ -153,7 +153,7 @@ pub async fn delta_snapshot(
         .await
         .map_err(|e| super::read::read_error(&def.key, e, route))?;
     for f in &mut snap.manifest.files {
-        f.uri = route.logical(&f.uri);
+        route.make_logical(&mut f.uri);
     }
     Ok(snap)
 }
@@ -196,7 +196,7 @@ pub async fn list_files(
         .await?;
         let checker = object_stores.checker();
         for f in &mut found {
-            f.uri = route.logical(&f.uri);
+            route.make_logical(&mut f.uri);
             // A local file is judged by where it leads (a link out of the allowed directory).
             if matches!(loc, Location::File { .. }) {
                 checker.check_file(&f.key)?;
@@ -210,8 +210,11 @@ pub async fn list_files(
         }
         files.extend(found.into_iter().map(|f| (store.clone(), f)));
     }
-    files.sort_by(|a, b| a.1.uri.cmp(&b.1.uri));
-    files.dedup_by(|a, b| a.1.uri == b.1.uri);
+    // One location's listing comes sorted already.
+    if !files.is_sorted_by(|a, b| a.1.uri < b.1.uri) {
+        files.sort_by(|a, b| a.1.uri.cmp(&b.1.uri));
+        files.dedup_by(|a, b| a.1.uri == b.1.uri);
+    }
     Ok(files)
 }
 

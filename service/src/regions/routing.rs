@@ -20,9 +20,17 @@ pub struct Route {
 impl Route {
     /// The name a file read through this route is known by.
     pub fn logical(&self, uri: &str) -> String {
-        match uri.strip_prefix(&self.read_prefix) {
-            Some(rest) if self.replicated => format!("{}{rest}", self.logical_prefix),
-            _ => uri.to_string(),
+        let mut uri = uri.to_string();
+        self.make_logical(&mut uri);
+        uri
+    }
+
+    /// [`Self::logical`] in place: a name that stays as it is, is not copied.
+    pub fn make_logical(&self, uri: &mut String) {
+        if self.replicated
+            && let Some(rest) = uri.strip_prefix(&self.read_prefix)
+        {
+            *uri = format!("{}{rest}", self.logical_prefix);
         }
     }
 }
