@@ -93,8 +93,14 @@ fn list_local(loc: &Location, prefix: &str) -> Result<Vec<FileEntry>> {
                 Err(e) => return Err(local_error(&dir, e)),
             }
         }
-        let dir_location = Path::from_absolute_path(&dir).ok();
-        let found = on_every_core(&entries, |e| look_at(loc, dir_location.as_ref(), e));
+        let prefixes = Path::from_absolute_path(&dir)
+            .ok()
+            .filter(|p| !p.as_ref().is_empty())
+            .map(|p| DirPrefixes {
+                uri: loc.object_uri(p.as_ref()),
+                key: p.as_ref().to_string(),
+            });
+        let found = on_every_core(&entries, |e| look_at(loc, prefixes.as_ref(), e));
         for f in found {
             match f? {
                 Found::File(entry) => out.push(entry),
@@ -122,10 +128,16 @@ enum Found {
     Nothing,
 }
 
-/// An entry of a local directory (whose location `dir` is, when it parses): a file (its
+/// A local directory's key and URI, which a plain name's are followed by.
+struct DirPrefixes {
+    key: String,
+    uri: String,
+}
+
+/// An entry of a local directory (whose key and URI are `dir`, when it parses): a file (its
 /// metadata as the store's), a directory to read, or nothing listed (a broken link, a special
 /// file, one of the store's uploads).
-fn look_at(loc: &Location, dir: Option<&Path>, entry: &std::fs::DirEntry) -> Result<Found> {
+fn look_at(loc: &Location, dir: Option<&DirPrefixes>, entry: &std::fs::DirEntry) -> Result<Found> {
     let Ok(kind) = entry.file_type() else {
         return Ok(Found::Nothing);
     };
@@ -149,13 +161,21 @@ fn look_at(loc: &Location, dir: Option<&Path>, entry: &std::fs::DirEntry) -> Res
         return Ok(Found::Nothing);
     }
     let name = entry.file_name();
-    let location = match (dir, name.to_str()) {
-        // Such a name is the same in a key as on disk.
-        (Some(dir), Some(name)) if is_plain(name) => dir.clone().join(name),
-        _ => match Path::from_absolute_path(entry.path()) {
-            Ok(l) => l,
-            Err(_) => return Ok(Found::Nothing),
-        },
+    if let (Some(dir), Some(name)) = (dir, name.to_str())
+        && is_plain(name)
+    {
+        // Such a name is the same in a key and a URI as on disk, and is not an upload.
+        let (last_modified, size, etag) = local_figures(&metadata);
+        return Ok(Found::File(FileEntry {
+            uri: format!("{}/{name}", dir.uri),
+            key: format!("{}/{name}", dir.key),
+            size,
+            etag: Some(etag),
+            last_modified,
+        }));
+    }
+    let Ok(location) = Path::from_absolute_path(entry.path()) else {
+        return Ok(Found::Nothing);
     };
     if !is_valid_file_path(&location) {
         return Ok(Found::Nothing);
@@ -163,11 +183,11 @@ fn look_at(loc: &Location, dir: Option<&Path>, entry: &std::fs::DirEntry) -> Res
     Ok(Found::File(to_entry(loc, local_meta(location, &metadata))))
 }
 
-/// A file name made only of letters, digits, `-`, `_` and `.` (and not `.` or `..`).
+/// A file name made only of letters, digits, `-`, `_` and `.` (and not `.` or `..`), and not
+/// `n`: in the directory `/p/<x>` that name would make `<x>` a pre-authenticated request's
+/// token, which a URI hides.
 fn is_plain(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
+    !matches!(name, "" | "." | ".." | "n")
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -207,6 +227,18 @@ fn on_every_core<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> V
 /// What the object store for local files says of a file: its size, modification time and ETag
 /// (inode, modification time in microseconds, size, in hex).
 fn local_meta(location: Path, metadata: &std::fs::Metadata) -> object_store::ObjectMeta {
+    let (last_modified, size, etag) = local_figures(metadata);
+    object_store::ObjectMeta {
+        location,
+        last_modified,
+        size,
+        e_tag: Some(etag),
+        version: None,
+    }
+}
+
+/// A local file's modification time, size and ETag, as [`local_meta`] has them.
+fn local_figures(metadata: &std::fs::Metadata) -> (chrono::DateTime<chrono::Utc>, u64, String) {
     use std::os::unix::fs::MetadataExt;
     let modified = metadata
         .modified()
@@ -216,13 +248,11 @@ fn local_meta(location: Path, metadata: &std::fs::Metadata) -> object_store::Obj
         .unwrap_or_default()
         .as_micros();
     let (inode, size) = (metadata.ino(), metadata.len());
-    object_store::ObjectMeta {
-        location,
-        last_modified: modified.into(),
+    (
+        modified.into(),
         size,
-        e_tag: Some(format!("{inode:x}-{micros:x}-{size:x}")),
-        version: None,
-    }
+        format!("{inode:x}-{micros:x}-{size:x}"),
+    )
 }
 
 /// The object store's rule for local files: a name ending in `#` and digits is one of its
@@ -396,6 +426,7 @@ mod tests {
                 0 => format!("part-{i:05}.parquet"),
                 1 => format!("%4{i}.csv"),
                 2 => format!("a={i}.csv"),
+                3 if i == 3 => "n".to_string(),
                 3 => format!(".{i}"),
                 4 => format!("up#{i}"),
                 _ => format!("{i}"),
@@ -418,7 +449,10 @@ mod tests {
         theirs.sort_by(|a, b| a.key.cmp(&b.key));
         let shown = |v: &[FileEntry]| -> Vec<String> {
             v.iter()
-                .map(|f| format!("{} {} {:?} {}", f.key, f.size, f.etag, f.last_modified))
+                .map(|f| {
+                    let (uri, key) = (&f.uri, &f.key);
+                    format!("{uri} {key} {} {:?} {}", f.size, f.etag, f.last_modified)
+                })
                 .collect()
         };
         assert_eq!(shown(&ours), shown(&theirs));

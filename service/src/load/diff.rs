@@ -60,6 +60,57 @@ pub fn diff(listed: &[&FileEntry], loaded: Option<Loaded<'_>>) -> FileDiff {
             ..Default::default()
         };
     };
+    diff_sorted(listed, loaded).unwrap_or_else(|| diff_hashed(listed, loaded))
+}
+
+/// [`diff`] as one walk down both lists, when both are sorted by URI and the loaded segments
+/// are the loaded files, in order (as a listing's are): no name is hashed. `None` otherwise.
+fn diff_sorted(listed: &[&FileEntry], loaded: Loaded<'_>) -> Option<FileDiff> {
+    let (files, segments) = (loaded.files, loaded.segments);
+    let aligned =
+        files.len() == segments.len() && files.iter().zip(segments).all(|(f, (s, _))| f.uri == *s);
+    if !loaded.reusable
+        || !aligned
+        || !listed.is_sorted_by(|a, b| a.uri < b.uri)
+        || !files.is_sorted_by(|a, b| a.uri < b.uri)
+    {
+        return None;
+    }
+    let mut d = FileDiff::default();
+    let mut j = 0;
+    let remove_below = |d: &mut FileDiff, j: &mut usize, uri: Option<&str>| {
+        while *j < files.len() && uri.is_none_or(|u| files[*j].uri.as_str() < u) {
+            d.files_removed += 1;
+            d.rows_removed += segments[*j].1;
+            *j += 1;
+        }
+    };
+    for f in listed {
+        remove_below(&mut d, &mut j, Some(&f.uri));
+        match files.get(j).filter(|p| p.uri == f.uri) {
+            Some(p) if p.etag == f.etag && p.size == f.size => {
+                d.files_reused += 1;
+                d.plan.push(Some(j));
+                j += 1;
+                continue;
+            }
+            Some(_) => {
+                d.files_changed += 1;
+                d.rows_removed += segments[j].1;
+                j += 1;
+            }
+            None => d.files_added += 1,
+        }
+        d.bytes_to_read += f.size;
+        d.plan.push(None);
+    }
+    remove_below(&mut d, &mut j, None);
+    d.unchanged = d.files_added + d.files_changed + d.files_removed == 0;
+    Some(d)
+}
+
+/// [`diff`] by looking every name up: any order, any segments.
+fn diff_hashed(listed: &[&FileEntry], loaded: Loaded<'_>) -> FileDiff {
     let mut d = FileDiff::default();
     let mut loaded_files: HashMap<&str, &FileEntry> = HashMap::with_capacity(loaded.files.len());
     loaded_files.extend(loaded.files.iter().map(|f| (f.uri.as_str(), f)));
@@ -123,6 +174,16 @@ pub fn diff(listed: &[&FileEntry], loaded: Option<Loaded<'_>>) -> FileDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::diff`], checked against the diff that looks every name up wherever the walk
+    /// down sorted lists applies.
+    fn diff(listed: &[&FileEntry], loaded: Option<Loaded<'_>>) -> FileDiff {
+        let d = super::diff(listed, loaded);
+        if let Some(loaded) = loaded {
+            assert_eq!(d, diff_hashed(listed, loaded));
+        }
+        d
+    }
 
     fn file(uri: &str, etag: &str, size: u64) -> FileEntry {
         FileEntry {
@@ -196,6 +257,60 @@ mod tests {
         assert!(!d.unchanged);
         assert_eq!((d.files_removed, d.rows_removed), (1, 300));
         assert_eq!(d.to_read(), Vec::<usize>::new());
+    }
+
+    /// Lists that are not sorted, or segments that are not the files in order, are diffed by
+    /// name; sorted ones by the walk, with the same answer.
+    #[test]
+    fn sorted_lists_are_walked_and_others_looked_up() {
+        let loaded_files = [
+            file("s3://b/a", "1", 10),
+            file("s3://b/c", "1", 30),
+            file("s3://b/e", "1", 50),
+        ];
+        let segments = [("s3://b/a", 1), ("s3://b/c", 3), ("s3://b/e", 5)];
+        let loaded = Loaded {
+            files: &loaded_files,
+            segments: &segments,
+            reusable: true,
+        };
+        let (b, c2, f) = (
+            file("s3://b/b", "1", 20),
+            file("s3://b/c", "2", 31),
+            file("s3://b/f", "1", 60),
+        );
+        // a kept, b added, c changed, e removed, f added.
+        let listed = [&loaded_files[0], &b, &c2, &f];
+        assert!(diff_sorted(&listed, loaded).is_some());
+        let d = diff(&listed, Some(loaded));
+        assert_eq!(d.plan, vec![Some(0), None, None, None]);
+        assert_eq!(
+            (
+                d.files_added,
+                d.files_changed,
+                d.files_removed,
+                d.files_reused
+            ),
+            (2, 1, 1, 1)
+        );
+        assert_eq!((d.rows_removed, d.bytes_to_read), (3 + 5, 20 + 31 + 60));
+
+        // Out of order: looked up, the same answer in the listing's order.
+        let shuffled = [&f, &loaded_files[0], &c2, &b];
+        assert!(diff_sorted(&shuffled, loaded).is_none());
+        let d = diff(&shuffled, Some(loaded));
+        assert_eq!(d.plan, vec![None, Some(0), None, None]);
+        assert_eq!((d.files_removed, d.rows_removed), (1, 3 + 5));
+
+        // Segments that are not the files in order (one file's rows in none): looked up.
+        let fewer = [("s3://b/a", 1), ("s3://b/e", 5)];
+        let other = Loaded {
+            segments: &fewer,
+            ..loaded
+        };
+        assert!(diff_sorted(&listed, other).is_none());
+        let d = diff(&listed, Some(other));
+        assert_eq!(d.plan, vec![Some(0), None, None, None]);
     }
 
     #[test]
