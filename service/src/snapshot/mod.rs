@@ -37,7 +37,7 @@ use tracing::warn;
 
 use crate::error::{Result, ServiceError};
 use format::{
-    Meta, SegmentMeta, chunk_crcs, decode_ipc, definition_crc, hex, ipc_bytes, map_file,
+    Meta, SegmentMeta, chunk_crcs, decode_ipc, definition_crc, hex, ipc_bytes, map_checked,
     name_of_path, reading_crc, redacted, restored_key, stats_batch, stats_from_batch, stats_name,
     table_dir, unhex,
 };
@@ -442,24 +442,31 @@ async fn read_segment(
     schema: arrow::datatypes::SchemaRef,
     file: String,
 ) -> std::result::Result<Segment, String> {
-    let data = match &local {
-        // Mapped, not copied: snapshot files never change once written.
-        // Mapping populates the pages, a read from the disk: on the blocking pool, not on a
-        // thread that serves requests.
+    let (data, checked) = match &local {
+        // Mapped, not copied: snapshot files never change once written. Mapping reads the
+        // pages from the disk, checked as they come: on the blocking pool, not on a thread that
+        // serves requests.
         Some(file) => {
-            let file = file.clone();
-            tokio::task::spawn_blocking(move || map_file(&file))
+            let (file, size, crcs) = (file.clone(), s.size, s.crc32.clone());
+            let mapped = tokio::task::spawn_blocking(move || map_checked(&file, size, &crcs))
                 .await
                 .map_err(|e| format!("segment {}: {e}", s.name))?
-                .map_err(|e| format!("segment {} is missing: {e}", s.name))?
+                .map_err(|e| format!("segment {} is missing: {e}", s.name))?;
+            match mapped {
+                Some(data) => (data, true),
+                None => return Err(format!("segment {} is corrupt (size or checksum)", s.name)),
+            }
         }
-        None => store
-            .get(&path)
-            .await
-            .map_err(|e| format!("segment {} is missing: {e}", s.name))?
-            .bytes()
-            .await
-            .map_err(|e| format!("segment {}: {e}", s.name))?,
+        None => (
+            store
+                .get(&path)
+                .await
+                .map_err(|e| format!("segment {} is missing: {e}", s.name))?
+                .bytes()
+                .await
+                .map_err(|e| format!("segment {}: {e}", s.name))?,
+            false,
+        ),
     };
     // Its statistics, when intact; else they are computed again from the rows.
     let stats_bytes: Option<Bytes> = match (s.stats_crc, &local) {
@@ -478,7 +485,7 @@ async fn read_segment(
     .filter(|b| Some(crc32fast::hash(b)) == s.stats_crc);
     let s = s.clone();
     tokio::task::spawn_blocking(move || {
-        if data.len() as u64 != s.size || chunk_crcs(&data) != s.crc32 {
+        if !checked && (data.len() as u64 != s.size || chunk_crcs(&data) != s.crc32) {
             return Err(format!("segment {} is corrupt (size or checksum)", s.name));
         }
         let (seg_schema, batches) =
