@@ -331,8 +331,7 @@ pub(super) fn map_checked(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .all(|ok| ok)
+            .all(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
     });
     Ok(intact.then(|| Bytes::from_owner(map)))
 }
