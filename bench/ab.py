@@ -1,6 +1,8 @@
 """Drives bench/ab.sh: see that script."""
+import atexit
 import math
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -32,6 +34,8 @@ def start(binary, port, parquet, timed=False):
     """A server with the eight tables loaded and placed; answers it and its load time (and, when
     `timed`, the time until the rows were placed)."""
     work = tempfile.mkdtemp()
+    # Gone when this script ends, however it ends (servers here write snapshots into it).
+    atexit.register(shutil.rmtree, work, True)
     open(os.path.join(work, "tarn.toml"), "w").write(f'allowed_locations = ["file://{parquet}/"]\n')
     t = tpch.Tarn(binary, port, work, dict(os.environ))
     t.sql("CREATE DATABASE `default`")

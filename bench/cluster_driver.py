@@ -9,8 +9,10 @@ the same tables over the same files, plainly (no placement key, columns inferred
 off in both (the comparison is of loading and querying). Writes `cluster-sf<N>.json` and `.md`
 to RESULTS_DIR and exits non-zero when an answer differs between the two.
 """
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +61,8 @@ def main():
     os.makedirs(results, exist_ok=True)
     qs = queries()
     work = tempfile.mkdtemp()
+    # Gone when this script ends, however it ends (servers here write snapshots into it).
+    atexit.register(shutil.rmtree, work, True)
     open(os.path.join(work, "tarn.toml"), "w").write(f'allowed_locations = ["file://{data}/"]\n')
     out = {"workers": WORKERS, "runs": runs}
 

@@ -11,6 +11,7 @@ the same pyarrow.flight client and by ADBC. For each: wall time, rows/s, the ser
 where the client is the limit, the server's own rate shows), the clients' CPU seconds, and the
 server's resident memory at its peak during the fetch above what it held before. Writes RESULTS_DIR/doors-sf<N>.{json,md}.
 """
+import atexit
 import datetime
 import json
 import os
@@ -98,6 +99,8 @@ def main():
     parquet = os.path.join(data, "parquet")
     sf = os.path.basename(data.rstrip("/")).removeprefix("sf")
     work = tempfile.mkdtemp()
+    # Gone when this script ends, however it ends (servers here write snapshots into it).
+    atexit.register(shutil.rmtree, work, True)
     open(os.path.join(work, "tarn.toml"), "w").write(f'allowed_locations = ["file://{parquet}/"]\n')
     env = with_token()
     env["TARN_MYSQL_LISTEN"] = f"127.0.0.1:{mysql_port}"

@@ -5,12 +5,14 @@
 DATA_DIR holds `parquet/<table>.parquet`. Writes `tpch-sf<N>.json`, `.md` and `.png` to
 RESULTS_DIR, and exits non-zero when an answer differs between the engines.
 """
+import atexit
 import datetime
 import json
 import math
 import os
 import platform
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -171,6 +173,8 @@ def main():
     os.makedirs(results, exist_ok=True)
     qs = queries()
     work = tempfile.mkdtemp()
+    # Gone when this script ends, however it ends (servers here write snapshots into it).
+    atexit.register(shutil.rmtree, work, True)
     qfile = os.path.join(work, "queries.json")
     json.dump(qs, open(qfile, "w"))
     sf = os.path.basename(data.rstrip("/")).removeprefix("sf")
