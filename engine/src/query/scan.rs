@@ -25,7 +25,10 @@ use datafusion::common::{ColumnStatistics, Result, ScalarValue, Statistics};
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::source::{DataSource, DataSourceExec};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::expressions::{DynamicFilterPhysicalExpr, Literal};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{
+    BinaryExpr, CaseExpr, DynamicFilterPhysicalExpr, Literal,
+};
 use datafusion::physical_expr::projection::ProjectionExprs;
 use datafusion::physical_expr::utils::conjunction;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -414,7 +417,7 @@ impl RuntimeFilter {
                 })
                 .ok()
             });
-        self.current = Some(snapshot);
+        self.current = Some(any_partition(snapshot));
         self.filter_rows = true;
         self.rows_in = 0;
         self.rows_out = 0;
@@ -445,6 +448,38 @@ impl RuntimeFilter {
         }
         Ok(out)
     }
+}
+
+/// A partitioned join's filter, `CASE <the row's partition> WHEN 0 THEN f0 WHEN 1 THEN f1 ...
+/// ELSE e END`, as `f0 OR f1 OR ... OR e` for the scan's rows (batches are pruned with the filter
+/// as it is). A row the CASE keeps, some branch keeps, so the disjunction keeps it too; it keeps
+/// some rows more (those another partition's keys hold), which the join drops as it would have.
+/// It spares every row's partition hash and the CASE's gathering of each branch's rows: on TPC-H
+/// SF3's Q17, whose semi join goes partitioned, the lineitem scan under that filter took 472 ms
+/// where the same scan under a one-partition join's filter took 75.
+fn any_partition(expr: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
+    expr.clone()
+        .transform_up(|e| {
+            let Some(case) = e.downcast_ref::<CaseExpr>() else {
+                return Ok(Transformed::no(e));
+            };
+            let routed = case.expr().is_some()
+                && (case.when_then_expr().iter())
+                    .all(|(w, _)| w.downcast_ref::<Literal>().is_some());
+            if !routed {
+                return Ok(Transformed::no(e));
+            }
+            let branches = (case.when_then_expr().iter().map(|(_, then)| then.clone()))
+                .chain(case.else_expr().cloned());
+            Ok(
+                match branches.reduce(|a, b| Arc::new(BinaryExpr::new(a, Operator::Or, b))) {
+                    Some(any) => Transformed::yes(any),
+                    None => Transformed::no(e),
+                },
+            )
+        })
+        .map(|t| t.data)
+        .unwrap_or(expr)
 }
 
 /// Scans of at least this many batches per partition read their first batch in
@@ -529,6 +564,62 @@ impl ShardReader {
         }
         self.output_rows.add(batch.num_rows());
         Ok(Some(batch))
+    }
+}
+
+#[cfg(test)]
+mod any_partition_tests {
+    use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::PhysicalExpr;
+    use datafusion::physical_expr::expressions::{CaseExpr, Column, binary, lit};
+    use std::sync::Arc;
+
+    use super::any_partition;
+
+    /// A partitioned join's filter becomes the disjunction of its branches: every row the CASE
+    /// keeps is kept, a row another partition's branch holds is kept too, and no CASE is left.
+    #[test]
+    fn a_partitioned_filter_keeps_every_row_of_any_partition() {
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let a = Arc::new(Column::new("a", 0)) as Arc<dyn PhysicalExpr>;
+        let eq = |v: i64| binary(a.clone(), Operator::Eq, lit(v), &schema).unwrap();
+        let route = binary(a.clone(), Operator::Modulo, lit(2i64), &schema).unwrap();
+        // Partition 0 holds 2 and 3 (3 routes to partition 1, so the CASE never keeps it).
+        let case = Arc::new(
+            CaseExpr::try_new(
+                Some(route),
+                vec![
+                    (
+                        lit(0i64),
+                        binary(eq(2), Operator::Or, eq(3), &schema).unwrap(),
+                    ),
+                    (lit(1i64), eq(5)),
+                ],
+                Some(lit(false)),
+            )
+            .unwrap(),
+        ) as Arc<dyn PhysicalExpr>;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter(
+                (0..8).map(Some).chain([None]),
+            ))],
+        )
+        .unwrap();
+        let kept = |e: &Arc<dyn PhysicalExpr>| -> Vec<usize> {
+            let m = e.evaluate(&batch).unwrap().into_array(9).unwrap();
+            let m = m.as_boolean();
+            (0..9).filter(|&i| m.is_valid(i) && m.value(i)).collect()
+        };
+        let any = any_partition(case.clone());
+        assert!(!any.to_string().contains("CASE"), "{any}");
+        assert_eq!(kept(&case), vec![2, 5]);
+        assert_eq!(kept(&any), vec![2, 3, 5]);
+        // Anything else stays as it is.
+        let plain = eq(4);
+        assert_eq!(any_partition(plain.clone()).to_string(), plain.to_string());
     }
 }
 
