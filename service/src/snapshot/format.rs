@@ -75,22 +75,43 @@ pub(super) fn stats_name(name: &str) -> String {
 /// Checksummed piece of a segment file.
 pub(super) const CHUNK: usize = 16 << 20;
 
+/// The CRC-32 of each [`CHUNK`] of `data`, on every core.
 pub(super) fn chunk_crcs(data: &[u8]) -> Vec<u32> {
-    let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let per = chunks.len().div_ceil(threads).max(1);
+    chunk_crcs_after(data, |_, _| {})
+}
+
+/// The CRC-32 of each [`CHUNK`] of `data`, the chunks dealt out over the cores in turn;
+/// `read_in(start, end)` runs on each chunk's range before its checksum, on the same thread.
+fn chunk_crcs_after(data: &[u8], read_in: impl Fn(usize, usize) + Sync) -> Vec<u32> {
+    let chunks = data.len().div_ceil(CHUNK);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(chunks)
+        .max(1);
+    let read_in = &read_in;
+    let mut crcs = vec![0; chunks];
     std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .chunks(per)
-            .map(|group| {
-                s.spawn(move || group.iter().map(|c| crc32fast::hash(c)).collect::<Vec<_>>())
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..chunks)
+                        .step_by(threads)
+                        .map(|i| {
+                            let (start, end) = (i * CHUNK, ((i + 1) * CHUNK).min(data.len()));
+                            read_in(start, end);
+                            (i, crc32fast::hash(&data[start..end]))
+                        })
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("checksum thread"))
-            .collect()
-    })
+        for h in handles {
+            for (i, crc) in h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)) {
+                crcs[i] = crc;
+            }
+        }
+    });
+    crcs
 }
 
 /// Per-batch statistics as one row each: `min_<i>`, `max_<i>`, `nulls_<i>` per column, `rows`.
@@ -291,8 +312,9 @@ pub(super) fn decode_ipc(
 }
 
 /// Maps the segment file at `path` and checks it against `crcs` (one per [`CHUNK`]) as it comes
-/// in from the disk: the chunks are dealt out over the cores in turn, and each thread reads its
-/// chunk's pages in (`MADV_POPULATE_READ`, where the kernel has it) and then checks them, so one
+/// in from the disk: the chunks are dealt out over the cores in turn ([`chunk_crcs_after`]), and
+/// each thread reads its chunk's pages in (`MADV_POPULATE_READ`, where the kernel has it) and
+/// then checks them, so one
 /// thread's checksum runs while another's read waits on the disk, and the disk sees a read or
 /// two at a time along the file. `None` when the size or a checksum does not hold; an error
 /// when the file cannot be mapped.
@@ -309,30 +331,10 @@ pub(super) fn map_checked(
     // SAFETY: segment files are written once under a fresh name and never modified afterwards
     // (only deleted, which a mapping survives).
     let map = unsafe { memmap2::MmapOptions::new().map(&file)? };
-    let chunks = map.len().div_ceil(CHUNK);
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(chunks)
-        .max(1);
-    let map_ref = &map;
-    let intact = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    (t..chunks).step_by(threads).all(|i| {
-                        let (start, end) = (i * CHUNK, ((i + 1) * CHUNK).min(map_ref.len()));
-                        // Not all kernels have it: the checksum then faults the pages in.
-                        let _ =
-                            map_ref.advise_range(memmap2::Advice::PopulateRead, start, end - start);
-                        crc32fast::hash(&map_ref[start..end]) == crcs[i]
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .all(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-    });
+    let intact = chunk_crcs_after(&map, |start, end| {
+        // Not all kernels have it: the checksum then faults the pages in.
+        let _ = map.advise_range(memmap2::Advice::PopulateRead, start, end - start);
+    }) == crcs;
     Ok(intact.then(|| Bytes::from_owner(map)))
 }
 

@@ -475,7 +475,7 @@ async fn read_segment(
             .ok()
             .map(Bytes::from),
         (Some(_), None) => {
-            let path = ObjectPath::from(format!("{path}.stats"));
+            let path = ObjectPath::from(stats_name(path.as_ref()));
             match store.get(&path).await {
                 Ok(r) => r.bytes().await.ok(),
                 Err(_) => None,
